@@ -1,0 +1,264 @@
+"""Configuration: `feedsvc.toml`, overridden key by key by `FEEDSVC_<SECTION>__<KEY>` environment variables.
+
+Relative paths are resolved against the folder of the config file (or the current folder when the value
+comes from the environment or there is no file), so a config works from wherever feedsvc is started.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from datetime import time
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from feedsvc.resources import bundled_path
+
+CONFIG_ENV = "FEEDSVC_CONFIG"
+CONFIG_FILENAME = "feedsvc.toml"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the key and the problem."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SiteSettings(_Section):
+    title: str = "My blog"
+    url: str = Field(description="Public base URL of the blog, e.g. https://example.org")
+    description: str = ""
+    language: str = "en"
+    timezone: str = "UTC"
+    author: str = ""
+    author_email: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _absolute_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")) or "://" not in value or len(value) < 11:
+            raise ValueError("must be an absolute http(s) URL such as https://example.org")
+        return value.rstrip("/")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {value!r} (use an IANA name such as Asia/Jakarta)") from None
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class PostsSettings(_Section):
+    dir: Path = Path("posts")
+    # Placeholders: {site_url} {slug} {year} {month} {day}
+    url_pattern: str = "{site_url}/{slug}/"
+    # Relative link prefix (as written in posts) -> absolute URL prefix, e.g. "../../assets/" -> "https://example.org/assets/"
+    asset_urls: dict[str, str] = Field(default_factory=dict)
+    # Relative link prefix -> folder on disk, so `feedsvc check` can tell whether an image exists
+    asset_dirs: dict[str, Path] = Field(default_factory=dict)
+    max_file_bytes: int = 5 * 1024 * 1024
+    extensions: list[str] = Field(default_factory=lambda: [".md", ".markdown", ".txt"])
+
+
+class FeedsSettings(_Section):
+    output_dir: Path = Path("public")
+    items: int = Field(20, ge=1, le=1000)
+    websub_hub: str = ""
+
+
+class StoreSettings(_Section):
+    dir: Path = Path("subscribers")
+    # Empty: SQLite at {dir}/feedsvc.db. Otherwise any SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db
+    url: str = ""
+
+    @property
+    def database_url(self) -> str:
+        return self.url or f"sqlite:///{self.dir / 'feedsvc.db'}"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.dir / "outbox"
+
+
+class MailSettings(_Section):
+    # Empty: mail goes into the Maildir {store.dir}/outbox. smtp://user:pass@host:587 (STARTTLS) or smtps://…:465
+    smtp_url: str = ""
+    from_address: str = "feedsvc@localhost"
+    from_name: str = ""
+    reply_to: str = ""
+    connections: int = Field(4, ge=1, le=64)
+    rate_limit: float = Field(0.0, ge=0, description="messages per second over all connections; 0 = unlimited")
+    messages_per_connection: int = Field(100, ge=1)
+    timeout: float = Field(30.0, gt=0)
+    max_attempts: int = Field(8, ge=1)
+    retry_base_seconds: float = Field(60.0, ge=0)
+    batch_size: int = Field(200, ge=1)
+    templates_dir: Path | None = None
+    dkim_selector: str = ""
+    dkim_domain: str = ""
+    dkim_key_file: Path | None = None
+
+
+class DigestSettings(_Section):
+    daily_time: time = time(8, 0)
+    weekly_day: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = "mon"
+    weekly_time: time = time(8, 0)
+    # Past this many bytes of HTML a digest shows summaries and links instead of full posts (Gmail clips at 102 KB).
+    html_budget_bytes: int = 90_000
+
+
+class WebSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    # Base URL of this service as readers reach it (links in mails). Empty: http://{host}:{port}
+    public_url: str = ""
+    # Signs confirmation/unsubscribe tokens. Empty: generated once into {store.dir}/secret.key
+    secret_key: str = ""
+    admin_token: str = ""
+    confirm_token_max_age: int = 7 * 24 * 3600
+    subscribe_rate_per_client: int = Field(10, ge=1, description="subscribe requests per client per hour")
+    subscribe_rate_per_address: int = Field(3, ge=1, description="confirmation mails per address per hour")
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+class SchedulerSettings(_Section):
+    watch: Literal["events", "poll"] = "events"
+    poll_interval: float = Field(2.0, gt=0)
+    debounce_ms: int = Field(150, ge=0)
+    drain_interval: float = Field(5.0, gt=0)
+
+
+class LogSettings(_Section):
+    level: str = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FEEDSVC_", env_nested_delimiter="__", extra="forbid")
+
+    site: SiteSettings
+    posts: PostsSettings = Field(default_factory=PostsSettings)
+    feeds: FeedsSettings = Field(default_factory=FeedsSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    mail: MailSettings = Field(default_factory=MailSettings)
+    digest: DigestSettings = Field(default_factory=DigestSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    # Where the values came from: the config file, or None when running on the bundled example site defaults.
+    config_path: Path | None = Field(default=None, exclude=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's values arrive as init kwargs; the environment overrides them key by key.
+        return env_settings, init_settings
+
+
+_PATH_KEYS = {
+    ("posts", "dir"),
+    ("feeds", "output_dir"),
+    ("store", "dir"),
+    ("mail", "templates_dir"),
+    ("mail", "dkim_key_file"),
+}
+
+
+def find_config(explicit: Path | str | None = None) -> Path | None:
+    """The config file to use: --config, else $FEEDSVC_CONFIG, else ./feedsvc.toml, else None (example site)."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV])
+    local = Path.cwd() / CONFIG_FILENAME
+    return local if local.is_file() else None
+
+
+def example_config_path() -> Path:
+    return bundled_path("examples") / CONFIG_FILENAME
+
+
+def load_settings(path: Path | str | None = None) -> Settings:
+    """Load and validate the configuration; raise ConfigError with a message naming the bad key."""
+    config_path = find_config(path)
+    source = config_path or example_config_path()
+    try:
+        raw = tomllib.loads(source.read_text(encoding="utf-8-sig"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {source} does not exist (run `feedsvc init` to write one)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {source} cannot be read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {source} is not valid TOML: {exc}") from None
+    # Paths in the file are relative to the file; a run on the bundled example site keeps its feeds and
+    # data in the current folder, never inside the package.
+    _resolve_paths(raw, source.resolve().parent, None if config_path else Path.cwd())
+    try:
+        settings = Settings(**raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None
+    _resolve_env_paths(settings)
+    settings.config_path = config_path
+    return settings
+
+
+_OUTPUT_KEYS = {("feeds", "output_dir"), ("store", "dir")}
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path, output_base: Path | None) -> None:
+    for section, key in _PATH_KEYS:
+        value = raw.get(section, {}).get(key)
+        if isinstance(value, str) and value:
+            anchor = output_base if output_base and (section, key) in _OUTPUT_KEYS else base
+            raw[section][key] = str(_absolute(Path(value).expanduser(), anchor))
+    asset_dirs = raw.get("posts", {}).get("asset_dirs")
+    if isinstance(asset_dirs, dict):
+        raw["posts"]["asset_dirs"] = {k: str(_absolute(Path(v), base)) for k, v in asset_dirs.items()}
+
+
+def _resolve_env_paths(settings: Settings) -> None:
+    # Values from the environment (or defaults) that are still relative are taken from the current folder.
+    cwd = Path.cwd()
+    for section, key in _PATH_KEYS:
+        part = getattr(settings, section)
+        value = getattr(part, key)
+        if isinstance(value, Path) and not value.is_absolute():
+            setattr(part, key, _absolute(value, cwd))
+
+
+def _absolute(path: Path, base: Path) -> Path:
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def _describe(exc: ValidationError, source: Path) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"])
+        message = "is required but missing" if error["type"] == "missing" else error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "is not a known setting"
+        env = "FEEDSVC_" + "__".join(str(part).upper() for part in error["loc"])
+        lines.append(f"  {key}: {message} (set it in the file or with {env})")
+    return "\n".join(lines)

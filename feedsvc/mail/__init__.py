@@ -1,0 +1,1 @@
+"""Mail: rendering messages from templates, and sending them (Maildir outbox or SMTP)."""

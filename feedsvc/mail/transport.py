@@ -1,0 +1,48 @@
+"""Where finished messages go: a Maildir outbox (the embedded default) or an SMTP relay.
+
+Every transport takes one message at a time and either accepts it or raises a `SendError` that says
+whether trying again later can help (4xx, timeouts, dropped connections) or not (5xx for the recipient).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mailbox
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    sender: str  # envelope sender (MAIL FROM)
+    recipient: str  # envelope recipient (RCPT TO)
+    message: bytes  # the complete RFC 5322 message
+
+
+class SendError(Exception):
+    def __init__(self, reason: str, *, permanent: bool, code: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+        self.code = code
+
+
+class Transport(Protocol):
+    async def send(self, item: Outgoing) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class MaildirTransport:
+    """Delivers into a Maildir (tmp/ then rename into new/, so a reader never sees half a message)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._maildir = mailbox.Maildir(path, create=True)
+
+    async def send(self, item: Outgoing) -> None:
+        await asyncio.to_thread(self._maildir.add, item.message)
+
+    async def aclose(self) -> None:
+        pass

@@ -1,0 +1,166 @@
+"""The tables. Every change here comes with a migration in `migrations/versions/` (a test compares them).
+
+Times are stored as timezone-aware UTC (`DateTime(timezone=True)`; on SQLite they round-trip as UTC through
+`UtcDateTime`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# Integer primary keys that are 64-bit on PostgreSQL and SQLite's rowid alias on SQLite.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on every backend (SQLite drops the offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass an aware datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# Subscriber status and frequency values (kept as plain strings so both backends agree).
+STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
+FREQUENCIES = ("instant", "daily", "weekly")
+# Delivery states: queued -> sending -> sent | retry (-> sending ...) | failed | bounced
+DELIVERY_STATES = ("queued", "sending", "sent", "retry", "failed", "bounced")
+
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False),
+    # Lower-cased address: the case-insensitive unique key.
+    Column("email_key", String(320), nullable=False, unique=True),
+    Column("name", String(200), nullable=False, default=""),
+    Column("status", String(16), nullable=False, default="pending"),
+    Column("frequency", String(16), nullable=False, default="instant"),
+    # Tag slugs; empty list = every post.
+    Column("tags", JSON, nullable=False, default=list),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("confirmed_at", UtcDateTime),
+    Column("unsubscribed_at", UtcDateTime),
+    # Why the subscriber left or was suppressed (bounce reply, complaint, operator note).
+    Column("status_reason", Text, nullable=False, default=""),
+    # Consent record (GDPR art. 7(1)): when, from where and through which form the address was given.
+    Column("consent_at", UtcDateTime),
+    Column("consent_ip", String(64), nullable=False, default=""),
+    Column("consent_user_agent", String(512), nullable=False, default=""),
+    Column("consent_source", String(64), nullable=False, default=""),
+    Index(None, "status", "frequency"),
+)
+
+# A post is announced once, when first seen published; the row is the proof across restarts and processes.
+announcements = Table(
+    "announcements",
+    metadata,
+    Column("post_id", String(512), primary_key=True),
+    Column("slug", String(512), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("tags", JSON, nullable=False, default=list),
+    Column("published_at", UtcDateTime, nullable=False),
+    Column("announced_at", UtcDateTime, nullable=False),
+    # Posts first seen in the same scan share a batch: one instant mail for all of them.
+    Column("batch", String(64), nullable=False),
+    # False for the archive found on the first run: recorded, never mailed (unless --include-archive).
+    Column("mailable", Integer, nullable=False, default=1),
+    Index(None, "announced_at"),
+    Index(None, "batch"),
+)
+
+# One rendered mail (subject + HTML + text, personalised per subscriber at send time) for one set of posts.
+editions = Table(
+    "editions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    # e.g. "instant:<batch>:<posts-hash>", "daily:2026-11-23:<posts-hash>": creating an edition twice is a no-op.
+    Column("key", String(255), nullable=False, unique=True),
+    Column("frequency", String(16), nullable=False),
+    Column("period_start", UtcDateTime, nullable=False),
+    Column("period_end", UtcDateTime, nullable=False),
+    Column("post_ids", JSON, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("html", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index(None, "frequency", "period_end"),
+)
+
+# One message to send: edition x subscriber. `key` makes a subscriber's mail for a period unique.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("key", String(255), nullable=False, unique=True),
+    Column("edition_id", Id, ForeignKey("editions.id", ondelete="CASCADE"), nullable=False),
+    Column("subscriber_id", Id, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    Column("state", String(16), nullable=False, default="queued"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    # Lease: a process that claims a delivery owns it until lease_until; past that, another may take it.
+    Column("claimed_by", String(128)),
+    Column("lease_until", UtcDateTime),
+    Column("message_id", String(255)),
+    Column("last_error", Text, nullable=False, default=""),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("sent_at", UtcDateTime),
+    UniqueConstraint("edition_id", "subscriber_id"),
+    Index(None, "state", "next_attempt_at"),
+    Index(None, "subscriber_id"),
+)
+
+# Named leases: the scheduler leader, the single-writer guard on SQLite.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("holder", String(128), nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+)
+
+# Rate-limit counters for the subscribe form, shared by every process.
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    Column("key", String(400), primary_key=True),
+    Column("window_start", UtcDateTime, nullable=False),
+    Column("count", Integer, nullable=False, default=0),
+)

@@ -1,0 +1,70 @@
+"""Signed, purpose-bound tokens for the links in mails (confirm, unsubscribe, preferences).
+
+A token carries the subscriber id and its purpose (as the signing salt), so a token made for one purpose
+never passes as another. Confirmation tokens expire; unsubscribe and preferences links in old mails keep working.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from enum import StrEnum
+from pathlib import Path
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+
+class Purpose(StrEnum):
+    CONFIRM = "confirm"
+    UNSUBSCRIBE = "unsubscribe"
+    PREFERENCES = "preferences"
+
+
+class InvalidToken(Exception):
+    """The token is forged, malformed, expired or made for another purpose."""
+
+
+class Tokens:
+    def __init__(self, secret: str, confirm_max_age: int) -> None:
+        self._serializers = {p: URLSafeTimedSerializer(secret, salt=f"feedsvc.{p}") for p in Purpose}
+        self._confirm_max_age = confirm_max_age
+
+    def make(self, purpose: Purpose, subscriber_id: int) -> str:
+        return self._serializers[purpose].dumps(subscriber_id)
+
+    def read(self, purpose: Purpose, token: str) -> int:
+        max_age = self._confirm_max_age if purpose is Purpose.CONFIRM else None
+        try:
+            value = self._serializers[purpose].loads(token, max_age=max_age)
+        except SignatureExpired:
+            raise InvalidToken("this link has expired") from None
+        except BadSignature:
+            raise InvalidToken("this link is not valid") from None
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise InvalidToken("this link is not valid")
+        return value
+
+
+def load_secret(configured: str, data_dir: Path) -> str:
+    """The configured secret, else one generated on first use and kept in {data_dir}/secret.key."""
+    if configured:
+        return configured
+    path = data_dir / "secret.key"
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        pass
+    data_dir.mkdir(parents=True, exist_ok=True)
+    # Written whole to a private temp file, then linked into place: when two processes start at once,
+    # one link wins and both read the same complete key.
+    temp = data_dir / f".secret.key.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(secrets.token_urlsafe(48) + "\n")
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        pass
+    finally:
+        temp.unlink()
+    return path.read_text(encoding="ascii").strip()

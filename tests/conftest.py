@@ -1,0 +1,161 @@
+"""Fixtures shared by the whole suite: configs on temporary folders, a real SMTP server, both store backends."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomli_w
+from aiosmtpd.controller import Controller
+from sqlalchemy import create_engine, text
+
+from feedsvc.config import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT.parent / "shared" / "seeds"
+EXAMPLE_POSTS = ROOT / "examples" / "posts"
+
+# CI (.ci/run) sets this to the server on 127.0.0.1:5432; without it the PostgreSQL half is skipped, loudly.
+POSTGRES_URL = os.environ.get("FEEDSVC_TEST_POSTGRES_URL", "")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- configuration ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    """Write a feedsvc.toml into tmp_path (posts/, public/, subscribers/ beside it) and load it.
+
+    Keyword arguments are sections to merge over the defaults, e.g. make_settings(feeds={"items": 5}).
+    """
+
+    def make(**sections: dict[str, Any]) -> Settings:
+        config: dict[str, dict[str, Any]] = {
+            "site": {
+                "title": "Test Blog",
+                "url": "https://blog.example.org",
+                "language": "en",
+                "timezone": "UTC",
+                "author": "Test Author",
+            },
+            "posts": {"dir": "posts"},
+            "feeds": {"output_dir": "public"},
+            "store": {"dir": "subscribers"},
+            "mail": {"from_address": "news@blog.example.org"},
+            "web": {"secret_key": "test-secret-key", "admin_token": "test-admin-token"},
+        }
+        for name, values in sections.items():
+            config.setdefault(name, {}).update(values)
+        (tmp_path / "posts").mkdir(exist_ok=True)
+        path = tmp_path / "feedsvc.toml"
+        path.write_bytes(tomli_w.dumps(config).encode())
+        return load_settings(path)
+
+    return make
+
+
+# --- a real SMTP server -------------------------------------------------------------------------------------
+
+
+@dataclass
+class ReceivedMail:
+    sender: str
+    recipients: list[str]
+    data: bytes
+
+    @property
+    def message(self) -> EmailMessage:
+        return email.message_from_bytes(self.data, policy=email.policy.default)  # type: ignore[return-value]
+
+
+@dataclass
+class SmtpSink:
+    """aiosmtpd handler that keeps every accepted message. `fault` may answer a RCPT/DATA with an error."""
+
+    received: list[ReceivedMail] = field(default_factory=list)
+    # fault(stage, envelope) -> None to accept, or an SMTP reply such as "451 4.3.0 try later"
+    fault: Callable[[str, Any], str | None] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    host: str = "127.0.0.1"
+    port: int = 0
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        reply = self.fault("rcpt", address) if self.fault else None
+        if reply:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        reply = self.fault("data", envelope) if self.fault else None
+        if reply:
+            return reply
+        with self.lock:
+            self.received.append(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        return "250 Message accepted"
+
+    @property
+    def url(self) -> str:
+        return f"smtp://{self.host}:{self.port}"
+
+    def messages_to(self, address: str) -> list[ReceivedMail]:
+        with self.lock:
+            return [mail for mail in self.received if address in mail.recipients]
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpSink]:
+    """A real SMTP server (aiosmtpd) on a free local port; plain SMTP, no auth."""
+    sink = SmtpSink()
+    sink.port = free_port()
+    controller = Controller(sink, hostname=sink.host, port=sink.port)
+    controller.start()
+    try:
+        yield sink
+    finally:
+        controller.stop()
+
+
+# --- both store backends ------------------------------------------------------------------------------------
+
+
+def _postgres_schema_url(schema: str) -> str:
+    # Each test gets its own schema through the connection's search_path: isolated and cheap to drop.
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    return f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database URL, once for SQLite (a real file) and once for PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    if not POSTGRES_URL:
+        pytest.skip("PostgreSQL half skipped: set FEEDSVC_TEST_POSTGRES_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield _postgres_schema_url(schema)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
