@@ -71,6 +71,17 @@ class PostsSettings(_Section):
     max_file_bytes: int = 5 * 1024 * 1024
     extensions: list[str] = Field(default_factory=lambda: [".md", ".markdown", ".txt"])
 
+    @field_validator("url_pattern")
+    @classmethod
+    def _known_placeholders(cls, value: str) -> str:
+        try:
+            value.format(site_url="", slug="", year="", month="", day="")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"bad placeholder {exc} (use {{site_url}} {{slug}} {{year}} {{month}} {{day}})") from None
+        if "{slug}" not in value:
+            raise ValueError("must contain {slug}, or every post would get the same URL")
+        return value
+
 
 class FeedsSettings(_Section):
     output_dir: Path = Path("public")
@@ -105,6 +116,9 @@ class MailSettings(_Section):
     max_attempts: int = Field(8, ge=1)
     retry_base_seconds: float = Field(60.0, ge=0)
     batch_size: int = Field(200, ge=1)
+    # How long a claimed batch stays reserved for one sender process; a process killed mid-batch leaves its
+    # unsent claims to others after this long. Must outlast sending one batch (at rate_limit, if set).
+    lease_seconds: float = Field(300.0, gt=0)
     templates_dir: Path | None = None
     dkim_selector: str = ""
     dkim_domain: str = ""
@@ -130,6 +144,11 @@ class WebSettings(_Section):
     confirm_token_max_age: int = 7 * 24 * 3600
     subscribe_rate_per_client: int = Field(10, ge=1, description="subscribe requests per client per hour")
     subscribe_rate_per_address: int = Field(3, ge=1, description="confirmation mails per address per hour")
+    # Feed responses may be cached this long (Cache-Control max-age); revalidation by ETag is cheap anyway.
+    feed_max_age: int = Field(300, ge=0)
+    # Larger request bodies get 413; the admin API's CSV import has its own, larger limit.
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+    max_import_bytes: int = Field(10 * 1024 * 1024, ge=1024)
 
     @property
     def base_url(self) -> str:
@@ -141,6 +160,11 @@ class SchedulerSettings(_Section):
     poll_interval: float = Field(2.0, gt=0)
     debounce_ms: int = Field(150, ge=0)
     drain_interval: float = Field(5.0, gt=0)
+    # With several instances on PostgreSQL, the leader (which runs watch/publish/digest jobs) holds a lease this
+    # long and renews it every third of it; a leader that dies is replaced within this time.
+    leader_ttl: float = Field(15.0, ge=3)
+    # On SIGTERM/SIGINT, in-flight deliveries get this long to finish before the process exits anyway.
+    shutdown_timeout: float = Field(20.0, gt=0)
 
 
 class LogSettings(_Section):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from typing import Any
 import pytest
 import tomli_w
 from aiosmtpd.controller import Controller
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
 from feedsvc.config import Settings, load_settings
 
@@ -84,19 +86,34 @@ class ReceivedMail:
         return email.message_from_bytes(self.data, policy=email.policy.default)  # type: ignore[return-value]
 
 
+# A `fault` reply that drops the connection instead of answering.
+DROP = "DROP"
+
+
 @dataclass
 class SmtpSink:
     """aiosmtpd handler that keeps every accepted message. `fault` may answer a RCPT/DATA with an error."""
 
     received: list[ReceivedMail] = field(default_factory=list)
-    # fault(stage, envelope) -> None to accept, or an SMTP reply such as "451 4.3.0 try later"
+    # fault(stage, envelope) -> None to accept, or an SMTP reply such as "451 4.3.0 try later",
+    # or DROP to cut the connection without a reply.
     fault: Callable[[str, Any], str | None] | None = None
+    # EHLO greetings seen: one per client connection (clients here do not use STARTTLS).
+    sessions: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     host: str = "127.0.0.1"
     port: int = 0
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802
+        with self.lock:
+            self.sessions += 1
+        session.host_name = hostname
+        return responses
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
         reply = self.fault("rcpt", address) if self.fault else None
+        if reply == DROP:
+            server.transport.abort()
         if reply:
             return reply
         envelope.rcpt_tos.append(address)
@@ -104,6 +121,8 @@ class SmtpSink:
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802
         reply = self.fault("data", envelope) if self.fault else None
+        if reply == DROP:
+            server.transport.abort()
         if reply:
             return reply
         with self.lock:
@@ -147,6 +166,16 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'store.db'}"
         return
+    yield from _fresh_postgres_schema()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """An empty PostgreSQL database URL only (for tests of several processes sharing one store)."""
+    yield from _fresh_postgres_schema()
+
+
+def _fresh_postgres_schema() -> Iterator[str]:
     if not POSTGRES_URL:
         pytest.skip("PostgreSQL half skipped: set FEEDSVC_TEST_POSTGRES_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
     schema = f"t_{uuid.uuid4().hex[:12]}"
@@ -159,3 +188,52 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+# --- posts and subscribers for the digest tests -----------------------------------------------------------------
+
+
+def write_post(
+    folder: Path,
+    name: str,
+    *,
+    title: str,
+    date: datetime,
+    tags: Sequence[str] = (),
+    draft: bool = False,
+    slug: str | None = None,
+    body: str = "Some words about it.",
+) -> Path:
+    """A Markdown post with YAML front matter, written as an editor would (`name` is the file name)."""
+    lines = ["---", f"title: {json.dumps(title, ensure_ascii=False)}", f"date: {date.isoformat()}", f"tags: {json.dumps(list(tags), ensure_ascii=False)}"]
+    lines += [f"draft: {str(draft).lower()}"] + ([f"slug: {slug}"] if slug else []) + ["---", "", body, ""]
+    path = folder / name
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def add_subscribers(
+    engine: Engine,
+    emails: Sequence[str],
+    *,
+    frequency: str = "daily",
+    tags: Sequence[str] = (),
+    confirmed_at: datetime,
+    status: str = "active",
+) -> list[int]:
+    """Insert confirmed subscribers straight into the store (as an import with consent would); their ids."""
+    from feedsvc.store import subscribers
+
+    with engine.begin() as connection:
+        for address in emails:
+            subscribers.insert_if_absent(
+                connection,
+                email=address,
+                email_key=address.lower(),
+                status=status,
+                frequency=frequency,
+                tags=list(tags),
+                created_at=confirmed_at,
+                confirmed_at=confirmed_at,
+            )
+        return [subscribers.find(connection, address.lower()).id for address in emails]  # type: ignore[union-attr]

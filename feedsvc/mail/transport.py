@@ -10,7 +10,10 @@ import asyncio
 import mailbox
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from feedsvc.config import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +42,7 @@ class MaildirTransport:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)  # Maildir creates only its own folder
         self._maildir = mailbox.Maildir(path, create=True)
 
     async def send(self, item: Outgoing) -> None:
@@ -46,3 +50,12 @@ class MaildirTransport:
 
     async def aclose(self) -> None:
         pass
+
+
+def transport_from_settings(settings: Settings) -> Transport:
+    """The Maildir outbox when no SMTP relay is configured (`mail.smtp_url` empty), else an SMTP pool."""
+    if not settings.mail.smtp_url:
+        return MaildirTransport(settings.store.outbox_dir)
+    from feedsvc.mail.smtp import SmtpTransport  # smtp imports this module for Outgoing/SendError
+
+    return SmtpTransport(settings)

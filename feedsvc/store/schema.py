@@ -124,6 +124,23 @@ editions = Table(
     Index(None, "frequency", "period_end"),
 )
 
+# The stretch of announcements handed to one frequency's subscribers. Written (with its window fixed) before any
+# of its deliveries, completed after the last one: a restart redoes an incomplete period with the same window, and
+# the next period starts where the last one ended. The single "archive" row marks the first run: posts announced
+# then were the existing blog, not news.
+digest_periods = Table(
+    "digest_periods",
+    metadata,
+    # "archive", "instant:<batch>", "daily:2026-11-23T08:00:00", "weekly:…" (local time of the period's end)
+    Column("key", String(255), primary_key=True),
+    Column("frequency", String(16), nullable=False),
+    Column("period_start", UtcDateTime, nullable=False),
+    Column("period_end", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("completed_at", UtcDateTime),
+    Index(None, "frequency", "period_end"),
+)
+
 # One message to send: edition x subscriber. `key` makes a subscriber's mail for a period unique.
 deliveries = Table(
     "deliveries",

@@ -51,6 +51,18 @@ def upgrade() -> None:
     with op.batch_alter_table('editions', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_editions_frequency_period_end'), ['frequency', 'period_end'], unique=False)
 
+    op.create_table('digest_periods',
+    sa.Column('key', sa.String(length=255), nullable=False),
+    sa.Column('frequency', sa.String(length=16), nullable=False),
+    sa.Column('period_start', feedsvc.store.schema.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('period_end', feedsvc.store.schema.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', feedsvc.store.schema.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('completed_at', feedsvc.store.schema.UtcDateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('key', name=op.f('pk_digest_periods'))
+    )
+    with op.batch_alter_table('digest_periods', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_digest_periods_frequency_period_end'), ['frequency', 'period_end'], unique=False)
+
     op.create_table('leases',
     sa.Column('name', sa.String(length=128), nullable=False),
     sa.Column('holder', sa.String(length=128), nullable=False),
@@ -128,6 +140,10 @@ def downgrade() -> None:
     with op.batch_alter_table('editions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_editions_frequency_period_end'))
 
+    with op.batch_alter_table('digest_periods', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_digest_periods_frequency_period_end'))
+
+    op.drop_table('digest_periods')
     op.drop_table('editions')
     with op.batch_alter_table('announcements', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_announcements_batch'))

@@ -1,0 +1,199 @@
+"""Feeds over HTTP: feedsvc (as in production) against nginx serving the same file, in the same run.
+
+    .venv/bin/python benchmarks/http.py [--seconds 5] [--rounds 3] [--connections 32]
+
+Builds a realistic ~100 KB rss.xml with the real feed builder, starts `feedsvc serve` (uvicorn, 1 worker,
+uvloop + httptools, access log off) and nginx (1 worker, temp config, no daemon) on free loopback ports,
+then drives each with wrk: a plain GET of /rss.xml and a conditional GET answered 304. Prints requests/s,
+latency p50/p99 (medians over the rounds) and the ratio to nginx. Target: plain GET >= 25 % of nginx.
+Needs `wrk` and `nginx` (Debian: apt-get install -y wrk nginx).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script, this file's folder comes first on sys.path, and this file would shadow the standard `http`.
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import urllib.request  # noqa: E402
+
+PARAGRAPH = (
+    "Setiap kali sebuah layanan backend tumbuh, kita belajar bahwa antrian, cache dan indeks basis data "
+    "bukan sekadar kata kunci: semuanya adalah keputusan tentang apa yang boleh lambat dan apa yang tidak. "
+    "Caching at the edge, careful connection pooling and honest timeouts make the difference. 🚀\n\n"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(url: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def make_site(root: Path, port: int) -> Path:
+    """20 posts with ~5 KB of text each, then the real build: rss.xml lands near 100 KB."""
+    posts = root / "posts"
+    posts.mkdir()
+    for number in range(1, 21):
+        body = f"# Catatan {number}\n\n" + PARAGRAPH * 14
+        (posts / f"2025-03-{number:02d}-catatan-{number}.md").write_text(
+            f"---\ntitle: Catatan backend nomor {number}\ndate: 2025-03-{number:02d}T08:00:00+07:00\n"
+            f"tags: [backend, python]\n---\n\n{body}",
+            encoding="utf-8",
+        )
+    config = root / "feedsvc.toml"
+    config.write_text(
+        '[site]\ntitle = "Catatan Backend"\nurl = "https://blog.example.org"\nlanguage = "id"\n'
+        '[posts]\ndir = "posts"\n[feeds]\noutput_dir = "public"\n[store]\ndir = "subscribers"\n'
+        f'[web]\nhost = "127.0.0.1"\nport = {port}\nsecret_key = "bench"\n'
+        '[log]\nlevel = "WARNING"\n',
+        encoding="utf-8",
+    )
+    from feedsvc import feeds
+    from feedsvc.config import load_settings
+
+    feeds.build(load_settings(config))
+    return config
+
+
+NGINX_CONF = """\
+daemon off;
+master_process off;
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/nginx-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    types {{ application/rss+xml xml; }}
+    client_body_temp_path {root}/nginx-tmp;
+    proxy_temp_path {root}/nginx-tmp;
+    fastcgi_temp_path {root}/nginx-tmp;
+    uwsgi_temp_path {root}/nginx-tmp;
+    scgi_temp_path {root}/nginx-tmp;
+    server {{
+        listen 127.0.0.1:{port};
+        root {public};
+    }}
+}}
+"""
+
+
+def parse_wrk(output: str) -> tuple[float, float, float]:
+    """(requests/s, p50 ms, p99 ms) from `wrk --latency` output."""
+
+    def ms(value: str) -> float:
+        number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()
+        return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    p50 = ms(re.search(r"\s50%\s+(\S+)", output).group(1))
+    p99 = ms(re.search(r"\s99%\s+(\S+)", output).group(1))
+    return rps, p50, p99
+
+
+def run_wrk(url: str, seconds: int, connections: int, headers: list[str]) -> tuple[float, float, float]:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    for header in headers:
+        command += ["-H", header]
+    output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
+    if "Non-2xx or 3xx responses" in output:
+        raise SystemExit(f"{url}: errors under load:\n{output}")
+    return parse_wrk(output)
+
+
+def etag_of(url: str) -> str:
+    with urllib.request.urlopen(url) as response:
+        return response.headers["ETag"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    missing = [tool for tool in ("wrk", "nginx") if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists()]
+    if missing:
+        print(f"missing: {', '.join(missing)}. Install with: apt-get install -y wrk nginx", file=sys.stderr)
+        return 2
+    nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
+
+    with tempfile.TemporaryDirectory(prefix="feedsvc-bench-") as temp:
+        root = Path(temp)
+        feedsvc_port, nginx_port = free_port(), free_port()
+        config = make_site(root, feedsvc_port)
+        public = root / "public"
+        size = (public / "rss.xml").stat().st_size
+        (root / "nginx-tmp").mkdir()
+        (root / "nginx.conf").write_text(NGINX_CONF.format(root=root, port=nginx_port, public=public), encoding="utf-8")
+
+        servers = [
+            subprocess.Popen([nginx_bin, "-c", str(root / "nginx.conf"), "-p", str(root)], stderr=subprocess.DEVNULL),
+            subprocess.Popen(
+                [sys.executable, "-m", "feedsvc", "serve", "--config", str(config)],
+                env={k: v for k, v in os.environ.items() if not k.startswith("FEEDSVC_")},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            ),
+        ]
+        try:
+            targets = {"nginx": f"http://127.0.0.1:{nginx_port}/rss.xml", "feedsvc": f"http://127.0.0.1:{feedsvc_port}/rss.xml"}
+            for url in targets.values():
+                wait_for(url)
+            results: dict[tuple[str, str], tuple[float, float, float]] = {}
+            for case in ("plain GET", "304"):
+                for name, url in targets.items():
+                    headers = [f"If-None-Match: {etag_of(url)}"] if case == "304" else []
+                    run_wrk(url, 1, args.connections, headers)  # warm-up
+                    rounds = [run_wrk(url, args.seconds, args.connections, headers) for _ in range(args.rounds)]
+                    results[(name, case)] = tuple(statistics.median(r[i] for r in rounds) for i in range(3))  # type: ignore[assignment]
+        finally:
+            for server in servers:
+                server.send_signal(signal.SIGTERM)
+            for server in servers:
+                try:
+                    server.wait(10)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+
+    print(f"/rss.xml = {size / 1024:.0f} KB; wrk 1 thread, {args.connections} connections, "
+          f"{args.rounds} x {args.seconds} s rounds (medians); {os.cpu_count()} CPUs shared by client and server")
+    print(f"{'case':<10} {'server':<8} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'vs nginx':>9}")
+    for case in ("plain GET", "304"):
+        baseline = results[("nginx", case)][0]
+        for name in ("nginx", "feedsvc"):
+            rps, p50, p99 = results[(name, case)]
+            print(f"{case:<10} {name:<8} {rps:>10.0f} {p50:>8.2f} {p99:>8.2f} {rps / baseline:>8.0%}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

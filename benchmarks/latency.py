@@ -1,0 +1,304 @@
+"""Service benchmark: save-to-served latency, and delivery throughput with 1, 2 and 4 workers on PostgreSQL.
+
+    .venv/bin/python benchmarks/latency.py [--posts 10000] [--edits 50] [--subscribers 3000] [--workers 1,2,4]
+
+1. Latency: a real `feedsvc run` on a generated collection (benchmarks/build.py's generator). Each edit changes
+   one of the newest posts; the time is from the file being saved to /rss.xml answering 200 (polled with
+   If-None-Match) with the new bytes. Baseline, same run: what a setup without a watcher does on each save —
+   a `feedsvc build` process (warm parse cache) — whose time excludes the serving. Targets: median <= 300 ms,
+   p95 <= 1 s.
+2. Throughput (needs FEEDSVC_TEST_POSTGRES_URL or --postgres): one edition to N subscribers, sent by 1, 2, 4
+   `feedsvc worker` processes sharing the queue, to one SMTP sink (Postfix's smtp-sink when installed, else an
+   aiosmtpd sink in its own process). Baseline: 1 worker.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# benchmarks/http.py would shadow the standard library's `http` for a script run from this folder.
+BENCHMARKS = Path(__file__).resolve().parent
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != BENCHMARKS]
+
+import argparse  # noqa: E402
+import importlib.util  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from datetime import UTC, datetime, timedelta  # noqa: E402
+
+import httpx  # noqa: E402
+import tomli_w  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+
+from feedsvc.store import open_engine  # noqa: E402
+from feedsvc.store.editions import delivery_states, insert_deliveries, insert_edition  # noqa: E402
+from feedsvc.store.subscribers import insert_if_absent  # noqa: E402
+
+# The build benchmark's deterministic collection and its "author edits a post".
+_spec = importlib.util.spec_from_file_location("build_benchmark", BENCHMARKS / "build.py")
+build_benchmark = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(build_benchmark)
+generate, edit = build_benchmark.generate, build_benchmark.edit
+
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_config(folder: Path, **sections: dict) -> Path:
+    config = {
+        "site": {"title": "Bench", "url": "https://bench.example.org"},
+        "posts": {"dir": "posts"},
+        "feeds": {"output_dir": "public", "items": 50},
+        "store": {"dir": "subscribers"},
+        "mail": {"from_address": "news@bench.example.org"},
+        "web": {"secret_key": "bench-secret"},
+        "log": {"level": "WARNING"},
+    }
+    for name, values in sections.items():
+        config.setdefault(name, {}).update(values)
+    path = folder / "feedsvc.toml"
+    path.write_bytes(tomli_w.dumps(config).encode())
+    return path
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def wait(condition, timeout: float, what: str, interval: float = 0.01):  # noqa: ANN001, ANN201
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(interval)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+# --- 1. save-to-served latency ---------------------------------------------------------------------------
+
+
+def latency(root: Path, posts: int, edits: int) -> None:
+    print(f"generating {posts} posts …", flush=True)
+    generate(root / "posts", posts)
+    config = write_config(root)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [PYTHON, "-m", "feedsvc", "run", "--config", str(config), "--port", str(port)],
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        started = time.perf_counter()
+        client = httpx.Client(timeout=5)
+
+        def served() -> httpx.Response | None:
+            try:
+                response = client.get(f"{base}/rss.xml")
+            except httpx.TransportError:
+                return None
+            return response if response.status_code == 200 else None
+
+        etag = wait(served, 300, "the first build", interval=0.1).headers["etag"]
+        print(f"first build served after {time.perf_counter() - started:.1f} s", flush=True)
+        samples: list[float] = []
+        for round_number in range(edits):
+            time.sleep(0.3)  # apart from the previous save, as an author's saves are
+            edit(root / "posts", round_number)
+            saved = time.perf_counter()
+
+            def changed() -> httpx.Response | None:
+                response = client.get(f"{base}/rss.xml", headers={"If-None-Match": etag})
+                return response if response.status_code == 200 else None
+
+            etag = wait(changed, 10, f"edit {round_number}", interval=0.002).headers["etag"]
+            samples.append(time.perf_counter() - saved)
+    finally:
+        stop(process)
+
+    rebuilds = []
+    for round_number in range(5):
+        edit(root / "posts", edits + round_number)
+        began = time.perf_counter()
+        subprocess.run([PYTHON, "-m", "feedsvc", "build", "--config", str(config)], cwd=root, check=False,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        rebuilds.append(time.perf_counter() - began)
+    median, p95 = statistics.median(samples), percentile(samples, 0.95)
+    baseline = statistics.median(rebuilds)
+    print(f"\nSave-to-served latency, {posts} posts, {edits} edits (feedsvc run, watcher + in-process rebuild)")
+    print(f"{'measure':44} {'median':>9} {'p95':>9} {'target':>9} {'vs baseline':>12}")
+    print(f"{'feedsvc run: save -> new /rss.xml served':44} {median*1000:8.0f}ms {p95*1000:8.0f}ms "
+          f"{'300/1000':>9} {median / baseline:11.2f}x")
+    print(f"{'baseline: `feedsvc build` process per save':44} {baseline*1000:8.0f}ms "
+          f"{percentile(rebuilds, 0.95)*1000:8.0f}ms {'':>9} {1:11.2f}x")
+    verdict = "met" if median <= 0.3 and p95 <= 1.0 else "MISSED"
+    print(f"targets (median <= 300 ms, p95 <= 1 s): {verdict}")
+
+
+# --- 2. delivery throughput on PostgreSQL ----------------------------------------------------------------
+
+SINK = """
+import asyncio, sys
+from aiosmtpd.controller import Controller
+class Sink:
+    count = 0
+    async def handle_DATA(self, server, session, envelope):
+        Sink.count += 1
+        return "250 OK"
+controller = Controller(Sink(), hostname="127.0.0.1", port=int(sys.argv[1]))
+controller.start()
+print("ready", flush=True)
+sys.stdin.read()
+controller.stop()
+"""
+
+
+def start_sink(port: int) -> tuple[subprocess.Popen, str]:
+    smtp_sink = shutil.which("smtp-sink")
+    if smtp_sink:
+        # -c: count, -u: never drop privileges; 1000: backlog
+        process = subprocess.Popen([smtp_sink, "-u", os.environ.get("USER", "nobody"), f"127.0.0.1:{port}", "1000"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait(lambda: _listening(port), 10, "smtp-sink")
+        return process, "postfix smtp-sink"
+    process = subprocess.Popen([PYTHON, "-c", SINK, str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "ready"
+    return process, "aiosmtpd sink (install postfix for smtp-sink)"
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def seed_edition(url: str, subscribers: int) -> int:
+    """One rendered-looking edition (~30 KB HTML) queued for every subscriber; the edition id."""
+    engine = open_engine(url)
+    now = datetime.now(UTC)
+    paragraph = "<p>" + "A paragraph of a realistic digest with words and a link. " * 20 + "</p>\n"
+    with engine.begin() as connection:
+        for index in range(subscribers):
+            insert_if_absent(connection, email=f"s{index}@example.org", email_key=f"s{index}@example.org",
+                             status="active", frequency="daily", tags=[], created_at=now, confirmed_at=now)
+        edition = insert_edition(
+            connection, key="bench:1", frequency="daily", period_start=now - timedelta(days=1), period_end=now,
+            post_ids=["bench"], subject="Bench digest", html=paragraph * 25, text="Bench digest\n" * 100,
+            created_at=now,
+        )
+    engine.dispose()
+    return edition
+
+
+def queue(url: str, edition: int, subscribers: int) -> None:
+    engine = open_engine(url)
+    now = datetime.now(UTC)
+    with engine.begin() as connection:
+        rows = [
+            {"key": f"bench:sub:{index + 1}", "edition_id": edition, "subscriber_id": index + 1, "state": "queued",
+             "attempts": 0, "next_attempt_at": now, "last_error": "", "created_at": now}
+            for index in range(subscribers)
+        ]
+        insert_deliveries(connection, rows)
+    engine.dispose()
+
+
+def throughput(root: Path, postgres: str, subscribers: int, worker_counts: list[int]) -> None:
+    sink_port = free_port()
+    sink, sink_name = start_sink(sink_port)
+    results: dict[int, float] = {}
+    try:
+        for workers in worker_counts:
+            schema = f"bench_{os.getpid()}_{workers}"
+            admin = create_engine(postgres, isolation_level="AUTOCOMMIT")
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+                connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+            separator = "&" if "?" in postgres else "?"
+            url = f"{postgres}{separator}options=-csearch_path%3D{schema}"
+            folder = root / f"workers-{workers}"
+            folder.mkdir()
+            config = write_config(folder, store={"url": url},
+                                  mail={"smtp_url": f"smtp://127.0.0.1:{sink_port}", "connections": 4},
+                                  scheduler={"drain_interval": 0.2})
+            edition = seed_edition(url, subscribers)
+            processes = [
+                subprocess.Popen([PYTHON, "-m", "feedsvc", "worker", "--config", str(config)], cwd=folder,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                for _ in range(workers)
+            ]
+            try:
+                time.sleep(3)  # the workers are up and idle
+                engine = open_engine(url)
+                began = time.perf_counter()
+                queue(url, edition, subscribers)
+
+                def sent() -> bool:
+                    with engine.connect() as connection:
+                        return delivery_states(connection, [edition]).get(edition, {}).get("sent", 0) >= subscribers
+
+                wait(sent, 600, f"{workers} workers to send", interval=0.05)
+                results[workers] = subscribers / (time.perf_counter() - began)
+                engine.dispose()
+            finally:
+                for process in processes:
+                    stop(process)
+                with admin.connect() as connection:
+                    connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+                admin.dispose()
+    finally:
+        if sink.stdin:
+            sink.stdin.close()
+        sink.terminate()
+        sink.wait()
+    base = results[worker_counts[0]]
+    print(f"\nDelivery throughput, {subscribers} subscribers, PostgreSQL queue, sink: {sink_name}, {os.cpu_count()} cores")
+    print(f"{'worker processes':>18} {'messages/s':>12} {'vs 1 worker':>12}")
+    for workers, rate in results.items():
+        print(f"{workers:>18} {rate:12.0f} {rate / base:11.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--posts", type=int, default=10_000)
+    parser.add_argument("--edits", type=int, default=50)
+    parser.add_argument("--subscribers", type=int, default=3000)
+    parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--postgres", default=os.environ.get("FEEDSVC_TEST_POSTGRES_URL", ""))
+    parser.add_argument("--skip-latency", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="feedsvc-latency-") as temporary:
+        root = Path(temporary)
+        if not args.skip_latency:
+            latency(root / "latency", args.posts, args.edits)
+        if args.postgres:
+            throughput(root / "throughput", args.postgres, args.subscribers, [int(n) for n in args.workers.split(",")])
+        else:
+            print("\nthroughput skipped: set FEEDSVC_TEST_POSTGRES_URL or pass --postgres URL")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""`feedsvc build` (write the feeds once) and `feedsvc check` (lint the posts, write nothing)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from feedsvc import feeds
+from feedsvc.cli.common import (
+    EXIT_CONFIG, EXIT_OK, EXIT_PROBLEMS, ConfigOption, app, console, errors, settings_or_exit,
+)
+from feedsvc.config import Settings
+from feedsvc.posts import Collection, Problem, lint
+
+PostsOption = Annotated[
+    Path | None, typer.Option("--posts", help="Folder of posts (overrides posts.dir).", file_okay=False)
+]
+OutOption = Annotated[
+    Path | None,
+    typer.Option("--out", help="Folder to write the feeds into (overrides feeds.output_dir).", file_okay=False),
+]
+
+
+@app.command("build")
+def build_command(config: ConfigOption = None, posts: PostsOption = None, out: OutOption = None) -> None:
+    """Write the RSS, Atom and JSON feeds once. Exit 1 when posts had to be skipped."""
+    settings = _settings(config, posts, out)
+    result = feeds.build(settings)
+    report = result.report
+    shown = _shown(settings.feeds.output_dir)
+    console.print(
+        f"feeds in {escape(shown)}: {len(report.written)} written, {len(report.unchanged)} unchanged, "
+        f"{len(report.removed)} removed",
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(
+        f"  RSS {report.count(feeds.RSS_FILE)}, Atom {report.count(feeds.ATOM_FILE)}, "
+        f"JSON Feed {report.count(feeds.JSON_FILE)} (site-wide + one per tag)",
+        highlight=False,
+    )
+    groups = feeds.tag_groups(result.published, limit=len(result.published))
+    tags = ", ".join(f"{group.name} ({len(group.posts)})" for _, group in sorted(groups.items()))
+    console.print(f"  tags: {escape(tags) or '(none)'}", highlight=False, soft_wrap=True)
+    console.print(
+        f"  posts: {len(result.published)} published of {len(result.scan.posts)} read", highlight=False
+    )
+    _print_problems(result.problems, error_label="skipped")
+    raise typer.Exit(EXIT_PROBLEMS if result.skipped else EXIT_OK)
+
+
+@app.command("check")
+def check_command(config: ConfigOption = None, posts: PostsOption = None) -> None:
+    """Check the posts without writing anything. Exit 1 when a post has an error."""
+    settings = _settings(config, posts, None)
+    scan = Collection(settings).scan()
+    # lint() may repeat what the scan found; each problem is shown once.
+    problems = list(dict.fromkeys([*scan.problems, *lint(settings, scan)]))
+    _print_problems(problems, error_label="error")
+    failed = sum(1 for problem in problems if problem.severity == "error")
+    console.print(
+        f"{len(scan.posts)} posts checked: {failed} errors, {len(problems) - failed} warnings", highlight=False
+    )
+    raise typer.Exit(EXIT_PROBLEMS if failed else EXIT_OK)
+
+
+def _settings(config: Path | None, posts: Path | None, out: Path | None) -> Settings:
+    settings = settings_or_exit(config)
+    if posts is not None:
+        settings.posts = settings.posts.model_copy(update={"dir": posts.resolve()})
+    if out is not None:
+        settings.feeds = settings.feeds.model_copy(update={"output_dir": out.resolve()})
+    if not settings.posts.dir.is_dir():
+        errors.print(
+            f"[bold red]configuration error:[/] posts.dir: folder {escape(str(settings.posts.dir))} does not exist",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(EXIT_CONFIG)
+    return settings
+
+
+def _print_problems(problems: list[Problem], error_label: str) -> None:
+    for problem in problems:
+        label = f"[red]{error_label}[/]" if problem.severity == "error" else "[yellow]warning[/]"
+        console.print(f"{label} {escape(str(problem))}", highlight=False, soft_wrap=True)
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

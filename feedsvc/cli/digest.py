@@ -1,0 +1,187 @@
+"""`feedsvc digest preview|send` and `feedsvc deliveries`: the newsletter from the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import logging
+import os
+import signal
+import socket
+import webbrowser
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from feedsvc.cli.common import EXIT_OK, EXIT_PROBLEMS, ConfigOption, app, console, errors, settings_or_exit
+from feedsvc.config import Settings
+from feedsvc.digests import EditionSummary, run_due
+from feedsvc.digests.preview import PreviewError, preview
+from feedsvc.logging import configure_logging, fields
+from feedsvc.mail.queue import drain
+from feedsvc.mail.transport import transport_from_settings
+from feedsvc.posts import Collection
+from feedsvc.store import deliveries, editions, open_engine
+from feedsvc.subscribers import InvalidInput
+
+digest_app = typer.Typer(help="Email digests: preview the next one, send what is due.", no_args_is_help=True)
+app.add_typer(digest_app, name="digest")
+
+log = logging.getLogger("feedsvc.digests")
+
+PREVIEW_NAME = "digest-preview"
+
+
+@digest_app.command("preview")
+def preview_command(
+    config: ConfigOption = None,
+    subscriber: Annotated[
+        str | None, typer.Option("--subscriber", help="Preview what this subscriber gets next (their frequency and tags).")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the preview into.", file_okay=False)] = Path("."),
+    open_browser: Annotated[bool, typer.Option("--open", help="Open the HTML preview in a browser.")] = False,
+) -> None:
+    """Write the next digest as .html, .txt and .eml files, without storing or sending anything."""
+    settings = settings_or_exit(config)
+    engine = open_engine(settings.store.database_url)
+    try:
+        result = preview(settings, engine, Collection(settings).scan(), datetime.now(UTC), email=subscriber)
+    except (PreviewError, InvalidInput) as exc:
+        errors.print(f"[bold red]cannot preview:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(EXIT_PROBLEMS) from None
+    finally:
+        engine.dispose()
+    message = email.message_from_bytes(result.message, policy=email.policy.default)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {suffix: out / f"{PREVIEW_NAME}.{suffix}" for suffix in ("html", "txt", "eml")}
+    for suffix, subtype in (("html", "html"), ("txt", "plain")):
+        part = message.get_body((subtype,))
+        assert part is not None, f"a digest has a {subtype} part"
+        # The mail's CRLF line ends become the platform's in a file meant for people.
+        paths[suffix].write_text(part.get_content().replace("\r\n", "\n"), encoding="utf-8")
+    paths["eml"].write_bytes(result.message)
+    if result.sample:
+        console.print(f"nothing new for {escape(result.to_email)} yet: previewing with the newest posts", highlight=False)
+    console.print(
+        f"{result.frequency} digest for {escape(result.to_email)}, {len(result.posts)} posts: "
+        f"{escape(str(message['Subject']))}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for path in paths.values():
+        console.print(f"  {escape(str(path))}", highlight=False, soft_wrap=True)
+    if open_browser:
+        webbrowser.open(paths["html"].resolve().as_uri())
+
+
+@digest_app.command("send")
+def send_command(
+    config: ConfigOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be announced and queued; store and send nothing.")
+    ] = False,
+    include_archive: Annotated[
+        bool,
+        typer.Option(
+            "--include-archive",
+            help="Mail the posts that were already there on the first run (normally recorded, never mailed).",
+        ),
+    ] = False,
+) -> None:
+    """Announce new posts, create the digests due now and send every queued mail."""
+    settings = settings_or_exit(config)
+    configure_logging(settings.log)
+    engine = open_engine(settings.store.database_url)
+    try:
+        scan = Collection(settings).scan()
+        skipped = [problem for problem in scan.problems if problem.severity == "error"]
+        for problem in skipped:
+            errors.print(f"[yellow]skipped[/] {escape(str(problem))}", highlight=False, soft_wrap=True)
+        now = datetime.now(UTC)
+        summaries = run_due(settings, engine, scan, now, include_archive=include_archive, dry_run=dry_run)
+        if dry_run:
+            _print_plan(summaries, engine, now)
+            raise typer.Exit(EXIT_OK)
+        with engine.connect() as connection:
+            waiting = editions.unfinished_editions(connection)
+        stopped = asyncio.run(_send(settings, engine))
+        _log_editions(engine, {summary.edition_id: summary.edition_key for summary in summaries} | waiting)
+    finally:
+        engine.dispose()
+    raise typer.Exit(EXIT_PROBLEMS if stopped else EXIT_OK)
+
+
+async def _send(settings: Settings, engine) -> bool:
+    """Drain the queue with a progress bar. Returns whether it was stopped by a signal before the end."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    transport = transport_from_settings(settings)
+    columns = (TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    try:
+        with Progress(*columns, console=console, transient=True) as progress:
+            task = progress.add_task("sending", total=None)
+
+            def on_progress(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            report = await drain(
+                settings,
+                engine,
+                transport,
+                worker_id=f"cli-{socket.gethostname()}-{os.getpid()}",
+                stop=stop,
+                on_progress=on_progress,
+            )
+    finally:
+        await transport.aclose()
+    console.print(
+        f"sent {report.sent}, to retry {report.retried}, failed {report.failed}, bounced {report.bounced}",
+        highlight=False,
+    )
+    return stop.is_set()
+
+
+def _print_plan(summaries: list[EditionSummary], engine, now: datetime) -> None:
+    for summary in summaries:
+        console.print(
+            f"would queue {summary.deliveries} × {escape(summary.edition_key)} ({len(summary.post_ids)} posts)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    with engine.connect() as connection:
+        due = deliveries.count_due(connection, now)
+    console.print(f"dry run: {len(summaries)} new editions; {due} mails already queued; nothing sent", highlight=False)
+
+
+def _log_editions(engine, keys: dict[int, str]) -> None:
+    """One log line per edition this run touched, with its deliveries by state."""
+    if not keys:
+        return
+    with engine.connect() as connection:
+        states = editions.delivery_states(connection, list(keys))
+    for edition_id, key in keys.items():
+        log.info("digest.sent", extra=fields(edition=key, **states[edition_id]))
+
+
+@app.command("deliveries")
+def deliveries_command(config: ConfigOption = None) -> None:
+    """How many mails are queued, sending, to retry, failed, bounced and sent."""
+    settings = settings_or_exit(config)
+    engine = open_engine(settings.store.database_url)
+    try:
+        with engine.connect() as connection:
+            counts = editions.count_by_state(connection)
+    finally:
+        engine.dispose()
+    table = Table("state", "deliveries")
+    for state, number in counts.items():
+        table.add_row(state, str(number))
+    console.print(table)

@@ -1,0 +1,79 @@
+"""What is new: a post is announced once, the first time it is seen published."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection
+
+from feedsvc.digests.schedule import PERIODIC
+from feedsvc.posts import Post, tag_slug
+from feedsvc.store import announcements, editions
+
+
+
+@dataclass(frozen=True, slots=True)
+class Announced:
+    batch: str
+    post_ids: frozenset[str]  # announced by this call (empty when nothing was new)
+    first_run: bool  # the existing blog was recorded as the archive
+    mailable: bool  # whether these posts will be mailed (False for the archive without --include-archive)
+    released: int  # archive posts made mailable by include_archive on a later run
+
+
+def new_batch(now: datetime) -> str:
+    # Sortable by eye, unique across processes.
+    return f"{now:%Y%m%dT%H%M%S}-{secrets.token_hex(4)}"
+
+
+def announce(
+    connection: Connection, published: Sequence[Post], now: datetime, *, include_archive: bool = False
+) -> Announced:
+    """Record the published posts never announced before, in one batch (the caller commits).
+
+    The first run records the existing blog as the archive: not mailed unless `include_archive`. Later, with
+    `include_archive`, posts recorded that way become news of now."""
+    batch = new_batch(now)
+    first_run = announcements.archive_recorded_at(connection) is None
+    known = announcements.known_ids(connection, [post.id for post in published])
+    floor = announcement_floor(connection)
+    mailable = include_archive or not first_run
+    rows = [
+        {
+            "post_id": post.id,
+            "slug": post.slug,
+            "title": post.title,
+            "url": post.url,
+            "tags": [tag_slug(tag) for tag in post.tags],
+            "published_at": post.date,
+            "announced_at": now if first_run else announced_at(post.date, floor, now),
+            "batch": batch,
+            "mailable": int(mailable),
+        }
+        for post in published
+        if post.id not in known
+    ]
+    inserted = announcements.insert_new(connection, rows)
+    released = 0
+    if first_run:
+        announcements.record_archive(connection, now)
+    elif include_archive:
+        released = announcements.release_archive(connection, batch, now)
+    return Announced(batch, frozenset(inserted), first_run, mailable, released)
+
+
+def announcement_floor(connection: Connection) -> datetime | None:
+    """The end of the latest period already handed out (or of the archive): see `announced_at`."""
+    return editions.latest_period_end(connection, (announcements.ARCHIVE_KEY, *PERIODIC))
+
+
+def announced_at(published_at: datetime, floor: datetime | None, now: datetime) -> datetime:
+    """When a newly seen post counts as news: its publication time, but never before the end of a period
+    already handed out (a back-dated post found late is news of the next period) and never after now.
+
+    So `digest send` run at 08:00:05 by cron still puts a post published at 07:00 into the 08:00 digest."""
+    start = max(published_at, floor) if floor else published_at
+    return min(start, now)

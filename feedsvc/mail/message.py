@@ -1,0 +1,199 @@
+"""RFC 5322 messages built from a precomputed skeleton, so one rendered mail is personalised cheaply per recipient.
+
+The skeleton holds everything that is the same for every recipient, already encoded: the shared headers and
+both bodies as quoted-printable segments split around the per-recipient placeholders. Personalising is then
+string work only: a few headers, the placeholder values encoded on their own, one join (and a DKIM signature
+when configured). Each segment ends with a soft line break, so a value always starts a fresh encoded line
+and no line grows past the quoted-printable limit.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import html
+import re
+import secrets
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.header import Header
+from email.utils import format_datetime, quote
+from urllib.parse import urlsplit
+
+from feedsvc.config import Settings
+from feedsvc.mail.dkim import DkimSigner
+
+# Placeholders the edition templates put where per-recipient values go; plain tokens that survive HTML
+# escaping and CSS inlining untouched.
+UNSUBSCRIBE_URL = "__FEEDSVC_UNSUBSCRIBE_URL__"
+PREFERENCES_URL = "__FEEDSVC_PREFERENCES_URL__"
+_PLACEHOLDER = re.compile(f"({UNSUBSCRIBE_URL}|{PREFERENCES_URL})")
+
+CRLF = b"\r\n"
+_SOFT_BREAK = b"=\r\n"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_ADDRESS = re.compile(r"[^\s<>()\[\],;:\"@\\]+@[^\s<>()\[\],;:\"@\\]+\.?[^\s<>()\[\],;:\"@\\]*")
+
+
+class AddressError(ValueError):
+    """An address that cannot go into an envelope or header as given."""
+
+
+def single_line(value: str) -> str:
+    """A header value with every control character (CR, LF, tab …) folded to one space: no header injection."""
+    return _CONTROL.sub(" ", value).strip()
+
+
+def mail_address(value: str) -> str:
+    """A plain addr-spec fit for SMTP envelopes and headers (IDN domains in their ASCII form)."""
+    if _CONTROL.search(value) or not _ADDRESS.fullmatch(value):
+        raise AddressError(f"{value!r} is not a usable e-mail address")
+    local, _, domain = value.rpartition("@")
+    if not local.isascii():
+        raise AddressError(f"{value!r} has a non-ASCII local part, which needs SMTPUTF8 (not supported)")
+    try:
+        ascii_domain = domain.encode("idna").decode("ascii") if not domain.isascii() else domain
+    except UnicodeError:
+        raise AddressError(f"{value!r} has a domain that is not a valid international domain name") from None
+    return f"{local}@{ascii_domain}"
+
+
+def address_header(name: str, address: str) -> str:
+    """`Name <address>` with the name quoted or RFC 2047 encoded as needed ("address" alone without a name)."""
+    address = mail_address(address)
+    name = single_line(name)
+    if not name:
+        return address
+    if name.isascii():
+        return f'"{quote(name)}" <{address}>'
+    encoded = Header(name, "utf-8").encode(linesep="\r\n")
+    return f"{encoded} <{address}>"
+
+
+def subject_header(subject: str) -> str:
+    subject = single_line(subject)
+    if subject.isascii() and len(subject) < 900:
+        return subject
+    return Header(subject, "utf-8", header_name="Subject").encode(linesep="\r\n")
+
+
+def list_id(settings: Settings) -> str:
+    """`<blog.example.org.feedsvc>`-style List-Id from the site URL (path segments become dots)."""
+    parts = urlsplit(settings.site.url)
+    labels = [parts.hostname or "localhost", *(p for p in parts.path.split("/") if p), "feedsvc"]
+    ident = ".".join(re.sub(r"[^A-Za-z0-9.-]", "-", label) for label in labels)
+    return f"{subject_header(settings.site.title)} <{ident}>"
+
+
+def sender_header(settings: Settings) -> str:
+    return address_header(settings.mail.from_name or settings.site.title, settings.mail.from_address)
+
+
+def message_id_domain(settings: Settings) -> str:
+    return mail_address(settings.mail.from_address).rpartition("@")[2]
+
+
+def message_id_for(settings: Settings, key: str) -> str:
+    """A Message-ID derived from `key` (the delivery key), so a retried mail keeps its Message-ID."""
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:40]
+    return f"<{digest}@{message_id_domain(settings)}>"
+
+
+def _qp(text: str) -> bytes:
+    return binascii.b2a_qp(text.encode("utf-8"), istext=True).replace(b"\n", CRLF)
+
+
+def _segments(body: str) -> list[bytes | str]:
+    """The body as encoded static segments (bytes) and placeholder names (str), alternating."""
+    body = body.replace("\r\n", "\n")
+    parts: list[bytes | str] = []
+    for index, piece in enumerate(_PLACEHOLDER.split(body)):
+        if index % 2:
+            parts.append(piece)
+        elif piece:
+            encoded = _qp(piece)
+            parts.append(encoded if encoded.endswith(CRLF) else encoded + _SOFT_BREAK)
+    return parts
+
+
+class MessageSkeleton:
+    """One mail (subject + HTML + text) ready to be personalised for any number of recipients."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        subject: str,
+        html_body: str,
+        text_body: str,
+        is_list_mail: bool = True,
+        dkim_signer: DkimSigner | None = None,
+    ) -> None:
+        self.envelope_sender = mail_address(settings.mail.from_address)
+        self.is_list_mail = is_list_mail
+        self.dkim_signer = dkim_signer
+        self._mailto_unsubscribe = f"mailto:{self.envelope_sender}?subject=unsubscribe"
+        boundary = f"=_feedsvc_{secrets.token_hex(12)}"  # "=_" can never occur in quoted-printable text
+        shared = [
+            f"From: {sender_header(settings)}",
+            f"Subject: {subject_header(subject)}",
+            "MIME-Version: 1.0",
+            f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"',
+        ]
+        if settings.mail.reply_to:
+            shared.append(f"Reply-To: {mail_address(settings.mail.reply_to)}")
+        if is_list_mail:
+            shared.append(f"List-Id: {list_id(settings)}")
+            shared.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
+        self._shared_headers = ("\r\n".join(shared) + "\r\n").encode("ascii")
+        part_head = 'Content-Type: text/{}; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
+        self._text_head = f"\r\n--{boundary}\r\n{part_head.format('plain')}".encode("ascii")
+        self._html_head = f"\r\n--{boundary}\r\n{part_head.format('html')}".encode("ascii")
+        self._closing = f"\r\n--{boundary}--\r\n".encode("ascii")
+        self._text = _segments(text_body)
+        self._html = _segments(html_body)
+
+    def build(
+        self,
+        *,
+        to_email: str,
+        to_name: str,
+        unsubscribe_url: str = "",
+        preferences_url: str = "",
+        message_id: str,
+        date: datetime | None = None,
+    ) -> bytes:
+        values = {UNSUBSCRIBE_URL: single_line(unsubscribe_url), PREFERENCES_URL: single_line(preferences_url)}
+        message_id = single_line(message_id)
+        if not message_id.startswith("<"):
+            message_id = f"<{message_id}>"
+        headers = [
+            f"To: {address_header(to_name, to_email)}",
+            f"Date: {format_datetime(date or datetime.now(UTC))}",
+            f"Message-ID: {message_id}",
+        ]
+        if self.is_list_mail:
+            headers.append(f"List-Unsubscribe: <{values[UNSUBSCRIBE_URL]}>,\r\n <{self._mailto_unsubscribe}>")
+        parts = [
+            self._shared_headers,
+            ("\r\n".join(headers) + "\r\n").encode("utf-8"),
+            b"\r\nThis is a multipart message in MIME format.\r\n",
+            self._text_head,
+            *_fill(self._text, values, escape=False),
+            self._html_head,
+            *_fill(self._html, values, escape=True),
+            self._closing,
+        ]
+        message = b"".join(parts)
+        return self.dkim_signer.sign(message) if self.dkim_signer else message
+
+
+def _fill(segments: list[bytes | str], values: Mapping[str, str], *, escape: bool) -> list[bytes]:
+    filled: list[bytes] = []
+    for segment in segments:
+        if isinstance(segment, bytes):
+            filled.append(segment)
+        else:
+            value = values[segment]
+            filled.append(_qp(html.escape(value) if escape else value) + _SOFT_BREAK)
+    return filled

@@ -1,0 +1,70 @@
+"""The words in mails, in English and Indonesian, chosen by `site.language` (templates call `_("key")`).
+
+A plain dict rather than a gettext catalog: two languages of a dozen short strings each, and users who
+override a template can write their own words straight into it.
+"""
+
+from __future__ import annotations
+
+STRINGS: dict[str, dict[str, str]] = {
+    "en": {
+        "subject_many": "{site}: {count} new posts",
+        "subject_confirm": "Confirm your subscription to {site}",
+        "heading_instant": "New on {site}",
+        "heading_daily": "Your daily digest from {site}",
+        "heading_weekly": "Your weekly digest from {site}",
+        "period": "{start} – {end}",
+        "greeting": "Hi {name},",
+        "greeting_anonymous": "Hi,",
+        "read_more": "Read more",
+        "read_on_site": "Read it on the site",
+        "more_in_browser": "Some posts are shortened to keep this mail small.",
+        "view_in_browser": "View in browser",
+        "unsubscribe": "Unsubscribe",
+        "preferences": "Manage preferences",
+        "footer_reason": "You receive this mail because you subscribed to {site}.",
+        "confirm_intro": "Please confirm that you want to receive new posts from {site} by email.",
+        "confirm_button": "Confirm subscription",
+        "confirm_ignore": "If you did not ask for this, ignore this mail: you will not be subscribed.",
+        "image_alt": "Image for “{title}”",
+    },
+    "id": {
+        "subject_many": "{site}: {count} tulisan baru",
+        "subject_confirm": "Konfirmasi langganan Anda di {site}",
+        "heading_instant": "Baru di {site}",
+        "heading_daily": "Ringkasan harian dari {site}",
+        "heading_weekly": "Ringkasan mingguan dari {site}",
+        "period": "{start} – {end}",
+        "greeting": "Halo {name},",
+        "greeting_anonymous": "Halo,",
+        "read_more": "Baca selengkapnya",
+        "read_on_site": "Baca di situs",
+        "more_in_browser": "Beberapa tulisan dipersingkat agar email ini tetap ringan.",
+        "view_in_browser": "Lihat di browser",
+        "unsubscribe": "Berhenti berlangganan",
+        "preferences": "Atur preferensi",
+        "footer_reason": "Anda menerima email ini karena berlangganan {site}.",
+        "confirm_intro": "Mohon konfirmasi bahwa Anda ingin menerima tulisan baru dari {site} lewat email.",
+        "confirm_button": "Konfirmasi langganan",
+        "confirm_ignore": "Jika Anda tidak memintanya, abaikan email ini: Anda tidak akan didaftarkan.",
+        "image_alt": "Gambar untuk “{title}”",
+    },
+}
+
+DEFAULT_LANGUAGE = "en"
+
+
+def language_of(site_language: str) -> str:
+    """The strings' language for a site language tag such as "id", "id-ID" or "en_US" (English if unknown)."""
+    primary = site_language.replace("_", "-").split("-")[0].lower()
+    return primary if primary in STRINGS else DEFAULT_LANGUAGE
+
+
+def translator(language: str):
+    """`_(key, **values)` for templates: the string in `language`, formatted with the values."""
+    strings = STRINGS[language]
+
+    def translate(key: str, **values: object) -> str:
+        return strings[key].format(**values) if values else strings[key]
+
+    return translate

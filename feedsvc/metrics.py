@@ -1,0 +1,56 @@
+"""Prometheus metrics: the counters every part of feedsvc increments, and the text served at /metrics.
+
+Counters live in one registry of this process. Numbers that already live in the store (subscribers by status)
+are read at scrape time, so they are right whichever process changed them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, disable_created_metrics, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from feedsvc.store.schema import STATUSES
+
+# The *_created series double every counter's output and nobody here reads them.
+disable_created_metrics()
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+FEED_BUILDS = Counter(
+    "feedsvc_feed_builds", "Feed builds, by outcome (ok, failed).", ["outcome"], registry=REGISTRY
+)
+HTTP_REQUESTS = Counter(
+    "feedsvc_http_requests", "HTTP requests answered, by method, route and status code.",
+    ["method", "route", "status"], registry=REGISTRY,
+)
+DELIVERIES = Counter(
+    "feedsvc_deliveries", "Digest mail delivery attempts, by outcome (sent, retry, failed, bounced).",
+    ["outcome"], registry=REGISTRY,
+)
+CONFIRMATION_MAILS = Counter(
+    "feedsvc_confirmation_mails", "Confirmation mails, by outcome (sent, failed, rate_limited).",
+    ["outcome"], registry=REGISTRY,
+)
+
+
+class _Scrape:
+    """The process registry plus the gauges read from the store for this scrape."""
+
+    def __init__(self, subscribers_by_status: Mapping[str, int]) -> None:
+        self._subscribers = subscribers_by_status
+
+    def collect(self) -> Iterator[Metric]:
+        yield from REGISTRY.collect()
+        gauge = GaugeMetricFamily("feedsvc_subscribers", "Subscribers, by status.", labels=["status"])
+        for status in STATUSES:
+            gauge.add_metric([status], self._subscribers.get(status, 0))
+        yield gauge
+
+
+def exposition(subscribers_by_status: Mapping[str, int]) -> bytes:
+    """The Prometheus text format of every metric, with the subscriber counts given."""
+    return generate_latest(_Scrape(subscribers_by_status))  # type: ignore[arg-type]

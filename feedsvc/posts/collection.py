@@ -1,0 +1,334 @@
+"""The post collection: an incremental scan of the posts folder, with a parse cache that survives restarts."""
+
+from __future__ import annotations
+
+import errno
+import os
+import pickle
+import stat
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from feedsvc import __version__
+from feedsvc.config import Settings
+from feedsvc.posts.model import Post, Problem, is_published, shown_path, tag_slug
+from feedsvc.posts.parse import Site, read_post
+
+_CACHE_VERSION = 1  # bump when what a cache entry holds changes
+_TEMP_SUFFIXES = ("~", ".tmp", ".swp", ".swx", ".bak")
+
+
+@dataclass
+class Scan:
+    posts: list[Post]
+    problems: list[Problem]
+    changed_ids: set[str]
+    changed_tags: set[str]
+
+    def published(self, now: datetime) -> list[Post]:
+        return [post for post in self.posts if is_published(post, now)]
+
+    def next_publication(self, now: datetime) -> datetime | None:
+        return min((post.date for post in self.posts if not post.draft and post.date > now), default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """What a file of this size and mtime parsed to."""
+
+    size: int
+    mtime_ns: int
+    post: Post | None
+    problems: tuple[Problem, ...]
+    # The post's date as a timestamp, to sort 10,000 posts without asking a time zone 10,000 times.
+    timestamp: float = 0.0
+
+
+@dataclass
+class _Found:
+    files: dict[str, os.stat_result] = field(default_factory=dict)  # relative path -> stat
+    problems: list[Problem] = field(default_factory=list)
+
+
+class Collection:
+    def __init__(self, settings: Settings, cache_path: Path | None = None) -> None:
+        self.settings = settings
+        self.site = Site.from_settings(settings)
+        # What parsing a file depends on besides the file: entries made under other settings or code are not used.
+        fingerprint = (__version__, _CACHE_VERSION, self.site.fingerprint, settings.posts.max_file_bytes)
+        self.cache = _Cache(cache_path or settings.store.dir / "posts-cache.pickle", fingerprint)
+        self.parses = 0  # files this Collection looked into (the others came from the cache)
+        self._entries: dict[str, _Entry] | None = None
+        self._found: _Found | None = None  # files and problems seen by the last walk
+        self._current: _Posts | None = None
+        self._lock = threading.Lock()
+
+    def scan(self, changed: Iterable[Path] | None = None) -> Scan:
+        """Read what changed since the last scan. `changed`: paths a file watcher reported; then only they are
+        looked at (the first scan, or a folder among them, still walks the whole posts folder)."""
+        with self._lock:
+            if self._entries is None:
+                self._entries = self.cache.load()
+            if changed is None or self._found is None or not self._look_at(self._found, changed):
+                self._found = self._find()
+            return self._scan(self._found)
+
+    def _scan(self, found: _Found) -> Scan:
+        assert self._entries is not None
+        problems = list(found.problems)
+        changes: dict[str, _Entry | None] = {path: None for path in self._entries.keys() - found.files.keys()}
+        for relative, info in found.files.items():
+            entry = self._entries.get(relative)
+            if entry is None or (entry.size, entry.mtime_ns) != (info.st_size, info.st_mtime_ns):
+                parsed = self._parse(self.site.posts_dir / relative, info, problems)
+                if parsed is not None or entry is not None:
+                    changes[relative] = parsed
+        _apply(self._entries, changes)
+        if changes or self.cache.stale:
+            problems += self.cache.save(self._entries, changes, self.site)
+
+        if changes or self._current is None:
+            previous = self._current
+            self._current = self._unique_posts()
+            changed_ids, changed_tags = _changes(previous and previous.by_id, self._current.by_id)
+        else:
+            changed_ids, changed_tags = set(), set()
+        problems += self._current.problems
+        problems.sort(key=lambda problem: (str(problem.path), problem.line or 0))
+        return Scan(list(self._current.posts), problems, changed_ids, changed_tags)
+
+    def _look_at(self, found: _Found, paths: Iterable[Path]) -> bool:
+        """Update `found` for these paths alone; False when one needs a full walk (a folder, a link...)."""
+        extensions = tuple(extension.lower() for extension in self.settings.posts.extensions)
+        for path in paths:
+            path = Path(path)
+            if not path.is_relative_to(self.site.posts_dir):
+                continue
+            relative = path.relative_to(self.site.posts_dir).as_posix()
+            try:
+                info = path.lstat()
+            except FileNotFoundError:
+                info = None
+            except OSError:
+                return False
+            if info is not None and not stat.S_ISREG(info.st_mode):
+                return False  # a folder appeared or went, a symlink, a device: let the walk sort it out
+            if any(_ignored(part) for part in relative.split("/")) or not relative.lower().endswith(extensions):
+                if info is None and any(known.startswith(relative + "/") for known in found.files):
+                    return False  # a folder of posts went away
+                continue
+            found.problems = [problem for problem in found.problems if problem.path != path]
+            if info is None:
+                found.files.pop(relative, None)
+            else:
+                found.files[relative] = info
+        return True
+
+    def _find(self) -> _Found:
+        found = _Found()
+        root = self.site.posts_dir
+        try:
+            top = root.stat()
+        except OSError as exc:
+            found.problems.append(self.site.problem(root, None, f"posts folder cannot be read: {_reason(exc)}"))
+            return found
+        extensions = tuple(extension.lower() for extension in self.settings.posts.extensions)
+        self._walk(root, "", extensions, {(top.st_dev, top.st_ino)}, found)
+        return found
+
+    def _walk(self, folder: Path, prefix: str, extensions: tuple[str, ...], seen: set[tuple[int, int]],
+              found: _Found) -> None:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        except OSError as exc:
+            found.problems.append(self.site.problem(folder, None, f"folder cannot be read: {_reason(exc)}"))
+            return
+        for entry in entries:
+            name = entry.name
+            if _ignored(name):
+                continue
+            relative = prefix + name
+            is_post = name.lower().endswith(extensions)
+            try:
+                info = entry.stat()
+            except OSError as exc:
+                if is_post:
+                    found.problems.append(self.site.problem(Path(entry.path), None, _stat_failure(entry, exc)))
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                if is_post:
+                    found.problems.append(self.site.problem(
+                        Path(entry.path), None, "is a folder, not a post file (the posts inside it are read)"))
+                if (info.st_dev, info.st_ino) not in seen:  # a symlink back up the tree is walked once
+                    seen.add((info.st_dev, info.st_ino))
+                    self._walk(Path(entry.path), relative + "/", extensions, seen, found)
+            elif is_post:
+                if stat.S_ISREG(info.st_mode):
+                    found.files[relative] = info
+                else:
+                    found.problems.append(self.site.problem(Path(entry.path), None, "not a regular file"))
+
+    def _parse(self, path: Path, info: os.stat_result, problems: list[Problem]) -> _Entry | None:
+        """Parse one file; None (and a problem, not cached) when it cannot be read at all."""
+        self.parses += 1
+        limit = self.settings.posts.max_file_bytes
+        if info.st_size > limit:
+            return _Entry(info.st_size, info.st_mtime_ns, None, (self.site.problem(
+                path, None, f"file is {info.st_size} bytes, over posts.max_file_bytes ({limit}); not read"),))
+        try:
+            with path.open("rb") as file:
+                data = file.read(limit + 1)  # the file may have grown since stat
+        except OSError as exc:
+            problems.append(self.site.problem(path, None, f"cannot read the file: {_reason(exc)}"))
+            return None
+        if len(data) > limit:
+            problems.append(self.site.problem(path, None, f"file is over posts.max_file_bytes ({limit}); not read"))
+            return None
+        post, found = read_post(path, data, info.st_mtime_ns, self.site)
+        return _Entry(info.st_size, info.st_mtime_ns, post, tuple(found), post.date.timestamp() if post else 0.0)
+
+    def _unique_posts(self) -> _Posts:
+        """Every parsed post whose slug and id no earlier file (in path order) uses, newest first."""
+        assert self._entries is not None
+        by_slug: dict[str, Post] = {}
+        by_id: dict[str, Post] = {}
+        ranked: list[tuple[float, str, Post]] = []
+        problems: list[Problem] = []
+        for relative in sorted(self._entries):
+            entry = self._entries[relative]
+            problems += entry.problems
+            post = entry.post
+            if post is None:
+                continue
+            for key, index, what in ((post.slug, by_slug, "slug"), (post.id, by_id, "id")):
+                if key in index:
+                    other = shown_path(index[key].source, self.site.root)
+                    problems.append(self.site.problem(
+                        post.source, None, f"duplicate {what} {key!r}: {other} already uses it; skipped"))
+                    break
+            else:
+                by_slug[post.slug] = by_id[post.id] = post
+                ranked.append((entry.timestamp, post.slug, post))
+        ranked.sort(reverse=True)
+        return _Posts([post for _, _, post in ranked], by_id, problems)
+
+
+@dataclass(frozen=True)
+class _Posts:
+    """The posts of the last scan that changed anything, and the problems their files have."""
+
+    posts: list[Post]
+    by_id: dict[str, Post]
+    problems: list[Problem]
+
+
+def _changes(previous: dict[str, Post] | None, current: dict[str, Post]) -> tuple[set[str], set[str]]:
+    if previous is None:
+        return set(current), {tag_slug(tag) for post in current.values() for tag in post.tags}
+    changed = {
+        post_id
+        for post_id in previous.keys() | current.keys()
+        if (old := previous.get(post_id)) is not (new := current.get(post_id)) and old != new
+    }
+    tags = {
+        tag_slug(tag)
+        for post_id in changed
+        for post in (previous.get(post_id), current.get(post_id))
+        if post is not None
+        for tag in post.tags
+    }
+    return changed, tags
+
+
+def _ignored(name: str) -> bool:
+    """Hidden files and editor leftovers: .#x, #x#, x~, .x.swp, x.tmp, vim's 4913 probe."""
+    return name.startswith((".", "#")) or name.endswith(_TEMP_SUFFIXES) or name == "4913"
+
+
+def _stat_failure(entry: os.DirEntry[str], exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "symlink loop: the link points back to itself"
+    if entry.is_symlink() and exc.errno == errno.ENOENT:
+        return f"dangling symlink: its target {os.readlink(entry.path)!r} does not exist"
+    return f"cannot read the file: {_reason(exc)}"
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror.lower() if exc.strerror else str(exc)
+
+
+class _Cache:
+    """A pickle of {relative path: _Entry}: a full snapshot, then appended deltas (one per changing scan).
+
+    Appending keeps a one-file rescan cheap with 10,000 posts; the snapshot is rewritten when deltas pile up.
+    A cache that is corrupt, from another version or made with other settings is ignored: every file is parsed.
+    Entries are keyed by size and mtime, so a delta lost in a crash only costs re-parsing those files.
+    """
+
+    def __init__(self, path: Path, fingerprint: tuple[object, ...]) -> None:
+        self.path = path
+        self.header = fingerprint
+        self.stale = True  # the file on disk does not (yet) hold what we have
+        self._deltas = 0
+        self._size = 0
+
+    def load(self) -> dict[str, _Entry]:
+        try:
+            with self.path.open("rb") as file:
+                if pickle.load(file) != self.header:
+                    return {}
+                entries: dict[str, _Entry] = pickle.load(file)
+                self.stale = False
+                while self._load_delta(file, entries):
+                    self._deltas += 1
+        except Exception:  # noqa: BLE001 - an unreadable snapshot: every file is parsed again
+            return {}
+        self._size = len(entries)
+        return entries
+
+    def _load_delta(self, file: BinaryIO, entries: dict[str, _Entry]) -> bool:
+        try:
+            header, changes = pickle.load(file)
+        except EOFError:
+            return False
+        except Exception:  # noqa: BLE001 - a delta cut short by a crash: keep what came before it
+            self.stale = True  # and rewrite the file, or later deltas would land after the broken one
+            return False
+        if header != self.header:  # appended by a process running with other settings
+            self.stale = True
+            return False
+        _apply(entries, changes)
+        return True
+
+    def save(self, entries: dict[str, _Entry], changes: dict[str, _Entry | None], site: Site) -> list[Problem]:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.stale or self._deltas > 50 or len(changes) * 4 > self._size:
+                # A name of our own: another process (the service, a `feedsvc build`) may be writing too.
+                temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}")
+                with temporary.open("wb") as file:
+                    pickle.dump(self.header, file, pickle.HIGHEST_PROTOCOL)
+                    pickle.dump(entries, file, pickle.HIGHEST_PROTOCOL)
+                os.replace(temporary, self.path)
+                self._deltas, self._size, self.stale = 0, len(entries), False
+            else:
+                with self.path.open("ab") as file:
+                    file.write(pickle.dumps((self.header, changes), pickle.HIGHEST_PROTOCOL))
+                self._deltas += 1
+        except (OSError, pickle.PicklingError) as exc:
+            self.stale = True
+            return [site.problem(self.path, None, f"cannot write the posts cache: {exc}", "warning")]
+        return []
+
+
+def _apply(entries: dict[str, _Entry], changes: dict[str, _Entry | None]) -> None:
+    for relative, entry in changes.items():
+        if entry is None:
+            entries.pop(relative, None)
+        else:
+            entries[relative] = entry
+

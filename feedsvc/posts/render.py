@@ -1,0 +1,126 @@
+"""Post bodies to sanitized HTML whose links and images are absolute URLs.
+
+Markdown goes through markdown-it-py (CommonMark + tables + strikethrough, raw HTML allowed), plain text is
+escaped and kept line for line; both then go through nh3, which also rewrites every URL.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable
+from typing import Literal
+from urllib.parse import urljoin
+
+import nh3
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+
+Markup = Literal["markdown", "text"]
+AssetUrls = tuple[tuple[str, str], ...]  # (relative prefix, absolute prefix), longest prefix first
+
+MORE = "<!--more-->"
+
+_markdown = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
+_URL_ATTRIBUTES = {"href", "src", "cite"}
+_ATTRIBUTES = {tag: set(names) for tag, names in nh3.ALLOWED_ATTRIBUTES.items()}
+_ATTRIBUTES["a"] = _ATTRIBUTES["a"] | {"title"}
+_ATTRIBUTES["img"] = _ATTRIBUTES["img"] | {"title"}
+_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
+_BARE_URL = re.compile(r"\bhttps?://[^\s<>\"']+")
+_BLANK_LINES = re.compile(r"\n[ \t]*\n")
+_LEADING_BLANK_LINES = re.compile(r"^(?:[ \t]*\n)+")
+_TRAILING_PUNCTUATION = ".,;:!?)]}\"'”’»"
+
+# (tag, attribute, URL as written) for each link or image; `lint` collects them while rendering.
+LinkSink = Callable[[str, str, str], None]
+
+
+def sorted_asset_urls(asset_urls: dict[str, str]) -> AssetUrls:
+    return tuple(sorted(asset_urls.items(), key=lambda item: len(item[0]), reverse=True))
+
+
+def absolute_url(url: str, base_url: str, asset_urls: AssetUrls) -> str:
+    """Resolve a URL as written in a post: mapped asset prefixes first (longest wins), else against the post."""
+    if _SCHEME.match(url) or url.startswith("//"):
+        return url
+    for prefix, target in asset_urls:
+        if url.startswith(prefix):
+            return target + url[len(prefix):]
+    return urljoin(base_url, url)
+
+
+def sanitize(fragment: str, base_url: str, asset_urls: AssetUrls, links: LinkSink | None = None) -> str:
+    def rewrite(tag: str, attribute: str, value: str) -> str | None:
+        if attribute not in _URL_ATTRIBUTES:
+            return value
+        if links is not None:
+            links(tag, attribute, value)
+        return absolute_url(value, base_url, asset_urls)
+
+    # nh3 has already dropped javascript: and other unknown schemes when `rewrite` runs.
+    return nh3.clean(fragment, attributes=_ATTRIBUTES, attribute_filter=rewrite, link_rel=None)
+
+
+def text_to_html(text: str) -> str:
+    """Plain text: paragraphs on blank lines, each line kept (joined by <br>), bare URLs linked."""
+    paragraphs = []
+    for block in _BLANK_LINES.split(text.strip()):
+        lines = [_link_urls(line.strip()) for line in block.splitlines() if line.strip()]
+        if lines:
+            paragraphs.append("<p>" + "<br>\n".join(lines) + "</p>")
+    return "\n".join(paragraphs)
+
+
+def _link_urls(line: str) -> str:
+    out, last = [], 0
+    for match in _BARE_URL.finditer(line):
+        url = match.group().rstrip(_TRAILING_PUNCTUATION)
+        shown = html.escape(url, quote=False)
+        out += [html.escape(line[last : match.start()], quote=False), f'<a href="{html.escape(url)}">{shown}</a>']
+        last = match.start() + len(url)
+    out.append(html.escape(line[last:], quote=False))
+    return "".join(out)
+
+
+def to_html(markup: Markup, body: str) -> str:
+    """Unsanitized HTML, relative URLs as written."""
+    return _markdown.render(body) if markup == "markdown" else text_to_html(body)
+
+
+def render_body(markup: Markup, body: str, base_url: str, asset_urls: AssetUrls) -> str:
+    return sanitize(to_html(markup, body), base_url, asset_urls)
+
+
+def render_summary(markup: Markup, summary: str, body: str, base_url: str, asset_urls: AssetUrls) -> str:
+    """`summary` as written, else the text before <!--more-->, else the first paragraph that has text."""
+    if summary:
+        fragment = to_html(markup, summary)
+    elif (more := body.find(MORE)) >= 0:
+        fragment = to_html(markup, body[:more])
+    elif markup == "text":
+        fragment = text_to_html(next((block for block in _BLANK_LINES.split(body.strip()) if block.strip()), ""))
+    else:
+        fragment = _first_markdown_paragraph(body)
+    return sanitize(fragment, base_url, asset_urls)
+
+
+def _first_markdown_paragraph(body: str) -> str:
+    # Parse a growing prefix (cut at blank lines) until it holds a top-level paragraph with text in it: a
+    # long body is not parsed whole.
+    blocks = _BLANK_LINES.split(_LEADING_BLANK_LINES.sub("", body))  # keeps the indentation of line one
+    taken = 1
+    while True:
+        tokens = _markdown.parse("\n\n".join(blocks[:taken]))
+        for index, token in enumerate(tokens):
+            if token.type == "paragraph_open" and token.level == 0:
+                inline = tokens[index + 1]
+                if _has_text(inline):
+                    return "<p>" + _markdown.renderer.render(inline.children or [], _markdown.options, {}) + "</p>\n"
+        if taken >= len(blocks):
+            return ""
+        taken *= 2
+
+
+def _has_text(inline: Token) -> bool:
+    return any(child.type == "text" and child.content.strip() for child in inline.children or [])

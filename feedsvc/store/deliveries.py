@@ -1,0 +1,221 @@
+"""The delivery queue: claiming due deliveries under a lease, and recording what became of each send.
+
+A delivery is *claimed* (claimed_by + lease_until set, state unchanged) in batches, turns `sending` just
+before its own send, and `sent` (or `retry`/`failed`/`bounced`) right after. A claim whose lease ran out
+is free again: a queued/retry row that never turned `sending` was never sent, and a row left `sending`
+was in flight when its process died, so it is sent again (the only case where a mail may repeat).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, and_, bindparam, exists, func, or_, select, update
+
+from feedsvc.store.schema import deliveries, editions, subscribers
+
+WAITING = ("queued", "retry")
+SUPPRESSED = "subscriber suppressed"
+INACTIVE = "subscriber is no longer active"
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: int
+    key: str
+    edition_id: int
+    subscriber_id: int
+    email: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class EditionContent:
+    subject: str
+    html: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    id: int
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    id: int
+    error: str
+    next_attempt_at: datetime | None  # None: out of attempts, the delivery has failed
+
+
+@dataclass(frozen=True, slots=True)
+class Bounce:
+    id: int
+    subscriber_id: int
+    error: str
+
+
+def _waiting_due(now: datetime):
+    c = deliveries.c
+    return and_(
+        c.state.in_(WAITING), c.next_attempt_at <= now, or_(c.lease_until.is_(None), c.lease_until < now)
+    )
+
+
+def _abandoned_in_flight(now: datetime):
+    c = deliveries.c
+    return and_(c.state == "sending", or_(c.lease_until.is_(None), c.lease_until < now))
+
+
+def count_due(connection: Connection, now: datetime) -> int:
+    statement = select(func.count()).select_from(deliveries).where(or_(_waiting_due(now), _abandoned_in_flight(now)))
+    return connection.execute(statement).scalar_one()
+
+
+def claim(connection: Connection, worker_id: str, *, now: datetime, lease_until: datetime, limit: int) -> list[Claimed]:
+    """Lease up to `limit` due deliveries to `worker_id` and return them with their subscriber's address.
+
+    On PostgreSQL the candidate rows are locked with SKIP LOCKED, so concurrent workers take disjoint sets
+    without waiting; SQLite has a single writer, so the UPDATE over a sub-select is atomic by itself.
+    Deliveries abandoned in flight go first (they have waited longest), then the due ones.
+    """
+    claimed: list[int] = []
+    for condition in (_abandoned_in_flight(now), _waiting_due(now)):
+        remaining = limit - len(claimed)
+        if remaining <= 0:
+            break
+        # No ORDER BY: the (state, next_attempt_at) index yields due rows in a useful order without a sort.
+        candidates = select(deliveries.c.id).where(condition).limit(remaining)
+        if connection.dialect.name == "postgresql":
+            candidates = candidates.with_for_update(skip_locked=True)
+        statement = (
+            update(deliveries)
+            .where(deliveries.c.id.in_(candidates.scalar_subquery()))
+            .values(claimed_by=worker_id, lease_until=lease_until)
+            .returning(deliveries.c.id)
+        )
+        claimed += connection.execute(statement).scalars()
+    if not claimed:
+        return []
+    rows = connection.execute(
+        select(
+            deliveries.c.id,
+            deliveries.c.key,
+            deliveries.c.edition_id,
+            deliveries.c.subscriber_id,
+            subscribers.c.email,
+            subscribers.c.name,
+        )
+        .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+        .where(deliveries.c.id.in_(claimed))
+        .order_by(deliveries.c.id)
+    )
+    return [Claimed(*row) for row in rows]
+
+
+def edition_content(connection: Connection, edition_id: int) -> EditionContent:
+    row = connection.execute(
+        select(editions.c.subject, editions.c.html, editions.c.text).where(editions.c.id == edition_id)
+    ).one()
+    return EditionContent(*row)
+
+
+def start_sending(connection: Connection, worker_id: str, ids: Sequence[int]) -> tuple[dict[int, int], set[int]]:
+    """Mark these claimed deliveries `sending` (one more attempt) just before they are sent.
+
+    Returns ({id to send now: its attempt number}, ids skipped). Skipped: the subscriber is no longer active (those deliveries
+    fail here); deliveries no longer ours (lease taken over, cancelled meanwhile) are in neither set.
+    """
+    if not ids:
+        return {}, set()
+    c = deliveries.c
+    ours = and_(c.id.in_(list(ids)), c.claimed_by == worker_id, c.state.in_((*WAITING, "sending")))
+    inactive = exists().where(subscribers.c.id == c.subscriber_id, subscribers.c.status != "active")
+    skipped = connection.execute(
+        update(deliveries)
+        .where(ours, inactive)
+        .values(state="failed", last_error=INACTIVE, claimed_by=None, lease_until=None)
+        .returning(c.id)
+    ).scalars()
+    skipped_ids = set(skipped)
+    sending = connection.execute(
+        update(deliveries).where(ours).values(state="sending", attempts=c.attempts + 1).returning(c.id, c.attempts)
+    )
+    return {delivery_id: attempts for delivery_id, attempts in sending}, skipped_ids
+
+
+def record(
+    connection: Connection,
+    worker_id: str,
+    *,
+    sent: Sequence[Sent] = (),
+    retries: Sequence[Retry] = (),
+    bounces: Sequence[Bounce] = (),
+    now: datetime,
+) -> None:
+    """Record the outcome of finished sends (call inside one transaction with the next `start_sending`)."""
+    c = deliveries.c
+    mine = and_(c.id == bindparam("delivery_id"), c.claimed_by == worker_id)
+    released = {"claimed_by": None, "lease_until": None}
+    if sent:
+        connection.execute(
+            update(deliveries)
+            .where(mine)
+            .values(state="sent", sent_at=now, message_id=bindparam("mid"), last_error="", **released),
+            [{"delivery_id": item.id, "mid": item.message_id} for item in sent],
+        )
+    if retries:
+        connection.execute(
+            update(deliveries).where(mine).values(
+                state=bindparam("new_state"),
+                next_attempt_at=bindparam("next_at"),
+                last_error=bindparam("error"),
+                **released,
+            ),
+            [
+                {
+                    "delivery_id": item.id,
+                    "new_state": "retry" if item.next_attempt_at else "failed",
+                    "next_at": item.next_attempt_at or now,
+                    "error": item.error,
+                }
+                for item in retries
+            ],
+        )
+    for bounce in bounces:
+        _suppress(connection, worker_id, bounce)
+
+
+def _suppress(connection: Connection, worker_id: str, bounce: Bounce) -> None:
+    """A permanent failure: the delivery bounced, its subscriber gets no further mail, with the reason kept."""
+    c = deliveries.c
+    connection.execute(
+        update(deliveries)
+        .where(c.id == bounce.id, c.claimed_by == worker_id)
+        .values(state="bounced", last_error=bounce.error, claimed_by=None, lease_until=None)
+    )
+    connection.execute(
+        update(subscribers)
+        .where(subscribers.c.id == bounce.subscriber_id, subscribers.c.status == "active")
+        .values(status="bounced", status_reason=bounce.error)
+    )
+    connection.execute(
+        update(deliveries)
+        .where(c.subscriber_id == bounce.subscriber_id, c.state.in_(WAITING))
+        .values(state="failed", last_error=SUPPRESSED, claimed_by=None, lease_until=None)
+    )
+
+
+def release(connection: Connection, worker_id: str) -> int:
+    """Give back this worker's claims that were never started (on stop, or at the end of a drain)."""
+    c = deliveries.c
+    statement = (
+        update(deliveries)
+        .where(c.claimed_by == worker_id, c.state.in_(WAITING))
+        .values(claimed_by=None, lease_until=None)
+    )
+    return connection.execute(statement).rowcount
+

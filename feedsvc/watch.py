@@ -1,0 +1,95 @@
+"""Watching the post folder: one debounced callback per burst of saves.
+
+watchfiles reports file-system events (inotify and friends) or, with `scheduler.watch = "poll"`, polls
+(network filesystems often deliver no events). An editor's save is several events — a temp file written, the
+old file renamed to a backup, the temp renamed over the original — so changes are grouped until the folder has
+been quiet for `scheduler.debounce_ms`, and editors' temp and backup files never trigger a rebuild on their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import watchfiles
+
+from feedsvc.config import Settings
+from feedsvc.logging import fields
+
+log = logging.getLogger(__name__)
+
+# Editors' scratch files: vim (.x.swp, x~, 4913), emacs (.#x, #x#), JetBrains (x___jb_tmp___), generic *.tmp.
+_TEMP_NAME = re.compile(r"(^\.|~$|^#.*#$|\.sw[a-p]$|^4913$|\.tmp$|___jb_\w+___$|\.part$|\.crdownload$)")
+# A burst of writes is grouped at most this long, so a file written continuously still rebuilds in time.
+_MAX_GROUP_MS = 600
+# With no change, the watcher still wakes this often to prove it is alive (see `heartbeat_age`).
+_HEARTBEAT_MS = 1000
+
+OnChange = Callable[[set[Path]], Awaitable[None]]
+
+
+def is_post_change(relative: Path, extensions: list[str]) -> bool:
+    """Whether a change (path relative to the post folder) can affect the collection: a post file, or a
+    folder (moved or removed). Hidden folders (.git) and editors' scratch files never do."""
+    if _TEMP_NAME.search(relative.name) or any(part.startswith(".") for part in relative.parts):
+        return False
+    suffix = relative.suffix.lower()
+    return suffix in extensions or suffix == ""
+
+
+class PostWatcher:
+    """Calls `on_change(paths)` after each quiet burst of changes under `settings.posts.dir`."""
+
+    def __init__(self, settings: Settings, on_change: OnChange) -> None:
+        self.folder = settings.posts.dir.resolve()
+        self.extensions = [ext.lower() for ext in settings.posts.extensions]
+        self.polling = settings.scheduler.watch == "poll"
+        self.poll_delay_ms = int(settings.scheduler.poll_interval * 1000)
+        self.quiet_ms = max(settings.scheduler.debounce_ms, 1)
+        self.on_change = on_change
+        self.last_beat = time.monotonic()
+
+    def heartbeat_age(self) -> float:
+        """Seconds since the watcher last woke up; large means it is stuck or dead."""
+        return time.monotonic() - self.last_beat
+
+    def alive(self) -> bool:
+        tolerance = 5.0 + (self.poll_delay_ms / 1000 if self.polling else 0)
+        return self.heartbeat_age() < tolerance
+
+    def _relevant(self, change: watchfiles.Change, path: str) -> bool:
+        try:
+            relative = Path(path).relative_to(self.folder)
+        except ValueError:
+            return False
+        return is_post_change(relative, self.extensions)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Watch until `stop` is set. A failing callback is logged; watching goes on."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        log.info("watch.started", extra=fields(folder=str(self.folder), mode="poll" if self.polling else "events"))
+        async for changes in watchfiles.awatch(
+            self.folder,
+            watch_filter=self._relevant,
+            step=self.quiet_ms,
+            debounce=max(self.quiet_ms, _MAX_GROUP_MS),
+            stop_event=stop,
+            rust_timeout=_HEARTBEAT_MS,
+            yield_on_timeout=True,
+            force_polling=self.polling,
+            poll_delay_ms=self.poll_delay_ms,
+            ignore_permission_denied=True,
+        ):
+            self.last_beat = time.monotonic()
+            if not changes:
+                continue
+            paths = {Path(path) for _, path in changes}
+            try:
+                await self.on_change(paths)
+            except Exception:
+                log.exception("watch.rebuild_failed", extra=fields(files=len(paths)))
+        log.info("watch.stopped")

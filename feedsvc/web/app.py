@@ -1,0 +1,188 @@
+"""The HTTP app: feeds, the subscriber pages, the admin API, /healthz and /metrics.
+
+`create_app(settings)` opens the store and the mail transport itself, or takes those of the caller (the
+service runs this app and the scheduler in one process and shares them); what it opened, it closes.
+`app.state.web.feeds.refresh()` makes new feeds visible at once after a build; `app.state.health_checks`
+maps names to checks reported by /healthz (others may add theirs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from sqlalchemy import Engine, text
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from feedsvc import subscribers
+from feedsvc.config import Settings
+from feedsvc.mail.render import environment
+from feedsvc.mail.transport import Transport, transport_from_settings
+from feedsvc.metrics import CONTENT_TYPE, HTTP_REQUESTS, exposition
+from feedsvc.store import open_engine
+from feedsvc.tokens import Tokens, load_secret
+from feedsvc.web.api import IMPORT_PATH, api_routes
+from feedsvc.web.context import WebContext, web_context
+from feedsvc.web.feeds import FeedFiles, FeedsMiddleware
+from feedsvc.web.pages import BadInput, routes as page_routes
+from feedsvc.web.security import BodyLimit, Csrf
+from feedsvc.web.strings import web_translator
+
+log = logging.getLogger(__name__)
+
+_ERROR_KEYS = {403: "form_expired", 404: "not_found", 413: "too_large", 429: "too_many"}
+
+
+def _wants_json(request: Request) -> bool:
+    return (
+        request.url.path.startswith("/api/")
+        or request.headers.get("content-type", "").startswith("application/json")
+        or request.headers.get("accept", "").startswith("application/json")
+    )
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    web = web_context(request)
+    headers = dict(exc.headers or {})
+    if _wants_json(request):
+        body: dict[str, str] = {"error": exc.detail}
+        if isinstance(exc, BadInput):
+            body["field"] = exc.field
+        return JSONResponse(body, status_code=exc.status_code, headers=headers)
+    key = _ERROR_KEYS.get(exc.status_code, "bad_request")
+    default = web.translate(key)
+    paragraphs = [default] if exc.detail in (default, None, "") or exc.status_code in (404, 405) else [exc.detail]
+    response = web.message(web.translate("error_title"), *paragraphs, status=exc.status_code)
+    response.headers.update(headers)
+    return response
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    # Starlette logs the exception with its traceback; the client learns nothing about it. The server drops
+    # the connection after an unhandled error, so the client is told not to reuse it.
+    web = web_context(request)
+    if _wants_json(request):
+        response: Response = JSONResponse({"error": "internal error"}, status_code=500)
+    else:
+        response = web.message(web.translate("error_title"), web.translate("server_error"), status=500)
+    response.headers["connection"] = "close"
+    return response
+
+
+class RequestMetrics:
+    """Counts every answer by method, route (the endpoint's name: bounded, unlike paths) and status."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def counting_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counting_send)
+        finally:
+            endpoint = scope.get("endpoint")
+            route = getattr(endpoint, "__name__", "unmatched")
+            HTTP_REQUESTS.labels(scope["method"], route, str(status)).inc()
+
+
+def store_reachable(engine: Engine) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception:  # noqa: BLE001 - any failure means "not reachable"; the reason goes to the log
+            log.warning("health check: the store is not reachable", exc_info=True)
+            return False
+        return True
+
+    return check
+
+
+async def healthz(request: Request) -> Response:
+    checks: dict[str, Callable[[], bool]] = request.app.state.health_checks
+    results = {name: await run_in_threadpool(check) for name, check in checks.items()}
+    healthy = all(results.values())
+    return JSONResponse(
+        {"status": "ok" if healthy else "failing", "checks": results},
+        status_code=200 if healthy else 503,
+        headers={"cache-control": "no-store"},
+    )
+
+
+async def metrics(request: Request) -> Response:
+    web = web_context(request)
+    try:
+        counts = await run_in_threadpool(subscribers.counts, web.engine)
+    except Exception:  # noqa: BLE001 - the counters are still worth serving without the store
+        log.warning("metrics: subscriber counts unavailable", exc_info=True)
+        counts = {}
+    return Response(exposition(counts), media_type=CONTENT_TYPE)
+
+
+def create_app(settings: Settings, engine: Engine | None = None, transport: Transport | None = None) -> Starlette:
+    owns_engine, owns_transport = engine is None, transport is None
+    engine = engine or open_engine(settings.store.database_url)
+    transport = transport or transport_from_settings(settings)
+    secret = load_secret(settings.web.secret_key, settings.store.dir)
+    tokens = Tokens(secret, settings.web.confirm_token_max_age)
+    web = WebContext(
+        settings=settings,
+        engine=engine,
+        transport=transport,
+        tokens=tokens,
+        feeds=FeedFiles(settings.feeds.output_dir, max_age=settings.web.feed_max_age),
+        csrf=Csrf(secret, secure=settings.web.base_url.startswith("https://")),
+        templates=environment(settings),
+        translate=web_translator(settings.site.language),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if owns_transport:
+                await transport.aclose()
+            if owns_engine:
+                engine.dispose()
+
+    app = Starlette(
+        routes=[
+            *page_routes,
+            *api_routes(settings.web.admin_token),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+        ],
+        middleware=[
+            # Feeds first: the hot path skips everything after it.
+            Middleware(FeedsMiddleware, files=web.feeds),
+            Middleware(RequestMetrics),
+            Middleware(
+                BodyLimit, max_bytes=settings.web.max_body_bytes, overrides={IMPORT_PATH: settings.web.max_import_bytes}
+            ),
+        ],
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+        lifespan=lifespan,
+    )
+    app.state.web = web
+    app.state.health_checks = {"store": store_reachable(engine)}
+    return app

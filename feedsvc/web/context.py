@@ -1,0 +1,53 @@
+"""What every request handler needs, built once per app: settings, store, mail transport, tokens, templates."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from jinja2 import Environment
+from sqlalchemy import Engine
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from feedsvc.config import Settings
+from feedsvc.mail.strings import language_of
+from feedsvc.mail.transport import Transport
+from feedsvc.tokens import Tokens
+from feedsvc.web.feeds import FeedFiles
+from feedsvc.web.security import Csrf
+
+
+@dataclass
+class WebContext:
+    settings: Settings
+    engine: Engine
+    transport: Transport
+    tokens: Tokens
+    feeds: FeedFiles
+    csrf: Csrf
+    templates: Environment
+    translate: Callable[..., str]
+
+    def url(self, path: str) -> str:
+        return f"{self.settings.web.base_url}{path}"
+
+    def render(self, template: str, *, status: int = 200, **values: object) -> HTMLResponse:
+        context = {
+            "site": self.settings.site,
+            "lang": language_of(self.settings.site.language),
+            "_": self.translate,
+            "home_url": self.url("/"),
+            **values,
+        }
+        html = self.templates.get_template(f"web/{template}.html.j2").render(context)
+        return HTMLResponse(html, status_code=status, headers={"cache-control": "no-store"})
+
+    def message(
+        self, heading: str, *paragraphs: str, status: int = 200, link: dict[str, str] | None = None
+    ) -> HTMLResponse:
+        return self.render("message", status=status, heading=heading, paragraphs=paragraphs, link=link)
+
+
+def web_context(request: Request) -> WebContext:
+    return request.app.state.web

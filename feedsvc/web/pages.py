@@ -1,0 +1,273 @@
+"""The browser side: home page, the subscribe form (also JSON), confirm, unsubscribe and preferences links."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from itsdangerous import SignatureExpired
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from feedsvc import subscribers
+from feedsvc.metrics import CONFIRMATION_MAILS
+from feedsvc.store import rate_limits
+from feedsvc.store.schema import FREQUENCIES
+from feedsvc.subscribers import Consent, InvalidInput, Subscriber, SubscriptionRequest
+from feedsvc.tokens import InvalidToken, Purpose
+from feedsvc.web.context import WebContext, web_context
+from feedsvc.web.feeds import CONTENT_TYPES
+from feedsvc.web.security import CSRF_FIELD, client_key
+
+RATE_WINDOW = timedelta(hours=1)
+_FEED_LABELS = {"rss.xml": "feed_rss", "atom.xml": "feed_atom", "feed.json": "feed_json"}
+
+
+class BadInput(HTTPException):
+    """400 naming the field and the problem."""
+
+    def __init__(self, problem: InvalidInput) -> None:
+        super().__init__(400, str(problem))
+        self.field = problem.field
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- reading requests ------------------------------------------------------------------------------------------
+
+
+async def read_fields(request: Request) -> tuple[dict[str, Any], bool]:
+    """The submitted fields, and whether they came as JSON (else a browser form)."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type == "application/json":
+        body = await request.body()
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError):
+            raise HTTPException(400, "the body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise HTTPException(400, "the body must be a JSON object")
+        return data, True
+    if media_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.form(max_files=0, max_fields=100)
+        fields: dict[str, Any] = {key: form.get(key) for key in form.keys()}
+        fields["tags"] = form.getlist("tags")
+        if not all(isinstance(value, str) for value in [*fields.values(), *fields["tags"]] if not isinstance(value, list)):
+            raise HTTPException(400, "the form carries a file; only text fields are accepted")
+        return fields, False
+    raise HTTPException(
+        415, "send application/x-www-form-urlencoded, multipart/form-data or application/json"
+    )
+
+
+def _subscriber_id(web: WebContext, purpose: Purpose, token: str) -> int:
+    try:
+        return web.tokens.read(purpose, token)
+    except InvalidToken as exc:
+        expired = isinstance(exc.__context__, SignatureExpired)
+        raise HTTPException(400, web.translate("link_expired" if expired else "link_invalid")) from None
+
+
+def _link_gone(web: WebContext) -> HTTPException:
+    return HTTPException(400, web.translate("link_gone"))
+
+
+def _known_tags(web: WebContext, *extra: tuple[str, ...]) -> list[str]:
+    """The tags offered in forms: those with feeds, plus any a subscriber already follows."""
+    tags = {path.split("/")[2] for path in web.feeds.paths() if path.startswith("/tags/")}
+    for more in extra:
+        tags.update(more)
+    return sorted(tags)
+
+
+# --- home ------------------------------------------------------------------------------------------------------
+
+
+async def home(request: Request) -> Response:
+    web = web_context(request)
+    site_feeds: list[dict[str, str]] = []
+    tag_feeds: dict[str, list[dict[str, str]]] = {}
+    for path in web.feeds.paths():
+        name = path.rpartition("/")[2]
+        feed = {"url": web.url(path), "type": CONTENT_TYPES[name].partition(b";")[0].decode(),
+                "label": web.translate(_FEED_LABELS[name])}
+        if path.startswith("/tags/"):
+            tag_feeds.setdefault(path.split("/")[2], []).append(feed)
+        else:
+            site_feeds.append(feed)
+    token, new_cookie = web.csrf.token(request)
+    response = web.render(
+        "home",
+        site_feeds=site_feeds,
+        tag_feeds=sorted(tag_feeds.items()),
+        tags=sorted(tag_feeds),
+        frequencies=FREQUENCIES,
+        subscribe_url=web.url("/subscribe"),
+        csrf_token=token,
+    )
+    web.csrf.set_cookie(response, new_cookie)
+    return response
+
+
+# --- subscribe -------------------------------------------------------------------------------------------------
+
+
+def _count_hit(web: WebContext, key: str, limit: int) -> rate_limits.Decision:
+    with web.engine.begin() as connection:
+        return rate_limits.hit(connection, key, limit=limit, window=RATE_WINDOW, now=_now())
+
+
+def _record_subscription(web: WebContext, request: SubscriptionRequest, consent: Consent) -> Subscriber | None:
+    """Store the request; the subscriber to mail a confirmation to, or None. Every address state does the
+    same store work (a rate-limit hit and a lookup) so timing tells as little as the answer."""
+    per_address = _count_hit(web, f"subscribe:address:{request.address.key}", web.settings.web.subscribe_rate_per_address)
+    pending = subscribers.request_subscription(web.engine, request, consent)
+    if pending is not None and not per_address.allowed:
+        CONFIRMATION_MAILS.labels("rate_limited").inc()
+        return None
+    return pending
+
+
+async def subscribe(request: Request) -> Response:
+    web = web_context(request)
+    fields, as_json = await read_fields(request)
+    if not as_json and not web.csrf.valid(request, fields.get(CSRF_FIELD)):
+        raise HTTPException(403, web.translate("form_expired"))
+    # The client limit comes first, so that floods of junk count too.
+    per_client = await run_in_threadpool(
+        _count_hit, web, f"subscribe:client:{client_key(request)}", web.settings.web.subscribe_rate_per_client
+    )
+    if not per_client.allowed:
+        raise HTTPException(429, web.translate("too_many"), headers={"Retry-After": str(int(per_client.retry_after) + 1)})
+    try:
+        subscription = subscribers.subscription_request(
+            fields.get("email"), fields.get("name"), fields.get("frequency"), fields.get("tags")
+        )
+    except InvalidInput as exc:
+        raise BadInput(exc) from None
+    consent = Consent(
+        at=_now(),
+        source="web-json" if as_json else "web-form",
+        ip=request.client.host if request.client else "",
+        user_agent=request.headers.get("user-agent", ""),
+    )
+    pending = await run_in_threadpool(_record_subscription, web, subscription, consent)
+    # The mail goes out after the answer: the answer's timing does not depend on whether one is sent.
+    background = (
+        BackgroundTask(subscribers.send_confirmations, web.settings, web.tokens, web.transport, [pending])
+        if pending is not None
+        else None
+    )
+    message = web.translate("check_inbox", site=web.settings.site.title)
+    if as_json:
+        return JSONResponse({"status": "ok", "message": message}, status_code=202, background=background)
+    response = web.message(web.translate("check_inbox_title"), message)
+    response.background = background
+    return response
+
+
+# --- confirm, unsubscribe, preferences -------------------------------------------------------------------------
+
+
+async def confirm(request: Request) -> Response:
+    web = web_context(request)
+    subscriber_id = _subscriber_id(web, Purpose.CONFIRM, request.path_params["token"])
+    subscriber = await run_in_threadpool(subscribers.confirm, web.engine, subscriber_id, _now())
+    if subscriber is None:
+        raise _link_gone(web)
+    preferences = subscribers.preferences_url(web.settings, web.tokens, subscriber.id)
+    return web.message(
+        web.translate("confirmed_title"),
+        web.translate("confirmed", site=web.settings.site.title, email=subscriber.email),
+        link={"url": preferences, "label": web.translate("manage_preferences")},
+    )
+
+
+async def unsubscribe_page(request: Request) -> Response:
+    web = web_context(request)
+    subscriber_id = _subscriber_id(web, Purpose.UNSUBSCRIBE, request.path_params["token"])
+    subscriber = await run_in_threadpool(subscribers.get, web.engine, subscriber_id)
+    if subscriber is None:
+        raise _link_gone(web)
+    if subscriber.status not in ("pending", "active"):
+        return _unsubscribed_page(web, subscriber)
+    return web.render("unsubscribe", email=subscriber.email, action=web.url(request.url.path))
+
+
+def _unsubscribed_page(web: WebContext, subscriber: Subscriber) -> Response:
+    return web.message(
+        web.translate("unsubscribed_title"),
+        web.translate("unsubscribed", site=web.settings.site.title, email=subscriber.email),
+        web.translate("resubscribe"),
+    )
+
+
+async def unsubscribe(request: Request) -> Response:
+    """The page's button, and RFC 8058 one-click (`List-Unsubscribe=One-Click` from a mail client): both
+    unsubscribe at once; the token in the URL is the proof, so no CSRF token is asked for."""
+    web = web_context(request)
+    subscriber_id = _subscriber_id(web, Purpose.UNSUBSCRIBE, request.path_params["token"])
+    one_click = False
+    if request.headers.get("content-type"):
+        fields, _ = await read_fields(request)
+        one_click = fields.get("List-Unsubscribe") == "One-Click"
+    subscriber = await run_in_threadpool(subscribers.unsubscribe, web.engine, subscriber_id, _now())
+    if one_click:
+        # An erased subscriber is as unsubscribed as can be: the mail client gets its 200 either way.
+        return PlainTextResponse("unsubscribed\n")
+    if subscriber is None:
+        raise _link_gone(web)
+    return _unsubscribed_page(web, subscriber)
+
+
+async def preferences(request: Request) -> Response:
+    web = web_context(request)
+    subscriber_id = _subscriber_id(web, Purpose.PREFERENCES, request.path_params["token"])
+    saved = False
+    if request.method == "POST":
+        fields, as_json = await read_fields(request)
+        if not as_json and not web.csrf.valid(request, fields.get(CSRF_FIELD)):
+            raise HTTPException(403, web.translate("form_expired"))
+        try:
+            frequency = subscribers.parse_frequency(fields.get("frequency"), default="")
+            if not frequency:
+                raise InvalidInput("frequency", f"is required: one of {', '.join(FREQUENCIES)}")
+            tags = subscribers.parse_tags(fields.get("tags"))
+        except InvalidInput as exc:
+            raise BadInput(exc) from None
+        subscriber = await run_in_threadpool(subscribers.update_preferences, web.engine, subscriber_id, frequency, tags)
+        saved = True
+    else:
+        subscriber = await run_in_threadpool(subscribers.get, web.engine, subscriber_id)
+    if subscriber is None:
+        raise _link_gone(web)
+    token, new_cookie = web.csrf.token(request)
+    response = web.render(
+        "preferences",
+        subscriber=subscriber,
+        saved=saved,
+        frequencies=FREQUENCIES,
+        tags=_known_tags(web, subscriber.tags),
+        action=web.url(request.url.path),
+        unsubscribe_url=subscribers.unsubscribe_url(web.settings, web.tokens, subscriber.id),
+        csrf_token=token,
+    )
+    web.csrf.set_cookie(response, new_cookie)
+    return response
+
+
+routes = [
+    Route("/", home, methods=["GET"]),
+    Route("/subscribe", subscribe, methods=["POST"]),
+    Route("/confirm/{token}", confirm, methods=["GET"]),
+    Route("/unsubscribe/{token}", unsubscribe_page, methods=["GET"]),
+    Route("/unsubscribe/{token}", unsubscribe, methods=["POST"]),
+    Route("/preferences/{token}", preferences, methods=["GET", "POST"]),
+]

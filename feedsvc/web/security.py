@@ -1,0 +1,97 @@
+"""Request hygiene: CSRF tokens for the browser forms, the request body limit, the rate-limit client key."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import secrets
+from collections.abc import Mapping
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+CSRF_COOKIE = "feedsvc_csrf"
+CSRF_FIELD = "csrf_token"
+
+
+class Csrf:
+    """Signed double submit: a random cookie, and in the form an HMAC of it under the service secret.
+
+    A cross-site page can make the browser send the cookie but can neither read it nor compute the
+    matching form value; a cookie planted from a sibling subdomain is useless without the secret.
+    """
+
+    def __init__(self, secret: str, *, secure: bool) -> None:
+        self._key = hashlib.sha256(b"feedsvc.csrf\x00" + secret.encode()).digest()
+        self._secure = secure
+
+    def _sign(self, nonce: str) -> str:
+        return hmac.new(self._key, nonce.encode(), hashlib.sha256).hexdigest()
+
+    def token(self, request: Request) -> tuple[str, str | None]:
+        """The form token for this browser, and a new cookie value to set when it has none yet."""
+        nonce = request.cookies.get(CSRF_COOKIE, "")
+        if len(nonce) == 43 and nonce.isascii():
+            return self._sign(nonce), None
+        nonce = secrets.token_urlsafe(32)
+        return self._sign(nonce), nonce
+
+    def set_cookie(self, response: Response, nonce: str | None) -> None:
+        if nonce:
+            response.set_cookie(CSRF_COOKIE, nonce, httponly=True, samesite="lax", secure=self._secure, path="/")
+
+    def valid(self, request: Request, submitted: object) -> bool:
+        nonce = request.cookies.get(CSRF_COOKIE, "")
+        if not nonce or not isinstance(submitted, str):
+            return False
+        return hmac.compare_digest(self._sign(nonce), submitted)
+
+
+class BodyLimit:
+    """413 for a request body over `max_bytes` (per-path `overrides` for uploads), declared or streamed.
+
+    Raises HTTPException from `receive`, so the app's error handler renders the answer; nothing is read
+    past the limit.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, overrides: Mapping[str, int] | None = None) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.overrides = dict(overrides or {})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.overrides.get(scope["path"], self.max_bytes)
+        declared = next((value for name, value in scope["headers"] if name == b"content-length"), None)
+        too_large = declared is not None and (not declared.isdigit() or int(declared) > limit)
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            if too_large:
+                raise HTTPException(413, f"the request body is larger than {limit} bytes")
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise HTTPException(413, f"the request body is larger than {limit} bytes")
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+def client_key(request: Request) -> str:
+    """Who a client is, for rate limits: its IPv4 address, or its IPv6 /64 (one subscriber line's whole range)."""
+    host = request.client.host if request.client else ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host or "unknown"
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address.ipv4_mapped or address) if isinstance(address, ipaddress.IPv6Address) else str(address)

@@ -1,0 +1,483 @@
+"""What is new, for whom, when: announcements, periods, editions and their deliveries, on both backends."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from conftest import add_subscribers, write_post
+from sqlalchemy import Engine, select
+
+from feedsvc.config import Settings
+from feedsvc.digests import next_run_times, run_due, schedules
+from feedsvc.digests.schedule import schedule_for
+from feedsvc.posts import Collection
+from feedsvc.store import open_engine
+from feedsvc.store.schema import announcements, deliveries, digest_periods, editions
+
+UTC_START = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)  # a Monday
+
+
+@pytest.fixture
+def site(make_settings, store_url):
+    """Settings on tmp folders with the store at `store_url`; an engine on it, closed afterwards."""
+    engines: list[Engine] = []
+
+    def make(**sections) -> tuple[Settings, Engine]:
+        settings = make_settings(store={"url": store_url}, **sections)
+        engine = open_engine(store_url)
+        engines.append(engine)
+        return settings, engine
+
+    yield make
+    for engine in engines:
+        engine.dispose()
+
+
+def scan(settings: Settings):
+    return Collection(settings).scan()
+
+
+def run(settings: Settings, engine: Engine, now: datetime, **options):
+    return run_due(settings, engine, scan(settings), now, **options)
+
+
+def delivered(engine: Engine) -> dict[int, list[tuple[str, ...]]]:
+    """subscriber id -> the post ids of each edition queued for them."""
+    statement = select(deliveries.c.subscriber_id, editions.c.post_ids).join(editions)
+    result: dict[int, list[tuple[str, ...]]] = {}
+    with engine.connect() as connection:
+        for subscriber_id, post_ids in connection.execute(statement):
+            result.setdefault(subscriber_id, []).append(tuple(post_ids))
+    return result
+
+
+def post_ids_by_title(settings: Settings) -> dict[str, str]:
+    return {post.title: post.id for post in scan(settings).posts}
+
+
+def titles(settings: Settings, post_ids) -> list[str]:
+    by_id = {post.id: post.title for post in scan(settings).posts}
+    return [by_id[post_id] for post_id in post_ids]
+
+
+# --- what is new ----------------------------------------------------------------------------------------------
+
+
+def test_first_run_records_the_archive_without_mailing_it(site):
+    settings, engine = site()
+    posts = settings.posts.dir
+    write_post(posts, "old-one.md", title="Old one", date=UTC_START - timedelta(days=30))
+    write_post(posts, "old-two.md", title="Old two", date=UTC_START - timedelta(days=3))
+    ids = add_subscribers(engine, ["inst@example.org"], frequency="instant", confirmed_at=UTC_START - timedelta(days=60))
+    add_subscribers(engine, ["day@example.org"], frequency="daily", confirmed_at=UTC_START - timedelta(days=60))
+
+    assert run(settings, engine, UTC_START) == []
+    # A day later the daily digest has nothing: the archive is not news.
+    assert run(settings, engine, UTC_START + timedelta(days=1)) == []
+    with engine.connect() as connection:
+        rows = connection.execute(select(announcements.c.title, announcements.c.mailable)).all()
+    assert sorted(rows) == [("Old one", 0), ("Old two", 0)]
+    assert delivered(engine) == {}
+
+    write_post(posts, "new.md", title="New", date=UTC_START + timedelta(days=1, hours=1))
+    summaries = run(settings, engine, UTC_START + timedelta(days=1, hours=2))
+    assert [(s.frequency, titles(settings, s.post_ids), s.deliveries) for s in summaries] == [("instant", ["New"], 1)]
+    assert list(delivered(engine)) == ids
+
+
+def test_a_blog_that_starts_empty_mails_its_first_post(site):
+    settings, engine = site()
+    add_subscribers(engine, ["inst@example.org"], frequency="instant", confirmed_at=UTC_START - timedelta(days=1))
+    assert run(settings, engine, UTC_START) == []  # the first run: an empty archive
+    write_post(settings.posts.dir, "first.md", title="First", date=UTC_START + timedelta(minutes=1))
+    summaries = run(settings, engine, UTC_START + timedelta(minutes=2))
+    assert [titles(settings, s.post_ids) for s in summaries] == [["First"]]
+
+
+def test_include_archive_mails_the_archive(site):
+    settings, engine = site()
+    write_post(settings.posts.dir, "old-one.md", title="Old one", date=UTC_START - timedelta(days=30))
+    write_post(settings.posts.dir, "old-two.md", title="Old two", date=UTC_START - timedelta(days=3))
+    add_subscribers(engine, ["inst@example.org"], frequency="instant", confirmed_at=UTC_START - timedelta(days=1))
+
+    summaries = run(settings, engine, UTC_START, include_archive=True)
+    assert [(s.frequency, titles(settings, s.post_ids), s.deliveries) for s in summaries] == [
+        ("instant", ["Old two", "Old one"], 1)
+    ]
+    # Asking again later changes nothing: the archive went out once.
+    assert run(settings, engine, UTC_START + timedelta(hours=1), include_archive=True) == []
+
+
+def test_include_archive_after_the_first_run_releases_the_archive_once(site):
+    settings, engine = site()
+    write_post(settings.posts.dir, "old.md", title="Old", date=UTC_START - timedelta(days=30))
+    add_subscribers(engine, ["inst@example.org"], frequency="instant", confirmed_at=UTC_START - timedelta(days=1))
+    assert run(settings, engine, UTC_START) == []
+
+    summaries = run(settings, engine, UTC_START + timedelta(hours=1), include_archive=True)
+    assert [titles(settings, s.post_ids) for s in summaries] == [["Old"]]
+    assert run(settings, engine, UTC_START + timedelta(hours=2), include_archive=True) == []
+
+
+def test_a_post_is_announced_once_across_rescans_edits_renames_and_restarts(site, store_url):
+    settings, engine = site()
+    posts = settings.posts.dir
+    write_post(posts, "first.md", title="First", date=UTC_START - timedelta(days=1))
+    add_subscribers(engine, ["inst@example.org"], frequency="instant", confirmed_at=UTC_START - timedelta(days=2))
+    assert run(settings, engine, UTC_START) == []
+
+    path = write_post(posts, "2026-11-02-news.md", title="News", date=UTC_START + timedelta(minutes=5))
+    collection = Collection(settings)
+    now = UTC_START + timedelta(minutes=10)
+    assert len(run_due(settings, engine, collection.scan(), now)) == 1
+    # The same collection again, then an edit, then a rename that keeps the slug ("news").
+    assert run_due(settings, engine, collection.scan(), now + timedelta(minutes=1)) == []
+    write_post(posts, path.name, title="News (edited)", date=UTC_START + timedelta(minutes=5), body="More words.")
+    assert run_due(settings, engine, collection.scan(), now + timedelta(minutes=2)) == []
+    path.rename(posts / "news.md")
+    assert run_due(settings, engine, collection.scan(), now + timedelta(minutes=3)) == []
+    # A restart: a new engine and a new collection on the same store.
+    engine.dispose()
+    restarted = open_engine(store_url)
+    try:
+        assert run_due(settings, restarted, Collection(settings).scan(), now + timedelta(minutes=4)) == []
+        assert sum(len(editions) for editions in delivered(restarted).values()) == 1
+    finally:
+        restarted.dispose()
+
+
+def test_drafts_and_future_posts_wait_until_they_are_due(site):
+    settings, engine = site()
+    posts = settings.posts.dir
+    write_post(posts, "first.md", title="First", date=UTC_START - timedelta(days=1))
+    add_subscribers(engine, ["inst@example.org"], frequency="instant", confirmed_at=UTC_START - timedelta(days=2))
+    assert run(settings, engine, UTC_START) == []
+
+    draft = write_post(posts, "draft.md", title="Draft", date=UTC_START + timedelta(minutes=1), draft=True)
+    write_post(posts, "later.md", title="Later", date=UTC_START + timedelta(hours=3))
+    assert run(settings, engine, UTC_START + timedelta(hours=1)) == []
+    summaries = run(settings, engine, UTC_START + timedelta(hours=3, seconds=1))
+    assert [titles(settings, s.post_ids) for s in summaries] == [["Later"]]
+    # The draft published later is news when it is published, not before.
+    write_post(posts, draft.name, title="Draft", date=UTC_START + timedelta(minutes=1))
+    summaries = run(settings, engine, UTC_START + timedelta(hours=4))
+    assert [titles(settings, s.post_ids) for s in summaries] == [["Draft"]]
+
+
+def test_posts_found_in_one_scan_go_out_in_one_instant_mail(site):
+    settings, engine = site()
+    posts = settings.posts.dir
+    write_post(posts, "first.md", title="First", date=UTC_START - timedelta(days=1))
+    ids = add_subscribers(
+        engine, ["a@example.org", "b@example.org"], frequency="instant", confirmed_at=UTC_START - timedelta(days=2)
+    )
+    run(settings, engine, UTC_START)
+
+    write_post(posts, "one.md", title="One", date=UTC_START + timedelta(minutes=1))
+    write_post(posts, "two.md", title="Two", date=UTC_START + timedelta(minutes=2))
+    summaries = run(settings, engine, UTC_START + timedelta(minutes=3))
+    assert len(summaries) == 1
+    assert sorted(titles(settings, summaries[0].post_ids)) == ["One", "Two"]
+    assert summaries[0].deliveries == 2
+    assert {subscriber: len(sent) for subscriber, sent in delivered(engine).items()} == {ids[0]: 1, ids[1]: 1}
+
+
+# --- when -----------------------------------------------------------------------------------------------------
+
+
+def test_schedule_is_local_wall_clock_time_across_dst(make_settings):
+    settings = make_settings(site={"timezone": "Europe/Berlin"}, digest={"daily_time": time(8, 0), "weekly_day": "sun"})
+    daily = schedule_for(settings, "daily")
+    # 08:00 in Berlin is 07:00 UTC in winter and 06:00 UTC in summer; the switch night of 2026-03-29 is short.
+    assert daily.latest_run(datetime(2026, 3, 28, 12, 0, tzinfo=UTC)) == datetime(2026, 3, 28, 7, 0, tzinfo=UTC)
+    assert daily.latest_run(datetime(2026, 3, 29, 12, 0, tzinfo=UTC)) == datetime(2026, 3, 29, 6, 0, tzinfo=UTC)
+    assert daily.next_run(datetime(2026, 10, 24, 12, 0, tzinfo=UTC)) == datetime(2026, 10, 25, 7, 0, tzinfo=UTC)
+    assert next_run_times(settings, datetime(2026, 3, 25, 12, 0, tzinfo=UTC)) == {
+        "daily": datetime(2026, 3, 26, 7, 0, tzinfo=UTC),
+        "weekly": datetime(2026, 3, 29, 6, 0, tzinfo=UTC),
+    }
+    # A wall time the DST jump skips (02:30 on 2026-03-29) happens at the jump: 03:30 CEST, 01:30 UTC.
+    settings = make_settings(site={"timezone": "Europe/Berlin"}, digest={"daily_time": time(2, 30)})
+    assert schedule_for(settings, "daily").next_run(datetime(2026, 3, 29, 0, 0, tzinfo=UTC)) == datetime(
+        2026, 3, 29, 1, 30, tzinfo=UTC
+    )
+    # The schedule as data, for cron triggers.
+    jakarta = make_settings(site={"timezone": "Asia/Jakarta"}, digest={"weekly_day": "fri", "weekly_time": time(7, 15, 30)})
+    assert [(s.frequency, s.hour, s.minute, s.second, s.day_of_week, s.timezone) for s in schedules(jakarta)] == [
+        ("daily", 8, 0, 0, None, "Asia/Jakarta"),
+        ("weekly", 7, 15, 30, "fri", "Asia/Jakarta"),
+    ]
+
+
+def test_daily_windows_follow_local_time_through_a_dst_change(site):
+    settings, engine = site(site={"timezone": "Europe/Berlin"}, digest={"daily_time": time(8, 0)})
+    berlin = ZoneInfo("Europe/Berlin")
+    posts = settings.posts.dir
+    write_post(posts, "old.md", title="Old", date=datetime(2026, 3, 20, 9, 0, tzinfo=berlin))
+    ids = add_subscribers(engine, ["day@example.org"], confirmed_at=datetime(2026, 3, 1, tzinfo=UTC))
+    run(settings, engine, datetime(2026, 3, 27, 12, 0, tzinfo=berlin))
+
+    write_post(posts, "a.md", title="A", date=datetime(2026, 3, 28, 7, 30, tzinfo=berlin))
+    summaries = run(settings, engine, datetime(2026, 3, 28, 8, 0, 30, tzinfo=berlin))
+    assert [(s.period_key, titles(settings, s.post_ids)) for s in summaries] == [("daily:2026-03-28T08:00:00", ["A"])]
+
+    # The night to 2026-03-29 is 23 hours long: 07:30 local is before the 08:00 digest, 08:30 local after it,
+    # although both are less than 24 hours after the previous digest.
+    write_post(posts, "b.md", title="B", date=datetime(2026, 3, 29, 7, 30, tzinfo=berlin))
+    write_post(posts, "c.md", title="C", date=datetime(2026, 3, 29, 8, 30, tzinfo=berlin))
+    summaries = run(settings, engine, datetime(2026, 3, 29, 8, 45, tzinfo=berlin))
+    assert [(s.period_key, titles(settings, s.post_ids)) for s in summaries] == [("daily:2026-03-29T08:00:00", ["B"])]
+    with engine.connect() as connection:
+        window = connection.execute(
+            select(digest_periods.c.period_start, digest_periods.c.period_end).where(
+                digest_periods.c.key == "daily:2026-03-29T08:00:00"
+            )
+        ).one()
+    assert window == (datetime(2026, 3, 28, 7, 0, tzinfo=UTC), datetime(2026, 3, 29, 6, 0, tzinfo=UTC))
+
+    summaries = run(settings, engine, datetime(2026, 3, 30, 8, 0, 1, tzinfo=berlin))
+    assert [titles(settings, s.post_ids) for s in summaries] == [["C"]]
+    assert [len(sent) for sent in delivered(engine).values()] == [3]
+    assert list(delivered(engine)) == ids
+
+
+def test_weekly_digest_in_a_timezone_without_dst(site):
+    settings, engine = site(
+        site={"timezone": "Asia/Jakarta"}, digest={"weekly_day": "mon", "weekly_time": time(8, 0)}
+    )
+    jakarta = ZoneInfo("Asia/Jakarta")
+    posts = settings.posts.dir
+    write_post(posts, "old.md", title="Old", date=datetime(2026, 11, 1, 9, 0, tzinfo=jakarta))
+    add_subscribers(engine, ["week@example.org"], frequency="weekly", confirmed_at=datetime(2026, 10, 1, tzinfo=UTC))
+    run(settings, engine, datetime(2026, 11, 4, 10, 0, tzinfo=jakarta))  # a Wednesday: the first run
+
+    write_post(posts, "thu.md", title="Thursday", date=datetime(2026, 11, 5, 9, 0, tzinfo=jakarta))
+    write_post(posts, "mon.md", title="Monday late", date=datetime(2026, 11, 9, 8, 30, tzinfo=jakarta))
+    assert run(settings, engine, datetime(2026, 11, 9, 7, 59, tzinfo=jakarta)) == []
+    summaries = run(settings, engine, datetime(2026, 11, 9, 9, 0, tzinfo=jakarta))
+    assert [(s.frequency, s.period_key, titles(settings, s.post_ids)) for s in summaries] == [
+        ("weekly", "weekly:2026-11-09T08:00:00", ["Thursday"])
+    ]
+    with engine.connect() as connection:
+        end = connection.execute(
+            select(digest_periods.c.period_end).where(digest_periods.c.key == "weekly:2026-11-09T08:00:00")
+        ).scalar_one()
+    assert end == datetime(2026, 11, 9, 1, 0, tzinfo=UTC)  # 08:00 in Jakarta, UTC+7 all year
+    summaries = run(settings, engine, datetime(2026, 11, 16, 8, 0, tzinfo=jakarta))
+    assert [titles(settings, s.post_ids) for s in summaries] == [["Monday late"]]
+
+
+def test_a_service_down_for_days_catches_up_with_one_digest(site):
+    settings, engine = site(digest={"daily_time": time(8, 0)})
+    posts = settings.posts.dir
+    write_post(posts, "old.md", title="Old", date=UTC_START - timedelta(days=5))
+    ids = add_subscribers(engine, ["day@example.org"], confirmed_at=UTC_START - timedelta(days=10))
+    run(settings, engine, UTC_START)  # Monday 12:00
+    # Down from Monday noon to Thursday 09:00; posts appeared on Tuesday and Wednesday.
+    write_post(posts, "tue.md", title="Tuesday", date=UTC_START + timedelta(days=1))
+    write_post(posts, "wed.md", title="Wednesday", date=UTC_START + timedelta(days=2))
+    summaries = run(settings, engine, UTC_START + timedelta(days=2, hours=21))
+    assert [(s.period_key, titles(settings, s.post_ids)) for s in summaries] == [
+        ("daily:2026-11-05T08:00:00", ["Wednesday", "Tuesday"])
+    ]
+    assert delivered(engine) == {ids[0]: [summaries[0].post_ids]}
+
+
+def test_posts_seen_late_go_into_the_period_they_were_published_in_unless_it_is_over(site):
+    settings, engine = site(digest={"daily_time": time(8, 0)})
+    posts = settings.posts.dir
+    write_post(posts, "old.md", title="Old", date=UTC_START - timedelta(days=5))
+    add_subscribers(engine, ["day@example.org"], confirmed_at=UTC_START - timedelta(days=10))
+    run(settings, engine, UTC_START)  # Monday 12:00
+    tuesday_8 = datetime(2026, 11, 3, 8, 0, tzinfo=UTC)
+    # Published at 07:00, first seen by the 08:00 run itself (cron + `digest send`): still in Tuesday's digest.
+    write_post(posts, "early.md", title="Early", date=tuesday_8 - timedelta(hours=1))
+    summaries = run(settings, engine, tuesday_8 + timedelta(seconds=5))
+    assert [(s.period_key, titles(settings, s.post_ids)) for s in summaries] == [("daily:2026-11-03T08:00:00", ["Early"])]
+    # Back-dated to Monday but written on Tuesday after the digest: news for Wednesday, not lost.
+    write_post(posts, "backdated.md", title="Back-dated", date=UTC_START + timedelta(hours=2))
+    assert run(settings, engine, tuesday_8 + timedelta(hours=3)) == []
+    summaries = run(settings, engine, tuesday_8 + timedelta(days=1))
+    assert [(s.period_key, titles(settings, s.post_ids)) for s in summaries] == [
+        ("daily:2026-11-04T08:00:00", ["Back-dated"])
+    ]
+
+
+# --- for whom -------------------------------------------------------------------------------------------------
+
+
+def test_tag_filters_narrow_posts_and_equal_selections_share_an_edition(site):
+    settings, engine = site()
+    posts = settings.posts.dir
+    write_post(posts, "old.md", title="Old", date=UTC_START - timedelta(days=5))
+    confirmed = UTC_START - timedelta(days=10)
+    go = add_subscribers(engine, ["go@example.org"], tags=["go"], confirmed_at=confirmed)[0]
+    python = add_subscribers(engine, ["py@example.org"], tags=["python"], confirmed_at=confirmed)[0]
+    everything = add_subscribers(engine, ["all@example.org", "all2@example.org"], confirmed_at=confirmed)
+    rust = add_subscribers(engine, ["rust@example.org"], tags=["rust"], confirmed_at=confirmed)[0]
+    run(settings, engine, UTC_START)
+
+    write_post(posts, "go.md", title="Go news", date=UTC_START + timedelta(hours=1), tags=["Go"])
+    write_post(posts, "both.md", title="Both", date=UTC_START + timedelta(hours=2), tags=["Python", "Go"])
+    summaries = run(settings, engine, UTC_START + timedelta(days=1))
+    assert sorted((titles(settings, s.post_ids), s.deliveries) for s in summaries) == [
+        (["Both"], 1),
+        (["Both", "Go news"], 3),
+    ]
+    sent = delivered(engine)
+    assert {subscriber: [titles(settings, ids) for ids in editions] for subscriber, editions in sent.items()} == {
+        go: [["Both", "Go news"]],
+        python: [["Both"]],
+        everything[0]: [["Both", "Go news"]],
+        everything[1]: [["Both", "Go news"]],
+    }
+    assert rust not in sent  # nothing matches: no mail at all
+
+
+def test_no_news_means_no_edition_and_no_delivery(site):
+    settings, engine = site()
+    write_post(settings.posts.dir, "old.md", title="Old", date=UTC_START - timedelta(days=5))
+    add_subscribers(engine, ["day@example.org"], confirmed_at=UTC_START - timedelta(days=10))
+    add_subscribers(engine, ["inst@example.org"], frequency="instant", confirmed_at=UTC_START - timedelta(days=10))
+    for day in range(3):
+        assert run(settings, engine, UTC_START + timedelta(days=day, hours=1)) == []
+    with engine.connect() as connection:
+        assert connection.execute(select(editions.c.id)).all() == []
+        assert connection.execute(select(deliveries.c.id)).all() == []
+        # The periods still happened: the next one starts where they ended.
+        keys = connection.execute(select(digest_periods.c.key).where(digest_periods.c.frequency == "daily")).scalars()
+        assert sorted(keys) == ["daily:2026-11-03T08:00:00", "daily:2026-11-04T08:00:00"]
+
+
+def test_subscribers_never_get_posts_from_before_they_confirmed(site):
+    settings, engine = site()
+    posts = settings.posts.dir
+    write_post(posts, "old.md", title="Old", date=UTC_START - timedelta(days=5))
+    early = add_subscribers(engine, ["early@example.org"], confirmed_at=UTC_START - timedelta(days=1))[0]
+    run(settings, engine, UTC_START)
+    write_post(posts, "news.md", title="News", date=UTC_START + timedelta(hours=2))
+    run(settings, engine, UTC_START + timedelta(hours=3))  # announced at 14:00
+    late = add_subscribers(engine, ["late@example.org"], confirmed_at=UTC_START + timedelta(hours=4))[0]
+    write_post(posts, "later.md", title="Later", date=UTC_START + timedelta(hours=5))
+
+    run(settings, engine, UTC_START + timedelta(days=1))
+    sent = delivered(engine)
+    assert [titles(settings, ids) for ids in sent[early]] == [["Later", "News"]]
+    assert [titles(settings, ids) for ids in sent[late]] == [["Later"]]
+
+
+def test_inactive_and_unconfirmed_subscribers_get_nothing(site):
+    settings, engine = site()
+    write_post(settings.posts.dir, "old.md", title="Old", date=UTC_START - timedelta(days=5))
+    confirmed = UTC_START - timedelta(days=10)
+    active = add_subscribers(engine, ["on@example.org"], frequency="instant", confirmed_at=confirmed)
+    for status in ("pending", "unsubscribed", "bounced", "complained"):
+        add_subscribers(engine, [f"{status}@example.org"], frequency="instant", confirmed_at=confirmed, status=status)
+    run(settings, engine, UTC_START)
+    write_post(settings.posts.dir, "news.md", title="News", date=UTC_START + timedelta(minutes=1))
+    run(settings, engine, UTC_START + timedelta(minutes=2))
+    assert list(delivered(engine)) == active
+
+
+# --- exactly once ---------------------------------------------------------------------------------------------
+
+
+def _race(config: str, store_url: str, now: datetime, start, results) -> None:
+    from feedsvc.config import load_settings
+
+    settings = load_settings(config)
+    engine = open_engine(store_url)
+    start.wait()
+    summaries = run_due(settings, engine, Collection(settings, cache_path=Path(config).parent / f"cache-{now.second}").scan(), now)
+    results.put(sum(summary.deliveries for summary in summaries))
+    engine.dispose()
+
+
+def test_two_schedulers_at_once_create_each_delivery_once(site, store_url):
+    settings, engine = site()
+    posts = settings.posts.dir
+    write_post(posts, "old.md", title="Old", date=UTC_START - timedelta(days=5))
+    confirmed = UTC_START - timedelta(days=10)
+    daily = add_subscribers(engine, [f"d{n}@example.org" for n in range(150)], confirmed_at=confirmed)
+    add_subscribers(engine, [f"g{n}@example.org" for n in range(50)], tags=["go"], confirmed_at=confirmed)
+    run(settings, engine, UTC_START)
+    write_post(posts, "news.md", title="News", date=UTC_START + timedelta(hours=1))
+    write_post(posts, "go.md", title="Go", date=UTC_START + timedelta(hours=2), tags=["go"])
+
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Event(), context.Queue()
+    now = UTC_START + timedelta(days=1)
+    workers = [
+        context.Process(target=_race, args=(str(settings.config_path), store_url, now + timedelta(seconds=n), start, results))
+        for n in range(2)
+    ]
+    for worker in workers:
+        worker.start()
+    start.set()
+    created = [results.get(timeout=60) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=30)
+        assert worker.exitcode == 0
+    assert sum(created) == 200
+    sent = delivered(engine)
+    assert len(sent) == 200 and all(len(editions) == 1 for editions in sent.values())
+    assert titles(settings, sent[daily[0]][0]) == ["Go", "News"]
+    with engine.connect() as connection:
+        assert len(connection.execute(select(editions.c.id)).all()) == 2
+    # And once more, later, in this process: nothing new.
+    assert run(settings, engine, now + timedelta(minutes=1)) == []
+
+
+def test_dry_run_stores_nothing(site):
+    settings, engine = site()
+    write_post(settings.posts.dir, "old.md", title="Old", date=UTC_START - timedelta(days=5))
+    add_subscribers(engine, ["inst@example.org"], frequency="instant", confirmed_at=UTC_START - timedelta(days=10))
+    run(settings, engine, UTC_START)
+    write_post(settings.posts.dir, "news.md", title="News", date=UTC_START + timedelta(minutes=1))
+    summaries = run(settings, engine, UTC_START + timedelta(minutes=2), dry_run=True)
+    assert [(titles(settings, s.post_ids), s.deliveries) for s in summaries] == [(["News"], 1)]
+    assert delivered(engine) == {}
+    with engine.connect() as connection:
+        assert connection.execute(select(announcements.c.title)).scalars().all() == ["Old"]
+    # The real run afterwards does it all.
+    assert [s.deliveries for s in run(settings, engine, UTC_START + timedelta(minutes=3))] == [1]
+
+
+# --- end to end -----------------------------------------------------------------------------------------------
+
+
+def test_a_digest_reaches_every_subscriber_exactly_once_over_smtp(site, smtp_server):
+    from feedsvc.mail.queue import drain
+    from feedsvc.mail.transport import transport_from_settings
+
+    settings, engine = site(mail={"from_address": "news@blog.example.org", "smtp_url": smtp_server.url, "connections": 3})
+    posts = settings.posts.dir
+    write_post(posts, "old.md", title="Old", date=UTC_START - timedelta(days=5))
+    addresses = [f"reader{n}@example.org" for n in range(40)]
+    add_subscribers(engine, addresses, confirmed_at=UTC_START - timedelta(days=10))
+    run(settings, engine, UTC_START)
+    write_post(posts, "news.md", title="Kabar baru 🎉", date=UTC_START + timedelta(hours=1))
+    write_post(posts, "more.md", title="More", date=UTC_START + timedelta(hours=2))
+    summaries = run(settings, engine, UTC_START + timedelta(days=1))
+    assert [s.deliveries for s in summaries] == [40]
+
+    async def send() -> None:
+        transport = transport_from_settings(settings)
+        try:
+            await drain(settings, engine, transport, worker_id="test", now=lambda: UTC_START + timedelta(days=1, minutes=1))
+        finally:
+            await transport.aclose()
+
+    asyncio.run(send())
+    for address in addresses:
+        mails = smtp_server.messages_to(address)
+        assert len(mails) == 1, address
+        assert mails[0].message["To"].addresses[0].addr_spec == address
+        body = mails[0].message.get_body(("plain",)).get_content()
+        assert "Kabar baru 🎉" in body and "More" in body
+    assert len(smtp_server.received) == 40

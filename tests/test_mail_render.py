@@ -1,0 +1,246 @@
+"""Rendering: digests and confirmation mails parsed back with the `email` package and an HTML parser."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from html.parser import HTMLParser
+from pathlib import Path
+
+import dkim
+import pytest
+from dkim.dknewkey import ExtractRSADnsPublicKey, GenRSAKeys
+
+from feedsvc.mail.message import AddressError, message_id_for
+from feedsvc.mail.render import confirmation_message, personalise, render_edition
+from feedsvc.posts.model import Post
+
+SITE = "https://blog.example.org"
+TITLE = "Belajar Rust 🦀: kenapa borrow checker itu teman, bukan musuh ✨"
+UNSUBSCRIBE = f"{SITE}:8080/unsubscribe/eyJhbGciOi.abc-_DEF?x=1&y=2"
+PREFERENCES = f"{SITE}:8080/preferences/eyJhbGciOi.xyz"
+
+
+def make_post(index: int, *, title: str | None = None, paragraphs: int = 3, image: str | None = None) -> Post:
+    slug = f"post-{index}"
+    body = "".join(
+        f"<p>Paragraf {n} dari tulisan {index}: kalimat yang cukup panjang untuk mengisi ruang, dengan "
+        f'<a href="/tags/rust/">tautan relatif</a> dan <img src="../img/{n}.png"> gambar.</p>'
+        for n in range(paragraphs)
+    )
+    return Post(
+        id=f"id-{index}",
+        slug=slug,
+        title=title or f"Post number {index}",
+        date=datetime(2026, 3, 1, 9, 30, tzinfo=UTC) - timedelta(hours=index),
+        updated=None,
+        url=f"{SITE}/{slug}/",
+        tags=("Rust", "Belajar"),
+        summary_html=f'<p>Ringkasan tulisan {index} &amp; <a href="more/">lanjutan</a>.</p>',
+        author="Budi",
+        image=image,
+        draft=False,
+        source=Path(f"{slug}.md"),
+        content_html=body,
+    )
+
+
+def parse(message: bytes) -> EmailMessage:
+    return email.message_from_bytes(message, policy=email.policy.default)  # type: ignore[return-value]
+
+
+def personalised(settings, edition, *, to_email="siti@example.com", to_name="Siti Nurhaliza", key="d:1") -> bytes:
+    return personalise(
+        settings,
+        subject=edition.subject,
+        html=edition.html,
+        text=edition.text,
+        to_email=to_email,
+        to_name=to_name,
+        unsubscribe_url=UNSUBSCRIBE,
+        preferences_url=PREFERENCES,
+        message_id=message_id_for(settings, key),
+    )
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+        self.images: list[dict[str, str | None]] = []
+        self.stylesheets = 0
+        self.styled = 0
+
+    def handle_starttag(self, tag, attrs):
+        values = dict(attrs)
+        self.urls += [value or "" for name, value in attrs if name in ("href", "src")]
+        if tag == "img":
+            self.images.append(values)
+        if tag == "link" and values.get("rel") == "stylesheet":
+            self.stylesheets += 1
+        if "style" in values:
+            self.styled += 1
+
+
+def links_of(html: str) -> _Links:
+    parser = _Links()
+    parser.feed(html)
+    return parser
+
+
+def test_one_post_mail_headers_round_trip(make_settings):
+    settings = make_settings(site={"language": "id"}, mail={"from_name": "Catatan ✍️", "reply_to": "budi@example.org"})
+    post = make_post(1, title=TITLE, image="/img/cover.png")
+    now = datetime(2026, 3, 1, 10, tzinfo=UTC)
+    edition = render_edition(settings, [post], "instant", now, now)
+    raw = personalised(settings, edition)
+    message = parse(raw)
+
+    assert message["Subject"] == TITLE
+    assert b"=?utf-8?" in raw.split(b"\r\n\r\n")[0]  # RFC 2047 on the wire, not raw UTF-8
+    assert raw.isascii()
+    assert message["From"].addresses[0].display_name == "Catatan ✍️"
+    assert message["From"].addresses[0].addr_spec == "news@blog.example.org"
+    assert message["To"].addresses[0].display_name == "Siti Nurhaliza"
+    assert message["To"].addresses[0].addr_spec == "siti@example.com"
+    assert message["Reply-To"] == "budi@example.org"
+    assert message["Message-ID"] == message_id_for(settings, "d:1")
+    assert message["Date"].datetime.tzinfo is not None
+    assert message["MIME-Version"] == "1.0"
+    assert message["List-Id"].endswith("<blog.example.org.feedsvc>")
+    assert message["List-Unsubscribe"] == f"<{UNSUBSCRIBE}>, <mailto:news@blog.example.org?subject=unsubscribe>"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert message.get_content_type() == "multipart/alternative"
+    assert [part.get_content_type() for part in message.iter_parts()] == ["text/plain", "text/html"]
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert all(len(line) <= 998 for line in head.split(b"\r\n"))
+    assert all(len(line) <= 78 for line in body.split(b"\r\n"))  # quoted-printable keeps lines short
+
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    assert TITLE in text and TITLE in html
+    assert UNSUBSCRIBE in text and PREFERENCES in text
+    assert f'href="{UNSUBSCRIBE.replace("&", "&amp;")}"' in html and PREFERENCES in html
+    assert "Berhenti berlangganan" in html and "Baca selengkapnya" in text
+    assert "1 Maret 2026" in text  # Babel, Indonesian
+    assert "__FEEDSVC" not in html + text
+
+
+def test_html_is_inlined_absolute_and_dark_mode_ready(make_settings):
+    settings = make_settings()
+    post = make_post(1, image="cover.png")
+    edition = render_edition(settings, [post], "instant", post.date, post.date)
+    html = parse(personalised(settings, edition)).get_body(("html",)).get_content()
+    links = links_of(html)
+
+    relative = [url for url in links.urls if not re.match(r"^(https?:|mailto:)", url)]
+    assert relative == []
+    assert f"{SITE}/post-1/cover.png" in links.urls and f"{SITE}/tags/rust/" in links.urls
+    assert links.images and all(image.get("alt") is not None for image in links.images)
+    assert any(image.get("alt") == "Image for “Post number 1”" for image in links.images)
+    assert links.stylesheets == 0 and links.styled > 10
+    assert 'name="color-scheme" content="light dark"' in html
+    assert "prefers-color-scheme: dark" in html  # kept in <style> for clients that read it
+    assert 'width="600"' in html
+    # "View in browser" of a one-post mail is the post itself; the preheader is its summary.
+    assert f'<a href="{SITE}/post-1/"' in html and "View in browser" in html
+    assert re.search(r'class="preheader"[^>]*>Ringkasan tulisan 1 &amp; lanjutan', html)
+
+
+def test_long_digest_stays_under_gmail_clipping_with_summaries(make_settings):
+    settings = make_settings()
+    posts = [make_post(i, paragraphs=40) for i in range(40)]
+    start, end = datetime(2026, 2, 23, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC)
+    edition = render_edition(settings, posts, "weekly", start, end)
+    html = parse(personalised(settings, edition)).get_body(("html",)).get_content()
+
+    assert len(edition.html.encode()) <= settings.digest.html_budget_bytes
+    assert len(html.encode()) < 102 * 1024
+    assert edition.subject == "Test Blog: 40 new posts"
+    assert all(post.title in html and post.url in html for post in posts)
+    assert "Paragraf 39 dari tulisan 0" in html  # the first post still in full
+    assert "Paragraf 0 dari tulisan 39" not in html and "Ringkasan tulisan 39" in html  # the last one shortened
+    assert "Some posts are shortened" in html
+    assert "February 23, 2026 – March 2, 2026" in edition.text
+    text = parse(personalised(settings, edition)).get_body(("plain",)).get_content()
+    assert "Read more: https://blog.example.org/post-39/" in text
+
+
+def test_a_short_digest_keeps_every_post_in_full(make_settings):
+    settings = make_settings(site={"language": "id-ID"})
+    posts = [make_post(i) for i in range(3)]
+    edition = render_edition(settings, posts, "daily", posts[-1].date, posts[0].date)
+    assert edition.subject == "Test Blog: 3 tulisan baru"
+    assert "Ringkasan harian dari Test Blog" in edition.html
+    assert all(f"Paragraf 2 dari tulisan {i}" in edition.html for i in range(3))
+    assert "Beberapa tulisan dipersingkat" not in edition.html
+    assert f'href="{SITE}/"' in edition.html  # "view in browser" of a digest is the site
+
+
+def test_names_and_addresses_cannot_inject_headers(make_settings):
+    settings = make_settings()
+    edition = render_edition(settings, [make_post(1)], "instant", datetime.now(UTC), datetime.now(UTC))
+    raw = personalised(settings, edition, to_name="Eve\r\nBcc: victim@example.com\r\n\r\nforged")
+    message = parse(raw)
+    assert message["Bcc"] is None
+    assert message["To"].addresses[0].addr_spec == "siti@example.com"
+    assert "Bcc: victim@example.com" in message["To"].addresses[0].display_name
+    with pytest.raises(AddressError, match="not a usable"):
+        personalised(settings, edition, to_email="a@example.com\r\nBcc: b@example.com")
+    with pytest.raises(AddressError):
+        personalised(settings, edition, to_email="not an address")
+
+
+def test_confirmation_mail(make_settings):
+    settings = make_settings(site={"language": "id", "title": "Catatan Backend"})
+    url = "https://blog.example.org/confirm/tok.en-_?a=1&b=2"
+    item = confirmation_message(settings, to_email="Budi@Example.com", to_name="Budi", confirm_url=url)
+    assert (item.sender, item.recipient) == ("news@blog.example.org", "Budi@Example.com")
+    message = parse(item.message)
+    assert message["Subject"] == "Konfirmasi langganan Anda di Catatan Backend"
+    assert message["To"].addresses[0].display_name == "Budi"
+    assert message["List-Unsubscribe"] is None  # not on a list yet
+    assert message["Message-ID"]
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    assert "Halo Budi," in text and url in text
+    assert f'href="{url.replace("&", "&amp;")}"' in html and "Konfirmasi langganan" in html
+
+    english = confirmation_message(make_settings(site={"language": "en"}), to_email="a@b.org", to_name="", confirm_url=url)
+    assert parse(english.message)["Subject"] == "Confirm your subscription to Test Blog"
+    assert "Hi," in parse(english.message).get_body(("plain",)).get_content()
+
+
+def test_user_templates_override_the_bundled_ones(make_settings, tmp_path):
+    folder = tmp_path / "my-templates" / "mail"
+    folder.mkdir(parents=True)
+    (folder / "confirm.txt.j2").write_text("Custom words for {{ site.title }}: {{ confirm_url }}\n", encoding="utf-8")
+    settings = make_settings(mail={"templates_dir": "my-templates"})
+    item = confirmation_message(settings, to_email="a@b.org", to_name="", confirm_url="https://x.org/c/1")
+    message = parse(item.message)
+    text = message.get_body(("plain",)).get_content().replace("\r\n", "\n")  # CRLF on the wire
+    assert text == "Custom words for Test Blog: https://x.org/c/1\n"
+    assert "Confirm subscription" in message.get_body(("html",)).get_content()  # the bundled HTML still used
+
+
+def test_dkim_signature_verifies(make_settings, tmp_path):
+    # dkimpy's own key tools (they run openssl): a fresh key and the TXT record a DNS zone would publish.
+    GenRSAKeys(str(tmp_path / "dkim.pem"), verbose=False)
+    ExtractRSADnsPublicKey(str(tmp_path / "dkim.pem"), str(tmp_path / "dkim.dns"), verbose=False)
+    record = (tmp_path / "dkim.dns").read_bytes()
+    settings = make_settings(
+        mail={"dkim_selector": "mail", "dkim_domain": "blog.example.org", "dkim_key_file": "dkim.pem"}
+    )
+    edition = render_edition(settings, [make_post(1, title=TITLE)], "instant", datetime.now(UTC), datetime.now(UTC))
+    raw = personalised(settings, edition)
+    assert raw.startswith(b"DKIM-Signature:")
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        return record if name == b"mail._domainkey.blog.example.org." else b""
+
+    assert dkim.verify(raw, dnsfunc=dns)
+    tampered = raw.replace(b"siti@example.com", b"mallory@example.com")
+    assert not dkim.verify(tampered, dnsfunc=dns)

@@ -1,0 +1,160 @@
+"""The scheduler's jobs in-process: triggers, leadership, rebuilds and the publication wake-up, on real files."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import feedparser
+import pytest
+from conftest import write_post
+
+from feedsvc.mail.transport import transport_from_settings
+from feedsvc.scheduler import DeliveryLoop, Jobs, digest_triggers
+from feedsvc.store import leases, open_engine
+
+
+def test_digest_triggers_fire_at_local_time_across_dst(make_settings):
+    settings = make_settings(
+        site={"timezone": "Europe/Berlin"},
+        digest={"daily_time": "08:00:00", "weekly_day": "fri", "weekly_time": "18:30:15"},
+    )
+    triggers = digest_triggers(settings)
+    berlin = ZoneInfo("Europe/Berlin")
+    # The night of 29 March 2026 the clocks jump from 02:00 to 03:00: 08:00 local is 07:00 UTC, then 06:00 UTC.
+    before = datetime(2026, 3, 28, 9, 0, tzinfo=berlin)
+    first = triggers["digest-daily"].get_next_fire_time(None, before)
+    second = triggers["digest-daily"].get_next_fire_time(first, first + timedelta(seconds=1))
+    assert first.astimezone(UTC) == datetime(2026, 3, 29, 6, 0, tzinfo=UTC)
+    assert second.astimezone(UTC) == datetime(2026, 3, 30, 6, 0, tzinfo=UTC)
+    assert (first.astimezone(berlin).hour, second.astimezone(berlin).hour) == (8, 8)
+    weekly = triggers["digest-weekly"].get_next_fire_time(None, before)
+    assert weekly.astimezone(berlin).replace(tzinfo=None) == datetime(2026, 4, 3, 18, 30, 15)
+
+
+def test_a_dst_free_zone_keeps_the_same_utc_time(make_settings):
+    settings = make_settings(site={"timezone": "Asia/Jakarta"}, digest={"daily_time": "08:00:00"})
+    trigger = digest_triggers(settings)["digest-daily"]
+    moment = datetime(2026, 3, 28, 12, 0, tzinfo=UTC)
+    fires = []
+    for _ in range(3):
+        moment = trigger.get_next_fire_time(None, moment + timedelta(seconds=1))
+        fires.append(moment.astimezone(UTC))
+    assert [fire.hour for fire in fires] == [1, 1, 1]  # 08:00 WIB = 01:00 UTC, every day
+
+
+class Harness:
+    """Jobs on real settings and a real SQLite store, inside a running event loop."""
+
+    def __init__(self, settings, instance: str = "test-instance") -> None:
+        self.settings = settings
+        self.engine = open_engine(settings.store.database_url)
+        self.transport = transport_from_settings(settings)
+        self.deliveries = DeliveryLoop(settings, self.engine, self.transport, worker_id=instance)
+        self.refreshed = 0
+        self.jobs = Jobs(settings, self.engine, instance_id=instance, deliveries=self.deliveries,
+                         on_feeds_written=self._refreshed)
+
+    def _refreshed(self) -> None:
+        self.refreshed += 1
+
+    async def until(self, condition, timeout: float = 5.0) -> None:  # noqa: ANN001
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not condition():
+            assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+            await asyncio.sleep(0.02)
+
+    async def close(self) -> None:
+        await self.jobs.stop()
+        await self.transport.aclose()
+        self.engine.dispose()
+
+
+def _titles(settings) -> list[str]:
+    feed = feedparser.parse((settings.feeds.output_dir / "rss.xml").read_bytes())
+    return [entry.title for entry in feed.entries]
+
+
+def test_the_elected_leader_builds_and_plans_the_next_publication(make_settings):
+    settings = make_settings(scheduler={"leader_ttl": 3})
+    now = datetime.now(UTC)
+    write_post(settings.posts.dir, "old.md", title="Already out", date=now - timedelta(days=1))
+    due = now + timedelta(hours=5)
+    write_post(settings.posts.dir, "later.md", title="Comes later", date=due)
+
+    async def scenario() -> None:
+        harness = Harness(settings)
+        harness.jobs.start()
+        await harness.until(lambda: harness.jobs.scheduler.get_job("publish") is not None)
+        assert harness.jobs.is_leader and harness.jobs.scheduler_alive()
+        assert _titles(settings) == ["Already out"]
+        assert harness.refreshed == 1
+        planned = harness.jobs.scheduler.get_job("publish").next_run_time
+        assert abs(planned - due) < timedelta(seconds=1)
+        daily = harness.jobs.scheduler.get_job("digest-daily")
+        assert (daily.coalesce, daily.misfire_grace_time) == (True, None)  # down for days: one catch-up run
+        await harness.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_post_whose_time_comes_is_published_by_the_wake_up(make_settings):
+    settings = make_settings()
+    due = datetime.now(UTC) + timedelta(seconds=1.5)
+    write_post(settings.posts.dir, "soon.md", title="Due in a moment", date=due)
+
+    async def scenario() -> None:
+        harness = Harness(settings)
+        harness.jobs.start()
+        await harness.until(lambda: (settings.feeds.output_dir / "rss.xml").exists())
+        assert _titles(settings) == []
+        await harness.until(lambda: _titles(settings) == ["Due in a moment"], timeout=4)
+        assert datetime.now(UTC) >= due
+        assert harness.jobs.scheduler.get_job("publish") is None  # nothing further to wait for
+        await harness.close()
+
+    asyncio.run(scenario())
+
+
+def test_only_one_instance_leads_and_a_stopped_leader_hands_over(make_settings):
+    settings = make_settings(scheduler={"leader_ttl": 3})
+    write_post(settings.posts.dir, "post.md", title="A post", date=datetime.now(UTC) - timedelta(hours=1))
+
+    async def scenario() -> None:
+        first, second = Harness(settings, "first"), Harness(settings, "second")
+        first.jobs.start()
+        await first.until(lambda: first.jobs.is_leader)
+        second.jobs.start()
+        await asyncio.sleep(0.5)
+        assert not second.jobs.is_leader
+        # A follower ignores rebuild requests: only the leader writes feeds and creates editions.
+        await second.jobs.rebuild("posts-changed")
+        assert second.refreshed == 0
+        await first.close()
+        assert leases.holder_of(second.engine, leases.LEADER, now=datetime.now(UTC)) is None
+        await second.until(lambda: second.jobs.is_leader, timeout=3)  # at its next renewal (ttl / 3)
+        await second.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("mode", ["events", "poll"])
+def test_a_saved_post_rebuilds_through_the_watcher(make_settings, mode):
+    settings = make_settings(scheduler={"watch": mode, "poll_interval": 0.2, "debounce_ms": 50})
+
+    async def scenario() -> None:
+        harness = Harness(settings)
+        harness.jobs.start()
+        stop = asyncio.Event()
+        watching = asyncio.create_task(harness.jobs.watch(stop))
+        await harness.until(lambda: (settings.feeds.output_dir / "rss.xml").exists())
+        await asyncio.sleep(0.3)
+        write_post(settings.posts.dir, "new.md", title="Written just now", date=datetime.now(UTC))
+        await harness.until(lambda: _titles(settings) == ["Written just now"], timeout=2)
+        assert harness.jobs.watcher_alive()
+        stop.set()
+        await watching
+        await harness.close()
+
+    asyncio.run(scenario())

@@ -1,0 +1,315 @@
+"""`feedsvc run` / `feedsvc worker` as real subprocesses: real HTTP, real SMTP (in this process), real stores."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import tomli_w
+from conftest import add_subscribers, free_port, write_post
+from sqlalchemy import text
+
+from feedsvc.config import Settings, load_settings
+from feedsvc.posts import Collection
+from feedsvc.store import open_engine
+
+# Bounds for correctness, not benchmarks (benchmarks/latency.py measures): a saved post is served within 1 s.
+SERVE_BOUND = 1.0 + 0.5
+
+
+@dataclass
+class Service:
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def wait_healthy(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"service exited with {self.process.returncode}:\n{self.output()}"
+            try:
+                if httpx.get(self.url("/healthz"), timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"service not healthy within {timeout} s:\n{self.output()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        self.process.send_signal(sig)
+        return self.process.wait(timeout)
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[Callable[..., Service]]:
+    started: list[Service] = []
+
+    def start(config: Path, command: str = "run", *, port: int | None = None) -> Service:
+        port = port or free_port()
+        log = tmp_path / f"{command}-{len(started)}.log"
+        args = [sys.executable, "-m", "feedsvc", command, "--config", str(config)]
+        if command == "run":
+            args += ["--port", str(port)]
+        with log.open("wb") as sink:
+            process = subprocess.Popen(args, stdout=sink, stderr=subprocess.STDOUT, cwd=tmp_path)
+        service = Service(process, port, log)
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        if service.process.poll() is None:
+            service.process.kill()
+            service.process.wait()
+
+
+def write_config(folder: Path, **sections: dict[str, Any]) -> Path:
+    config: dict[str, dict[str, Any]] = {
+        "site": {"title": "Service Blog", "url": "https://blog.example.org", "timezone": "UTC"},
+        "posts": {"dir": "posts"},
+        "feeds": {"output_dir": "public"},
+        "store": {"dir": "subscribers"},
+        "mail": {"from_address": "news@blog.example.org"},
+        "web": {"secret_key": "service-test-secret"},
+        "scheduler": {"debounce_ms": 50, "drain_interval": 0.5},
+        "log": {"format": "json"},
+    }
+    for name, values in sections.items():
+        config.setdefault(name, {}).update(values)
+    (folder / "posts").mkdir(exist_ok=True)
+    path = folder / "feedsvc.toml"
+    path.write_bytes(tomli_w.dumps(config).encode())
+    return path
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def feed_has(service: Service, title: str) -> bool:
+    return title in httpx.get(service.url("/rss.xml"), timeout=2).text
+
+
+def test_a_saved_post_is_served_within_a_second(tmp_path, services):
+    config = write_config(tmp_path)
+    service = services(config)
+    service.wait_healthy()
+    first = httpx.get(service.url("/rss.xml"), timeout=2)
+    assert first.status_code == 200
+    etag = first.headers["etag"]
+
+    saved = time.monotonic()
+    write_post(tmp_path / "posts", "fresh.md", title="Fresh from the editor", date=datetime.now(UTC) - timedelta(minutes=1))
+
+    def updated() -> httpx.Response | None:
+        response = httpx.get(service.url("/rss.xml"), headers={"If-None-Match": etag}, timeout=2)
+        return response if response.status_code == 200 else None
+
+    response = wait_for(updated, SERVE_BOUND + 1, "the new feed")
+    elapsed = time.monotonic() - saved
+    assert "Fresh from the editor" in response.text
+    assert elapsed < SERVE_BOUND, f"served after {elapsed:.2f} s"
+    health = httpx.get(service.url("/healthz"), timeout=2).json()
+    assert health["checks"]["scheduler"] is True and health["checks"]["watcher"] is True, health
+    assert service.stop() == 0
+
+
+def test_a_future_post_appears_at_its_time(tmp_path, services):
+    config = write_config(tmp_path)
+    service = services(config)
+    service.wait_healthy()
+    due = datetime.now(UTC) + timedelta(seconds=3)
+    write_post(tmp_path / "posts", "later.md", title="Scheduled for later", date=due)
+    time.sleep(1)  # seen by the watcher, rebuilt, not yet published
+    assert not feed_has(service, "Scheduled for later")
+    wait_for(lambda: feed_has(service, "Scheduled for later"), 10, "the scheduled post", interval=0.05)
+    appeared = datetime.now(UTC)
+    assert due <= appeared < due + timedelta(seconds=SERVE_BOUND), appeared - due
+    assert service.stop() == 0
+
+
+def test_the_daily_digest_fires_at_its_time(tmp_path, services, smtp_server):
+    fires = datetime.now(UTC) + timedelta(seconds=8)
+    config = write_config(
+        tmp_path,
+        mail={"smtp_url": smtp_server.url},
+        digest={"daily_time": fires.time().replace(microsecond=0)},
+    )
+    engine = open_engine(f"sqlite:///{tmp_path / 'subscribers' / 'feedsvc.db'}")
+    add_subscribers(engine, ["daily@example.org"], frequency="daily", confirmed_at=datetime.now(UTC) - timedelta(hours=1))
+    engine.dispose()
+    service = services(config)
+    service.wait_healthy()
+    write_post(tmp_path / "posts", "news.md", title="News of the day", date=datetime.now(UTC))
+    wait_for(lambda: feed_has(service, "News of the day"), 3, "the post in the feed")
+    assert smtp_server.messages_to("daily@example.org") == []
+
+    mails = wait_for(lambda: smtp_server.messages_to("daily@example.org"), 20, "the daily digest", interval=0.1)
+    arrived = datetime.now(UTC)
+    assert arrived >= fires.replace(microsecond=0)
+    assert "News of the day" in mails[0].message.get_body(("plain",)).get_content()
+    time.sleep(1)
+    assert len(smtp_server.messages_to("daily@example.org")) == 1
+    assert service.stop() == 0
+
+
+def test_sigterm_mid_send_exits_cleanly_and_a_restart_delivers_the_rest(tmp_path, services, smtp_server):
+    def slow(stage: str, _: object) -> None:
+        if stage == "data":
+            time.sleep(0.03)  # a slow relay: the signal lands mid-send
+        return None
+
+    smtp_server.fault = slow
+    config = write_config(tmp_path, mail={"smtp_url": smtp_server.url, "connections": 2})
+    addresses = [f"reader{index}@example.org" for index in range(120)]
+    engine = open_engine(f"sqlite:///{tmp_path / 'subscribers' / 'feedsvc.db'}")
+    add_subscribers(engine, addresses, frequency="instant", confirmed_at=datetime.now(UTC) - timedelta(hours=1))
+    engine.dispose()
+
+    service = services(config)
+    service.wait_healthy()
+    write_post(tmp_path / "posts", "announce.md", title="Worth a mail", date=datetime.now(UTC))
+    wait_for(lambda: len(smtp_server.received) >= 20, 20, "the first mails")
+    signalled = time.monotonic()
+    assert service.stop(signal.SIGTERM) == 0, service.output()
+    assert time.monotonic() - signalled < 10
+    sent_before_restart = len(smtp_server.received)
+    assert sent_before_restart < len(addresses), "the signal must land mid-send"
+    assert '"event": "service.stopped"' in service.output()
+
+    restarted = services(config)
+    restarted.wait_healthy()
+    wait_for(lambda: len(smtp_server.received) >= len(addresses), 30, "the remaining mails", interval=0.1)
+    time.sleep(1)
+    per_address = Counter(recipient for mail in smtp_server.received for recipient in mail.recipients)
+    assert per_address == Counter(addresses), "a graceful stop neither loses nor repeats a message"
+    assert restarted.stop() == 0
+
+
+def test_a_second_run_on_the_same_sqlite_store_is_refused(tmp_path, services):
+    config = write_config(tmp_path)
+    first = services(config)
+    first.wait_healthy()
+    second = services(config)
+    assert second.process.wait(20) == 1
+    output = second.output()
+    assert "already running on the SQLite store" in output and f"pid {first.process.pid}" in output
+    assert httpx.get(first.url("/healthz"), timeout=2).status_code == 200
+    assert first.stop() == 0
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_two_runs_and_a_worker_share_a_digest_and_survive_a_kill(tmp_path, postgres_url, services, smtp_server):
+    connections = 4
+    addresses = [f"s{index}@example.org" for index in range(5000)]
+    engine = open_engine(postgres_url)
+    add_subscribers(engine, addresses, frequency="daily", confirmed_at=datetime.now(UTC) - timedelta(hours=1))
+    fires = datetime.now(UTC) + timedelta(seconds=15)
+    config = write_config(
+        tmp_path,
+        store={"url": postgres_url},
+        # A short claim lease, so the killed process's unsent claims come back within the test.
+        mail={"smtp_url": smtp_server.url, "connections": connections, "batch_size": 100, "lease_seconds": 5},
+        digest={"daily_time": fires.time().replace(microsecond=0)},
+        scheduler={"leader_ttl": 3},
+    )
+    runs = [services(config), services(config)]
+    worker = services(config, "worker")
+    for run in runs:
+        run.wait_healthy()
+    # Saved once every instance runs: a new post for the leader to announce, not part of the archive.
+    write_post(tmp_path / "posts", "big-news.md", title="Big news for everyone", date=datetime.now(UTC))
+    assert datetime.now(UTC) < fires - timedelta(seconds=2), "the instances started too slowly for the schedule"
+
+    wait_for(lambda: len(smtp_server.received) >= 800, 60, "the digest to be under way", interval=0.05)
+    victim = runs[0]
+    victim.process.send_signal(signal.SIGKILL)
+    victim.process.wait(10)
+    wait_for(lambda: len({r for m in smtp_server.received for r in m.recipients}) >= len(addresses), 90, "every digest")
+    time.sleep(1.5)
+
+    per_address = Counter(recipient for mail in smtp_server.received for recipient in mail.recipients)
+    assert set(per_address) == set(addresses), "nobody is left out"
+    repeats = sum(count - 1 for count in per_address.values())
+    # Only the killed process's in-flight window may repeat: at most one message per open connection.
+    assert repeats <= connections, per_address.most_common(5)
+    with engine.connect() as connection:
+        editions = connection.execute(text("SELECT count(*) FROM editions WHERE frequency = 'daily'")).scalar_one()
+        states = dict(connection.execute(text("SELECT state, count(*) FROM deliveries GROUP BY state")).all())
+    assert editions == 1, "the schedule fired once across the instances"
+    assert states == {"sent": len(addresses)}
+    engine.dispose()
+    assert runs[1].stop() == 0 and worker.stop() == 0
+
+
+# --- feedsvc init -------------------------------------------------------------------------------------------
+
+
+def _init(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "feedsvc", "init", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_init_writes_a_commented_config_templates_and_a_sample_post(tmp_path):
+    result = _init("blog", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    site = tmp_path / "blog"
+    assert "Next steps" in result.stdout and "feedsvc run" in result.stdout
+    text_of_config = (site / "feedsvc.toml").read_text(encoding="utf-8")
+    # Every key of every section is there, with a value or (when it has no default) commented out.
+    for section, model in Settings.model_fields.items():
+        if section == "config_path":
+            continue
+        assert f"[{section}]" in text_of_config
+        for key in model.annotation.model_fields:
+            assert re.search(rf"^#? ?{key} = ", text_of_config, re.MULTILINE), f"{section}.{key} missing"
+    assert text_of_config.count("\n#") > 30, "the keys are explained"
+
+    settings = load_settings(site / "feedsvc.toml")
+    defaults = Settings(site={"url": "http://127.0.0.1:8080"})
+    for section in ("posts", "feeds", "mail", "digest", "web", "scheduler", "log"):
+        written, default = getattr(settings, section), getattr(defaults, section)
+        for key in type(written).model_fields:
+            if key not in ("dir", "output_dir", "templates_dir"):
+                assert getattr(written, key) == getattr(default, key), f"{section}.{key} differs from the default"
+    assert settings.mail.templates_dir == site / "templates"
+    assert (site / "templates" / "mail" / "digest.html.j2").is_file()
+    assert (site / "templates" / "mail").is_dir() and (site / "templates" / "web").is_dir()
+    scan = Collection(settings).scan()
+    assert [post.title for post in scan.published(datetime.now(UTC) + timedelta(days=1))] == ["Hello, world"]
+    assert scan.problems == []
+
+
+def test_init_refuses_to_overwrite_unless_forced(tmp_path):
+    assert _init(cwd=tmp_path).returncode == 0
+    (tmp_path / "feedsvc.toml").write_text("# mine\n", encoding="utf-8")
+    refused = _init(cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "not overwriting" in refused.stderr and "--force" in refused.stderr
+    assert (tmp_path / "feedsvc.toml").read_text(encoding="utf-8") == "# mine\n"
+    assert _init("--force", cwd=tmp_path).returncode == 0
+    assert "[scheduler]" in (tmp_path / "feedsvc.toml").read_text(encoding="utf-8")

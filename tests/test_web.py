@@ -1,0 +1,538 @@
+"""The HTTP app through a real uvicorn server and httpx: feeds, double opt-in, unsubscribe, the admin API."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import gzip
+import mailbox
+import re
+import shutil
+import socket
+import threading
+import time
+from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate
+from pathlib import Path
+
+import feedparser
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import text
+
+from feedsvc import feeds, subscribers
+from feedsvc.config import Settings
+from feedsvc.store.engine import create_store_engine
+from feedsvc.web import create_app
+from feedsvc.web.feeds import FeedFiles
+from conftest import EXAMPLE_POSTS, free_port
+
+ADMIN = {"authorization": "Bearer test-admin-token"}
+
+
+@dataclass
+class Served:
+    url: str
+    settings: Settings
+    app: object
+
+    def client(self, **options) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=10, **options)
+
+    @property
+    def engine(self):
+        return self.app.state.web.engine
+
+    @property
+    def outbox(self) -> Path:
+        return self.settings.store.outbox_dir
+
+    def subscriber(self, address: str):
+        return subscribers.find(self.engine, address)
+
+
+@pytest.fixture
+def serve(make_settings) -> Iterator[Callable[..., Served]]:
+    """Start the app on a real uvicorn server in a thread: serve(web={...}, store={...}, ...)."""
+    running: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start(engine=None, **sections) -> Served:
+        port = free_port()
+        web = {"port": port, "public_url": f"http://127.0.0.1:{port}", "subscribe_rate_per_client": 1000}
+        web.update(sections.pop("web", {}))
+        settings = make_settings(web=web, **sections)
+        app = create_app(settings, engine=engine)
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        running.append((server, thread))
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.01)
+        return Served(f"http://127.0.0.1:{port}", settings, app)
+
+    yield start
+    for server, thread in running:
+        server.should_exit = True
+        thread.join(10)
+
+
+def wait_for_mail(outbox: Path, count: int = 1, timeout: float = 10) -> list[EmailMessage]:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [] if not (outbox / "new").is_dir() else list(mailbox.Maildir(outbox, factory=None))
+        if len(found) >= count or time.monotonic() > deadline:
+            return [email.message_from_bytes(m.as_bytes(), policy=email.policy.default) for m in found]
+        time.sleep(0.05)
+
+
+def confirm_link(message: EmailMessage) -> str:
+    body = message.get_body(preferencelist=("plain",)).get_content()
+    return re.search(r"http://127\.0\.0\.1:\d+/confirm/\S+", body).group(0)
+
+
+def csrf_form(client: httpx.Client, path: str = "/") -> str:
+    page = client.get(path)
+    assert page.status_code == 200
+    return re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+
+
+def count_rows(served: Served) -> int:
+    with served.engine.connect() as connection:
+        return connection.execute(text("SELECT count(*) FROM subscribers")).scalar_one()
+
+
+# --- the whole round trip --------------------------------------------------------------------------------------
+
+
+def test_round_trip_through_the_maildir(serve, store_url):
+    served = serve(store={"url": store_url}, site={"language": "id"})
+    with served.client() as client:
+        token = csrf_form(client)
+        answer = client.post(
+            "/subscribe",
+            data={"email": "Ani@Example.org", "name": "Ani Wijaya", "frequency": "daily", "csrf_token": token},
+            headers={"user-agent": "TestBrowser/1.0"},
+        )
+        assert answer.status_code == 200
+        assert "Periksa kotak masuk Anda" in answer.text  # site.language = id
+        pending = served.subscriber("ani@example.org")
+        assert (pending.status, pending.frequency, pending.consent_source) == ("pending", "daily", "web-form")
+        assert (pending.consent_ip, pending.consent_user_agent) == ("127.0.0.1", "TestBrowser/1.0")
+
+        [message] = wait_for_mail(served.outbox)
+        assert message["To"] == "Ani Wijaya <Ani@example.org>"
+        link = confirm_link(message)
+        confirmed = client.get(link)
+        assert confirmed.status_code == 200 and "Ani@example.org" in confirmed.text
+        active = served.subscriber("ani@example.org")
+        assert active.status == "active" and active.confirmed_at is not None
+
+        unsubscribe = subscribers.unsubscribe_url(served.settings, served.app.state.web.tokens, active.id)
+        page = client.get(unsubscribe)
+        assert page.status_code == 200
+        assert page.text.count("<button") == 1 and page.text.count("<form") == 1
+        assert served.subscriber("ani@example.org").status == "active"  # looking is not unsubscribing
+        done = client.post(unsubscribe, data={})
+        assert done.status_code == 200 and "Langganan Anda sudah berhenti" in done.text
+        assert served.subscriber("ani@example.org").status == "unsubscribed"
+
+
+def test_round_trip_through_a_real_smtp_server_and_one_click_unsubscribe(serve, smtp_server):
+    served = serve(mail={"smtp_url": smtp_server.url})
+    with served.client() as client:
+        answer = client.post("/subscribe", json={"email": "budi@example.org", "name": "Budi", "tags": ["python"]})
+        assert answer.status_code == 202
+        deadline = time.monotonic() + 10
+        while not smtp_server.messages_to("budi@example.org") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        [mail] = smtp_server.messages_to("budi@example.org")
+        assert client.get(confirm_link(mail.message)).status_code == 200
+        subscriber = served.subscriber("budi@example.org")
+        assert subscriber.status == "active" and subscriber.tags == ("python",)
+
+        # RFC 8058: the mail client POSTs `List-Unsubscribe=One-Click` to the List-Unsubscribe URL; no page, no CSRF.
+        url = subscribers.unsubscribe_url(served.settings, served.app.state.web.tokens, subscriber.id)
+        one_click = client.post(url, content=b"List-Unsubscribe=One-Click", headers={"content-type": "application/x-www-form-urlencoded"})
+        assert one_click.status_code == 200 and "<html" not in one_click.text
+        assert served.subscriber("budi@example.org").status == "unsubscribed"
+        # Again: still 200 (mail clients retry).
+        assert client.post(url, data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    assert len(smtp_server.received) == 1
+
+
+def test_preferences_page_changes_frequency_and_tags(serve):
+    served = serve()
+    pending = subscribers.request_subscription(
+        served.engine,
+        subscribers.subscription_request("cici@example.org", tags=["go"]),
+        subscribers.Consent(at=datetime.now(UTC), source="test"),
+    )
+    url = subscribers.preferences_url(served.settings, served.app.state.web.tokens, pending.id)
+    with served.client() as client:
+        token = csrf_form(client, url)
+        page = client.get(url)
+        assert 'value="go" checked' in page.text
+        saved = client.post(url, data={"frequency": "weekly", "tags": ["go", "rust"], "csrf_token": token})
+        assert saved.status_code == 200 and 'value="weekly" selected' in saved.text
+        assert served.subscriber("cici@example.org").frequency == "weekly"
+        assert served.subscriber("cici@example.org").tags == ("go", "rust")
+        refused = client.post(url, data={"frequency": "hourly", "csrf_token": token})
+        assert refused.status_code == 400 and "frequency" in refused.text
+        assert client.post(url, data={"frequency": "daily"}).status_code == 403  # no CSRF token
+        assert served.subscriber("cici@example.org").frequency == "weekly"
+
+
+# --- no enumeration, rate limits -------------------------------------------------------------------------------
+
+
+def _make_states(served: Served) -> None:
+    now = datetime.now(UTC)
+    consent = subscribers.Consent(at=now, source="test")
+    for address in ("pending@example.org", "active@example.org", "left@example.org"):
+        subscribers.request_subscription(served.engine, subscribers.subscription_request(address), consent)
+    subscribers.confirm(served.engine, served.subscriber("active@example.org").id, now)
+    subscribers.confirm(served.engine, served.subscriber("left@example.org").id, now)
+    subscribers.unsubscribe(served.engine, served.subscriber("left@example.org").id, now)
+
+
+def test_answers_are_identical_whatever_the_address_state(serve):
+    served = serve()
+    _make_states(served)
+    addresses = ["new@example.org", "pending@example.org", "active@example.org", "left@example.org"]
+    with served.client() as client:
+        json_answers = {(r.status_code, r.content) for r in (client.post("/subscribe", json={"email": a}) for a in addresses)}
+        token = csrf_form(client)
+        form_answers = {
+            (r.status_code, r.content)
+            for r in (client.post("/subscribe", data={"email": a, "csrf_token": token}) for a in addresses)
+        }
+    assert len(json_answers) == 1 and next(iter(json_answers))[0] == 202
+    assert len(form_answers) == 1 and next(iter(form_answers))[0] == 200
+    # Confirmation mails only to the new, the pending and the one who left (twice each: JSON, then form).
+    mails = wait_for_mail(served.outbox, count=6)
+    time.sleep(0.3)
+    mails = wait_for_mail(served.outbox, count=6)
+    assert sorted(m["To"].addresses[0].addr_spec for m in mails) == sorted(
+        ["new@example.org", "pending@example.org", "left@example.org"] * 2
+    )
+    assert served.subscriber("active@example.org").status == "active"
+
+
+def test_rate_limits_per_client_and_per_address(serve):
+    served = serve(web={"subscribe_rate_per_client": 4, "subscribe_rate_per_address": 2})
+    with served.client() as client:
+        token = csrf_form(client)
+        answers = [client.post("/subscribe", json={"email": "flood@example.org"}) for _ in range(4)]
+        # Over the per-address limit the answer stays the same; only the mails stop.
+        assert {(a.status_code, a.content) for a in answers} == {(202, answers[0].content)}
+        limited = client.post("/subscribe", json={"email": "other@example.org"})
+        assert limited.status_code == 429
+        assert 3500 <= int(limited.headers["retry-after"]) <= 3601
+        # Junk counts too, and a browser gets a page.
+        page = client.post("/subscribe", data={"email": "x", "csrf_token": token})
+        assert page.status_code == 429 and "Too many requests" in page.text and "retry-after" in page.headers
+    assert len(wait_for_mail(served.outbox, count=3, timeout=1.5)) == 2
+    assert served.subscriber("other@example.org") is None
+
+
+# --- tokens ----------------------------------------------------------------------------------------------------
+
+
+def test_forged_expired_and_wrong_purpose_tokens_are_refused(serve):
+    served = serve(web={"confirm_token_max_age": 1})
+    tokens = served.app.state.web.tokens
+    pending = subscribers.request_subscription(
+        served.engine, subscribers.subscription_request("tok@example.org"), subscribers.Consent(at=datetime.now(UTC), source="t")
+    )
+    confirm = subscribers.confirm_url(served.settings, tokens, pending.id)
+    unsubscribe = subscribers.unsubscribe_url(served.settings, tokens, pending.id)
+    forged = confirm[:-3] + ("AAA" if not confirm.endswith("AAA") else "BBB")
+    other_secret = subscribers.Tokens("another-secret", 3600).make(subscribers.Purpose.CONFIRM, pending.id)
+    with served.client() as client:
+        for url in (forged, f"{served.url}/confirm/{other_secret}", f"{served.url}/confirm/../../etc/passwd", f"{served.url}/confirm/x"):
+            answer = client.get(url)
+            assert answer.status_code in (400, 404), url
+        answer = client.get(forged)
+        assert answer.status_code == 400 and "This link is not valid" in answer.text
+        # An unsubscribe token does not confirm, nor a confirm token unsubscribe.
+        wrong = client.get(f"{served.url}/confirm/{unsubscribe.rsplit('/', 1)[1]}")
+        assert wrong.status_code == 400
+        assert client.post(f"{served.url}/unsubscribe/{confirm.rsplit('/', 1)[1]}", data={}).status_code == 400
+        time.sleep(2.1)
+        expired = client.get(confirm)
+        assert expired.status_code == 400 and "expired" in expired.text
+        # Unsubscribe links never expire.
+        assert client.get(unsubscribe).status_code == 200
+    assert served.subscriber("tok@example.org").status == "pending"
+
+
+# --- hostile input ---------------------------------------------------------------------------------------------
+
+
+def test_hostile_input_gets_4xx_and_stores_nothing(serve):
+    served = serve()
+    with served.client() as client:
+        cases = [
+            (413, {"content": b'{"email": "' + b"a" * 70_000 + b'@example.org"}', "headers": {"content-type": "application/json"}}),
+            (400, {"json": {"email": "eve@example.org", "name": "Eve\r\nBcc: all@example.org"}}),
+            (400, {"json": {"email": "eve@example.org\r\nBcc: all@example.org"}}),
+            (400, {"json": {"email": "not-an-address"}}),
+            (400, {"json": {"email": "jürgen@example.org"}}),
+            (400, {"json": {"email": "x@example.org' OR '1'='1"}}),
+            (400, {"json": {"email": "eve@example.org", "frequency": "hourly"}}),
+            (400, {"json": {"email": "eve@example.org", "tags": ["<script>"]}}),
+            (400, {"json": {"email": "eve@example.org", "tags": {"a": 1}}}),
+            (400, {"json": {"email": 12}}),
+            (400, {"json": ["eve@example.org"]}),
+            (400, {"content": b'{"email": ', "headers": {"content-type": "application/json"}}),
+            (400, {"content": b"[" * 50_000, "headers": {"content-type": "application/json"}}),
+            (400, {"content": b"\xff\xfe", "headers": {"content-type": "application/json"}}),
+            (415, {"content": b"email=eve@example.org", "headers": {"content-type": "text/plain"}}),
+            (403, {"data": {"email": "eve@example.org"}}),  # a form without its CSRF token
+        ]
+        for status, request in cases:
+            answer = client.post("/subscribe", **request)
+            assert answer.status_code == status, (request, answer.text)
+            assert "Traceback" not in answer.text
+        with served.client(cookies={"feedsvc_csrf": "a" * 43}) as forger:
+            forged = forger.post("/subscribe", data={"email": "eve@example.org", "csrf_token": "0" * 64})
+            assert forged.status_code == 403 and "This form has expired" in forged.text
+        # A declared length over the limit is refused before a byte of the body is read.
+        with socket.create_connection(("127.0.0.1", int(served.url.rsplit(":", 1)[1])), timeout=5) as raw:
+            raw.sendall(b"POST /subscribe HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 99999999\r\n\r\n{")
+            assert raw.recv(64).startswith(b"HTTP/1.1 413")
+        assert client.post("/subscribe", json={"email": "eve@example.org"}).json()["status"] == "ok"
+        error = client.post("/subscribe", json={"email": "not-an-address"}).json()
+        assert error["field"] == "email" and "not a valid address" in error["error"]
+    assert count_rows(served) == 1
+
+
+def test_idn_addresses_are_stored_in_punycode_and_sql_is_just_text(serve):
+    served = serve()
+    name = "Robert'); DROP TABLE subscribers; --"
+    with served.client() as client:
+        assert client.post("/subscribe", json={"email": "Zoë@Bücher.example"}).status_code == 400
+        assert client.post("/subscribe", json={"email": "zoe@Bücher.example", "name": name}).status_code == 202
+    stored = served.subscriber("zoe@xn--bcher-kva.example")
+    assert stored.email == "zoe@xn--bcher-kva.example" and stored.name == name
+    [message] = wait_for_mail(served.outbox)
+    assert message["To"].addresses[0].addr_spec == "zoe@xn--bcher-kva.example"
+
+
+def test_errors_show_no_stack_traces(serve, tmp_path):
+    served = serve()
+    tokens = served.app.state.web.tokens
+    url = subscribers.preferences_url(served.settings, tokens, 1)
+    with served.engine.begin() as connection:
+        connection.execute(text("DROP TABLE deliveries"))
+        connection.execute(text("DROP TABLE subscribers"))
+    with served.client() as client:
+        page = client.get(url)
+        assert page.status_code == 500
+        assert "Something went wrong on our side" in page.text
+        for leak in ("Traceback", "subscribers", "sqlite", "OperationalError"):
+            assert leak not in page.text
+        api = client.get("/api/subscribers", headers=ADMIN)
+        assert api.status_code == 500 and api.json() == {"error": "internal error"}
+        assert client.get("/nothing-here").status_code == 404
+        assert client.put("/subscribe").status_code == 405
+
+
+# --- feeds -----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def built(serve) -> Served:
+    served = serve(feeds={"items": 50})
+    shutil.copytree(EXAMPLE_POSTS, served.settings.posts.dir, dirs_exist_ok=True)
+    feeds.build(served.settings)
+    assert (served.settings.feeds.output_dir / "rss.xml").is_file()
+    return served
+
+
+def test_feeds_are_served_with_types_and_parse_back(built):
+    output = built.settings.feeds.output_dir
+    tag_feed = next(p for p in output.glob("tags/*/rss.xml"))
+    with built.client() as client:
+        expected = {
+            "/rss.xml": "application/rss+xml; charset=utf-8",
+            "/atom.xml": "application/atom+xml; charset=utf-8",
+            "/feed.json": "application/feed+json; charset=utf-8",
+            "/" + tag_feed.relative_to(output).as_posix(): "application/rss+xml; charset=utf-8",
+        }
+        for path, content_type in expected.items():
+            answer = client.get(path)
+            assert answer.status_code == 200 and answer.headers["content-type"] == content_type, path
+            assert answer.content == (output / path.lstrip("/")).read_bytes()
+            assert re.fullmatch(r'"[0-9a-f]{24}(-gz)?"', answer.headers["etag"])
+            assert answer.headers["last-modified"].endswith("GMT")
+        parsed = feedparser.parse(client.get("/atom.xml").content)
+        assert not parsed.bozo and len(parsed.entries) >= 3
+        home = client.get("/")
+        assert f'<link rel="alternate" type="application/rss+xml" title="Test Blog (RSS)" href="{built.url}/rss.xml">' in home.text
+        assert 'name="csrf_token"' in home.text and home.cookies.get("feedsvc_csrf")
+        for path in ("/subscribers/feedsvc.db", "/tags/rss.xml", "/tags/a/b/rss.xml", "/%2e%2e/feedsvc.toml"):
+            assert client.get(path).status_code == 404, path
+    # Dot segments sent as they are (httpx would resolve them first).
+    for path in ("/tags/../feedsvc.toml", "/tags/../../rss.xml", "/tags/x/../../../../etc/passwd", "/tags/..%2f..%2frss.xml"):
+        assert raw_status(built, f"GET {path}") == 404, path
+
+
+def raw_status(served: Served, request_line: str) -> int:
+    with socket.create_connection(("127.0.0.1", int(served.url.rsplit(":", 1)[1])), timeout=5) as raw:
+        raw.sendall(f"{request_line} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        return int(raw.recv(64).split(b" ")[1])
+
+
+def test_conditional_requests_and_gzip(built):
+    with built.client() as client:
+        plain = client.get("/rss.xml", headers={"accept-encoding": "identity"})
+        assert "content-encoding" not in plain.headers and plain.headers["vary"] == "Accept-Encoding"
+        zipped = client.get("/rss.xml", headers={"accept-encoding": "br, gzip;q=0.8"})
+        assert zipped.headers["content-encoding"] == "gzip" and zipped.content == plain.content
+        assert int(zipped.headers["content-length"]) < len(plain.content)
+        assert zipped.headers["etag"] != plain.headers["etag"]
+        assert "content-encoding" not in client.get("/rss.xml", headers={"accept-encoding": "gzip;q=0"}).headers
+
+        for etag in (plain.headers["etag"], zipped.headers["etag"], "W/" + plain.headers["etag"], f'"nope", {plain.headers["etag"]}', "*"):
+            answer = client.get("/rss.xml", headers={"if-none-match": etag, "accept-encoding": "identity"})
+            assert answer.status_code == 304 and answer.content == b"", etag
+            assert answer.headers["etag"] == plain.headers["etag"]
+        assert client.get("/rss.xml", headers={"if-none-match": '"other"'}).status_code == 200
+
+        modified = plain.headers["last-modified"]
+        assert client.get("/rss.xml", headers={"if-modified-since": modified}).status_code == 304
+        assert client.get("/rss.xml", headers={"if-modified-since": "Thu, 01 Jan 2015 00:00:00 GMT"}).status_code == 200
+        assert client.get("/rss.xml", headers={"if-modified-since": "garbage"}).status_code == 200
+        # If-None-Match wins over If-Modified-Since.
+        assert client.get("/rss.xml", headers={"if-none-match": '"other"', "if-modified-since": modified}).status_code == 200
+
+        head = client.head("/rss.xml", headers={"accept-encoding": "identity"})
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["content-length"] == str(len(plain.content))
+
+        # A rebuilt feed is served at once after refresh() (the service calls it after each build).
+        rss = built.settings.feeds.output_dir / "rss.xml"
+        rss.write_bytes(plain.content.replace(b"<channel>", b"<channel><!-- rebuilt -->"))
+        built.app.state.web.feeds.refresh()
+        fresh = client.get("/rss.xml", headers={"if-none-match": plain.headers["etag"], "accept-encoding": "identity"})
+        assert fresh.status_code == 200 and b"rebuilt" in fresh.content
+
+
+def test_the_304_path_reads_no_file(tmp_path):
+    """Between re-checks the answer comes from memory: even a deleted file is still answered from it."""
+    (tmp_path / "rss.xml").write_bytes(b"<rss/>")
+    files = FeedFiles(tmp_path, recheck_seconds=3600)
+    entry = files.get("/rss.xml")
+    (tmp_path / "rss.xml").unlink()
+    assert files.get("/rss.xml") is entry
+    files.refresh()
+    assert files.get("/rss.xml") is None
+
+
+def test_feeds_written_by_another_process_are_seen_within_a_second(tmp_path):
+    (tmp_path / "atom.xml").write_bytes(b"<feed>1</feed>")
+    files = FeedFiles(tmp_path, recheck_seconds=0.2)
+    assert files.get("/atom.xml").body == b"<feed>1</feed>"
+    replacement = tmp_path / "atom.xml.tmp"
+    replacement.write_bytes(b"<feed>2</feed>")
+    replacement.replace(tmp_path / "atom.xml")
+    time.sleep(0.25)
+    assert files.get("/atom.xml").body == b"<feed>2</feed>"
+
+
+# --- admin API -------------------------------------------------------------------------------------------------
+
+
+def test_admin_api(serve):
+    served = serve()
+    with served.client() as client:
+        assert client.get("/api/subscribers").status_code == 401
+        assert client.get("/api/subscribers", headers={"authorization": "Bearer wrong"}).status_code == 401
+        assert client.get("/api/subscribers").headers["www-authenticate"].startswith("Bearer")
+
+        added = client.post("/api/subscribers", headers=ADMIN, json={"email": "Api@Example.org", "name": "Api", "confirmed": True})
+        assert added.status_code == 201 and added.json()["subscriber"]["status"] == "active"
+        assert added.json()["subscriber"]["consent_source"] == "operator-api"
+        pending = client.post("/api/subscribers", headers=ADMIN, json={"email": "wait@example.org"})
+        assert pending.status_code == 201 and pending.json()["subscriber"]["status"] == "pending"
+        assert client.post("/api/subscribers", headers=ADMIN, json={"email": "api@example.org"}).json()["outcome"] == "exists"
+        assert client.post("/api/subscribers", headers=ADMIN, json={"email": "bad"}).status_code == 400
+        assert client.post("/api/subscribers", headers=ADMIN, json={"email": "a@example.org", "confirmed": "yes"}).status_code == 400
+
+        csv_body = "email,name\nimp@example.org,Imp\nbroken,\nwait@example.org,Wait\n"
+        report = client.post("/api/subscribers/import?confirmed=true", headers=ADMIN | {"content-type": "text/csv"}, content=csv_body)
+        assert report.status_code == 200
+        assert report.json() == {
+            "added": 1, "activated": 1, "existing": 0, "suppressed": 0,
+            "problems": [{"line": 3, "reason": "email: is not a valid address: An email address must have an @-sign."}],
+        }
+        assert client.post("/api/subscribers/import", headers=ADMIN, content=b"name\nx\n").status_code == 400
+
+        listed = client.get("/api/subscribers", headers=ADMIN, params={"q": "example.org", "limit": 2}).json()
+        assert listed["total"] == 3 and [s["email"] for s in listed["items"]] == ["Api@example.org", "wait@example.org"]
+        assert client.get("/api/subscribers", headers=ADMIN, params={"status": "nope"}).status_code == 400
+        assert client.get("/api/subscribers", headers=ADMIN, params={"limit": "-1"}).status_code == 400
+
+        api_id = listed["items"][0]["id"]
+        assert client.get(f"/api/subscribers/{api_id}", headers=ADMIN).json()["email"] == "Api@example.org"
+        removed = client.delete(f"/api/subscribers/{api_id}", headers=ADMIN)
+        assert removed.json()["status"] == "unsubscribed"
+        # A suppression is not resubscribed by the API either.
+        again = client.post("/api/subscribers", headers=ADMIN, json={"email": "api@example.org", "confirmed": True})
+        assert again.status_code == 409
+        assert client.delete(f"/api/subscribers/{api_id}?forget=true", headers=ADMIN).status_code == 200
+        assert client.get(f"/api/subscribers/{api_id}", headers=ADMIN).status_code == 404
+
+        assert client.get("/api/subscribers/counts", headers=ADMIN).json() == {
+            "pending": 0, "active": 2, "unsubscribed": 0, "bounced": 0, "complained": 0,
+        }
+        export = client.get("/api/subscribers/export", headers=ADMIN)
+        assert export.headers["content-type"] == "text/csv; charset=utf-8"
+        assert export.text.splitlines()[0].startswith("email,name,status,frequency,tags")
+        assert sorted(line.split(",")[0] for line in export.text.splitlines()[1:]) == ["imp@example.org", "wait@example.org"]
+
+        spec = client.get("/api/openapi.json").json()
+        assert spec["openapi"].startswith("3.") and "/api/subscribers/import" in spec["paths"]
+        assert set(spec["paths"]["/api/subscribers"]) == {"get", "post"}
+    # The pending address added without consent got its confirmation mail.
+    assert [m["To"].addresses[0].addr_spec for m in wait_for_mail(served.outbox)] == ["wait@example.org"]
+
+
+def test_admin_api_is_off_without_a_token(serve):
+    served = serve(web={"admin_token": ""})
+    with served.client() as client:
+        assert client.get("/api/subscribers", headers=ADMIN).status_code == 404
+        assert client.get("/api/openapi.json").status_code == 404
+
+
+# --- health and metrics ----------------------------------------------------------------------------------------
+
+
+def test_health_and_metrics(built):
+    with built.client() as client:
+        client.get("/rss.xml")
+        client.post("/subscribe", json={"email": "m@example.org"})
+        health = client.get("/healthz")
+        assert health.status_code == 200 and health.json() == {"status": "ok", "checks": {"store": True}}
+        metrics = client.get("/metrics")
+        assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
+        body = metrics.text
+    assert 'feedsvc_subscribers{status="pending"} 1.0' in body
+    assert re.search(r'feedsvc_http_requests_total\{method="GET",route="feed",status="200"\} [1-9]', body)
+    assert re.search(r'feedsvc_http_requests_total\{method="POST",route="subscribe",status="202"\} [1-9]', body)
+    assert "# TYPE feedsvc_feed_builds_total counter" in body and "# TYPE feedsvc_deliveries_total counter" in body
+
+
+def test_health_reports_an_unreachable_store(serve):
+    engine = create_store_engine(f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none?connect_timeout=1")
+    served = serve(engine=engine)
+    with served.client() as client:
+        answer = client.get("/healthz")
+    assert answer.status_code == 503 and answer.json()["checks"] == {"store": False}
