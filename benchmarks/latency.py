@@ -17,29 +17,27 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# benchmarks/http.py would shadow the standard library's `http` for a script run from this folder.
 BENCHMARKS = Path(__file__).resolve().parent
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != BENCHMARKS]
 
-import argparse  # noqa: E402
-import importlib.util  # noqa: E402
-import os  # noqa: E402
-import shutil  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from datetime import UTC, datetime, timedelta  # noqa: E402
+import argparse
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
 
-import httpx  # noqa: E402
-import tomli_w  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
+import httpx
+import tomli_w
+from sqlalchemy import create_engine, text
 
-from feedsvc.store import open_engine  # noqa: E402
-from feedsvc.store.editions import delivery_states, insert_deliveries, insert_edition  # noqa: E402
-from feedsvc.store.subscribers import insert_if_absent  # noqa: E402
+from feedsvc.store import open_engine
+from feedsvc.store.editions import delivery_states, insert_deliveries, insert_edition
+from feedsvc.store.subscribers import insert_if_absent
 
 # The build benchmark's deterministic collection and its "author edits a post".
 _spec = importlib.util.spec_from_file_location("build_benchmark", BENCHMARKS / "build.py")
@@ -135,7 +133,7 @@ def latency(root: Path, posts: int, edits: int) -> None:
                 response = client.get(f"{base}/rss.xml", headers={"If-None-Match": etag})
                 return response if response.status_code == 200 else None
 
-            etag = wait(changed, 10, f"edit {round_number}", interval=0.002).headers["etag"]
+            etag = wait(changed, 10, f"edit {round_number}", interval=0.01).headers["etag"]
             samples.append(time.perf_counter() - saved)
     finally:
         stop(process)
@@ -240,7 +238,7 @@ def throughput(root: Path, postgres: str, subscribers: int, worker_counts: list[
             separator = "&" if "?" in postgres else "?"
             url = f"{postgres}{separator}options=-csearch_path%3D{schema}"
             folder = root / f"workers-{workers}"
-            folder.mkdir()
+            folder.mkdir(parents=True)
             config = write_config(folder, store={"url": url},
                                   mail={"smtp_url": f"smtp://127.0.0.1:{sink_port}", "connections": 4},
                                   scheduler={"drain_interval": 0.2})

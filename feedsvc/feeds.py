@@ -423,11 +423,13 @@ def build(
     collection: Collection | None = None,
     writer: FeedWriter | None = None,
     now: datetime | None = None,
+    changed: Iterable[Path] | None = None,
 ) -> BuildResult:
     """One pass: scan the posts, write the feeds of those published at `now`. The CLI and the service call this;
-    the service keeps its Collection and FeedWriter between calls so each pass only redoes what changed."""
+    the service keeps its Collection and FeedWriter between calls so each pass only redoes what changed, and
+    passes the files its watcher reported (`changed`) so the scan need not walk the whole folder."""
     collection = collection or Collection(settings)
     writer = writer or FeedWriter(settings)
-    scan = collection.scan()
+    scan = collection.scan(changed)
     published = scan.published(now or datetime.now(UTC))
     return BuildResult(scan, published, writer.write(published, tags=scan.changed_tags))

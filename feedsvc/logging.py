@@ -15,8 +15,9 @@ from typing import Any, TextIO
 
 from feedsvc.config import LogSettings
 
-# Attributes every LogRecord has; anything else on a record came from `extra=` and is an event field.
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+# Attributes every LogRecord has (and uvicorn's ANSI-coloured copy of the message); anything else on a record
+# came from `extra=` and is an event field.
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName", "color_message"}
 _FIELDS = "feedsvc_fields"
 
 

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from datetime import UTC, datetime
 from typing import Any
 
@@ -195,18 +196,18 @@ class Jobs:
     async def watch(self, stop: asyncio.Event) -> None:
         await self.watcher.run(stop)
 
-    async def _on_posts_changed(self, paths: set[Any]) -> None:
+    async def _on_posts_changed(self, paths: set[Path]) -> None:
         if self.is_leader:
-            await self.rebuild("posts-changed", changed_files=len(paths))
+            await self.rebuild("posts-changed", changed=paths)
 
-    async def rebuild(self, reason: str, **context: Any) -> None:
+    async def rebuild(self, reason: str, changed: set[Path] | None = None) -> None:
         """Scan, write changed feeds, ping the hub, announce what is newly published, create due editions."""
         if not self.is_leader:
             return
         async with self._rebuild_lock:
             started = time.perf_counter()
             now = datetime.now(UTC)
-            result = await asyncio.to_thread(feeds.build, self.settings, self.collection, self.writer, now)
+            result = await asyncio.to_thread(feeds.build, self.settings, self.collection, self.writer, now, changed)
             written = list(result.report.written) + list(result.report.removed)
             if written and self.on_feeds_written:
                 self.on_feeds_written()
@@ -220,7 +221,7 @@ class Jobs:
                 "rebuild.done",
                 extra=fields(
                     reason=reason,
-                    **context,
+                    changed_files=len(changed) if changed is not None else None,
                     posts=len(result.scan.posts),
                     feeds_written=len(written),
                     problems=len(result.scan.problems),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -19,11 +18,10 @@ import watchfiles
 
 from feedsvc.config import Settings
 from feedsvc.logging import fields
+from feedsvc.posts import is_ignored_name
 
 log = logging.getLogger(__name__)
 
-# Editors' scratch files: vim (.x.swp, x~, 4913), emacs (.#x, #x#), JetBrains (x___jb_tmp___), generic *.tmp.
-_TEMP_NAME = re.compile(r"(^\.|~$|^#.*#$|\.sw[a-p]$|^4913$|\.tmp$|___jb_\w+___$|\.part$|\.crdownload$)")
 # A burst of writes is grouped at most this long, so a file written continuously still rebuilds in time.
 _MAX_GROUP_MS = 600
 # With no change, the watcher still wakes this often to prove it is alive (see `heartbeat_age`).
@@ -35,7 +33,7 @@ OnChange = Callable[[set[Path]], Awaitable[None]]
 def is_post_change(relative: Path, extensions: list[str]) -> bool:
     """Whether a change (path relative to the post folder) can affect the collection: a post file, or a
     folder (moved or removed). Hidden folders (.git) and editors' scratch files never do."""
-    if _TEMP_NAME.search(relative.name) or any(part.startswith(".") for part in relative.parts):
+    if any(is_ignored_name(part) for part in relative.parts):
         return False
     suffix = relative.suffix.lower()
     return suffix in extensions or suffix == ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import re
+import shutil
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from html.parser import HTMLParser
@@ -12,10 +13,12 @@ from pathlib import Path
 
 import dkim
 import pytest
+from conftest import EXAMPLE_POSTS
 from dkim.dknewkey import ExtractRSADnsPublicKey, GenRSAKeys
 
 from feedsvc.mail.message import AddressError, message_id_for
 from feedsvc.mail.render import confirmation_message, personalise, render_edition
+from feedsvc.posts import Collection
 from feedsvc.posts.model import Post
 
 SITE = "https://blog.example.org"
@@ -122,7 +125,8 @@ def test_one_post_mail_headers_round_trip(make_settings):
     text = message.get_body(("plain",)).get_content()
     html = message.get_body(("html",)).get_content()
     assert TITLE in text and TITLE in html
-    assert UNSUBSCRIBE in text and PREFERENCES in text
+    assert f"Berhenti berlangganan: {UNSUBSCRIBE}\n" in text.replace("\r\n", "\n")  # spaces kept around values
+    assert f"Atur preferensi: {PREFERENCES}\n" in text.replace("\r\n", "\n")
     assert f'href="{UNSUBSCRIBE.replace("&", "&amp;")}"' in html and PREFERENCES in html
     assert "Berhenti berlangganan" in html and "Baca selengkapnya" in text
     assert "1 Maret 2026" in text  # Babel, Indonesian
@@ -244,3 +248,26 @@ def test_dkim_signature_verifies(make_settings, tmp_path):
     assert dkim.verify(raw, dnsfunc=dns)
     tampered = raw.replace(b"siti@example.com", b"mallory@example.com")
     assert not dkim.verify(tampered, dnsfunc=dns)
+
+
+def test_the_example_site_posts_render_as_a_clean_digest(make_settings, tmp_path):
+    # The bundled example posts (copied from the seeds): Indonesian text, emoji, a relative image link,
+    # a .txt without front matter. Read by the real post collection.
+    shutil.copytree(EXAMPLE_POSTS, tmp_path / "posts", dirs_exist_ok=True)
+    settings = make_settings(
+        site={"language": "id", "timezone": "Asia/Jakarta"},
+        posts={"asset_urls": {"../../assets/": "https://blog.example.org/assets/"}},
+    )
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    posts = Collection(settings, cache_path=tmp_path / "cache.pickle").scan().published(now)
+    assert len(posts) >= 3
+    edition = render_edition(settings, posts, "weekly", now - timedelta(days=7), now)
+    message = parse(personalised(settings, edition))
+    html = message.get_body(("html",)).get_content()
+    links = links_of(html)
+    assert [url for url in links.urls if not re.match(r"^(https?:|mailto:)", url)] == []
+    assert "https://blog.example.org/assets/blogs/chat.png" in links.urls
+    assert all(image.get("alt") is not None for image in links.images)
+    assert len(html.encode()) < 102 * 1024
+    assert all(post.title in html for post in posts)
+    assert "Ringkasan mingguan" in message.get_body(("plain",)).get_content()

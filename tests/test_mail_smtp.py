@@ -7,7 +7,9 @@ import mailbox
 import time
 
 import pytest
-from conftest import DROP, free_port
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from conftest import DROP, SmtpSink, free_port
 
 from feedsvc.config import Settings
 from feedsvc.mail.smtp import SmtpEndpoint, SmtpTransport
@@ -147,3 +149,32 @@ def test_transport_from_settings_picks_maildir_or_smtp(make_settings, smtp_serve
 
 def _settings_for(smtp_url: str, **mail) -> Settings:
     return Settings(site={"url": "https://blog.example.org"}, mail={"smtp_url": smtp_url, **mail})
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_credentials_in_the_url_authenticate():
+    logins: list[tuple[bytes, bytes]] = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        if isinstance(auth_data, LoginPassword):
+            logins.append((auth_data.login, auth_data.password))
+            return AuthResult(success=auth_data.password == b"s3cr:t")
+        return AuthResult(success=False)
+
+    sink = SmtpSink()
+    sink.port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=sink.port, authenticator=authenticator,
+                            auth_required=True, auth_require_tls=False)
+    controller.start()
+    try:
+        good = SmtpTransport(_settings_for(f"smtp://news%40blog:s3cr%3At@127.0.0.1:{sink.port}"))
+        assert asyncio.run(send_all(good, [outgoing("reader@example.com")])) == [None]
+        bad = SmtpTransport(_settings_for(f"smtp://news%40blog:wrong@127.0.0.1:{sink.port}", timeout=1))
+        [error] = asyncio.run(send_all(bad, [outgoing("other@example.com")]))
+    finally:
+        controller.stop()
+    assert logins[0] == (b"news@blog", b"s3cr:t")
+    assert [m.recipients for m in sink.received] == [["reader@example.com"]]
+    # A relay refusing our credentials is the operator's problem, never the recipient's: not a bounce.
+    assert isinstance(error, SendError) and not error.permanent
+    assert f"cannot connect to SMTP server 127.0.0.1:{sink.port}" in error.reason

@@ -9,14 +9,14 @@ import re
 import shutil
 import uuid
 from collections.abc import Callable
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
-
 from conftest import SEEDS
+
 from feedsvc.config import ConfigError, Settings
 from feedsvc.posts import Collection, Post, Problem, Scan, is_published, lint, tag_slug
 from feedsvc.posts.source import simple_yaml
@@ -32,8 +32,15 @@ MakeSettings = Callable[..., Settings]
 
 @pytest.fixture
 def settings(make_settings: MakeSettings) -> Settings:
-    return make_settings(site={"timezone": "Asia/Jakarta"},
-                         posts={"asset_urls": {"../../assets/": f"{SITE}/assets/", "../../assets/big/": "https://cdn.example.net/"}})
+    return make_settings(
+        site={"timezone": "Asia/Jakarta"},
+        posts={
+            "asset_urls": {
+                "../../assets/": f"{SITE}/assets/",
+                "../../assets/big/": "https://cdn.example.net/",
+            }
+        },
+    )
 
 
 def write(settings: Settings, name: str, text: str | bytes) -> Path:
@@ -99,7 +106,7 @@ def test_seed_000_markdown_in_a_txt_file_keeps_its_text_and_maps_its_image(setti
 def test_seed_003_without_front_matter_is_readable_plain_text(settings: Settings) -> None:
     path = settings.posts.dir / SEED_003
     shutil.copy(SEEDS / SEED_003, path)
-    modified = datetime(2025, 7, 20, 14, 30, tzinfo=timezone.utc)
+    modified = datetime(2025, 7, 20, 14, 30, tzinfo=UTC)
     os.utime(path, (modified.timestamp(), modified.timestamp()))
     found = scan(settings)
     seed = only(found)
@@ -122,7 +129,7 @@ def test_seed_003_without_front_matter_is_readable_plain_text(settings: Settings
     assert seed.summary_html.startswith("<p>Siapa bilang jadi backend developer")
 
 
-# --- front matter ---------------------------------------------------------------------------------------------
+# --- front matter -------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -130,7 +137,10 @@ def test_seed_003_without_front_matter_is_readable_plain_text(settings: Settings
     [
         '---\ntitle: "Hello"\ndate: 2025-05-02T09:30:00+07:00\ntags: [A, B]\n---\nBody *here*.\n',
         '+++\ntitle = "Hello"\ndate = 2025-05-02T09:30:00+07:00\ntags = ["A", "B"]\n+++\nBody *here*.\n',
-        '{\n  "title": "Hello",\n  "date": "2025-05-02T09:30:00+07:00",\n  "tags": ["A", "B"]\n}\nBody *here*.\n',
+        (
+            '{\n  "title": "Hello",\n  "date": "2025-05-02T09:30:00+07:00",\n  "tags": ["A", "B"]\n}\n'
+            "Body *here*.\n"
+        ),
     ],
     ids=["yaml", "toml", "json"],
 )
@@ -139,12 +149,20 @@ def test_front_matter_formats(settings: Settings, text: str) -> None:
     found = scan(settings)
     hello = only(found)
     assert found.problems == []
-    assert (hello.title, hello.date, hello.tags) == ("Hello", datetime(2025, 5, 2, 9, 30, tzinfo=WIB), ("A", "B"))
+    assert (hello.title, hello.date, hello.tags) == (
+        "Hello",
+        datetime(2025, 5, 2, 9, 30, tzinfo=WIB),
+        ("A", "B"),
+    )
     assert hello.content_html == "<p>Body <em>here</em>.</p>\n"
 
 
 def test_bom_and_crlf(settings: Settings) -> None:
-    write(settings, "windows.md", "\ufeff---\r\ntitle: Windows\r\ndate: 2025-01-02\r\n---\r\n\r\nLine one\r\n\r\nLine two\r\n".encode())
+    write(
+        settings,
+        "windows.md",
+        "\ufeff---\r\ntitle: Windows\r\ndate: 2025-01-02\r\n---\r\n\r\nLine one\r\n\r\nLine two\r\n".encode(),
+    )
     found = scan(settings)
     windows = only(found)
     assert found.problems == []
@@ -158,8 +176,11 @@ def test_bom_and_crlf(settings: Settings) -> None:
         ("2025-04-08", datetime(2025, 4, 8, tzinfo=WIB)),
         ("2025-04-08 10:15:00", datetime(2025, 4, 8, 10, 15, tzinfo=WIB)),
         ("2025-04-08T10:15:00+02:00", datetime(2025, 4, 8, 10, 15, tzinfo=timezone(timedelta(hours=2)))),
-        ("'2025-04-08T10:15:00Z'", datetime(2025, 4, 8, 10, 15, tzinfo=timezone.utc)),
-        ("'Tue, 08 Apr 2025 10:15:00 +0200'", datetime(2025, 4, 8, 10, 15, tzinfo=timezone(timedelta(hours=2)))),
+        ("'2025-04-08T10:15:00Z'", datetime(2025, 4, 8, 10, 15, tzinfo=UTC)),
+        (
+            "'Tue, 08 Apr 2025 10:15:00 +0200'",
+            datetime(2025, 4, 8, 10, 15, tzinfo=timezone(timedelta(hours=2))),
+        ),
         ("'2025-04-08T10:15'", datetime(2025, 4, 8, 10, 15, tzinfo=WIB)),
     ],
     ids=["date-only", "naive", "aware", "iso-string-z", "rfc822", "naive-string"],
@@ -217,11 +238,25 @@ def test_drafts_future_posts_and_next_publication(settings: Settings) -> None:
 
 
 def test_summaries(settings: Settings) -> None:
-    write(settings, "given.md", post(title="Given", summary="'See [the other](../other/) **now**'", body="Body."))
+    write(
+        settings,
+        "given.md",
+        post(title="Given", summary="'See [the other](../other/) **now**'", body="Body."),
+    )
     write(settings, "more.md", post(title="More", body="Teaser [link](#part).\n\n<!--more-->\n\nThe rest."))
-    write(settings, "first.md", post(
-        title="First", body="# Heading\n\n![only an image](pic.png)\n\nThe *first* paragraph.\n\nSecond one."))
-    write(settings, "code.md", post(title="Code", body="    an indented code block\n\n    more code\n\nProse *after* it."))
+    write(
+        settings,
+        "first.md",
+        post(
+            title="First",
+            body="# Heading\n\n![only an image](pic.png)\n\nThe *first* paragraph.\n\nSecond one.",
+        ),
+    )
+    write(
+        settings,
+        "code.md",
+        post(title="Code", body="    an indented code block\n\n    more code\n\nProse *after* it."),
+    )
     summaries = {found.title: found.summary_html for found in scan(settings).posts}
     assert summaries["Given"] == f'<p>See <a href="{SITE}/other/">the other</a> <strong>now</strong></p>\n'
     assert summaries["More"] == f'<p>Teaser <a href="{SITE}/more/#part">link</a>.</p>\n'
@@ -230,12 +265,20 @@ def test_summaries(settings: Settings) -> None:
 
 
 def test_markup_choice_and_override(settings: Settings) -> None:
-    write(settings, "md-as-text.md", post(title="Text", markup="text", body="*not emphasis*\nsecond line <b>x</b>\nsee https://example.org/a."))
+    write(
+        settings,
+        "md-as-text.md",
+        post(
+            title="Text",
+            markup="text",
+            body="*not emphasis*\nsecond line <b>x</b>\nsee https://example.org/a.",
+        ),
+    )
     write(settings, "txt-as-markdown.txt", post(title="Markdown", body="*emphasis*"))
     write(settings, "plain.md", "# Plain heading\n\nSome *markdown* body.\n")
     rendered = {found.title: found.content_html for found in scan(settings).posts}
     assert rendered["Text"] == (
-        '<p>*not emphasis*<br>\nsecond line &lt;b&gt;x&lt;/b&gt;<br>\n'
+        "<p>*not emphasis*<br>\nsecond line &lt;b&gt;x&lt;/b&gt;<br>\n"
         'see <a href="https://example.org/a">https://example.org/a</a>.</p>'
     )
     assert rendered["Markdown"] == "<p><em>emphasis</em></p>\n"
@@ -246,7 +289,8 @@ def test_links_become_absolute_and_unsafe_ones_go(settings: Settings) -> None:
     body = (
         "[rel](../other/) [anchor](#part) [mail](mailto:me@example.org) [abs](https://x.example/y) "
         "[js](javascript:alert(1)) ![a](../../assets/a.png) ![b](../../assets/big/b.png)\n\n"
-        '<a href="JavaScript:alert(2)" onclick="x()">raw</a> <img src="pic.png" onerror="x()"><script>alert(3)</script>\n\n'
+        '<a href="JavaScript:alert(2)" onclick="x()">raw</a> <img src="pic.png" onerror="x()">'
+        "<script>alert(3)</script>\n\n"
         "| a | b |\n|---|---|\n| 1 | ~~2~~ |\n"
     )
     write(settings, "links.md", post(title="Links", body=body, image="../../assets/cover.png"))
@@ -261,7 +305,7 @@ def test_links_become_absolute_and_unsafe_ones_go(settings: Settings) -> None:
         "https://cdn.example.net/b.png",  # the longest matching prefix wins
         f"{SITE}/links/pic.png",
     ]
-    # markdown-it leaves a javascript: link as its literal text; raw HTML loses the link, handlers and scripts.
+    # markdown-it leaves a javascript: link as literal text; raw HTML loses the link, handlers and scripts.
     assert "[js](javascript:alert(1))" in content
     assert "alert(2)" not in content and "alert(3)" not in content and "<script" not in content
     assert "onclick" not in content and "onerror" not in content
@@ -276,8 +320,14 @@ def test_tags_and_categories(settings: Settings) -> None:
 
 @pytest.mark.parametrize(
     ("tag", "slug"),
-    [("Random", "random"), ("Belajar Go!", "belajar-go"), ("Café Crème", "cafe-creme"), ("Straße", "strasse"),
-     ("日本語", "日本語"), ("C++", "c")],
+    [
+        ("Random", "random"),
+        ("Belajar Go!", "belajar-go"),
+        ("Café Crème", "cafe-creme"),
+        ("Straße", "strasse"),
+        ("日本語", "日本語"),
+        ("C++", "c"),
+    ],
 )
 def test_tag_slug(tag: str, slug: str) -> None:
     assert tag_slug(tag) == slug
@@ -288,13 +338,25 @@ def test_tag_slug_is_never_empty() -> None:
 
 
 def test_a_post_built_by_hand_keeps_its_html() -> None:
-    built = Post(id="1", slug="s", title="T", date=datetime(2025, 1, 1, tzinfo=WIB), updated=None, url=f"{SITE}/s/",
-                 tags=(), summary_html="<p>S</p>", author="A", image=None, draft=False, source=Path("s.md"),
-                 content_html="<p>C</p>")
+    built = Post(
+        id="1",
+        slug="s",
+        title="T",
+        date=datetime(2025, 1, 1, tzinfo=WIB),
+        updated=None,
+        url=f"{SITE}/s/",
+        tags=(),
+        summary_html="<p>S</p>",
+        author="A",
+        image=None,
+        draft=False,
+        source=Path("s.md"),
+        content_html="<p>C</p>",
+    )
     assert (built.summary_html, built.content_html) == ("<p>S</p>", "<p>C</p>")
 
 
-# --- bad input --------------------------------------------------------------------------------------------------
+# --- bad input ----------------------------------------------------------------------------------------------
 
 
 def _malformed(settings: Settings) -> dict[str, str]:
@@ -321,7 +383,10 @@ def _malformed(settings: Settings) -> dict[str, str]:
         "markup.md": (post(markup="rst"), "unknown markup"),
         "slug-symbols.md": (post(slug="'!!!'"), "no letters or digits"),
         "z-duplicate-slug.md": (post(slug="good-one"), "duplicate slug 'good-one': posts/good-one.md"),
-        "z-duplicate-id.md": (post(id="'the-id'", slug="another"), "duplicate id 'the-id': posts/good-two.md"),
+        "z-duplicate-id.md": (
+            post(id="'the-id'", slug="another"),
+            "duplicate id 'the-id': posts/good-two.md",
+        ),
         "huge.md": (b"", "file is 20971520 bytes, over posts.max_file_bytes"),
     }
     for name, (content, _) in expected.items():
@@ -334,8 +399,12 @@ def _malformed(settings: Settings) -> dict[str, str]:
     (posts / "folder.md").mkdir()
     os.mkfifo(posts / "fifo.md")
     messages = {name: words for name, (_, words) in expected.items()}
-    messages |= {"loop.md": "symlink loop", "dangling.md": "dangling symlink", "folder.md": "is a folder",
-                 "fifo.md": "not a regular file"}
+    messages |= {
+        "loop.md": "symlink loop",
+        "dangling.md": "dangling symlink",
+        "folder.md": "is a folder",
+        "fifo.md": "not a regular file",
+    }
     if os.geteuid() != 0:  # root reads anything
         write(settings, "locked.md", post()).chmod(0)
         messages["locked.md"] = "permission denied"
@@ -351,7 +420,10 @@ def test_malformed_corpus_gives_one_error_per_file_and_loses_no_good_post(settin
     found = scan(settings)
 
     assert sorted(item.title for item in found.published(datetime(2030, 1, 1, tzinfo=WIB))) == [
-        "Good one", "Good three", "Good two"]
+        "Good one",
+        "Good three",
+        "Good two",
+    ]
     by_file: dict[str, list[Problem]] = {}
     for problem in errors(found):
         by_file.setdefault(problem.path.name, []).append(problem)
@@ -375,20 +447,33 @@ def test_problems_name_the_line(settings: Settings) -> None:
 
 def test_hidden_and_editor_files_are_ignored(settings: Settings) -> None:
     write(settings, "real.md", post())
-    for name in (".hidden.md", ".#real.md", "real.md~", ".real.md.swp", "4913", "real.md.tmp", "#real.md#",
-                 ".git/config.md", "notes.rst"):
+    for name in (
+        ".hidden.md",
+        ".#real.md",
+        "real.md~",
+        ".real.md.swp",
+        "4913",
+        "real.md.tmp",
+        "#real.md#",
+        ".git/config.md",
+        "notes.rst",
+    ):
         write(settings, name, "---\n: broken [\n")
     found = scan(settings)
     assert [item.source.name for item in found.posts] == ["real.md"]
     assert found.problems == []
 
 
-# --- incremental scans and the cache ----------------------------------------------------------------------
+# --- incremental scans and the cache ------------------------------------------------------------------------
 
 
 def test_incremental_scan_parses_only_what_changed(settings: Settings) -> None:
     for number in range(5):
-        write(settings, f"post-{number}.md", post(title=f"Post {number}", slug=f"p{number}", tags=f"[T{number}]"))
+        write(
+            settings,
+            f"post-{number}.md",
+            post(title=f"Post {number}", slug=f"p{number}", tags=f"[T{number}]"),
+        )
     collection = Collection(settings)
     first = collection.scan()
     assert collection.parses == 5
@@ -398,7 +483,9 @@ def test_incremental_scan_parses_only_what_changed(settings: Settings) -> None:
     unchanged = collection.scan()
     assert (collection.parses, unchanged.changed_ids, unchanged.changed_tags) == (5, set(), set())
 
-    edited = write(settings, "post-2.md", post(title="Post 2, edited", slug="p2", tags="[New tag]", body="Longer body."))
+    edited = write(
+        settings, "post-2.md", post(title="Post 2, edited", slug="p2", tags="[New tag]", body="Longer body.")
+    )
     second = collection.scan()
     assert collection.parses == 6
     ids = {item.slug: item.id for item in second.posts}
@@ -457,7 +544,9 @@ def test_a_damaged_cache_is_rebuilt(settings: Settings, damage: str) -> None:
     Collection(settings).scan()
     cache = settings.store.dir / "posts-cache.pickle"
     data = cache.read_bytes()
-    cache.write_bytes({"garbage": b"not a pickle at all", "truncated": data[: len(data) // 2], "empty": b""}[damage])
+    cache.write_bytes(
+        {"garbage": b"not a pickle at all", "truncated": data[: len(data) // 2], "empty": b""}[damage]
+    )
     collection = Collection(settings)
     found = collection.scan()
     assert collection.parses == 3 and len(found.posts) == 3 and found.problems == []
@@ -494,12 +583,18 @@ def test_an_unwritable_cache_is_a_warning(settings: Settings, tmp_path: Path) ->
 
 @pytest.mark.parametrize(
     "change",
-    [{"site": {"url": "https://new.example.org"}}, {"posts": {"url_pattern": "{site_url}/p/{slug}/"}},
-     {"posts": {"asset_urls": {"../": "https://cdn.example.net/"}}}, {"site": {"timezone": "Asia/Jakarta"}},
-     {"posts": {"max_file_bytes": 20}}],
+    [
+        {"site": {"url": "https://new.example.org"}},
+        {"posts": {"url_pattern": "{site_url}/p/{slug}/"}},
+        {"posts": {"asset_urls": {"../": "https://cdn.example.net/"}}},
+        {"site": {"timezone": "Asia/Jakarta"}},
+        {"posts": {"max_file_bytes": 20}},
+    ],
     ids=["site-url", "url-pattern", "asset-urls", "timezone", "max-file-bytes"],
 )
-def test_changed_settings_invalidate_the_cache(make_settings: MakeSettings, change: dict[str, dict[str, object]]) -> None:
+def test_changed_settings_invalidate_the_cache(
+    make_settings: MakeSettings, change: dict[str, dict[str, object]]
+) -> None:
     settings = make_settings()
     write(settings, "a.md", post(slug="a", date="2025-01-01T12:00:00"))
     before = only(Collection(settings).scan())
@@ -509,24 +604,36 @@ def test_changed_settings_invalidate_the_cache(make_settings: MakeSettings, chan
     assert found.posts != [before] or found.problems
 
 
-# --- lint -------------------------------------------------------------------------------------------------------
+# --- lint ---------------------------------------------------------------------------------------------------
 
 
 def test_lint(make_settings: MakeSettings, tmp_path: Path) -> None:
-    settings = make_settings(posts={"asset_urls": {"../../assets/": f"{SITE}/assets/"}, "asset_dirs": {"../../assets/": "assets"}})
+    settings = make_settings(
+        posts={"asset_urls": {"../../assets/": f"{SITE}/assets/"}, "asset_dirs": {"../../assets/": "assets"}}
+    )
     (tmp_path / "assets").mkdir()
     (tmp_path / "assets" / "there.png").write_bytes(b"png")
     write(settings, "pics/beside.png", b"png")
-    write(settings, "pics/fine.md", post(slug="fine", body="![x](../../assets/there.png) ![y](beside.png) [z](../other/)"))
-    write(settings, "broken.md", post(slug="broken", body="Text\n\n![gone](../../assets/gone.png)\n\n![far](../../../up.png)\n"))
+    write(
+        settings,
+        "pics/fine.md",
+        post(slug="fine", body="![x](../../assets/there.png) ![y](beside.png) [z](../other/)"),
+    )
+    write(
+        settings,
+        "broken.md",
+        post(slug="broken", body="Text\n\n![gone](../../assets/gone.png)\n\n![far](../../../up.png)\n"),
+    )
     write(settings, "untitled.md", "---\ndate: 2025-01-01\nimage: missing-cover.jpg\n---\nNo title here.\n")
     write(settings, "zz-dup.md", post(slug="fine"))
     found = scan(settings)
     problems = [str(problem) for problem in lint(settings, found)]
     assert problems == [
         "posts/broken.md:9: image '../../assets/gone.png' not found: no file assets/gone.png",
-        "posts/broken.md:11: image '../../../up.png' cannot be resolved to a URL of the site "
-        f"(it climbs above {SITE}/): map its prefix in posts.asset_urls",
+        (
+            "posts/broken.md:11: image '../../../up.png' cannot be resolved to a URL of the site "
+            f"(it climbs above {SITE}/): map its prefix in posts.asset_urls"
+        ),
         "posts/untitled.md:2: no title in the front matter: using 'untitled' from the file name",
         "posts/untitled.md:3: image 'missing-cover.jpg' not found: no file posts/missing-cover.jpg",
         "posts/zz-dup.md: duplicate slug 'fine': posts/pics/fine.md already uses it; skipped",
@@ -537,7 +644,10 @@ def test_lint_of_the_seed_without_asset_urls(make_settings: MakeSettings) -> Non
     settings = make_settings()
     shutil.copy(SEEDS / SEED_000, settings.posts.dir / SEED_000)
     [problem] = lint(settings, scan(settings))
-    assert problem.severity == "warning" and "'../../assets/blogs/chat.png' cannot be resolved" in problem.message
+    assert (
+        problem.severity == "warning"
+        and "'../../assets/blogs/chat.png' cannot be resolved" in problem.message
+    )
 
 
 def test_dates_of_date_objects_only(settings: Settings) -> None:
@@ -566,7 +676,7 @@ def test_the_quick_yaml_reader_agrees_with_pyyaml() -> None:
             continue
         accepted += 1
         try:
-            expected = yaml.load(raw, Loader=yaml.CBaseLoader)  # noqa: S506
+            expected = yaml.load(raw, Loader=yaml.CBaseLoader)
         except yaml.YAMLError:
             expected = "an error"
         assert quick == expected, raw

@@ -32,7 +32,8 @@ _PLACEHOLDER = re.compile(f"({UNSUBSCRIBE_URL}|{PREFERENCES_URL})")
 CRLF = b"\r\n"
 _SOFT_BREAK = b"=\r\n"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-_ADDRESS = re.compile(r"[^\s<>()\[\],;:\"@\\]+@[^\s<>()\[\],;:\"@\\]+\.?[^\s<>()\[\],;:\"@\\]*")
+# local@domain without whitespace, brackets or the other characters that would need quoting.
+_ADDRESS = re.compile(r"[^\s<>()\[\],;:\"@\\]+@[^\s<>()\[\],;:\"@\\]+")
 
 
 class AddressError(ValueError):

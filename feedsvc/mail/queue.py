@@ -4,13 +4,13 @@ The pipeline, one drain per process at a time:
 
     claim a batch (lease) -> for each wave of `mail.connections` deliveries:
         personalise -> mark the wave `sending` (one transaction, also recording finished sends) -> hand to senders
-    senders (`mail.connections` tasks) -> transport.send -> outcome buffered -> recorded (group commit)
+    senders (`mail.connections` tasks) -> transport.send -> outcome buffered -> written within FLUSH_INTERVAL
 
-Crash safety: a delivery turns `sending` only just before its own send, and a sender starts its next send
-only once the outcome of its previous one is recorded. So each connection has at most one mail that the
-server may have accepted without the store knowing, and a kill -9 repeats at most `mail.connections` mails.
-Outcomes of all senders are written together (one transaction for whatever finished meanwhile), and every
-store call runs in a worker thread, under one lock, so SMTP I/O never waits on it.
+Crash safety: a delivery turns `sending` only just before its own send, and its outcome is written at most
+FLUSH_INTERVAL after the server accepted it (sooner when a wave's worth is waiting, or with the next wave's
+`sending` mark). So a kill -9 repeats only mails in flight or accepted in the last few milliseconds, all of
+them rows left `sending`. Outcomes are written together, one transaction per flush, and every store call
+runs in a worker thread, under one lock, so SMTP I/O never waits on it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine
 
 from feedsvc.config import Settings
-from feedsvc.mail.message import MessageSkeleton, message_id_for
+from feedsvc.mail.message import AddressError, MessageSkeleton, mail_address, message_id_for
 from feedsvc.mail.render import edition_skeleton
 from feedsvc.mail.transport import Outgoing, SendError, Transport
 from feedsvc.metrics import DELIVERIES
@@ -34,6 +34,9 @@ from feedsvc.subscribers import preferences_url, unsubscribe_url
 from feedsvc.tokens import Tokens, load_secret
 
 log = logging.getLogger(__name__)
+
+# Longest time an accepted mail's `sent` waits to be written (bounds what a crash can repeat).
+FLUSH_INTERVAL = 0.005
 
 # Longest wait between two attempts, whatever the backoff says.
 MAX_BACKOFF = timedelta(hours=12)
@@ -122,13 +125,10 @@ class _Drain:
         self.sent: list[store.Sent] = []
         self.retries: list[store.Retry] = []
         self.bounces: list[store.Bounce] = []
-        # Group commit: outcomes are numbered as they finish; `recorded` is the last number written.
-        self.finished = 0
-        self.recorded = 0
-        self.outcomes_changed = asyncio.Condition()
         self.wake_writer = asyncio.Event()
         self.senders_done = False
         self.write_error: BaseException | None = None
+        self.halted = asyncio.Event()  # our own reason to stop (the store failed); `stop` is the caller's
 
     async def run(self) -> DrainReport:
         self.total = await asyncio.to_thread(self._in_transaction, store.count_due, self.now())
@@ -151,20 +151,15 @@ class _Drain:
         return self.report
 
     async def _stop(self, senders: list[asyncio.Task[None]]) -> None:
-        """Let the senders finish the jobs handed to them, then end them (or see they ended on a store error)."""
-        stops_left = len(senders)
-        while stops_left and not all(sender.done() for sender in senders):
-            try:
-                self.ready.put_nowait(None)
-                stops_left -= 1
-            except asyncio.QueueFull:
-                await asyncio.sleep(0.001)
-        await asyncio.gather(*senders, return_exceptions=True)
+        """Let the senders finish the jobs handed to them, then end them."""
+        for _ in senders:
+            await self.ready.put(None)
+        await asyncio.gather(*senders)
 
     async def _feed(self) -> None:
         mail = self.settings.mail
         lease = timedelta(seconds=mail.lease_seconds + (mail.batch_size / mail.rate_limit if mail.rate_limit else 0))
-        while not self.stop.is_set():
+        while not self._stopping():
             now = self.now()
             async with self.store_lock:
                 batch = await asyncio.to_thread(
@@ -174,29 +169,38 @@ class _Drain:
             if not batch:
                 return
             for wave in _chunks(batch, mail.connections):
-                if self.stop.is_set():
+                if self._stopping():
                     return
-                jobs = [await self._job(delivery) for delivery in wave]
+                jobs = [job for delivery in wave if (job := await self._job(delivery))]
                 startable = await self._write([job.delivery.id for job in jobs])
                 for job in jobs:
                     if job.delivery.id in startable:
                         await self.ready.put(job)
 
-    async def _job(self, delivery: store.Claimed) -> _Job:
+    def _stopping(self) -> bool:
+        return self.stop.is_set() or self.halted.is_set()
+
+    async def _job(self, delivery: store.Claimed) -> _Job | None:
+        """The personalised message of a delivery; None when its address cannot be mailed (a bounce)."""
         skeleton = self.skeletons.get(delivery.edition_id)
         if skeleton is None:
             content = await asyncio.to_thread(self._in_transaction, store.edition_content, delivery.edition_id)
             skeleton = edition_skeleton(self.settings, content.subject, content.html, content.text)
             self.skeletons[delivery.edition_id] = skeleton
         message_id = message_id_for(self.settings, delivery.key)
-        message = skeleton.build(
-            to_email=delivery.email,
-            to_name=delivery.name,
-            unsubscribe_url=unsubscribe_url(self.settings, self.tokens, delivery.subscriber_id),
-            preferences_url=preferences_url(self.settings, self.tokens, delivery.subscriber_id),
-            message_id=message_id,
-        )
-        return _Job(delivery, Outgoing(skeleton.envelope_sender, delivery.email, message), message_id)
+        try:
+            message = skeleton.build(
+                to_email=delivery.email,
+                to_name=delivery.name,
+                unsubscribe_url=unsubscribe_url(self.settings, self.tokens, delivery.subscriber_id),
+                preferences_url=preferences_url(self.settings, self.tokens, delivery.subscriber_id),
+                message_id=message_id,
+            )
+            recipient = mail_address(delivery.email)
+        except AddressError as exc:
+            self.bounces.append(store.Bounce(delivery.id, delivery.subscriber_id, str(exc)))
+            return None
+        return _Job(delivery, Outgoing(skeleton.envelope_sender, recipient, message), message_id)
 
     async def _sender(self) -> None:
         while (job := await self.ready.get()) is not None:
@@ -209,7 +213,8 @@ class _Drain:
                 self._failed(job, SendError(f"{type(exc).__name__}: {exc}", permanent=False))
             else:
                 self.sent.append(store.Sent(job.delivery.id, job.message_id))
-            await self._until_recorded()
+            if len(self.sent) + len(self.retries) + len(self.bounces) >= self.settings.mail.connections:
+                self.wake_writer.set()
 
     def _failed(self, job: _Job, error: SendError) -> None:
         delivery = job.delivery
@@ -220,32 +225,24 @@ class _Drain:
         next_at = self.now() + backoff(self.settings, attempts) if attempts < self.settings.mail.max_attempts else None
         self.retries.append(store.Retry(delivery.id, error.reason, next_at))
 
-    async def _until_recorded(self) -> None:
-        """Wait until the outcome just buffered by this sender is in the store."""
-        self.finished += 1
-        mine = self.finished
-        self.wake_writer.set()
-        async with self.outcomes_changed:
-            await self.outcomes_changed.wait_for(lambda: self.recorded >= mine or self.write_error is not None)
-        if self.write_error is not None:
-            raise self.write_error
-
     async def _write_outcomes(self) -> None:
         try:
             while not self.senders_done:
-                await self.wake_writer.wait()
+                try:
+                    await asyncio.wait_for(self.wake_writer.wait(), FLUSH_INTERVAL)
+                except TimeoutError:
+                    pass
                 self.wake_writer.clear()
-                await self._write(())
-        except BaseException as exc:
-            # The store failed: stop the senders too (their outcomes cannot be recorded); run() re-raises.
+                if self.sent or self.retries or self.bounces:
+                    await self._write(())
+        except Exception as exc:  # noqa: BLE001 - kept and re-raised by run()
+            # The store failed: hand out nothing more; run() re-raises once the jobs in hand are done.
             self.write_error = exc
-            async with self.outcomes_changed:
-                self.outcomes_changed.notify_all()
+            self.halted.set()
 
     async def _write(self, start: Sequence[int]) -> dict[int, int]:
         """Record the finished sends buffered so far and mark `start` sending, in one transaction."""
         async with self.store_lock:
-            finished = self.finished
             sent, self.sent = self.sent, []
             retries, self.retries = self.retries, []
             bounces, self.bounces = self.bounces, []
@@ -255,9 +252,6 @@ class _Drain:
                 )
             else:
                 startable, skipped = {}, set()
-        async with self.outcomes_changed:
-            self.recorded = finished
-            self.outcomes_changed.notify_all()
         self.attempts.update(startable)
         for delivery_id in (*(s.id for s in sent), *(r.id for r in retries), *(b.id for b in bounces)):
             self.attempts.pop(delivery_id, None)

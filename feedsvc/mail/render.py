@@ -27,7 +27,14 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
 
 from feedsvc.config import Settings
 from feedsvc.mail.dkim import DkimSigner
-from feedsvc.mail.message import PREFERENCES_URL, UNSUBSCRIBE_URL, MessageSkeleton, mail_address, message_id_for, single_line
+from feedsvc.mail.message import (
+    PREFERENCES_URL,
+    UNSUBSCRIBE_URL,
+    MessageSkeleton,
+    mail_address,
+    message_id_for,
+    single_line,
+)
 from feedsvc.mail.strings import language_of, translator
 from feedsvc.mail.transport import Outgoing
 from feedsvc.resources import bundled_path
@@ -105,9 +112,9 @@ def _render_pair(settings: Settings, template: str, **context: object) -> tuple[
 
 def html_to_text(fragment: str) -> str:
     """Readable plain text of an HTML fragment (tags dropped, entities decoded, blank runs collapsed)."""
-    spaced = re.sub(r"(?i)</(p|div|li|h[1-6]|blockquote|pre)>|<br\s*/?>", "\n", fragment)
+    spaced = re.sub(r"(?i)<br\s*/?>", "\n", re.sub(r"(?i)</(p|div|li|h[1-6]|blockquote|pre)>", "\n\n", fragment))
     text = html.unescape(nh3.clean(spaced, tags=set()))
-    return re.sub(r"\n\s*\n+", "\n\n", re.sub(r"[ \t]+", " ", text)).strip()
+    return re.sub(r"\n[ \t]*\n\s*", "\n\n", re.sub(r"[ \t]+", " ", text)).strip()
 
 
 def _absolute_fragment(fragment: str, base_url: str) -> str:

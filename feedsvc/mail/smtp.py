@@ -102,7 +102,7 @@ class SmtpTransport:
     async def _send_on(self, slot: _Connection, item: Outgoing) -> None:
         try:
             if slot.client is None or not slot.client.is_connected:
-                slot.client = await self._connect()
+                slot.client = await self._connect_or_fail()
                 slot.sent = 0
             await self._transaction(slot.client, item)
         except aiosmtplib.SMTPRecipientRefused as exc:
@@ -139,6 +139,14 @@ class SmtpTransport:
             # A 4xx (421 especially) may leave the session unusable: drop it rather than guess.
             self._discard(slot)
         return SendError(f"{what}: {code} {message}".strip(), permanent=permanent, code=code)
+
+    async def _connect_or_fail(self) -> aiosmtplib.SMTP:
+        # Whatever goes wrong before a transaction (refused greeting, failed AUTH, TLS) is about the relay,
+        # not the recipient: transient, so no subscriber is suppressed for a relay's misconfiguration.
+        try:
+            return await self._connect()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise SendError(f"cannot connect to SMTP server {self._where()}: {_describe(exc)}", permanent=False) from None
 
     async def _connect(self) -> aiosmtplib.SMTP:
         endpoint = self.endpoint

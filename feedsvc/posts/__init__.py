@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from feedsvc.posts.collection import Collection, Scan
+from feedsvc.posts.collection import Collection, Scan, is_ignored_name
 from feedsvc.posts.lint import lint
 from feedsvc.posts.model import Post, Problem, is_published, tag_slug
 
-__all__ = ["Collection", "Post", "Problem", "Scan", "is_published", "lint", "tag_slug"]
+__all__ = ["Collection", "Post", "Problem", "Scan", "is_ignored_name", "is_published", "lint", "tag_slug"]

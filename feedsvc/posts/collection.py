@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import pickle
+import re
 import stat
 import threading
 from collections.abc import Iterable
@@ -19,7 +20,9 @@ from feedsvc.posts.model import Post, Problem, is_published, shown_path, tag_slu
 from feedsvc.posts.parse import Site, read_post
 
 _CACHE_VERSION = 1  # bump when what a cache entry holds changes
-_TEMP_SUFFIXES = ("~", ".tmp", ".swp", ".swx", ".bak")
+# Hidden files and editors' scratch files: vim (.x.swp, x~, 4913), emacs (.#x, #x#), JetBrains (x___jb_tmp___),
+# backups and partial downloads. The watcher uses the same rule, so such a file never triggers a rebuild.
+_IGNORED_NAME = re.compile(r"(^[.#]|~$|\.sw[a-p]$|^4913$|\.(tmp|bak|part|crdownload)$|___jb_\w+___$)")
 
 
 @dataclass
@@ -58,7 +61,7 @@ class Collection:
     def __init__(self, settings: Settings, cache_path: Path | None = None) -> None:
         self.settings = settings
         self.site = Site.from_settings(settings)
-        # What parsing a file depends on besides the file: entries made under other settings or code are not used.
+        # What parsing depends on besides the file: entries made under other settings or code are not used.
         fingerprint = (__version__, _CACHE_VERSION, self.site.fingerprint, settings.posts.max_file_bytes)
         self.cache = _Cache(cache_path or settings.store.dir / "posts-cache.pickle", fingerprint)
         self.parses = 0  # files this Collection looked into (the others came from the cache)
@@ -117,7 +120,9 @@ class Collection:
                 return False
             if info is not None and not stat.S_ISREG(info.st_mode):
                 return False  # a folder appeared or went, a symlink, a device: let the walk sort it out
-            if any(_ignored(part) for part in relative.split("/")) or not relative.lower().endswith(extensions):
+            if any(is_ignored_name(part) for part in relative.split("/")) or not relative.lower().endswith(
+                extensions
+            ):
                 if info is None and any(known.startswith(relative + "/") for known in found.files):
                     return False  # a folder of posts went away
                 continue
@@ -134,35 +139,52 @@ class Collection:
         try:
             top = root.stat()
         except OSError as exc:
-            found.problems.append(self.site.problem(root, None, f"posts folder cannot be read: {_reason(exc)}"))
+            found.problems.append(
+                self.site.problem(root, None, f"posts folder cannot be read: {_reason(exc)}")
+            )
             return found
         extensions = tuple(extension.lower() for extension in self.settings.posts.extensions)
         self._walk(root, "", extensions, {(top.st_dev, top.st_ino)}, found)
         return found
 
-    def _walk(self, folder: Path, prefix: str, extensions: tuple[str, ...], seen: set[tuple[int, int]],
-              found: _Found) -> None:
+    def _walk(
+        self,
+        folder: Path,
+        prefix: str,
+        extensions: tuple[str, ...],
+        seen: set[tuple[int, int]],
+        found: _Found,
+    ) -> None:
         try:
-            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+            entries = list(os.scandir(folder))
         except OSError as exc:
             found.problems.append(self.site.problem(folder, None, f"folder cannot be read: {_reason(exc)}"))
             return
         for entry in entries:
             name = entry.name
-            if _ignored(name):
+            if is_ignored_name(name):
                 continue
-            relative = prefix + name
             is_post = name.lower().endswith(extensions)
+            if not is_post and not _is_folder(entry):
+                continue  # images and other files beside the posts: not even a stat
+            relative = prefix + name
             try:
                 info = entry.stat()
             except OSError as exc:
                 if is_post:
-                    found.problems.append(self.site.problem(Path(entry.path), None, _stat_failure(entry, exc)))
+                    found.problems.append(
+                        self.site.problem(Path(entry.path), None, _stat_failure(entry, exc))
+                    )
                 continue
             if stat.S_ISDIR(info.st_mode):
                 if is_post:
-                    found.problems.append(self.site.problem(
-                        Path(entry.path), None, "is a folder, not a post file (the posts inside it are read)"))
+                    found.problems.append(
+                        self.site.problem(
+                            Path(entry.path),
+                            None,
+                            "is a folder, not a post file (the posts inside it are read)",
+                        )
+                    )
                 if (info.st_dev, info.st_ino) not in seen:  # a symlink back up the tree is walked once
                     seen.add((info.st_dev, info.st_ino))
                     self._walk(Path(entry.path), relative + "/", extensions, seen, found)
@@ -177,8 +199,18 @@ class Collection:
         self.parses += 1
         limit = self.settings.posts.max_file_bytes
         if info.st_size > limit:
-            return _Entry(info.st_size, info.st_mtime_ns, None, (self.site.problem(
-                path, None, f"file is {info.st_size} bytes, over posts.max_file_bytes ({limit}); not read"),))
+            return _Entry(
+                info.st_size,
+                info.st_mtime_ns,
+                None,
+                (
+                    self.site.problem(
+                        path,
+                        None,
+                        f"file is {info.st_size} bytes, over posts.max_file_bytes ({limit}); not read",
+                    ),
+                ),
+            )
         try:
             with path.open("rb") as file:
                 data = file.read(limit + 1)  # the file may have grown since stat
@@ -186,10 +218,14 @@ class Collection:
             problems.append(self.site.problem(path, None, f"cannot read the file: {_reason(exc)}"))
             return None
         if len(data) > limit:
-            problems.append(self.site.problem(path, None, f"file is over posts.max_file_bytes ({limit}); not read"))
+            problems.append(
+                self.site.problem(path, None, f"file is over posts.max_file_bytes ({limit}); not read")
+            )
             return None
         post, found = read_post(path, data, info.st_mtime_ns, self.site)
-        return _Entry(info.st_size, info.st_mtime_ns, post, tuple(found), post.date.timestamp() if post else 0.0)
+        return _Entry(
+            info.st_size, info.st_mtime_ns, post, tuple(found), post.date.timestamp() if post else 0.0
+        )
 
     def _unique_posts(self) -> _Posts:
         """Every parsed post whose slug and id no earlier file (in path order) uses, newest first."""
@@ -207,8 +243,11 @@ class Collection:
             for key, index, what in ((post.slug, by_slug, "slug"), (post.id, by_id, "id")):
                 if key in index:
                     other = shown_path(index[key].source, self.site.root)
-                    problems.append(self.site.problem(
-                        post.source, None, f"duplicate {what} {key!r}: {other} already uses it; skipped"))
+                    problems.append(
+                        self.site.problem(
+                            post.source, None, f"duplicate {what} {key!r}: {other} already uses it; skipped"
+                        )
+                    )
                     break
             else:
                 by_slug[post.slug] = by_id[post.id] = post
@@ -244,9 +283,16 @@ def _changes(previous: dict[str, Post] | None, current: dict[str, Post]) -> tupl
     return changed, tags
 
 
-def _ignored(name: str) -> bool:
-    """Hidden files and editor leftovers: .#x, #x#, x~, .x.swp, x.tmp, vim's 4913 probe."""
-    return name.startswith((".", "#")) or name.endswith(_TEMP_SUFFIXES) or name == "4913"
+def is_ignored_name(name: str) -> bool:
+    """Whether a file or folder name is hidden or an editor's scratch file, never a post."""
+    return _IGNORED_NAME.search(name) is not None
+
+
+def _is_folder(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def _stat_failure(entry: os.DirEntry[str], exc: OSError) -> str:
@@ -265,7 +311,7 @@ class _Cache:
     """A pickle of {relative path: _Entry}: a full snapshot, then appended deltas (one per changing scan).
 
     Appending keeps a one-file rescan cheap with 10,000 posts; the snapshot is rewritten when deltas pile up.
-    A cache that is corrupt, from another version or made with other settings is ignored: every file is parsed.
+    A cache that is corrupt, from other code or made under other settings is ignored: all is parsed again.
     Entries are keyed by size and mtime, so a delta lost in a crash only costs re-parsing those files.
     """
 
@@ -304,7 +350,9 @@ class _Cache:
         _apply(entries, changes)
         return True
 
-    def save(self, entries: dict[str, _Entry], changes: dict[str, _Entry | None], site: Site) -> list[Problem]:
+    def save(
+        self, entries: dict[str, _Entry], changes: dict[str, _Entry | None], site: Site
+    ) -> list[Problem]:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.stale or self._deltas > 50 or len(changes) * 4 > self._size:
@@ -331,4 +379,3 @@ def _apply(entries: dict[str, _Entry], changes: dict[str, _Entry | None]) -> Non
             entries.pop(relative, None)
         else:
             entries[relative] = entry
-

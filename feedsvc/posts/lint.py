@@ -1,4 +1,4 @@
-"""`feedsvc check`: the scan's problems plus links and images that will not work once the post is in a feed."""
+"""`feedsvc check`: the scan's problems, plus links and images that will not work once a post is in a feed."""
 
 from __future__ import annotations
 
@@ -43,12 +43,27 @@ def _check_post(post: Post, site: Site, asset_dirs: list[tuple[str, Path]]) -> l
         what = "image" if tag == "img" else "link"
         mapped = any(written.startswith(prefix) for prefix, _ in post.asset_urls)
         if not mapped and _escapes_site(written, post.url, site.url):
-            problems.append(site.problem(post.source, line, (
-                f"{what} {written!r} cannot be resolved to a URL of the site (it climbs above {site.url}/): "
-                "map its prefix in posts.asset_urls"), "warning"))
+            problems.append(
+                site.problem(
+                    post.source,
+                    line,
+                    (
+                        f"{what} {written!r} cannot be resolved to a URL of the site "
+                        f"(it climbs above {site.url}/): "
+                        "map its prefix in posts.asset_urls"
+                    ),
+                    "warning",
+                )
+            )
         elif tag == "img" and (missing := _missing_file(written, post.source, asset_dirs)) is not None:
-            problems.append(site.problem(post.source, line, (
-                f"image {written!r} not found: no file {shown_path(missing, site.root)}"), "warning"))
+            problems.append(
+                site.problem(
+                    post.source,
+                    line,
+                    (f"image {written!r} not found: no file {shown_path(missing, site.root)}"),
+                    "warning",
+                )
+            )
     return problems
 
 
@@ -63,7 +78,7 @@ def _escapes_site(url: str, post_url: str, site_url: str) -> bool:
         return False
     site_path = urlsplit(site_url).path.rstrip("/")
     post_folder = urlsplit(post_url).path.rpartition("/")[0]
-    below = post_folder[len(site_path):].strip("/") if post_folder.startswith(site_path) else ""
+    below = post_folder[len(site_path) :].strip("/") if post_folder.startswith(site_path) else ""
     depth = len(below.split("/")) if below else 0
     for segment in path.split("/")[:-1]:
         if segment == "..":
@@ -76,11 +91,11 @@ def _escapes_site(url: str, post_url: str, site_url: str) -> bool:
 
 
 def _missing_file(url: str, post_file: Path, asset_dirs: list[tuple[str, Path]]) -> Path | None:
-    """The file an image should be on disk (via posts.asset_dirs, else beside the post) when it is not there."""
+    """The file an image should be (via posts.asset_dirs, else beside the post) when it is not there."""
     path = unquote(urlsplit(url).path)
     for prefix, folder in asset_dirs:
         if url.startswith(prefix):
-            candidate = folder / unquote(urlsplit(url[len(prefix):]).path)
+            candidate = folder / unquote(urlsplit(url[len(prefix) :]).path)
             break
     else:
         if path.startswith("/"):

@@ -6,8 +6,8 @@ import re
 import unicodedata
 import zlib
 from dataclasses import InitVar, dataclass, field
-from functools import lru_cache
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -49,22 +49,27 @@ class Post:
         return post_body(self.source)
 
 
-# Bounded memos keyed by the post itself (its fields include the file's version): a feed rebuild after one edit
-# renders one post again, not the fifty in the feed.
-@lru_cache(maxsize=1024)
 def _content_html(post: Post) -> str:
     """Full sanitized HTML with absolute URLs."""
-    if post._content_html is not None:
-        return post._content_html
+    return post._content_html if post._content_html is not None else _rendered_content(post)
+
+
+def _summary_html(post: Post) -> str:
+    """The front matter summary, else the text before <!--more-->, else the first paragraph; as HTML."""
+    return post._summary_html if post._summary_html is not None else _rendered_summary(post)
+
+
+# Bounded memos keyed by the post itself (its fields include the file's version): a feed rebuild after one
+# edit renders one post again, not the fifty in the feed.
+@lru_cache(maxsize=1024)
+def _rendered_content(post: Post) -> str:
     return render_body(post.markup, post.body, post.url, post.asset_urls)
 
 
 @lru_cache(maxsize=4096)
-def _summary_html(post: Post) -> str:
-    """The front matter summary, else the text before <!--more-->, else the first paragraph; as HTML."""
-    if post._summary_html is not None:
-        return post._summary_html
-    return render_summary(post.markup, post.summary, "" if post.summary else post.body, post.url, post.asset_urls)
+def _rendered_summary(post: Post) -> str:
+    body = "" if post.summary else post.body
+    return render_summary(post.markup, post.summary, body, post.url, post.asset_urls)
 
 
 # Set after the class is built: in the class body, a property would become the default of the init argument
@@ -96,8 +101,24 @@ def shown_path(path: Path, root: Path | None) -> str:
 
 
 # Letters NFKD does not decompose into ASCII.
-_FOLD = str.maketrans({"ß": "ss", "æ": "ae", "Æ": "AE", "ø": "o", "Ø": "O", "đ": "d", "Đ": "D", "ł": "l",
-                       "Ł": "L", "œ": "oe", "Œ": "OE", "þ": "th", "Þ": "TH", "ı": "i"})
+_FOLD = str.maketrans(
+    {
+        "ß": "ss",
+        "æ": "ae",
+        "Æ": "AE",
+        "ø": "o",
+        "Ø": "O",
+        "đ": "d",
+        "Đ": "D",
+        "ł": "l",
+        "Ł": "L",
+        "œ": "oe",
+        "Œ": "OE",
+        "þ": "th",
+        "Þ": "TH",
+        "ı": "i",
+    }
+)
 _NON_WORD = re.compile(r"[\W_]+")
 
 

@@ -52,13 +52,17 @@ class Site:
 
     @property
     def fingerprint(self) -> str:
-        return hashlib.sha256(repr((self.url, self.tz.key, self.author, self.url_pattern, self.asset_urls,
-                                    str(self.posts_dir))).encode()).hexdigest()
+        return hashlib.sha256(
+            repr(
+                (self.url, self.tz.key, self.author, self.url_pattern, self.asset_urls, str(self.posts_dir))
+            ).encode()
+        ).hexdigest()
 
     def post_url(self, slug: str, when: datetime) -> str:
         local = when.astimezone(self.tz)
-        path = self.url_pattern.format(site_url=self.url, slug=quote(slug), year=f"{local:%Y}",
-                                       month=f"{local:%m}", day=f"{local:%d}")
+        path = self.url_pattern.format(
+            site_url=self.url, slug=quote(slug), year=f"{local:%Y}", month=f"{local:%m}", day=f"{local:%d}"
+        )
         return path if path.startswith(("https://", "http://")) else urljoin(self.url + "/", path)
 
     def problem(self, path: Path, line: int | None, message: str, severity: str = "error") -> Problem:
@@ -70,8 +74,14 @@ def read_post(path: Path, data: bytes, mtime_ns: int, site: Site) -> tuple[Post 
     warnings: list[Problem] = []
     try:
         source = split(decode(data))
-        post = _build(path, source, len(data), mtime_ns, site, lambda line, message: warnings.append(
-            site.problem(path, line, message, "warning")))
+        post = _build(
+            path,
+            source,
+            len(data),
+            mtime_ns,
+            site,
+            lambda line, message: warnings.append(site.problem(path, line, message, "warning")),
+        )
     except SourceError as exc:
         return None, [site.problem(path, exc.line, exc.message)]
     return post, warnings
@@ -82,7 +92,9 @@ def _build(path: Path, source: Source, size: int, mtime_ns: int, site: Site, war
     markup: Markup = "markdown" if source.meta is not None or path.suffix.lower() != ".txt" else "text"
     if "markup" in meta:
         if meta["markup"] not in _MARKUPS:
-            raise SourceError(f"unknown markup {meta['markup']!r} (use 'markdown' or 'text')", source.key_line("markup"))
+            raise SourceError(
+                f"unknown markup {meta['markup']!r} (use 'markdown' or 'text')", source.key_line("markup")
+            )
         markup = _MARKUPS[meta["markup"]]
 
     title = _text(meta, source, "title")
@@ -100,7 +112,10 @@ def _build(path: Path, source: Source, size: int, mtime_ns: int, site: Site, war
 
     slug = _slug(meta, source, path)
     url = site.post_url(slug, when)
-    post_id = _text(meta, source, "id", numbers=True) or f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'{site.url}/{slug}')}"
+    post_id = (
+        _text(meta, source, "id", numbers=True)
+        or f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'{site.url}/{slug}')}"
+    )
     summary = _text(meta, source, "summary") or _text(meta, source, "description")
     image = _text(meta, source, "image") or _text(meta, source, "cover")
     return Post(
@@ -139,13 +154,15 @@ def _date(meta: dict[str, Any], source: Source, key: str, tz: ZoneInfo) -> datet
         return None
     parsed = parse_date(value)
     if parsed is None:
-        raise SourceError(f"invalid {key} {_describe(value)} (use e.g. 2025-04-08 or 2025-04-08T09:30:00+07:00)",
-                          source.key_line(key))
+        raise SourceError(
+            f"invalid {key} {_describe(value)} (use e.g. 2025-04-08 or 2025-04-08T09:30:00+07:00)",
+            source.key_line(key),
+        )
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
 
 
 def parse_date(value: Any) -> datetime | None:
-    """A date as front matter writes it (date/datetime object, ISO 8601 or RFC 822 text); naive stays naive."""
+    """A date as front matter writes it (date or datetime, ISO 8601 or RFC 822 text); naive stays naive."""
     if isinstance(value, datetime):
         return value
     if isinstance(value, date):
@@ -185,7 +202,9 @@ def _tags(meta: dict[str, Any], source: Source) -> tuple[str, ...]:
         elif isinstance(value, list) and all(isinstance(item, str | int | float) for item in value):
             names += [str(item) for item in value]
         else:
-            raise SourceError(f"{key} must be a text or a list of texts, not {_describe(value)}", source.key_line(key))
+            raise SourceError(
+                f"{key} must be a text or a list of texts, not {_describe(value)}", source.key_line(key)
+            )
     seen: set[str] = set()
     tags = []
     for name in (name.strip() for name in names):

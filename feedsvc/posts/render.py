@@ -41,12 +41,12 @@ def sorted_asset_urls(asset_urls: dict[str, str]) -> AssetUrls:
 
 
 def absolute_url(url: str, base_url: str, asset_urls: AssetUrls) -> str:
-    """Resolve a URL as written in a post: mapped asset prefixes first (longest wins), else against the post."""
+    """Resolve a URL written in a post: mapped asset prefixes first (longest wins), else against the post."""
     if _SCHEME.match(url) or url.startswith("//"):
         return url
     for prefix, target in asset_urls:
         if url.startswith(prefix):
-            return target + url[len(prefix):]
+            return target + url[len(prefix) :]
     return urljoin(base_url, url)
 
 
@@ -77,7 +77,10 @@ def _link_urls(line: str) -> str:
     for match in _BARE_URL.finditer(line):
         url = match.group().rstrip(_TRAILING_PUNCTUATION)
         shown = html.escape(url, quote=False)
-        out += [html.escape(line[last : match.start()], quote=False), f'<a href="{html.escape(url)}">{shown}</a>']
+        out += [
+            html.escape(line[last : match.start()], quote=False),
+            f'<a href="{html.escape(url)}">{shown}</a>',
+        ]
         last = match.start() + len(url)
     out.append(html.escape(line[last:], quote=False))
     return "".join(out)
@@ -99,7 +102,9 @@ def render_summary(markup: Markup, summary: str, body: str, base_url: str, asset
     elif (more := body.find(MORE)) >= 0:
         fragment = to_html(markup, body[:more])
     elif markup == "text":
-        fragment = text_to_html(next((block for block in _BLANK_LINES.split(body.strip()) if block.strip()), ""))
+        fragment = text_to_html(
+            next((block for block in _BLANK_LINES.split(body.strip()) if block.strip()), "")
+        )
     else:
         fragment = _first_markdown_paragraph(body)
     return sanitize(fragment, base_url, asset_urls)
@@ -116,7 +121,11 @@ def _first_markdown_paragraph(body: str) -> str:
             if token.type == "paragraph_open" and token.level == 0:
                 inline = tokens[index + 1]
                 if _has_text(inline):
-                    return "<p>" + _markdown.renderer.render(inline.children or [], _markdown.options, {}) + "</p>\n"
+                    return (
+                        "<p>"
+                        + _markdown.renderer.render(inline.children or [], _markdown.options, {})
+                        + "</p>\n"
+                    )
         if taken >= len(blocks):
             return ""
         taken *= 2

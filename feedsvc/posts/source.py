@@ -22,8 +22,8 @@ _YAML_LOADER = getattr(yaml, "CBaseLoader", yaml.BaseLoader)
 _HEADING = re.compile(r"^#{1,6}[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
 _SETEXT = re.compile(r"^(=+|-+)[ \t]*$")
 _TOML_LINE = re.compile(r"at line (\d+)")
-_YAML_END = re.compile(r"^(?:---|\.\.\.)[ \t]*$", re.M)
-_TOML_END = re.compile(r"^\+\+\+[ \t]*$", re.M)
+_YAML_END = re.compile(r"^(?:---|\.\.\.)[ \t]*$", re.MULTILINE)
+_TOML_END = re.compile(r"^\+\+\+[ \t]*$", re.MULTILINE)
 
 
 class SourceError(Exception):
@@ -45,7 +45,7 @@ class Source:
 
     def key_line(self, key: str) -> int | None:
         """The line where a front matter key is set (YAML `key:`, TOML `key =`, JSON `"key":`)."""
-        found = re.search(rf'^[ \t]*["\']?{re.escape(key)}["\']?[ \t]*[:=]', self.meta_text, re.M)
+        found = re.search(rf'^[ \t]*["\']?{re.escape(key)}["\']?[ \t]*[:=]', self.meta_text, re.MULTILINE)
         return self.meta_line + self.meta_text.count("\n", 0, found.start()) if found else None
 
 
@@ -53,12 +53,17 @@ def decode(data: bytes) -> str:
     """UTF-8 with or without BOM, any line endings -> text with \\n line endings."""
     if b"\x00" in data:
         offset = data.index(b"\x00")
-        raise SourceError(f"binary file: NUL byte at offset {offset}, not a text post", data.count(b"\n", 0, offset) + 1)
+        raise SourceError(
+            f"binary file: NUL byte at offset {offset}, not a text post", data.count(b"\n", 0, offset) + 1
+        )
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise SourceError(f"not valid UTF-8: byte 0x{data[exc.start]:02x} at offset {exc.start} (save the file as UTF-8)", line) from None
+        raise SourceError(
+            f"not valid UTF-8: byte 0x{data[exc.start]:02x} at offset {exc.start} (save the file as UTF-8)",
+            line,
+        ) from None
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
@@ -76,7 +81,9 @@ def split(text: str) -> Source:
     return Source(None, text, 1)
 
 
-def _fenced(text: str, closing: re.Pattern[str], fence: str, kind: str, parse: Callable[[str], Any]) -> Source:
+def _fenced(
+    text: str, closing: re.Pattern[str], fence: str, kind: str, parse: Callable[[str], Any]
+) -> Source:
     start = text.index("\n") + 1
     end = closing.search(text, start)
     if end is None:
@@ -88,7 +95,7 @@ def _fenced(text: str, closing: re.Pattern[str], fence: str, kind: str, parse: C
 
 
 def title_line(text: str) -> tuple[str, str]:
-    """A post without front matter: its first non-empty line (a heading's text) is the title, the rest the body."""
+    """No front matter: the first non-empty line (a heading's text) is the title, the rest the body."""
     lines = text.split("\n")
     index = next(i for i, line in enumerate(lines) if line.strip())
     title = lines[index].strip()
@@ -116,7 +123,7 @@ def _parse_yaml(raw: str) -> Any:
     if simple is not None:
         return simple
     try:
-        return yaml.load(raw, Loader=_YAML_LOADER)  # noqa: S506 - builds only str, list and dict
+        return yaml.load(raw, Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
@@ -169,7 +176,9 @@ def _parse_toml(raw: str) -> Any:
         return tomllib.loads(raw)
     except tomllib.TOMLDecodeError as exc:
         found = _TOML_LINE.search(str(exc))
-        raise SourceError(f"invalid TOML front matter: {exc}", int(found.group(1)) + 1 if found else None) from None
+        raise SourceError(
+            f"invalid TOML front matter: {exc}", int(found.group(1)) + 1 if found else None
+        ) from None
 
 
 def _json(text: str) -> Source:
@@ -185,5 +194,7 @@ def _mapping(meta: Any, kind: str) -> dict[str, Any]:
     if meta is None:
         return {}
     if not isinstance(meta, dict):
-        raise SourceError(f"{kind} front matter is a {type(meta).__name__}, not a mapping of keys to values", 1)
+        raise SourceError(
+            f"{kind} front matter is a {type(meta).__name__}, not a mapping of keys to values", 1
+        )
     return meta

@@ -1,6 +1,6 @@
 """Feeds over HTTP: feedsvc (as in production) against nginx serving the same file, in the same run.
 
-    .venv/bin/python benchmarks/http.py [--seconds 5] [--rounds 3] [--connections 32]
+    .venv/bin/python benchmarks/serving.py [--seconds 5] [--rounds 3] [--connections 32]
 
 Builds a realistic ~100 KB rss.xml with the real feed builder, starts `feedsvc serve` (uvicorn, 1 worker,
 uvloop + httptools, access log off) and nginx (1 worker, temp config, no daemon) on free loopback ports,
@@ -11,23 +11,19 @@ Needs `wrk` and `nginx` (Debian: apt-get install -y wrk nginx).
 
 from __future__ import annotations
 
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
 import sys
+import subprocess
+import tempfile
+import time
+import urllib.request
 from pathlib import Path
-
-# Run as a script, this file's folder comes first on sys.path, and this file would shadow the standard `http`.
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
-
-import argparse  # noqa: E402
-import os  # noqa: E402
-import re  # noqa: E402
-import shutil  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import urllib.request  # noqa: E402
 
 PARAGRAPH = (
     "Setiap kali sebuah layanan backend tumbuh, kita belajar bahwa antrian, cache dan indeks basis data "
