@@ -17,7 +17,7 @@ from conftest import EXAMPLE_POSTS
 from dkim.dknewkey import ExtractRSADnsPublicKey, GenRSAKeys
 
 from feedsvc.mail.message import AddressError, message_id_for
-from feedsvc.mail.render import confirmation_message, personalise, render_edition
+from feedsvc.mail.render import MailTemplateError, confirmation_message, personalise, render_edition
 from feedsvc.posts import Collection
 from feedsvc.posts.model import Post
 
@@ -271,3 +271,15 @@ def test_the_example_site_posts_render_as_a_clean_digest(make_settings, tmp_path
     assert len(html.encode()) < 102 * 1024
     assert all(post.title in html for post in posts)
     assert "Ringkasan mingguan" in message.get_body(("plain",)).get_content()
+
+
+def test_a_broken_user_template_is_named_in_the_error(make_settings, tmp_path):
+    folder = tmp_path / "my-templates" / "mail"
+    folder.mkdir(parents=True)
+    settings = make_settings(mail={"templates_dir": "my-templates"})
+    (folder / "confirm.txt.j2").write_text("Hi {{ name }\n", encoding="utf-8")
+    with pytest.raises(MailTemplateError, match=r"mail template .*confirm\.txt\.j2 line 1: unexpected '}'"):
+        confirmation_message(settings, to_email="a@b.org", to_name="", confirm_url="https://x.org/c/1")
+    (folder / "confirm.txt.j2").write_text("Hi {{ nickname }}\n", encoding="utf-8")
+    with pytest.raises(MailTemplateError, match="mail/confirm.txt.j2: 'nickname' is undefined"):
+        confirmation_message(settings, to_email="a@b.org", to_name="", confirm_url="https://x.org/c/1")

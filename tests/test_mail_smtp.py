@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import mailbox
+import ssl
+import subprocess
 import time
 
 import pytest
@@ -178,3 +180,36 @@ def test_credentials_in_the_url_authenticate():
     # A relay refusing our credentials is the operator's problem, never the recipient's: not a bounce.
     assert isinstance(error, SendError) and not error.permanent
     assert f"cannot connect to SMTP server 127.0.0.1:{sink.port}" in error.reason
+
+
+@pytest.fixture(scope="module")
+def self_signed(tmp_path_factory) -> ssl.SSLContext:
+    """A server TLS context with a fresh self-signed certificate (made by the openssl command)."""
+    folder = tmp_path_factory.mktemp("tls")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-keyout", str(folder / "key.pem"), "-out", str(folder / "cert.pem")],
+        check=True, capture_output=True,
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(folder / "cert.pem", folder / "key.pem")
+    return context
+
+
+@pytest.mark.parametrize("scheme", ["smtp", "smtps"])
+def test_tls_is_used_and_certificates_are_checked(scheme, self_signed):
+    # smtp:// upgrades with STARTTLS when the server offers it; smtps:// speaks TLS from the first byte.
+    # Either way an untrusted certificate stops the send (transient: the relay needs fixing, not the reader).
+    sink = SmtpSink()
+    sink.port = free_port()
+    tls = {"tls_context": self_signed} if scheme == "smtp" else {"ssl_context": self_signed}
+    controller = Controller(sink, hostname="127.0.0.1", port=sink.port, **tls)
+    controller.start()
+    try:
+        transport = SmtpTransport(_settings_for(f"{scheme}://127.0.0.1:{sink.port}", timeout=5))
+        [error] = asyncio.run(send_all(transport, [outgoing("reader@example.com")]))
+    finally:
+        controller.stop()
+    assert isinstance(error, SendError) and not error.permanent
+    assert "CERTIFICATE_VERIFY_FAILED" in error.reason
+    assert sink.received == []

@@ -23,7 +23,7 @@ import css_inline
 import nh3
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, TemplateError
 
 from feedsvc.config import Settings
 from feedsvc.mail.dkim import DkimSigner
@@ -100,14 +100,26 @@ def _babel_locale(site_language: str) -> Locale:
         return Locale.parse(language_of(site_language))
 
 
+class MailTemplateError(Exception):
+    """A mail template (usually a user's override) cannot be loaded or rendered; the message says where."""
+
+
 def _render_pair(settings: Settings, template: str, **context: object) -> tuple[str, str]:
     """The (inlined HTML, text) of the template pair `mail/{template}.html.j2` + `mail/{template}.txt.j2`."""
-    env = environment(settings)
     language = language_of(settings.site.language)
     context = {"site": settings.site, "lang": language, "_": translator(language), **context}
-    html_part = _INLINER.inline(env.get_template(f"mail/{template}.html.j2").render(context))
-    text_part = env.get_template(f"mail/{template}.txt.j2").render(context)
-    return html_part, text_part
+    html_part = _INLINER.inline(_render(settings, f"mail/{template}.html.j2", context))
+    return html_part, _render(settings, f"mail/{template}.txt.j2", context)
+
+
+def _render(settings: Settings, name: str, context: dict[str, object]) -> str:
+    try:
+        template = environment(settings).get_template(name)
+        return template.render(context)
+    except TemplateError as exc:
+        where = getattr(exc, "filename", None) or name
+        line = f" line {exc.lineno}" if getattr(exc, "lineno", None) else ""
+        raise MailTemplateError(f"mail template {where}{line}: {exc.message or exc}") from exc
 
 
 def html_to_text(fragment: str) -> str:
