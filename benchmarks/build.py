@@ -37,12 +37,7 @@ TAGS = [
     "Cloud", "Monitoring", "Git", "Open Source", "Books", "Travel", "Journal", "Tutorial", "Hardware", "Music",
     "Belajar Bahasa",
 ]
-WORDS = (
-    "data server request response cache query index latency backend service deploy release commit branch "
-    "module function error retry timeout queue worker thread process memory disk network packet socket "
-    "belajar kerja proyek sistem aplikasi pengguna jaringan keamanan cepat lambat rumah kantor kopi pagi "
-    "the a of to and in is it that for on with as was at by this be from or an are not have"
-).split()
+WORDS = ["data", "server", "request", "response", "cache", "query", "index", "latency", "backend", "service", "deploy", "release", "commit", "branch", "module", "function", "error", "retry", "timeout", "queue", "worker", "thread", "process", "memory", "disk", "network", "packet", "socket", "belajar", "kerja", "proyek", "sistem", "aplikasi", "pengguna", "jaringan", "keamanan", "cepat", "lambat", "rumah", "kantor", "kopi", "pagi", "the", "a", "of", "to", "and", "in", "is", "it", "that", "for", "on", "with", "as", "was", "at", "by", "this", "be", "from", "or", "an", "are", "not", "have"]
 
 HUGO_CONFIG = {
     "baseURL": f"{SITE}/",

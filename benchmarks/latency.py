@@ -76,7 +76,7 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-def wait(condition, timeout: float, what: str, interval: float = 0.01):  # noqa: ANN001, ANN201
+def wait(condition, timeout: float, what: str, interval: float = 0.01):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         result = condition()

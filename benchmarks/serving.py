@@ -18,8 +18,8 @@ import shutil
 import signal
 import socket
 import statistics
-import sys
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request

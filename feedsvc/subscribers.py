@@ -32,7 +32,7 @@ from feedsvc.metrics import CONFIRMATION_MAILS
 from feedsvc.store import subscribers as store
 from feedsvc.store.schema import FREQUENCIES, STATUSES
 from feedsvc.store.subscribers import Subscriber
-from feedsvc.tokens import Purpose, Tokens, load_secret
+from feedsvc.tokens import Tokens, confirm_url
 
 __all__ = [
     "AddOutcome",
@@ -43,16 +43,12 @@ __all__ = [
     "SubscriptionRequest",
     "add",
     "confirm",
-    "confirm_url",
     "export_csv",
     "import_csv",
     "normalise_address",
-    "preferences_url",
     "request_subscription",
     "subscription_request",
-    "tokens_for",
     "unsubscribe",
-    "unsubscribe_url",
     "update_preferences",
 ]
 
@@ -502,29 +498,6 @@ def search(
 def counts(engine: Engine) -> dict[str, int]:
     with engine.connect() as connection:
         return store.counts_by_status(connection)
-
-
-# --- links in mails --------------------------------------------------------------------------------------------
-
-
-def tokens_for(settings: Settings) -> Tokens:
-    return Tokens(load_secret(settings.web.secret_key, settings.store.dir), settings.web.confirm_token_max_age)
-
-
-def _link(settings: Settings, tokens: Tokens, purpose: Purpose, subscriber_id: int) -> str:
-    return f"{settings.web.base_url}/{purpose.value}/{tokens.make(purpose, subscriber_id)}"
-
-
-def confirm_url(settings: Settings, tokens: Tokens, subscriber_id: int) -> str:
-    return _link(settings, tokens, Purpose.CONFIRM, subscriber_id)
-
-
-def unsubscribe_url(settings: Settings, tokens: Tokens, subscriber_id: int) -> str:
-    return _link(settings, tokens, Purpose.UNSUBSCRIBE, subscriber_id)
-
-
-def preferences_url(settings: Settings, tokens: Tokens, subscriber_id: int) -> str:
-    return _link(settings, tokens, Purpose.PREFERENCES, subscriber_id)
 
 
 async def send_confirmations(

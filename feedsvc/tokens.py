@@ -13,6 +13,8 @@ from pathlib import Path
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
+from feedsvc.config import Settings
+
 
 class Purpose(StrEnum):
     CONFIRM = "confirm"
@@ -68,3 +70,26 @@ def load_secret(configured: str, data_dir: Path) -> str:
     finally:
         temp.unlink()
     return path.read_text(encoding="ascii").strip()
+
+
+# --- the signed links in mails and pages ----------------------------------------------------------------
+
+
+def tokens_for(settings: Settings) -> Tokens:
+    return Tokens(load_secret(settings.web.secret_key, settings.store.dir), settings.web.confirm_token_max_age)
+
+
+def _link(settings: Settings, tokens: Tokens, purpose: Purpose, subscriber_id: int) -> str:
+    return f"{settings.web.base_url}/{purpose.value}/{tokens.make(purpose, subscriber_id)}"
+
+
+def confirm_url(settings: Settings, tokens: Tokens, subscriber_id: int) -> str:
+    return _link(settings, tokens, Purpose.CONFIRM, subscriber_id)
+
+
+def unsubscribe_url(settings: Settings, tokens: Tokens, subscriber_id: int) -> str:
+    return _link(settings, tokens, Purpose.UNSUBSCRIBE, subscriber_id)
+
+
+def preferences_url(settings: Settings, tokens: Tokens, subscriber_id: int) -> str:
+    return _link(settings, tokens, Purpose.PREFERENCES, subscriber_id)

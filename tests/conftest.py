@@ -100,17 +100,22 @@ class SmtpSink:
     fault: Callable[[str, Any], str | None] | None = None
     # EHLO greetings seen: one per client connection (clients here do not use STARTTLS).
     sessions: int = 0
+    # Advertise PIPELINING (RFC 2920) in the EHLO reply, as Postfix and most relays do; aiosmtpd does not by default
+    # (it reads pipelined commands fine either way).
+    pipelining: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
     host: str = "127.0.0.1"
     port: int = 0
 
-    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
         with self.lock:
             self.sessions += 1
         session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
         return responses
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         reply = self.fault("rcpt", address) if self.fault else None
         if reply == DROP:
             server.transport.abort()
@@ -119,7 +124,7 @@ class SmtpSink:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+    async def handle_DATA(self, server, session, envelope):
         reply = self.fault("data", envelope) if self.fault else None
         if reply == DROP:
             server.transport.abort()

@@ -358,3 +358,36 @@ def test_an_unmailable_stored_address_is_suppressed_with_the_reason(queue, smtp_
     status, reason = statuses(engine)[ids[0]]
     assert status == "bounced" and "'broken address@example.com' is not a usable e-mail address" in reason
     assert len(smtp_server.received) == 1
+
+
+def test_a_batch_slower_than_its_lease_keeps_its_claims(make_settings, smtp_server, store_url):
+    # Each mail takes 15 s of the test's clock, so the batch outlasts its 60 s lease several times over. While it
+    # sends, another worker tries to claim: the drain renews its lease, so nothing it holds is ever taken over.
+    settings = make_settings(
+        store={"url": store_url},
+        mail={"smtp_url": smtp_server.url, "connections": 3, "batch_size": 12, "lease_seconds": 60},
+    )
+    engine = open_engine(store_url)
+    try:
+        ids = add_subscribers(engine, 12)
+        add_edition(settings, engine, "daily-1", ids)
+        clock = Clock()
+        taken_over: list[int] = []
+
+        def slow_server(stage, _arg):
+            if stage == "data":
+                clock.advance(seconds=15)
+                with engine.begin() as connection:
+                    claimed = delivery_store.claim(
+                        connection, "intruder", now=clock(), lease_until=clock() + timedelta(minutes=5), limit=100
+                    )
+                taken_over.extend(delivery.id for delivery in claimed)
+
+        smtp_server.fault = slow_server
+        assert run(settings, engine, clock) == DrainReport(sent=12)
+        assert taken_over == []
+        assert Counter(m.recipients[0] for m in smtp_server.received) == Counter(
+            f"reader{n}@example.com" for n in range(12)
+        )
+    finally:
+        engine.dispose()

@@ -59,7 +59,7 @@ class Harness:
     def _refreshed(self) -> None:
         self.refreshed += 1
 
-    async def until(self, condition, timeout: float = 5.0) -> None:  # noqa: ANN001
+    async def until(self, condition, timeout: float = 5.0) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
         while not condition():
             assert asyncio.get_running_loop().time() < deadline, "condition not reached"

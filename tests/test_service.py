@@ -180,7 +180,6 @@ def test_sigterm_mid_send_exits_cleanly_and_a_restart_delivers_the_rest(tmp_path
     def slow(stage: str, _: object) -> None:
         if stage == "data":
             time.sleep(0.03)  # a slow relay: the signal lands mid-send
-        return None
 
     smtp_server.fault = slow
     config = write_config(tmp_path, mail={"smtp_url": smtp_server.url, "connections": 2})

@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 
 from feedsvc.store import open_engine
-from feedsvc.store.leases import LEADER, SqliteGuard, StoreInUse, acquire, holder_of, release, single_instance_guard
+from feedsvc.store.leases import (
+    LEADER,
+    SqliteGuard,
+    StoreInUse,
+    acquire,
+    holder_of,
+    release,
+    single_instance_guard,
+)
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

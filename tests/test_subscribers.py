@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, text
 from feedsvc import subscribers
 from feedsvc.store import open_engine, rate_limits
 from feedsvc.subscribers import AddOutcome, Consent, ImportFileError, InvalidInput
-from feedsvc.tokens import Purpose
+from feedsvc.tokens import Purpose, confirm_url, preferences_url, tokens_for, unsubscribe_url
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 
@@ -272,12 +272,12 @@ def test_search_and_counts(engine):
 
 def test_links_carry_purpose_bound_tokens(make_settings):
     settings = make_settings(web={"public_url": "https://news.example.org/"})
-    tokens = subscribers.tokens_for(settings)
-    url = subscribers.unsubscribe_url(settings, tokens, 42)
+    tokens = tokens_for(settings)
+    url = unsubscribe_url(settings, tokens, 42)
     assert url.startswith("https://news.example.org/unsubscribe/")
     assert tokens.read(Purpose.UNSUBSCRIBE, url.rsplit("/", 1)[1]) == 42
-    assert subscribers.confirm_url(settings, tokens, 7).startswith("https://news.example.org/confirm/")
-    assert subscribers.preferences_url(settings, tokens, 7).startswith("https://news.example.org/preferences/")
+    assert confirm_url(settings, tokens, 7).startswith("https://news.example.org/confirm/")
+    assert preferences_url(settings, tokens, 7).startswith("https://news.example.org/preferences/")
 
 
 # --- rate limits -----------------------------------------------------------------------------------------------

@@ -4,32 +4,31 @@ from __future__ import annotations
 
 import email
 import email.policy
-import gzip
 import mailbox
 import re
 import shutil
 import socket
 import threading
 import time
-from datetime import UTC, datetime
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import formatdate
 from pathlib import Path
 
 import feedparser
 import httpx
 import pytest
 import uvicorn
+from conftest import EXAMPLE_POSTS, free_port
 from sqlalchemy import text
 
 from feedsvc import feeds, subscribers
 from feedsvc.config import Settings
 from feedsvc.store.engine import create_store_engine
+from feedsvc.tokens import Purpose, Tokens, confirm_url, preferences_url, unsubscribe_url
 from feedsvc.web import create_app
 from feedsvc.web.feeds import FeedFiles
-from conftest import EXAMPLE_POSTS, free_port
 
 ADMIN = {"authorization": "Bearer test-admin-token"}
 
@@ -133,7 +132,7 @@ def test_round_trip_through_the_maildir(serve, store_url):
         active = served.subscriber("ani@example.org")
         assert active.status == "active" and active.confirmed_at is not None
 
-        unsubscribe = subscribers.unsubscribe_url(served.settings, served.app.state.web.tokens, active.id)
+        unsubscribe = unsubscribe_url(served.settings, served.app.state.web.tokens, active.id)
         page = client.get(unsubscribe)
         assert page.status_code == 200
         assert page.text.count("<button") == 1 and page.text.count("<form") == 1
@@ -157,7 +156,7 @@ def test_round_trip_through_a_real_smtp_server_and_one_click_unsubscribe(serve, 
         assert subscriber.status == "active" and subscriber.tags == ("python",)
 
         # RFC 8058: the mail client POSTs `List-Unsubscribe=One-Click` to the List-Unsubscribe URL; no page, no CSRF.
-        url = subscribers.unsubscribe_url(served.settings, served.app.state.web.tokens, subscriber.id)
+        url = unsubscribe_url(served.settings, served.app.state.web.tokens, subscriber.id)
         one_click = client.post(url, content=b"List-Unsubscribe=One-Click", headers={"content-type": "application/x-www-form-urlencoded"})
         assert one_click.status_code == 200 and "<html" not in one_click.text
         assert served.subscriber("budi@example.org").status == "unsubscribed"
@@ -173,7 +172,7 @@ def test_preferences_page_changes_frequency_and_tags(serve):
         subscribers.subscription_request("cici@example.org", tags=["go"]),
         subscribers.Consent(at=datetime.now(UTC), source="test"),
     )
-    url = subscribers.preferences_url(served.settings, served.app.state.web.tokens, pending.id)
+    url = preferences_url(served.settings, served.app.state.web.tokens, pending.id)
     with served.client() as client:
         token = csrf_form(client, url)
         page = client.get(url)
@@ -250,10 +249,10 @@ def test_forged_expired_and_wrong_purpose_tokens_are_refused(serve):
     pending = subscribers.request_subscription(
         served.engine, subscribers.subscription_request("tok@example.org"), subscribers.Consent(at=datetime.now(UTC), source="t")
     )
-    confirm = subscribers.confirm_url(served.settings, tokens, pending.id)
-    unsubscribe = subscribers.unsubscribe_url(served.settings, tokens, pending.id)
+    confirm = confirm_url(served.settings, tokens, pending.id)
+    unsubscribe = unsubscribe_url(served.settings, tokens, pending.id)
     forged = confirm[:-3] + ("AAA" if not confirm.endswith("AAA") else "BBB")
-    other_secret = subscribers.Tokens("another-secret", 3600).make(subscribers.Purpose.CONFIRM, pending.id)
+    other_secret = Tokens("another-secret", 3600).make(Purpose.CONFIRM, pending.id)
     with served.client() as client:
         for url in (forged, f"{served.url}/confirm/{other_secret}", f"{served.url}/confirm/../../etc/passwd", f"{served.url}/confirm/x"):
             answer = client.get(url)
@@ -328,7 +327,7 @@ def test_idn_addresses_are_stored_in_punycode_and_sql_is_just_text(serve):
 def test_errors_show_no_stack_traces(serve, tmp_path):
     served = serve()
     tokens = served.app.state.web.tokens
-    url = subscribers.preferences_url(served.settings, tokens, 1)
+    url = preferences_url(served.settings, tokens, 1)
     with served.engine.begin() as connection:
         connection.execute(text("DROP TABLE deliveries"))
         connection.execute(text("DROP TABLE subscribers"))

@@ -32,7 +32,7 @@ def hub() -> Iterator[Hub]:
     state = Hub()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             with state.lock:
                 state.pings.append(urllib.parse.parse_qs(body.decode()))

@@ -10,7 +10,14 @@ from rich.markup import escape
 
 from feedsvc import feeds
 from feedsvc.cli.common import (
-    EXIT_CONFIG, EXIT_OK, EXIT_PROBLEMS, ConfigOption, app, console, errors, settings_or_exit,
+    EXIT_CONFIG,
+    EXIT_OK,
+    EXIT_PROBLEMS,
+    ConfigOption,
+    app,
+    console,
+    errors,
+    settings_or_exit,
 )
 from feedsvc.config import Settings
 from feedsvc.posts import Collection, Problem, lint

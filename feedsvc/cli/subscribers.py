@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from sqlalchemy import Engine
 
-from feedsvc import subscribers
+from feedsvc import subscribers, tokens
 from feedsvc.cli.common import EXIT_PROBLEMS, ConfigOption, app, console, errors, settings_or_exit
 from feedsvc.config import Settings
 from feedsvc.mail.transport import transport_from_settings
@@ -56,7 +56,7 @@ def _send_confirmations(settings: Settings, pending: list[Subscriber]) -> int:
     async def send() -> int:
         transport = transport_from_settings(settings)
         try:
-            return await subscribers.send_confirmations(settings, subscribers.tokens_for(settings), transport, pending)
+            return await subscribers.send_confirmations(settings, tokens.tokens_for(settings), transport, pending)
         finally:
             await transport.aclose()
 

@@ -14,7 +14,6 @@ from feedsvc.posts import Post, tag_slug
 from feedsvc.store import announcements, editions
 
 
-
 @dataclass(frozen=True, slots=True)
 class Announced:
     batch: str

@@ -30,8 +30,7 @@ from feedsvc.mail.render import edition_skeleton
 from feedsvc.mail.transport import Outgoing, SendError, Transport
 from feedsvc.metrics import DELIVERIES
 from feedsvc.store import deliveries as store
-from feedsvc.subscribers import preferences_url, unsubscribe_url
-from feedsvc.tokens import Tokens, load_secret
+from feedsvc.tokens import Tokens, load_secret, preferences_url, unsubscribe_url
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +128,9 @@ class _Drain:
         self.senders_done = False
         self.write_error: BaseException | None = None
         self.halted = asyncio.Event()  # our own reason to stop (the store failed); `stop` is the caller's
+        mail = settings.mail
+        self.lease = timedelta(seconds=mail.lease_seconds + (mail.batch_size / mail.rate_limit if mail.rate_limit else 0))
+        self.renewed_at = now()
 
     async def run(self) -> DrainReport:
         self.total = await asyncio.to_thread(self._in_transaction, store.count_due, self.now())
@@ -158,14 +160,14 @@ class _Drain:
 
     async def _feed(self) -> None:
         mail = self.settings.mail
-        lease = timedelta(seconds=mail.lease_seconds + (mail.batch_size / mail.rate_limit if mail.rate_limit else 0))
         while not self._stopping():
             now = self.now()
             async with self.store_lock:
                 batch = await asyncio.to_thread(
                     self._in_transaction, store.claim, self.worker_id,
-                    now=now, lease_until=now + lease, limit=mail.batch_size,
+                    now=now, lease_until=now + self.lease, limit=mail.batch_size,
                 )
+                self.renewed_at = now
             if not batch:
                 return
             for wave in _chunks(batch, mail.connections):
@@ -268,6 +270,10 @@ class _Drain:
         now: datetime,
     ) -> tuple[dict[int, int], set[int]]:
         store.record(connection, self.worker_id, sent=sent, retries=retries, bounces=bounces, now=now)
+        # A batch held up by a slow or failing server keeps its claims: renewed well before they expire.
+        if now - self.renewed_at > self.lease / 3:
+            store.renew(connection, self.worker_id, now + self.lease)
+            self.renewed_at = now
         return store.start_sending(connection, self.worker_id, start)
 
     def _count(self, sent: list[store.Sent], retries: list[store.Retry], bounces: list[store.Bounce], skipped: int) -> None:

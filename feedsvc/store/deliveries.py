@@ -209,6 +209,16 @@ def _suppress(connection: Connection, worker_id: str, bounce: Bounce) -> None:
     )
 
 
+def renew(connection: Connection, worker_id: str, lease_until: datetime) -> None:
+    """Extend this worker's leases on the claims it still holds, so a slow batch is never taken over mid-way."""
+    c = deliveries.c
+    connection.execute(
+        update(deliveries)
+        .where(c.claimed_by == worker_id, c.state.in_((*WAITING, "sending")))
+        .values(lease_until=lease_until)
+    )
+
+
 def release(connection: Connection, worker_id: str) -> int:
     """Give back this worker's claims that were never started (on stop, or at the end of a drain)."""
     c = deliveries.c

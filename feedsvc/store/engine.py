@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -58,3 +58,9 @@ def open_engine(url: str) -> Engine:
     if not is_current(engine):
         upgrade(engine)
     return engine
+
+
+def ping(engine: Engine) -> None:
+    """Raise when the store cannot answer a trivial query (for /healthz)."""
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))

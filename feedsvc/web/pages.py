@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from feedsvc import subscribers
+from feedsvc import subscribers, tokens
 from feedsvc.metrics import CONFIRMATION_MAILS
 from feedsvc.store import rate_limits
 from feedsvc.store.schema import FREQUENCIES
@@ -182,7 +182,7 @@ async def confirm(request: Request) -> Response:
     subscriber = await run_in_threadpool(subscribers.confirm, web.engine, subscriber_id, _now())
     if subscriber is None:
         raise _link_gone(web)
-    preferences = subscribers.preferences_url(web.settings, web.tokens, subscriber.id)
+    preferences = tokens.preferences_url(web.settings, web.tokens, subscriber.id)
     return web.message(
         web.translate("confirmed_title"),
         web.translate("confirmed", site=web.settings.site.title, email=subscriber.email),
@@ -256,7 +256,7 @@ async def preferences(request: Request) -> Response:
         frequencies=FREQUENCIES,
         tags=_known_tags(web, subscriber.tags),
         action=web.url(request.url.path),
-        unsubscribe_url=subscribers.unsubscribe_url(web.settings, web.tokens, subscriber.id),
+        unsubscribe_url=tokens.unsubscribe_url(web.settings, web.tokens, subscriber.id),
         csrf_token=token,
     )
     web.csrf.set_cookie(response, new_cookie)

@@ -5,10 +5,10 @@ Revises:
 Create Date: 2026-11-23 03:00:03.368329
 """
 
-from alembic import op
 import sqlalchemy as sa
-import feedsvc.store.schema
+from alembic import op
 
+import feedsvc.store.schema
 
 revision = '0001'
 down_revision = None
