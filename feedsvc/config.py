@@ -158,7 +158,7 @@ class WebSettings(_Section):
 class SchedulerSettings(_Section):
     watch: Literal["events", "poll"] = "events"
     poll_interval: float = Field(2.0, gt=0)
-    debounce_ms: int = Field(150, ge=0)
+    debounce_ms: int = Field(50, ge=0)
     drain_interval: float = Field(5.0, gt=0)
     # With several instances on PostgreSQL, the leader (which runs watch/publish/digest jobs) holds a lease this
     # long and renews it every third of it; a leader that dies is replaced within this time.

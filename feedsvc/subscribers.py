@@ -472,6 +472,11 @@ def export_row(subscriber: Subscriber) -> dict[str, str]:
     }
 
 
+def _spreadsheet_safe(value: str) -> str:
+    # A cell starting like a formula runs as one when the file is opened in a spreadsheet (CSV injection).
+    return "'" + value if value.startswith(("=", "+", "-", "@", "\t", "\r")) else value
+
+
 def export_csv(engine: Engine, out: IO[str]) -> int:
     """Write every subscriber (suppressions included: they must follow the list) as CSV; return the count."""
     writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS, lineterminator="\r\n")
@@ -479,7 +484,7 @@ def export_csv(engine: Engine, out: IO[str]) -> int:
     written = 0
     with engine.connect() as connection:
         for subscriber in store.every(connection):
-            writer.writerow(export_row(subscriber))
+            writer.writerow({name: _spreadsheet_safe(value) for name, value in export_row(subscriber).items()})
             written += 1
     return written
 

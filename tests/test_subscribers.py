@@ -228,6 +228,15 @@ def test_csv_files_that_cannot_be_read_are_refused_whole(engine):
     assert subscribers.counts(engine)["active"] == 0
 
 
+def test_export_defuses_spreadsheet_formulas(engine):
+    subscribers.add(engine, subscribers.subscription_request("calc@example.org", name='=HYPERLINK("http://x")'),
+                    confirmed=True, consent=operator())
+    out = io.StringIO()
+    subscribers.export_csv(engine, out)
+    [row] = csv.DictReader(io.StringIO(out.getvalue()))
+    assert row["name"] == '\'=HYPERLINK("http://x")'
+
+
 def test_export_then_import_elsewhere_keeps_suppressions(engine, tmp_path):
     subscribers.import_csv(engine, b"email,name,tags\nlee@example.org,Lee,python\nmo@example.org,Mo,\n", confirmed=True, consent=operator())
     subscribers.remove(engine, "mo@example.org", NOW)

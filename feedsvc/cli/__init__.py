@@ -1,17 +1,39 @@
-"""The `feedsvc` command. Each command group lives in its own module and registers itself on `app`."""
+"""The `feedsvc` command. Each command group lives in its own module and registers itself on `app`.
+
+Only the module of the command being run is imported: `feedsvc build` does not pay for loading the web
+app, the scheduler and the store migrations (about half a second of a cold build).
+"""
 
 from __future__ import annotations
 
-# Importing the command modules registers their commands on `app`.
-from feedsvc.cli import (  # noqa: F401  (subscribers …, serve, db upgrade)
-    build,
-    digest,
-    service,
-    subscribers,
-    web,
-)
+import importlib
+import sys
+
 from feedsvc.cli.common import app
+
+# Top-level command -> the module under feedsvc.cli that defines it.
+COMMAND_MODULES = {
+    "build": "build",
+    "check": "build",
+    "digest": "digest",
+    "deliveries": "digest",
+    "run": "service",
+    "worker": "service",
+    "init": "service",
+    "subscribers": "subscribers",
+    "serve": "web",
+    "db": "web",
+}
+
+
+def load_commands(argv: list[str]) -> None:
+    """Import the module of the command named in argv, or every module (for --help or an unknown name)."""
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    modules = [COMMAND_MODULES[command]] if command in COMMAND_MODULES else sorted(set(COMMAND_MODULES.values()))
+    for module in modules:
+        importlib.import_module(f"feedsvc.cli.{module}")
 
 
 def main() -> None:
+    load_commands(sys.argv[1:])
     app()
