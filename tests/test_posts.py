@@ -7,6 +7,7 @@ import os
 import random
 import re
 import shutil
+import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -681,3 +682,26 @@ def test_the_quick_yaml_reader_agrees_with_pyyaml() -> None:
             expected = "an error"
         assert quick == expected, raw
     assert accepted > 1000
+
+
+def test_a_large_cold_parse_shared_out_over_processes_gives_the_same_scan(settings, monkeypatch):
+    for n in range(40):
+        write(settings, f"post-{n:02}.md", post(title=f"Post {n}", date=f"2025-03-{n % 28 + 1:02}", tags="[a, b]"))
+    write(settings, "broken.md", "---\ntitle: [unclosed\n---\nx\n")
+    write(settings, "nameless.md", "---\ndate: 2025-01-01\n---\nBody.\n")
+    serial = Collection(settings, cache_path=settings.store.dir / "serial.pickle").scan()
+
+    monkeypatch.setattr("feedsvc.posts.collection._PARALLEL_PARSE_MIN", 4)
+    assert threading.active_count() == 1 and (os.cpu_count() or 1) > 1  # else the parse would not fork
+    forked = Collection(settings, cache_path=settings.store.dir / "forked.pickle")
+    parallel = forked.scan()
+    assert forked.parses == 42
+    assert [(p.id, p.title, p.date, p.tags, p.url) for p in parallel.posts] == [
+        (p.id, p.title, p.date, p.tags, p.url) for p in serial.posts
+    ]
+    assert [str(problem) for problem in parallel.problems] == [str(problem) for problem in serial.problems]
+    assert parallel.posts[0].content_html == serial.posts[0].content_html
+    # The entries the children parsed were cached like any others: a new process re-parses nothing.
+    again = Collection(settings, cache_path=settings.store.dir / "forked.pickle")
+    again.scan()
+    assert again.parses == 0

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import errno
+import multiprocessing
 import os
 import pickle
 import re
 import stat
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -84,12 +86,15 @@ class Collection:
         assert self._entries is not None
         problems = list(found.problems)
         changes: dict[str, _Entry | None] = {path: None for path in self._entries.keys() - found.files.keys()}
+        stale = []
         for relative, info in found.files.items():
             entry = self._entries.get(relative)
             if entry is None or (entry.size, entry.mtime_ns) != (info.st_size, info.st_mtime_ns):
-                parsed = self._parse(self.site.posts_dir / relative, info, problems)
-                if parsed is not None or entry is not None:
-                    changes[relative] = parsed
+                stale.append((relative, info))
+        for relative, parsed, failures in self._parse_all(stale):
+            problems += failures
+            if parsed is not None or relative in self._entries:
+                changes[relative] = parsed
         _apply(self._entries, changes)
         if changes or self.cache.stale:
             problems += self.cache.save(self._entries, changes, self.site)
@@ -194,9 +199,30 @@ class Collection:
                 else:
                     found.problems.append(self.site.problem(Path(entry.path), None, "not a regular file"))
 
+    def _parse_all(self, stale: list[tuple[str, os.stat_result]]) -> Iterator[tuple[str, _Entry | None, list[Problem]]]:
+        """Parse these files: (relative path, entry, problems not to cache) for each.
+
+        A large cold parse (a first build, a cache made under other settings) is shared out over the CPUs by
+        forked processes; only while this process runs no other thread, since forking a threaded process (the
+        service) can leave a child holding a lock no one will release.
+        """
+        self.parses += len(stale)
+        workers = min(os.cpu_count() or 1, _MAX_PARSE_PROCESSES)
+        if len(stale) < _PARALLEL_PARSE_MIN or workers < 2 or threading.active_count() > 1:
+            yield from _parse_files(self, stale)
+            return
+        global _forked_collection
+        _forked_collection = self
+        chunks = [stale[start::workers] for start in range(workers)]
+        try:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+                for results in pool.map(_parse_in_child, chunks):
+                    yield from results
+        finally:
+            _forked_collection = None
+
     def _parse(self, path: Path, info: os.stat_result, problems: list[Problem]) -> _Entry | None:
         """Parse one file; None (and a problem, not cached) when it cannot be read at all."""
-        self.parses += 1
         limit = self.settings.posts.max_file_bytes
         if info.st_size > limit:
             return _Entry(
@@ -213,7 +239,10 @@ class Collection:
             )
         try:
             with path.open("rb") as file:
-                data = file.read(limit + 1)  # the file may have grown since stat
+                # Asking for exactly what stat said (read(n) allocates n bytes up front); more only if it grew.
+                data = file.read(info.st_size + 1)
+                if len(data) > info.st_size:
+                    data += file.read(limit + 1 - len(data))
         except OSError as exc:
             problems.append(self.site.problem(path, None, f"cannot read the file: {_reason(exc)}"))
             return None
@@ -371,6 +400,27 @@ class _Cache:
             self.stale = True
             return [site.problem(self.path, None, f"cannot write the posts cache: {exc}", "warning")]
         return []
+
+
+# Cold parses of at least this many files go to several processes (below it, starting them costs more).
+_PARALLEL_PARSE_MIN = 2000
+_MAX_PARSE_PROCESSES = 4
+# The collection a forked parse child works for (inherited through fork, never pickled).
+_forked_collection: Collection | None = None
+
+
+def _parse_files(
+    collection: Collection, files: list[tuple[str, os.stat_result]]
+) -> Iterator[tuple[str, _Entry | None, list[Problem]]]:
+    root = collection.site.posts_dir
+    for relative, info in files:
+        problems: list[Problem] = []
+        yield relative, collection._parse(root / relative, info, problems), problems
+
+
+def _parse_in_child(files: list[tuple[str, os.stat_result]]) -> list[tuple[str, _Entry | None, list[Problem]]]:
+    assert _forked_collection is not None
+    return list(_parse_files(_forked_collection, files))
 
 
 def _apply(entries: dict[str, _Entry], changes: dict[str, _Entry | None]) -> None:
