@@ -19,8 +19,9 @@ app = typer.Typer(
     add_completion=False,
 )
 
-console = Console()
-errors = Console(stderr=True)
+# soft_wrap: long lines (paths, URLs) are never broken in the middle when output is piped or logged.
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
