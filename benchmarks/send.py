@@ -1,6 +1,7 @@
 """Sending benchmark: a ~30 KB digest to 10,000 subscribers through the feedsvc drain into a local SMTP sink.
 
-    .venv/bin/python benchmarks/send.py [--subscribers 10000] [--large 100000] [--naive-sample 1000]
+    .venv/bin/python benchmarks/send.py [--subscribers 10000] [--large 100000] [--naive-sample 1000] [--runs 3]
+                                        [--workers 1,2]
 
 In one run it measures, against the same sink:
   * feedsvc: `drain()` (SMTP pool + delivery state in a SQLite store), in a subprocess so its peak RSS is its own;
@@ -199,12 +200,14 @@ def run_drain_child(config: Path, worker_id: str) -> None:
         finally:
             await transport.aclose()
 
+    cpu_before = time.process_time()
     started = time.perf_counter()
     report = asyncio.run(go())
     elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu_before  # every thread of the process, start-up excluded
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"sent": report.sent, "failed": report.failed + report.retried, "seconds": elapsed,
-                      "peak_mib": peak_kib / 1024}))
+                      "cpu_seconds": cpu, "peak_mib": peak_kib / 1024}))
 
 
 def drain_in_subprocesses(config: Path, workers: int) -> dict:
@@ -227,6 +230,7 @@ def drain_in_subprocesses(config: Path, workers: int) -> dict:
         "failed": sum(r["failed"] for r in results),
         "seconds": max(r["seconds"] for r in results),
         "peak_mib": max(r["peak_mib"] for r in results),
+        "cpu_seconds": sum(r["cpu_seconds"] for r in results),
     }
 
 
@@ -295,9 +299,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--subscribers", type=int, default=10_000)
     parser.add_argument("--large", type=int, default=100_000, help="subscribers for the flat-memory check (0: skip)")
-    parser.add_argument("--naive-sample", type=int, default=1000)
-    parser.add_argument("--runs", type=int, default=2, help="runs of the timed contenders (median)")
-    parser.add_argument("--workers", type=int, default=1, help="drain processes sharing the queue")
+    parser.add_argument("--naive-sample", type=int, default=1000, help="messages the naive loop sends (>= 1000)")
+    parser.add_argument("--runs", type=int, default=3, help="runs of each timed contender (median)")
+    parser.add_argument("--workers", default="1,2", help="drain processes sharing the queue, one row per number")
     parser.add_argument("--drain-child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--worker-id", default="bench", help=argparse.SUPPRESS)
     parser.add_argument("--aiosmtpd-sink", type=int, help=argparse.SUPPRESS)
@@ -318,56 +322,63 @@ def main() -> None:
 
 def report(args: argparse.Namespace, port: int, sink_name: str) -> None:
     count = args.subscribers
+    workers = [int(n) for n in args.workers.split(",")]
+    print(f"sink: {sink_name}; {count} subscribers, {CONNECTIONS} connections per drain process, SQLite store; "
+          f"load average {os.getloadavg()[0]:.1f}", flush=True)
     with tempfile.TemporaryDirectory(prefix="feedsvc-bench-") as temp:
         folder = Path(temp)
-        print(f"sink: {sink_name}; {count} subscribers, {args.workers} drain process(es) x {CONNECTIONS} connections, "
-              "SQLite store", flush=True)
+        runs_done = 0
 
-        def feedsvc_run(subscribers: int, tag: str) -> dict:
-            run_dir = folder / tag
+        def feedsvc_run(subscribers: int, processes: int) -> dict:
+            nonlocal runs_done
+            run_dir = folder / f"run{runs_done}"
+            runs_done += 1
             run_dir.mkdir()
             config = write_config(run_dir, port)
             parts = fill_store(config, subscribers)
-            result = drain_in_subprocesses(config, args.workers)
-            result["parts"] = parts
+            result = drain_in_subprocesses(config, processes)
+            result["parts"], result["config"] = parts, config
             if result["sent"] != subscribers:
                 raise SystemExit(f"feedsvc sent {result['sent']} of {subscribers} ({result['failed']} failed)")
             return result
 
-        feedsvc_runs = [feedsvc_run(count, f"run{i}") for i in range(args.runs)]
-        subject, html, text = feedsvc_runs[0]["parts"]
-        sample_message = _sample_message(folder / "run0" / "feedsvc.toml", subject, html, text)
+        drains = {n: [feedsvc_run(count, n) for _ in range(args.runs)] for n in workers}
+        first = drains[workers[0]][0]
+        subject, html, text = first["parts"]
+        sample_message = _sample_message(first["config"], subject, html, text)
         size = len(sample_message)
-        feedsvc_seconds = statistics.median(r["seconds"] for r in feedsvc_runs)
-        peak_small = max(r["peak_mib"] for r in feedsvc_runs)
 
         sample = min(args.naive_sample, count)
         naive_seconds = median_of(args.runs, lambda: naive_send(port, sample, subject, html, text)) * count / sample
-        pool_seconds = median_of(
-            args.runs, lambda: transport_alone(folder / "run0" / "feedsvc.toml", sample_message, count)
-        )
+        pool_seconds = median_of(args.runs, lambda: transport_alone(first["config"], sample_message, count))
         source_seconds = (
             median_of(args.runs, lambda: smtp_source(port, count, size)) if find_tool("smtp-source") else None
         )
-        peak_large = feedsvc_run(args.large, "large")["peak_mib"] if args.large else None
+        peak_small = max(r["peak_mib"] for r in drains[1 if 1 in drains else workers[0]])
+        peak_large = feedsvc_run(args.large, 1)["peak_mib"] if args.large else None
 
-    rate = count / feedsvc_seconds
     naive_rate = count / naive_seconds
-    rows = [
-        ("feedsvc drain (pool + store)", rate, "1.00"),
-        (f"naive smtplib (sample {sample}, scaled)", naive_rate, f"{rate / naive_rate:.1f}x faster (target >= 10x)"),
-        ("SmtpTransport alone (no store, 1 message)", count / pool_seconds,
-         f"feedsvc at {rate * pool_seconds / count:.0%} of its aiosmtplib pool"),
-    ]
-    if source_seconds:
-        source_rate = count / source_seconds
-        rows.append(("postfix smtp-source", source_rate, f"feedsvc at {rate / source_rate:.0%} (target >= 40%)"))
-    print(f"\nmessage size {size / 1024:.1f} KiB, medians of {args.runs} runs")
-    print(f"{'contender':<44} {'messages/s':>12}  ratio")
-    for name, value, ratio in rows:
-        print(f"{name:<44} {value:>12.0f}  {ratio}")
-    if not source_seconds:
+    source_rate = count / source_seconds if source_seconds else None
+    print(f"\nmessage size {size / 1024:.1f} KiB; medians of {args.runs} runs of {count} messages "
+          f"(naive: {sample} messages per run)")
+    print(f"{'contender':<46} {'messages/s':>10} {'CPU µs/msg':>10}  {'vs naive':>8}  {'vs smtp-source':>14}")
+
+    def row(name: str, rate: float, cpu: float | None = None) -> None:
+        cpu_text = f"{cpu * 1e6 / count:.0f}" if cpu is not None else ""
+        versus_source = f"{rate / source_rate:.0%}" if source_rate else "n/a"
+        print(f"{name:<46} {rate:>10.0f} {cpu_text:>10}  {rate / naive_rate:>7.1f}x  {versus_source:>14}")
+
+    for n, results in drains.items():
+        seconds = statistics.median(r["seconds"] for r in results)
+        cpu = statistics.median(r["cpu_seconds"] for r in results)
+        row(f"feedsvc drain, {n} process(es) (pool + store)", count / seconds, cpu)
+    row("naive smtplib (new connection + EmailMessage)", naive_rate)
+    row("SmtpTransport alone (no store, one message)", count / pool_seconds)
+    if source_rate:
+        row("postfix smtp-source (same size and count)", source_rate)
+    else:
         print("postfix smtp-source: not installed (apt-get install postfix) - practical limit not measured")
+    print("targets: >= 10x naive, >= 40% of smtp-source. CPU: user+system time of the drain processes while draining")
     print(f"\npeak RSS of a drain process at {count} subscribers: {peak_small:.1f} MiB")
     if peak_large is not None:
         growth = peak_large / peak_small - 1

@@ -6,12 +6,15 @@ never passes as another. Confirmation tokens expire; unsubscribe and preferences
 
 from __future__ import annotations
 
+import hmac
 import os
 import secrets
+import time
 from enum import StrEnum
 from pathlib import Path
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous.encoding import base64_encode, int_to_bytes
 
 from feedsvc.config import Settings
 
@@ -30,9 +33,20 @@ class Tokens:
     def __init__(self, secret: str, confirm_max_age: int) -> None:
         self._serializers = {p: URLSafeTimedSerializer(secret, salt=f"feedsvc.{p}") for p in Purpose}
         self._confirm_max_age = confirm_max_age
+        # A mail carries two tokens and a digest goes to thousands: `make` signs with a keyed HMAC prepared
+        # once per purpose instead of building a serializer, signer and derived key for every token.
+        self._macs: dict[Purpose, hmac.HMAC] = {}
+        for purpose, serializer in self._serializers.items():
+            signer = serializer.make_signer()
+            self._macs[purpose] = hmac.new(signer.derive_key(), digestmod=signer.digest_method)
 
     def make(self, purpose: Purpose, subscriber_id: int) -> str:
-        return self._serializers[purpose].dumps(subscriber_id)
+        """Exactly what `URLSafeTimedSerializer.dumps(subscriber_id)` gives (so `read` and older links agree)."""
+        # The JSON of an int is its digits, which zlib never shortens: the payload is never compressed.
+        signed = base64_encode(b"%d" % subscriber_id) + b"." + base64_encode(int_to_bytes(int(time.time())))
+        mac = self._macs[purpose].copy()
+        mac.update(signed)
+        return (signed + b"." + base64_encode(mac.digest())).decode("ascii")
 
     def read(self, purpose: Purpose, token: str) -> int:
         max_age = self._confirm_max_age if purpose is Purpose.CONFIRM else None

@@ -7,8 +7,10 @@ import mailbox
 import ssl
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
+import uvloop
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from conftest import DROP, SmtpSink, free_port
@@ -37,7 +39,15 @@ async def send_all(transport, items: list[Outgoing]) -> list[BaseException | Non
         await transport.aclose()
 
 
-def test_many_messages_share_the_pooled_connections(make_settings, smtp_server):
+@pytest.fixture(params=[False, True], ids=["plain", "pipelining"])
+def any_server(request, smtp_server) -> SmtpSink:
+    """The aiosmtpd server, once as it is and once advertising PIPELINING (the session's fast path)."""
+    smtp_server.pipelining = request.param
+    return smtp_server
+
+
+def test_many_messages_share_the_pooled_connections(make_settings, any_server):
+    smtp_server = any_server
     settings = make_settings(mail={"smtp_url": smtp_server.url, "connections": 3})
     items = [outgoing(f"reader{i}@example.com") for i in range(60)]
     results = asyncio.run(send_all(SmtpTransport(settings), items))
@@ -46,7 +56,8 @@ def test_many_messages_share_the_pooled_connections(make_settings, smtp_server):
     assert 1 <= smtp_server.sessions <= 3
 
 
-def test_a_connection_is_renewed_after_its_message_cap(make_settings, smtp_server):
+def test_a_connection_is_renewed_after_its_message_cap(make_settings, any_server):
+    smtp_server = any_server
     settings = make_settings(mail={"smtp_url": smtp_server.url, "connections": 2, "messages_per_connection": 5})
     results = asyncio.run(send_all(SmtpTransport(settings), [outgoing(f"r{i}@example.com") for i in range(30)]))
     assert results == [None] * 30
@@ -54,7 +65,9 @@ def test_a_connection_is_renewed_after_its_message_cap(make_settings, smtp_serve
     assert 6 <= smtp_server.sessions <= 8
 
 
-def test_replies_map_to_permanent_and_transient_errors(make_settings, smtp_server):
+def test_replies_map_to_permanent_and_transient_errors(make_settings, any_server):
+    smtp_server = any_server
+
     def fault(stage, arg):
         if stage == "rcpt" and arg.startswith("gone"):
             return "550 5.1.1 no such user"
@@ -183,16 +196,22 @@ def test_credentials_in_the_url_authenticate():
 
 
 @pytest.fixture(scope="module")
-def self_signed(tmp_path_factory) -> ssl.SSLContext:
-    """A server TLS context with a fresh self-signed certificate (made by the openssl command)."""
+def self_signed_cert(tmp_path_factory) -> Path:
+    """A fresh self-signed certificate for 127.0.0.1 (made by the openssl command); its key lies beside it."""
     folder = tmp_path_factory.mktemp("tls")
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-keyout", str(folder / "key.pem"), "-out", str(folder / "cert.pem")],
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(folder / "key.pem"), "-out", str(folder / "cert.pem")],
         check=True, capture_output=True,
     )
+    return folder / "cert.pem"
+
+
+@pytest.fixture(scope="module")
+def self_signed(self_signed_cert) -> ssl.SSLContext:
+    """A server TLS context with that certificate."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(folder / "cert.pem", folder / "key.pem")
+    context.load_cert_chain(self_signed_cert, self_signed_cert.parent / "key.pem")
     return context
 
 
@@ -213,3 +232,192 @@ def test_tls_is_used_and_certificates_are_checked(scheme, self_signed):
     assert isinstance(error, SendError) and not error.permanent
     assert "CERTIFICATE_VERIFY_FAILED" in error.reason
     assert sink.received == []
+
+
+# --- pipelining and the DATA block on the wire -------------------------------------------------------------
+
+
+class ScriptedServer:
+    """A raw SMTP server on asyncio streams that records how commands arrive: each group is the commands read
+    before the server answered (one group of three when the client pipelines). `rcpt_reply`/`data_reply`
+    script the answers; the DATA block is kept exactly as it came over the wire (still dot-stuffed)."""
+
+    def __init__(
+        self,
+        *,
+        pipelining: bool,
+        rcpt_reply: bytes = b"250 OK",
+        data_reply: bytes = b"354 go ahead",
+        after_message: bytes = b"",
+    ) -> None:
+        self.pipelining = pipelining
+        self.after_message = after_message  # said unasked after each accepted message
+        self.rcpt_reply = rcpt_reply
+        self.data_reply = data_reply
+        self.groups: list[list[str]] = []
+        self.blocks: list[bytes] = []
+        self.sessions = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.sessions += 1
+        writer.write(b"220 scripted ready\r\n")
+        while line := await reader.readline():
+            group = [line]
+            # Whatever the client sent without waiting for an answer belongs to the same group.
+            while not group[-1].upper().startswith(b"DATA"):
+                try:
+                    group.append(await asyncio.wait_for(reader.readline(), 0.2))
+                except TimeoutError:
+                    break
+            self.groups.append([command.split()[0].decode().upper() for command in group if command.strip()])
+            for command in group:
+                verb = command.split()[0].upper() if command.strip() else b""
+                if verb == b"EHLO":
+                    extensions = [b"250-scripted", b"250-SIZE 10000000"] + ([b"250-PIPELINING"] if self.pipelining else [])
+                    writer.write(b"\r\n".join(extensions) + b"\r\n250 HELP\r\n")
+                elif verb == b"RCPT":
+                    writer.write(self.rcpt_reply + b"\r\n")
+                elif verb == b"DATA":
+                    writer.write(self.data_reply + b"\r\n")
+                    if self.data_reply.startswith(b"354"):
+                        block = await reader.readuntil(b"\r\n.\r\n")
+                        self.blocks.append(block)
+                        writer.write(b"250 queued\r\n" + self.after_message)
+                elif verb == b"QUIT":
+                    writer.write(b"221 bye\r\n")
+                    await writer.drain()
+                    writer.close()
+                    return
+                else:  # MAIL, RSET
+                    writer.write(b"250 OK\r\n")
+            await writer.drain()
+        writer.close()
+
+
+def scripted_send(server: ScriptedServer, items: list[Outgoing]) -> list[BaseException | None]:
+    async def scenario() -> list[BaseException | None]:
+        listener = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+        port = listener.sockets[0].getsockname()[1]
+        try:
+            transport = SmtpTransport(_settings_for(f"smtp://127.0.0.1:{port}", connections=1, timeout=5))
+            return await send_all(transport, items)
+        finally:
+            listener.close()
+
+    return asyncio.run(scenario())
+
+
+DOTTED = b"Subject: dots\r\n\r\n.hidden line\r\n..two dots\r\n.\r\nend\r\n"
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelining", "plain"])
+def test_envelope_commands_are_pipelined_only_when_offered_and_lines_with_dots_are_stuffed(pipelining):
+    server = ScriptedServer(pipelining=pipelining)
+    message = Outgoing("news@blog.example.org", "reader@example.com", DOTTED)
+    assert scripted_send(server, [message, message]) == [None, None]
+    transactions = [group for group in server.groups if group[0] in ("MAIL", "RCPT", "DATA")]
+    if pipelining:
+        assert transactions == [["MAIL", "RCPT", "DATA"]] * 2  # one round trip for the envelope
+    else:
+        assert transactions == [["MAIL"], ["RCPT"], ["DATA"]] * 2
+    assert server.sessions == 1
+    # Every line starting with '.' gets one more on the wire; the lone '.' line must not end the message.
+    assert server.blocks == [b"Subject: dots\r\n\r\n..hidden line\r\n...two dots\r\n..\r\nend\r\n.\r\n"] * 2
+
+
+def test_bare_line_endings_are_sent_as_crlf():
+    server = ScriptedServer(pipelining=True)
+    message = Outgoing("news@blog.example.org", "reader@example.com", b"Subject: unix\n\n.line one\nline two\rlast")
+    assert scripted_send(server, [message]) == [None]
+    assert server.blocks == [b"Subject: unix\r\n\r\n..line one\r\nline two\r\nlast\r\n.\r\n"]
+
+
+def test_a_pipelined_refusal_is_mapped_to_its_command_and_the_session_reset():
+    # 550 to RCPT; the pipelined DATA then fails too (503), which must not hide the recipient's refusal.
+    server = ScriptedServer(pipelining=True, rcpt_reply=b"550 5.1.1 no such user", data_reply=b"503 5.5.1 no recipients")
+    [error] = scripted_send(server, [outgoing("gone@example.com")])
+    assert isinstance(error, SendError) and error.permanent and error.code == 550
+    assert error.reason == "recipient refused: 550 5.1.1 no such user"
+    assert ["RSET"] in server.groups and server.sessions == 1  # the session was kept, its transaction ended
+
+
+def test_data_accepted_after_a_refused_recipient_abandons_the_connection():
+    # A broken server takes the pipelined DATA although it refused the only recipient: whatever we sent next
+    # would become message text, so the connection is dropped and the send retried later, never bounced.
+    server = ScriptedServer(pipelining=True, rcpt_reply=b"550 5.1.1 no such user")
+    errors = scripted_send(server, [outgoing("gone@example.com"), outgoing("next@example.com")])
+    assert isinstance(errors[0], SendError) and not errors[0].permanent and "DATA accepted" in errors[0].reason
+    assert server.sessions == 2
+
+
+def test_a_reply_nobody_asked_for_retires_the_connection_instead_of_answering_the_next_mail():
+    # A relay announcing its shutdown (421) between two mails: that reply must not be read as the next
+    # MAIL's answer, which would fail a good message; the next mail goes out on a fresh connection.
+    server = ScriptedServer(pipelining=True, after_message=b"421 4.4.2 closing idle connection\r\n")
+    assert scripted_send(server, [outgoing("a@example.com"), outgoing("b@example.com")]) == [None, None]
+    assert server.sessions == 2
+
+
+def test_a_mail_whose_text_starts_lines_with_dots_arrives_intact(make_settings, any_server):
+    from feedsvc.mail.message import MessageSkeleton, WireMessage
+
+    settings = make_settings(mail={"smtp_url": any_server.url})
+    plain = MessageSkeleton(settings, subject="Halo", html_body="<p>halo</p>", text_body="halo\n")
+    dotted = MessageSkeleton(settings, subject="Titik", html_body="<p>x</p>", text_body="first\n.second\n..third\n.\n")
+    items = []
+    for n, skeleton in enumerate((plain, dotted)):
+        message = skeleton.build(to_email=f"r{n}@example.com", to_name="R", message_id=f"<m{n}@example.org>")
+        items.append(Outgoing(skeleton.envelope_sender, f"r{n}@example.com", message))
+    # A skeleton without such lines hands over a message fit for DATA as it is; the other is stuffed on the way.
+    assert isinstance(items[0].message, WireMessage) and not isinstance(items[1].message, WireMessage)
+    assert asyncio.run(send_all(SmtpTransport(settings), items)) == [None, None]
+    for n, item in enumerate(items):
+        [mail] = any_server.messages_to(f"r{n}@example.com")
+        assert mail.data.replace(b"\r\n", b"\n") == item.message.replace(b"\r\n", b"\n")
+    [mail] = any_server.messages_to("r1@example.com")
+    assert mail.message.get_body(("plain",)).get_content().replace("\r\n", "\n") == "first\n.second\n..third\n.\n"
+
+
+def test_an_address_that_would_break_the_command_line_is_refused_before_sending(make_settings, smtp_server):
+    settings = make_settings(mail={"smtp_url": smtp_server.url})
+    bad = Outgoing("news@blog.example.org", "reader@example.com>\r\nRCPT TO:<victim@example.com", b"Subject: x\r\n\r\nx\r\n")
+    [error] = asyncio.run(send_all(SmtpTransport(settings), [bad]))
+    assert isinstance(error, SendError) and error.permanent and "recipient" in error.reason
+    assert smtp_server.received == []
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+@pytest.mark.parametrize("scheme", ["smtp", "smtps"])
+def test_pipelined_sessions_run_over_tls_and_auth_once_the_certificate_is_trusted(
+    scheme, loop, self_signed, self_signed_cert, monkeypatch
+):
+    # The session takes over the connection aiosmtplib secured and logged in: the transactions must go
+    # through that same TLS layer (STARTTLS upgraded or TLS from the start), on asyncio's own loop and on
+    # uvloop's (what uvicorn runs the web app on), whose transports are other classes.
+    monkeypatch.setenv("SSL_CERT_FILE", str(self_signed_cert))  # the client trusts our test CA, as with a real one
+    logins: list[bytes] = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        logins.append(auth_data.login)
+        return AuthResult(success=auth_data.password == b"pw")
+
+    sink = SmtpSink(pipelining=True)
+    sink.port = free_port()
+    if scheme == "smtp":
+        tls = {"tls_context": self_signed, "require_starttls": True}  # and AUTH only once TLS is up
+    else:
+        tls = {"ssl_context": self_signed, "auth_require_tls": False}  # aiosmtpd cannot tell it is under TLS
+    controller = Controller(sink, hostname="127.0.0.1", port=sink.port, authenticator=authenticator,
+                            auth_required=True, **tls)
+    controller.start()
+    try:
+        transport = SmtpTransport(_settings_for(f"{scheme}://news:pw@127.0.0.1:{sink.port}", timeout=5, connections=2))
+        items = [Outgoing("news@blog.example.org", f"r{n}@example.com", DOTTED) for n in range(6)]
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop if loop == "uvloop" else None) as runner:
+            assert runner.run(send_all(transport, items)) == [None] * 6
+    finally:
+        controller.stop()
+    assert sorted(m.recipients[0] for m in sink.received) == [f"r{n}@example.com" for n in range(6)]
+    assert all(m.data == DOTTED for m in sink.received)
+    assert 1 <= len(logins) <= 2 and set(logins) == {b"news"}

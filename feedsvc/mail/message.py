@@ -4,16 +4,19 @@ The skeleton holds everything that is the same for every recipient, already enco
 both bodies as quoted-printable segments split around the per-recipient placeholders. Personalising is then
 string work only: a few headers, the placeholder values encoded on their own, one join (and a DKIM signature
 when configured). Each segment ends with a soft line break, so a value always starts a fresh encoded line
-and no line grows past the quoted-printable limit.
+and no line grows past the quoted-printable limit. A message whose lines are all CRLF and none starts with
+'.' comes out as a `WireMessage`, which the SMTP client sends without scanning it again.
 """
 
 from __future__ import annotations
 
 import binascii
+import functools
 import hashlib
 import html
 import re
 import secrets
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.header import Header
@@ -31,6 +34,7 @@ _PLACEHOLDER = re.compile(f"({UNSUBSCRIBE_URL}|{PREFERENCES_URL})")
 
 CRLF = b"\r\n"
 _SOFT_BREAK = b"=\r\n"
+_PREAMBLE = b"\r\nThis is a multipart message in MIME format.\r\n"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 # local@domain without whitespace, brackets or the other characters that would need quoting.
 _ADDRESS = re.compile(r"[^\s<>()\[\],;:\"@\\]+@[^\s<>()\[\],;:\"@\\]+")
@@ -38,6 +42,20 @@ _ADDRESS = re.compile(r"[^\s<>()\[\],;:\"@\\]+@[^\s<>()\[\],;:\"@\\]+")
 
 class AddressError(ValueError):
     """An address that cannot go into an envelope or header as given."""
+
+
+class WireMessage(bytes):
+    """A message that SMTP DATA can carry as it is: CRLF line endings only, no line starting with '.', CRLF last.
+
+    A skeleton checks its fixed parts once, so the SMTP client need not scan every personalised copy to
+    normalise line endings and dot-stuff it (RFC 5321 4.5.2); any other bytes still get that treatment.
+    """
+
+
+def fits_smtp_data(part: bytes) -> bool:
+    """Whether `part`, starting at the beginning of a line, has only CRLF line endings and no line starting with '.'."""
+    crlf = part.count(b"\r\n")
+    return part.count(b"\n") == crlf and part.count(b"\r") == crlf and not part.startswith(b".") and b"\n." not in part
 
 
 def single_line(value: str) -> str:
@@ -91,7 +109,13 @@ def sender_header(settings: Settings) -> str:
 
 
 def message_id_domain(settings: Settings) -> str:
-    return mail_address(settings.mail.from_address).rpartition("@")[2]
+    return _domain_of(settings.mail.from_address)
+
+
+@functools.lru_cache(maxsize=8)
+def _domain_of(address: str) -> str:
+    # Asked once per mail sent, always for the same configured address.
+    return mail_address(address).rpartition("@")[2]
 
 
 def message_id_for(settings: Settings, key: str) -> str:
@@ -153,6 +177,18 @@ class MessageSkeleton:
         self._closing = f"\r\n--{boundary}--\r\n".encode("ascii")
         self._text = _segments(text_body)
         self._html = _segments(html_body)
+        # Every fixed part starts a line (headers and segments end in CRLF or a soft break), so checking each
+        # part once covers every line they hold; `build` checks the few per-recipient bytes itself.
+        fixed = [self._shared_headers, _PREAMBLE, self._text_head, self._html_head, self._closing, *self._text, *self._html]
+        self._date = (0, "")  # (second, its Date header value)
+        self._fixed_parts_fit = all(fits_smtp_data(part) for part in fixed if isinstance(part, bytes))
+
+    def _date_now(self) -> str:
+        """The Date header value for now, formatted once per second rather than once per mail."""
+        second = int(time.time())
+        if self._date[0] != second:
+            self._date = (second, format_datetime(datetime.fromtimestamp(second, UTC)))
+        return self._date[1]
 
     def build(
         self,
@@ -170,31 +206,38 @@ class MessageSkeleton:
             message_id = f"<{message_id}>"
         headers = [
             f"To: {address_header(to_name, to_email)}",
-            f"Date: {format_datetime(date or datetime.now(UTC))}",
+            f"Date: {format_datetime(date) if date else self._date_now()}",
             f"Message-ID: {message_id}",
         ]
         if self.is_list_mail:
             headers.append(f"List-Unsubscribe: <{values[UNSUBSCRIBE_URL]}>,\r\n <{self._mailto_unsubscribe}>")
-        parts = [
-            self._shared_headers,
-            ("\r\n".join(headers) + "\r\n").encode("utf-8"),
-            b"\r\nThis is a multipart message in MIME format.\r\n",
-            self._text_head,
-            *_fill(self._text, values, escape=False),
-            self._html_head,
-            *_fill(self._html, values, escape=True),
-            self._closing,
-        ]
-        message = b"".join(parts)
-        return self.dkim_signer.sign(message) if self.dkim_signer else message
+        personal = ("\r\n".join(headers) + "\r\n").encode("utf-8")
+        text_values = _encoded_values(values, escape=False)
+        html_values = _encoded_values(values, escape=True)
+        message = b"".join(
+            [
+                self._shared_headers,
+                personal,
+                _PREAMBLE,
+                self._text_head,
+                *_fill(self._text, text_values),
+                self._html_head,
+                *_fill(self._html, html_values),
+                self._closing,
+            ]
+        )
+        if self.dkim_signer:
+            signed = self.dkim_signer.sign(message)
+            personal += signed[: len(signed) - len(message)]  # the DKIM-Signature header put in front
+            message = signed
+        personal_parts_fit = all(fits_smtp_data(part) for part in (personal, *text_values.values(), *html_values.values()))
+        return WireMessage(message) if self._fixed_parts_fit and personal_parts_fit else message
 
 
-def _fill(segments: list[bytes | str], values: Mapping[str, str], *, escape: bool) -> list[bytes]:
-    filled: list[bytes] = []
-    for segment in segments:
-        if isinstance(segment, bytes):
-            filled.append(segment)
-        else:
-            value = values[segment]
-            filled.append(_qp(html.escape(value) if escape else value) + _SOFT_BREAK)
-    return filled
+def _encoded_values(values: Mapping[str, str], *, escape: bool) -> dict[str, bytes]:
+    """Each placeholder's value as a quoted-printable segment of its own (HTML-escaped for the HTML part)."""
+    return {name: _qp(html.escape(value) if escape else value) + _SOFT_BREAK for name, value in values.items()}
+
+
+def _fill(segments: list[bytes | str], values: Mapping[str, bytes]) -> list[bytes]:
+    return [segment if isinstance(segment, bytes) else values[segment] for segment in segments]

@@ -206,6 +206,9 @@ class _Drain:
 
     async def _sender(self) -> None:
         while (job := await self.ready.get()) is not None:
+            if self._lease_is_stale():
+                # A slow server: the batch's claims are renewed before this send, not only after it.
+                await self._write(())
             try:
                 await self.transport.send(job.item)
             except SendError as exc:
@@ -248,7 +251,7 @@ class _Drain:
             sent, self.sent = self.sent, []
             retries, self.retries = self.retries, []
             bounces, self.bounces = self.bounces, []
-            if sent or retries or bounces or start:
+            if sent or retries or bounces or start or self._lease_is_stale():
                 startable, skipped = await asyncio.to_thread(
                     self._in_transaction, self._record_and_start, sent, retries, bounces, start, self.now()
                 )
@@ -271,10 +274,13 @@ class _Drain:
     ) -> tuple[dict[int, int], set[int]]:
         store.record(connection, self.worker_id, sent=sent, retries=retries, bounces=bounces, now=now)
         # A batch held up by a slow or failing server keeps its claims: renewed well before they expire.
-        if now - self.renewed_at > self.lease / 3:
+        if self._lease_is_stale(now):
             store.renew(connection, self.worker_id, now + self.lease)
             self.renewed_at = now
         return store.start_sending(connection, self.worker_id, start)
+
+    def _lease_is_stale(self, now: datetime | None = None) -> bool:
+        return (now or self.now()) - self.renewed_at > self.lease / 3
 
     def _count(self, sent: list[store.Sent], retries: list[store.Retry], bounces: list[store.Bounce], skipped: int) -> None:
         failed = sum(1 for r in retries if r.next_attempt_at is None)

@@ -18,11 +18,13 @@ import re
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import cast
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
 from feedsvc.config import Settings
+from feedsvc.mail.message import WireMessage
 from feedsvc.mail.transport import Outgoing, SendError
 
 # A server reply longer than this without its last line is not an SMTP server talking.
@@ -141,6 +143,11 @@ class _ReplyReader(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._lose(SessionLost(f"connection lost: {exc}" if exc else "connection lost"))
 
+    @property
+    def unsolicited(self) -> bool:
+        """Whether replies wait that no command has asked for yet (between transactions: the server spoke unasked)."""
+        return bool(self._replies)
+
     async def read(self, count: int) -> list[Reply]:
         while len(self._replies) < count:
             if self.lost is not None:
@@ -166,8 +173,8 @@ class _Session:
     """SMTP transactions on a connection aiosmtplib opened and greeted (and secured and logged in)."""
 
     def __init__(self, client: aiosmtplib.SMTP, timeout: float) -> None:
-        transport = client.transport
-        assert isinstance(transport, asyncio.Transport)
+        # An asyncio.Transport in effect, whatever its class (uvloop's are not subclasses).
+        transport = cast(asyncio.Transport, client.transport)
         self._transport = transport
         self._reader = _ReplyReader()
         # From here on the replies come to us; aiosmtplib's protocol has read everything it asked for.
@@ -179,7 +186,8 @@ class _Session:
 
     @property
     def usable(self) -> bool:
-        return self._reader.lost is None and not self._transport.is_closing()
+        # A reply nobody asked for (a 421 before an idle server hangs up) would be taken for the next MAIL's.
+        return self._reader.lost is None and not self._reader.unsolicited and not self._transport.is_closing()
 
     async def send(self, sender: str, recipient: str, message: bytes) -> None:
         """One transaction; raises `Refused` for a negative reply, `SessionLost`/`TimeoutError` for a broken one."""
@@ -247,14 +255,14 @@ def _check_envelope(replies: list[Reply]) -> None:
 
 def _data_block(message: bytes) -> bytes:
     """The message as sent after DATA: CRLF line endings, dot-stuffed (RFC 5321 4.5.2), ending in CRLF.CRLF."""
-    # Messages built by feedsvc are CRLF already; two counts are much cheaper than a rewrite.
-    if message.count(b"\n") != message.count(b"\r\n") or message.count(b"\r") != message.count(b"\r\n"):
+    if not (isinstance(message, WireMessage) and message.endswith(b"\r\n")):
         message = _BARE_LINE_ENDING.sub(b"\r\n", message)
-    if not message.endswith(b"\r\n"):
-        message += b"\r\n"
-    if message.startswith(b"."):
-        message = b"." + message
-    return message.replace(b"\r\n.", b"\r\n..") + b".\r\n"
+        if not message.endswith(b"\r\n"):
+            message += b"\r\n"
+        if message.startswith(b"."):
+            message = b"." + message
+        message = message.replace(b"\r\n.", b"\r\n..")
+    return message + b".\r\n"
 
 
 # --- the pool ------------------------------------------------------------------------------------------------

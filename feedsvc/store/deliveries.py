@@ -123,6 +123,36 @@ def edition_content(connection: Connection, edition_id: int) -> EditionContent:
     return EditionContent(*row)
 
 
+# The statements run for every few messages sent, built once: SQLAlchemy spends far longer constructing and
+# keying a statement than SQLite takes to run these.
+_c = deliveries.c
+_OURS = and_(
+    _c.id.in_(bindparam("ids", expanding=True)),
+    _c.claimed_by == bindparam("worker"),
+    _c.state.in_((*WAITING, "sending")),
+)
+_RELEASED = {"claimed_by": None, "lease_until": None}
+_LEFT = exists().where(subscribers.c.id == _c.subscriber_id, subscribers.c.status != "active")
+_START = (
+    update(deliveries)
+    .where(_OURS, ~_LEFT)
+    .values(state="sending", attempts=_c.attempts + 1)
+    .returning(_c.id, _c.attempts)
+)
+_SKIP_INACTIVE = update(deliveries).where(_OURS, _LEFT).values(state="failed", last_error=INACTIVE, **_RELEASED).returning(_c.id)
+_MINE = and_(_c.id == bindparam("delivery_id"), _c.claimed_by == bindparam("worker"))
+_MARK_SENT = (
+    update(deliveries)
+    .where(_MINE)
+    .values(state="sent", sent_at=bindparam("now"), message_id=bindparam("mid"), last_error="", **_RELEASED)
+)
+_MARK_RETRY = (
+    update(deliveries)
+    .where(_MINE)
+    .values(state=bindparam("new_state"), next_attempt_at=bindparam("next_at"), last_error=bindparam("error"), **_RELEASED)
+)
+
+
 def start_sending(connection: Connection, worker_id: str, ids: Sequence[int]) -> tuple[dict[int, int], set[int]]:
     """Mark these claimed deliveries `sending` (one more attempt) just before they are sent.
 
@@ -131,20 +161,11 @@ def start_sending(connection: Connection, worker_id: str, ids: Sequence[int]) ->
     """
     if not ids:
         return {}, set()
-    c = deliveries.c
-    ours = and_(c.id.in_(list(ids)), c.claimed_by == worker_id, c.state.in_((*WAITING, "sending")))
-    inactive = exists().where(subscribers.c.id == c.subscriber_id, subscribers.c.status != "active")
-    skipped = connection.execute(
-        update(deliveries)
-        .where(ours, inactive)
-        .values(state="failed", last_error=INACTIVE, claimed_by=None, lease_until=None)
-        .returning(c.id)
-    ).scalars()
-    skipped_ids = set(skipped)
-    sending = connection.execute(
-        update(deliveries).where(ours).values(state="sending", attempts=c.attempts + 1).returning(c.id, c.attempts)
-    )
-    return {delivery_id: attempts for delivery_id, attempts in sending}, skipped_ids
+    params = {"ids": list(ids), "worker": worker_id}
+    sending = {delivery_id: attempts for delivery_id, attempts in connection.execute(_START, params)}
+    # Only when some were left out (their subscriber left, or the claim is no longer ours): fail the former.
+    skipped_ids = set(connection.execute(_SKIP_INACTIVE, params).scalars()) if len(sending) < len(ids) else set()
+    return sending, skipped_ids
 
 
 def record(
@@ -157,27 +178,17 @@ def record(
     now: datetime,
 ) -> None:
     """Record the outcome of finished sends (call inside one transaction with the next `start_sending`)."""
-    c = deliveries.c
-    mine = and_(c.id == bindparam("delivery_id"), c.claimed_by == worker_id)
-    released = {"claimed_by": None, "lease_until": None}
     if sent:
         connection.execute(
-            update(deliveries)
-            .where(mine)
-            .values(state="sent", sent_at=now, message_id=bindparam("mid"), last_error="", **released),
-            [{"delivery_id": item.id, "mid": item.message_id} for item in sent],
+            _MARK_SENT, [{"delivery_id": item.id, "worker": worker_id, "now": now, "mid": item.message_id} for item in sent]
         )
     if retries:
         connection.execute(
-            update(deliveries).where(mine).values(
-                state=bindparam("new_state"),
-                next_attempt_at=bindparam("next_at"),
-                last_error=bindparam("error"),
-                **released,
-            ),
+            _MARK_RETRY,
             [
                 {
                     "delivery_id": item.id,
+                    "worker": worker_id,
                     "new_state": "retry" if item.next_attempt_at else "failed",
                     "next_at": item.next_attempt_at or now,
                     "error": item.error,
