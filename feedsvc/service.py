@@ -101,6 +101,8 @@ async def _serve(settings: Settings, *, with_scheduler: bool, host: str | None, 
     done, _ = await asyncio.wait({stopped, *tasks}, return_when=asyncio.FIRST_COMPLETED)
     status = 0
     for task in done - {stopped}:
+        if stop.is_set() and not task.cancelled() and task.exception() is None:
+            continue  # it saw the signal's stop in the same turn of the loop: a clean end, not a failure
         # A part ended on its own (e.g. the HTTP port was taken): stop the rest and report failure.
         status = 1
         log.error("service.part_ended", extra=fields(part=task.get_name(), error=_failure(task)))

@@ -64,7 +64,8 @@ class PostWatcher:
             relative = Path(path).relative_to(self.folder)
         except ValueError:
             return False
-        return is_post_change(relative, self.extensions)
+        # The folder itself "changes" (its mtime) whenever a file in it does; polling reports that too.
+        return relative != Path(".") and is_post_change(relative, self.extensions)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Watch until `stop` is set. A failing callback is logged; watching goes on."""
