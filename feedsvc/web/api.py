@@ -153,6 +153,13 @@ async def add_subscriber(request: Request) -> Response:
     )
 
 
+async def _subscriber_or_404(request: Request) -> Subscriber:
+    subscriber = await run_in_threadpool(subscribers.get, web_context(request).engine, request.path_params["id"])
+    if subscriber is None:
+        raise HTTPException(404, "no such subscriber")
+    return subscriber
+
+
 async def get_subscriber(request: Request) -> Response:
     """One subscriber.
     ---
@@ -160,11 +167,7 @@ async def get_subscriber(request: Request) -> Response:
       200: {description: the subscriber}
       404: {description: no such subscriber}
     """
-    web = web_context(request)
-    subscriber = await run_in_threadpool(subscribers.get, web.engine, request.path_params["id"])
-    if subscriber is None:
-        raise HTTPException(404, "no such subscriber")
-    return JSONResponse(subscriber_json(subscriber))
+    return JSONResponse(subscriber_json(await _subscriber_or_404(request)))
 
 
 async def remove_subscriber(request: Request) -> Response:
@@ -177,9 +180,7 @@ async def remove_subscriber(request: Request) -> Response:
       404: {description: no such subscriber}
     """
     web = web_context(request)
-    subscriber = await run_in_threadpool(subscribers.get, web.engine, request.path_params["id"])
-    if subscriber is None:
-        raise HTTPException(404, "no such subscriber")
+    subscriber = await _subscriber_or_404(request)
     removed = await run_in_threadpool(
         lambda: subscribers.remove(web.engine, subscriber.email, datetime.now(UTC), forget=_flag(request, "forget"))
     )
