@@ -15,12 +15,14 @@ import tempfile
 from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from feedgen.ext.base import BaseExtension
 from feedgen.feed import FeedGenerator
 
 from feedsvc.config import Settings
+from feedsvc.parallel import fork_map
 from feedsvc.posts import Collection, Post, Problem, Scan, tag_slug
 
 RSS_FILE = "rss.xml"
@@ -36,6 +38,8 @@ EMPTY_FEED_DATE = datetime(1970, 1, 1, tzinfo=UTC)
 
 # Characters XML 1.0 forbids (C0 controls except tab/newline/return, lone surrogates, U+FFFE/U+FFFF): lxml refuses
 # them and readers choke on them, so they are dropped from every text that goes into a feed.
+# Items to render at once (a cold build) from which the rendering is shared over the CPUs.
+_PARALLEL_RENDER_MIN = 200
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _TAG = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
@@ -199,6 +203,15 @@ class FeedRenderer:
             JSON_FILE: self.json(feed, items),
         }
 
+    def prepare(self, posts: Iterable[Post]) -> None:
+        """Prepare the items of these posts that are not ready yet: rendering their HTML is most of a cold build,
+        so a large batch of them is shared out over the CPUs."""
+        missing = {post.id: post for post in posts if (cached := self._items.get(post.id)) is None or cached[0] is not post}
+        posts_to_render = list(missing.values())
+        items = fork_map(partial(Item.of, default_author=self.author), posts_to_render, min_items=_PARALLEL_RENDER_MIN)
+        for post, item in zip(posts_to_render, items, strict=True):
+            self._items[post.id] = (post, item)
+
     def item(self, post: Post) -> Item:
         cached = self._items.get(post.id)
         if cached is None or cached[0] is not post:
@@ -334,8 +347,9 @@ class FeedWriter:
         only = None if tags is None or self._previous is None else set(tags) | _moved_tags(self._previous, current)
         report = FeedsReport()
         self._previous = None  # a failed write leaves the next one complete
-        self._write(FeedSet("", self.site_title, posts[: self.limit]), report)
         groups = tag_groups(posts, self.limit, only)
+        self.renderer.prepare([*posts[: self.limit], *(post for group in groups.values() for post in group.posts)])
+        self._write(FeedSet("", self.site_title, posts[: self.limit]), report)
         for slug, group in sorted(groups.items()):
             self._write(FeedSet(f"{TAGS_DIR}/{slug}", f"{self.site_title}: {group.name}", group.posts), report)
         stale = self._tag_folders() if only is None else only

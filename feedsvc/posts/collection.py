@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import errno
-import multiprocessing
 import os
 import pickle
 import re
 import stat
 import threading
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import BinaryIO
 
 from feedsvc import __version__
 from feedsvc.config import Settings
+from feedsvc.parallel import fork_map
 from feedsvc.posts.model import Post, Problem, is_published, shown_path, tag_slug
 from feedsvc.posts.parse import Site, read_post
 
@@ -204,27 +203,18 @@ class Collection:
                 else:
                     found.problems.append(self.site.problem(Path(entry.path), None, "not a regular file"))
 
-    def _parse_all(self, stale: list[tuple[str, os.stat_result]]) -> Iterator[tuple[str, _Entry | None, list[Problem]]]:
-        """Parse these files: (relative path, entry, problems not to cache) for each.
-
-        A large cold parse (a first build, a cache made under other settings) is shared out over the CPUs by
-        forked processes; only while this process runs no other thread, since forking a threaded process (the
-        service) can leave a child holding a lock no one will release.
-        """
+    def _parse_all(self, stale: list[tuple[str, os.stat_result]]) -> list[tuple[str, _Entry | None, list[Problem]]]:
+        """Parse these files: (relative path, entry, problems not to cache) for each. A large cold parse (a first
+        build, a cache made under other settings) is shared out over the CPUs."""
         self.parses += len(stale)
-        workers = min(os.cpu_count() or 1, _MAX_PARSE_PROCESSES)
-        if len(stale) < _PARALLEL_PARSE_MIN or workers < 2 or threading.active_count() > 1:
-            yield from _parse_files(self, stale)
-            return
-        global _forked_collection
-        _forked_collection = self
-        chunks = [stale[start::workers] for start in range(workers)]
-        try:
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-                for results in pool.map(_parse_in_child, chunks):
-                    yield from results
-        finally:
-            _forked_collection = None
+        root = self.site.posts_dir
+
+        def parse(file: tuple[str, os.stat_result]) -> tuple[str, _Entry | None, list[Problem]]:
+            relative, info = file
+            problems: list[Problem] = []
+            return relative, self._parse(root / relative, info, problems), problems
+
+        return fork_map(parse, stale, min_items=_PARALLEL_PARSE_MIN)
 
     def _parse(self, path: Path, info: os.stat_result, problems: list[Problem]) -> _Entry | None:
         """Parse one file; None (and a problem, not cached) when it cannot be read at all."""
@@ -441,23 +431,6 @@ class _Cache:
 
 # Cold parses of at least this many files go to several processes (below it, starting them costs more).
 _PARALLEL_PARSE_MIN = 2000
-_MAX_PARSE_PROCESSES = 4
-# The collection a forked parse child works for (inherited through fork, never pickled).
-_forked_collection: Collection | None = None
-
-
-def _parse_files(
-    collection: Collection, files: list[tuple[str, os.stat_result]]
-) -> Iterator[tuple[str, _Entry | None, list[Problem]]]:
-    root = collection.site.posts_dir
-    for relative, info in files:
-        problems: list[Problem] = []
-        yield relative, collection._parse(root / relative, info, problems), problems
-
-
-def _parse_in_child(files: list[tuple[str, os.stat_result]]) -> list[tuple[str, _Entry | None, list[Problem]]]:
-    assert _forked_collection is not None
-    return list(_parse_files(_forked_collection, files))
 
 
 def _apply(entries: dict[str, _Entry], changes: dict[str, _Entry | None]) -> None:
