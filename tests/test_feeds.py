@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import threading
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from xml.etree import ElementTree
@@ -509,3 +510,18 @@ def test_xml_illegal_control_characters_are_stripped(make_settings) -> None:
     item = json.loads((out / JSON_FILE).read_text())["items"][0]
     assert (item["title"], item["content_html"], item["tags"]) == ("Bad title", "<p>content</p>", ["Tag"])
     assert (out / "tags" / tag_slug("Ta\x0bg") / ATOM_FILE).is_file()
+
+
+def test_items_rendered_in_forked_processes_give_the_same_bytes(make_settings, monkeypatch) -> None:
+    settings = make_settings()
+    posts = newest_first(*(make_post(n, tags=("Go", "Web") if n % 2 else ("Go",)) for n in range(1, 30)))
+    FeedWriter(settings).write(posts)
+    out = settings.feeds.output_dir
+    serial = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+
+    monkeypatch.setattr("feedsvc.feeds._PARALLEL_RENDER_MIN", 2)
+    assert threading.active_count() == 1 and (os.cpu_count() or 1) > 1  # else the items would not be forked
+    for path in serial:
+        path.unlink()
+    FeedWriter(settings).write(posts)
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == serial
