@@ -206,9 +206,15 @@ class FeedRenderer:
     def prepare(self, posts: Iterable[Post]) -> None:
         """Prepare the items of these posts that are not ready yet: rendering their HTML is most of a cold build,
         so a large batch of them is shared out over the CPUs."""
-        missing = {post.id: post for post in posts if (cached := self._items.get(post.id)) is None or cached[0] is not post}
+        missing = {
+            post.id: post
+            for post in posts
+            if (cached := self._items.get(post.id)) is None or cached[0] is not post
+        }
         posts_to_render = list(missing.values())
-        items = fork_map(partial(Item.of, default_author=self.author), posts_to_render, min_items=_PARALLEL_RENDER_MIN)
+        items = fork_map(
+            partial(Item.of, default_author=self.author), posts_to_render, min_items=_PARALLEL_RENDER_MIN
+        )
         for post, item in zip(posts_to_render, items, strict=True):
             self._items[post.id] = (post, item)
 
@@ -225,7 +231,9 @@ class FeedRenderer:
 
     def rss(self, feed: FeedSet, items: list[Item]) -> bytes:
         generator = self._generator(feed, items, RSS_FILE, "application/rss+xml")
-        generator.load_extension("dc", atom=False, rss=True)  # dc:creator: RSS <author> must be an email address
+        generator.load_extension(
+            "dc", atom=False, rss=True
+        )  # dc:creator: RSS <author> must be an email address
         if self.hub:
             generator.register_extension("websub", _RssHub, atom=False, rss=True)
             generator.websub.hub = self.hub
@@ -344,14 +352,22 @@ class FeedWriter:
         to those (the site-wide feeds are always written). The first write of a writer is always complete.
         """
         current = {post.id: post.tags for post in posts}
-        only = None if tags is None or self._previous is None else set(tags) | _moved_tags(self._previous, current)
+        only = (
+            None
+            if tags is None or self._previous is None
+            else set(tags) | _moved_tags(self._previous, current)
+        )
         report = FeedsReport()
         self._previous = None  # a failed write leaves the next one complete
         groups = tag_groups(posts, self.limit, only)
-        self.renderer.prepare([*posts[: self.limit], *(post for group in groups.values() for post in group.posts)])
+        self.renderer.prepare(
+            [*posts[: self.limit], *(post for group in groups.values() for post in group.posts)]
+        )
         self._write(FeedSet("", self.site_title, posts[: self.limit]), report)
         for slug, group in sorted(groups.items()):
-            self._write(FeedSet(f"{TAGS_DIR}/{slug}", f"{self.site_title}: {group.name}", group.posts), report)
+            self._write(
+                FeedSet(f"{TAGS_DIR}/{slug}", f"{self.site_title}: {group.name}", group.posts), report
+            )
         stale = self._tag_folders() if only is None else only
         for slug in sorted(stale - groups.keys()):
             self._remove(self.output / TAGS_DIR / slug, report)

@@ -203,7 +203,9 @@ class Collection:
                 else:
                     found.problems.append(self.site.problem(Path(entry.path), None, "not a regular file"))
 
-    def _parse_all(self, stale: list[tuple[str, os.stat_result]]) -> list[tuple[str, _Entry | None, list[Problem]]]:
+    def _parse_all(
+        self, stale: list[tuple[str, os.stat_result]]
+    ) -> list[tuple[str, _Entry | None, list[Problem]]]:
         """Parse these files: (relative path, entry, problems not to cache) for each. A large cold parse (a first
         build, a cache made under other settings) is shared out over the CPUs."""
         self.parses += len(stale)
@@ -301,7 +303,12 @@ def _edited_in_place(
     for relative, entry in after.items():
         old_entry = before.get(relative)
         old, new = old_entry and old_entry.post, entry and entry.post
-        if old is None or new is None or (old.slug, old.id) != (new.slug, new.id) or current.by_id.get(old.id) is not old:
+        if (
+            old is None
+            or new is None
+            or (old.slug, old.id) != (new.slug, new.id)
+            or current.by_id.get(old.id) is not old
+        ):
             return None
         replaced[id(old)] = new
         paths.add(old.source)
