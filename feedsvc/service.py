@@ -37,6 +37,24 @@ class _Server(uvicorn.Server):
         yield
 
 
+class CannotListen(Exception):
+    """The HTTP address cannot be bound (the port is taken, the address is not this machine's)."""
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The HTTP socket, bound before anything else starts: a taken port is one clear line, not a traceback."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise CannotListen(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc} (choose another with --port or [web] port)"
+        ) from None
+    return sock
+
+
 def instance_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
@@ -67,6 +85,8 @@ async def run(settings: Settings, *, with_scheduler: bool = True, host: str | No
 
 
 async def _serve(settings: Settings, *, with_scheduler: bool, host: str | None, port: int | None) -> int:
+    host = host or settings.web.host
+    sock = listen(host, settings.web.port if port is None else port) if with_scheduler else None
     engine = await asyncio.to_thread(open_engine, settings.store.database_url)
     transport = transport_from_settings(settings)
     me = instance_id()
@@ -85,14 +105,12 @@ async def _serve(settings: Settings, *, with_scheduler: bool, host: str | None, 
         server = _Server(
             uvicorn.Config(
                 app,
-                host=host or settings.web.host,
-                port=settings.web.port if port is None else port,
                 log_config=None,
                 access_log=False,
                 timeout_graceful_shutdown=5,
             )
         )
-        tasks.add(asyncio.create_task(server.serve(), name="http"))
+        tasks.add(asyncio.create_task(server.serve(sockets=[sock]), name="http"))
         tasks.add(asyncio.create_task(jobs.watch(stop), name="watch"))
         jobs.start()
     log.info("service.started", extra=fields(instance=me, role="run" if with_scheduler else "worker"))

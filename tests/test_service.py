@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -218,6 +219,18 @@ def test_a_second_run_on_the_same_sqlite_store_is_refused(tmp_path, services):
     assert "already running on the SQLite store" in output and f"pid {first.process.pid}" in output
     assert httpx.get(first.url("/healthz"), timeout=2).status_code == 200
     assert first.stop() == 0
+
+
+def test_a_taken_port_is_one_clear_line_and_exit_1(tmp_path, services):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        service = services(write_config(tmp_path), port=port)
+        assert service.process.wait(20) == 1
+    output = service.output()
+    assert f"cannot listen on 127.0.0.1:{port}" in output and "--port" in output
+    assert "Traceback" not in output
 
 
 @pytest.mark.slow

@@ -38,7 +38,7 @@ def _serve(config: Path | None, *, with_scheduler: bool, host: str | None = None
     configure_logging(settings.log)
     try:
         status = asyncio.run(service.run(settings, with_scheduler=with_scheduler, host=host, port=port))
-    except StoreInUse as exc:
+    except (StoreInUse, service.CannotListen) as exc:
         errors.print(f"[bold red]cannot start:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_PROBLEMS) from None
     raise typer.Exit(status)
