@@ -14,8 +14,8 @@ from collections.abc import Callable
 from typing import Literal
 from urllib.parse import urljoin
 
-import nh3
 import markdown_it_pyrs
+import nh3
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 

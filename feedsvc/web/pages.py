@@ -57,7 +57,7 @@ async def read_fields(request: Request) -> tuple[dict[str, Any], bool]:
         return data, True
     if media_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
         form = await request.form(max_files=0, max_fields=100)
-        fields: dict[str, Any] = {key: form.get(key) for key in form.keys()}
+        fields: dict[str, Any] = {key: form.get(key) for key in form}
         fields["tags"] = form.getlist("tags")
         if not all(isinstance(value, str) for value in [*fields.values(), *fields["tags"]] if not isinstance(value, list)):
             raise HTTPException(400, "the form carries a file; only text fields are accepted")
