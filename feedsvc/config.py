@@ -113,7 +113,9 @@ class MailSettings(_Section):
     rate_limit: float = Field(0.0, ge=0, description="messages per second over all connections; 0 = unlimited")
     messages_per_connection: int = Field(100, ge=1)
     timeout: float = Field(30.0, gt=0)
-    max_attempts: int = Field(8, ge=1)
+    # With retry_base_seconds = 60 and backoff doubling (capped at 12 h), 12 attempts span a day or more:
+    # a relay that is down for hours loses nothing, as with a mail server's own queue lifetime.
+    max_attempts: int = Field(12, ge=1)
     retry_base_seconds: float = Field(60.0, ge=0)
     batch_size: int = Field(200, ge=1)
     # How long a claimed batch stays reserved for one sender process; a process killed mid-batch leaves its
