@@ -122,6 +122,20 @@ def test_dry_run_sends_and_stores_nothing(blog, smtp_server):
     assert rows == {"queued": "0", "sending": "0", "sent": "3", "retry": "0", "failed": "0", "bounced": "0"}
 
 
+def test_mails_given_up_during_an_outage_are_sent_after_retry_failed(blog, smtp_server):
+    settings, _ = blog(subscribers=2, mail={"smtp_url": smtp_server.url, "max_attempts": 1})
+    smtp_server.fault = lambda stage, arg: "421 4.3.2 relay down" if stage == "rcpt" else None
+    assert feedsvc(settings, "digest", "send").returncode == 0
+    assert smtp_server.received == []
+
+    smtp_server.fault = None
+    result = feedsvc(settings, "deliveries", "--retry-failed")
+    assert result.returncode == 0, result.stderr
+    assert "2 failed deliveries queued again" in result.stdout
+    assert feedsvc(settings, "digest", "send").returncode == 0
+    assert len(smtp_server.received) == 2
+
+
 @pytest.mark.slow
 def test_a_killed_send_resumes_with_no_mail_lost_and_repeats_only_in_flight(blog, smtp_server):
     connections = 3

@@ -215,6 +215,27 @@ def test_a_delivery_that_keeps_failing_ends_failed(queue, smtp_server):
     assert statuses(engine)[sid][0] == "active"  # a full mailbox is not a reason to suppress
 
 
+def test_failed_deliveries_queued_again_are_sent_and_cancelled_ones_stay_failed(queue, smtp_server):
+    settings, engine = queue
+    settings.mail.max_attempts = 1
+    ids = add_subscribers(engine, 3)
+    add_edition(settings, engine, "daily-1", ids)
+    with engine.begin() as connection:
+        subscriber_store.change(connection, ids[2], status="unsubscribed")
+    outage = True
+    smtp_server.fault = lambda stage, arg: "421 4.3.2 relay down" if outage and stage == "rcpt" else None
+    clock = Clock()
+    assert run(settings, engine, clock) == DrainReport(failed=2, skipped=1)
+
+    outage = False
+    with engine.begin() as connection:
+        assert delivery_store.requeue_failed(connection, clock()) == 2
+        assert delivery_store.count_by_state(connection)["queued"] == 2
+    assert run(settings, engine, clock) == DrainReport(sent=2)
+    assert [len(smtp_server.messages_to(f"reader{n}@example.com")) for n in range(3)] == [1, 1, 0]
+    assert rows(engine)[ids[2]]["state"] == "failed"
+
+
 def test_subscribers_who_left_meanwhile_are_skipped(queue, smtp_server):
     settings, engine = queue
     ids = add_subscribers(engine, 4)

@@ -172,13 +172,25 @@ def _log_editions(engine, keys: dict[int, str]) -> None:
 
 
 @app.command("deliveries")
-def deliveries_command(config: ConfigOption = None) -> None:
+def deliveries_command(
+    config: ConfigOption = None,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-failed",
+            help="Queue again the mails that ran out of attempts (after a long relay outage); sent by the next run.",
+        ),
+    ] = False,
+) -> None:
     """How many mails are queued, sending, to retry, failed, bounced and sent."""
     settings = settings_or_exit(config)
     engine = open_engine(settings.store.database_url)
     try:
-        with engine.connect() as connection:
-            counts = editions.count_by_state(connection)
+        with engine.begin() as connection:
+            if retry_failed:
+                requeued = deliveries.requeue_failed(connection, datetime.now(UTC))
+                console.print(f"{requeued} failed deliveries queued again")
+            counts = deliveries.count_by_state(connection)
     finally:
         engine.dispose()
     table = Table("state", "deliveries")

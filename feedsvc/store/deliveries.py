@@ -14,7 +14,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, and_, bindparam, exists, func, or_, select, update
 
-from feedsvc.store.schema import deliveries, editions, subscribers
+from feedsvc.store.schema import DELIVERY_STATES, deliveries, editions, subscribers
 
 WAITING = ("queued", "retry")
 SUPPRESSED = "subscriber suppressed"
@@ -240,3 +240,23 @@ def release(connection: Connection, worker_id: str) -> int:
     )
     return connection.execute(statement).rowcount
 
+
+def count_by_state(connection: Connection) -> dict[str, int]:
+    """Deliveries in each state, every state present (0 when none)."""
+    counts = dict.fromkeys(DELIVERY_STATES, 0)
+    statement = select(deliveries.c.state, func.count()).group_by(deliveries.c.state)
+    counts.update({state: number for state, number in connection.execute(statement)})
+    return counts
+
+
+def requeue_failed(connection: Connection, now: datetime) -> int:
+    """Give deliveries that ran out of attempts (a relay down for long) a new set of attempts, due now.
+
+    Deliveries cancelled because their subscriber was suppressed or left stay failed: they are not owed."""
+    c = deliveries.c
+    statement = (
+        update(deliveries)
+        .where(c.state == "failed", c.last_error.not_in((SUPPRESSED, INACTIVE)))
+        .values(state="queued", attempts=0, next_attempt_at=now, last_error="", claimed_by=None, lease_until=None)
+    )
+    return connection.execute(statement).rowcount

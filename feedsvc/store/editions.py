@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select, update
 
 from feedsvc.store.dialects import insert_ignoring_conflicts
-from feedsvc.store.schema import DELIVERY_STATES, deliveries, digest_periods, editions, subscribers
+from feedsvc.store.schema import deliveries, digest_periods, editions, subscribers
 
 # Deliveries still to be sent (or being sent).
 OPEN_STATES = ("queued", "sending", "retry")
@@ -141,11 +141,3 @@ def unfinished_editions(connection: Connection) -> dict[int, str]:
         .exists()
     )
     return {edition_id: key for edition_id, key in connection.execute(statement)}
-
-
-def count_by_state(connection: Connection) -> dict[str, int]:
-    """Deliveries in each state, every state present (0 when none)."""
-    counts = dict.fromkeys(DELIVERY_STATES, 0)
-    statement = select(deliveries.c.state, func.count()).group_by(deliveries.c.state)
-    counts.update({state: number for state, number in connection.execute(statement)})
-    return counts
