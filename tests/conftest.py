@@ -24,11 +24,20 @@ from sqlalchemy import Engine, create_engine, text
 from feedsvc.config import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
+# Real posts from the blogs feedsvc serves, when this clone sits in a workspace that has them beside it.
 SEEDS = ROOT.parent / "shared" / "seeds"
 EXAMPLE_POSTS = ROOT / "examples" / "posts"
 
 # CI (.ci/run) sets this to the server on 127.0.0.1:5432; without it the PostgreSQL half is skipped, loudly.
 POSTGRES_URL = os.environ.get("FEEDSVC_TEST_POSTGRES_URL", "")
+
+
+@pytest.fixture
+def seeds() -> Path:
+    """The folder of real seed posts; tests that read them skip, saying why, in a lone clone."""
+    if not SEEDS.is_dir():
+        pytest.skip("real seed posts absent: no ../shared/seeds beside this clone")
+    return SEEDS
 
 
 def free_port() -> int:

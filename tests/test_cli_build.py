@@ -116,8 +116,8 @@ def test_without_a_config_the_example_site_builds_in_the_current_folder(tmp_path
     assert result.returncode == 0, result.stdout + result.stderr
     assert "bundled example site" in result.stderr
     titles = feed_titles(tmp_path / "public" / "rss.xml")
-    assert "Setahun jadi Backend Developer: Cerita, Pelajaran dan Lainnya" in titles
-    assert "Jalan Pintas Jadi Backend Developer Tanpa Background IT" in titles
+    assert "Antrian Pesan Pertamaku: Cerita, Salah Langkah dan Pelajaran" in titles
+    assert "Catatan Kecil tentang Indeks Database" in titles
     assert "Ideas for later" not in titles
     assert (tmp_path / "public" / "tags" / "journey" / "feed.json").is_file()
 

@@ -18,7 +18,7 @@ import pytest
 
 from feedsvc.feeds import ATOM_FILE, FEED_FILES, JSON_FILE, RSS_FILE, FeedWriter, build, write_if_changed
 from feedsvc.posts import Collection, Post, tag_slug
-from tests.conftest import EXAMPLE_POSTS, SEEDS
+from tests.conftest import EXAMPLE_POSTS
 
 SITE = "https://blog.example.org"
 WIB = timezone(timedelta(hours=7))
@@ -240,10 +240,10 @@ def test_self_and_alternate_links_point_at_the_published_files(make_settings) ->
 
 
 @pytest.fixture
-def seeded(make_settings, tmp_path):
+def seeded(make_settings, tmp_path, seeds):
     posts = tmp_path / "posts"
     posts.mkdir()
-    for seed in sorted(SEEDS.glob("*.txt")):
+    for seed in sorted(seeds.glob("*.txt")):
         shutil.copy(seed, posts / seed.name)
     return make_settings(posts={"asset_urls": {"../../assets/": f"{SITE}/assets/"}})
 

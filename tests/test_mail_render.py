@@ -251,7 +251,7 @@ def test_dkim_signature_verifies(make_settings, tmp_path):
 
 
 def test_the_example_site_posts_render_as_a_clean_digest(make_settings, tmp_path):
-    # The bundled example posts (copied from the seeds): Indonesian text, emoji, a relative image link,
+    # The bundled example posts, written like the seeds: Indonesian text, emoji, a relative image link,
     # a .txt without front matter. Read by the real post collection.
     shutil.copytree(EXAMPLE_POSTS, tmp_path / "posts", dirs_exist_ok=True)
     settings = make_settings(

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
-from conftest import SEEDS
+from conftest import EXAMPLE_POSTS
 
 from feedsvc.config import ConfigError, Settings
 from feedsvc.posts import Collection, Post, Problem, Scan, is_published, lint, tag_slug
@@ -26,6 +26,7 @@ SITE = "https://blog.example.org"
 WIB = ZoneInfo("Asia/Jakarta")
 SEED_000 = "000_b3e5bbad28a0e5a3.txt"
 SEED_003 = "003_446c679b87150767.txt"
+EXAMPLE_WITH_IMAGE = "2025-03-17-antrian-pesan-pertamaku.txt"
 URL_ATTRIBUTE = re.compile(r'\b(?:href|src)="([^"]*)"')
 
 MakeSettings = Callable[..., Settings]
@@ -81,11 +82,11 @@ def assert_absolute(fragment: str) -> None:
 # --- the two real seeds -------------------------------------------------------------------------------------
 
 
-def test_seed_000_markdown_in_a_txt_file_keeps_its_text_and_maps_its_image(settings: Settings) -> None:
-    shutil.copy(SEEDS / SEED_000, settings.posts.dir / SEED_000)
+def test_seed_000_markdown_in_a_txt_file_keeps_its_text_and_maps_its_image(settings: Settings, seeds: Path) -> None:
+    shutil.copy(seeds / SEED_000, settings.posts.dir / SEED_000)
     found = scan(settings)
     seed = only(found)
-    source = (SEEDS / SEED_000).read_text(encoding="utf-8")
+    source = (seeds / SEED_000).read_text(encoding="utf-8")
 
     assert found.problems == []
     assert seed.title == "Setahun jadi Backend Developer: Cerita, Pelajaran dan Lainnya"
@@ -104,9 +105,9 @@ def test_seed_000_markdown_in_a_txt_file_keeps_its_text_and_maps_its_image(setti
     assert seed.summary_html.startswith("<p>Halo semuanya, ini postingan pertamaku di Artikel.")
 
 
-def test_seed_003_without_front_matter_is_readable_plain_text(settings: Settings) -> None:
+def test_seed_003_without_front_matter_is_readable_plain_text(settings: Settings, seeds: Path) -> None:
     path = settings.posts.dir / SEED_003
-    shutil.copy(SEEDS / SEED_003, path)
+    shutil.copy(seeds / SEED_003, path)
     modified = datetime(2025, 7, 20, 14, 30, tzinfo=UTC)
     os.utime(path, (modified.timestamp(), modified.timestamp()))
     found = scan(settings)
@@ -122,7 +123,7 @@ def test_seed_003_without_front_matter_is_readable_plain_text(settings: Settings
     assert not content.startswith("<p>Jalan Pintas")  # the title line is not repeated in the body
     assert "“orang belakang layar”" in content
     lines = {segment.strip() for segment in re.split(r"<br>|</?p>", content)}
-    source_lines = [line.strip() for line in (SEEDS / SEED_003).read_text(encoding="utf-8").splitlines()]
+    source_lines = [line.strip() for line in (seeds / SEED_003).read_text(encoding="utf-8").splitlines()]
     listed = [line for line in source_lines if line.startswith("•") or re.match(r"\d+\. ", line)]
     assert len(listed) >= 15
     for line in listed:
@@ -641,9 +642,9 @@ def test_lint(make_settings: MakeSettings, tmp_path: Path) -> None:
     ]
 
 
-def test_lint_of_the_seed_without_asset_urls(make_settings: MakeSettings) -> None:
+def test_lint_of_a_relative_image_without_asset_urls(make_settings: MakeSettings) -> None:
     settings = make_settings()
-    shutil.copy(SEEDS / SEED_000, settings.posts.dir / SEED_000)
+    shutil.copy(EXAMPLE_POSTS / EXAMPLE_WITH_IMAGE, settings.posts.dir / EXAMPLE_WITH_IMAGE)
     [problem] = lint(settings, scan(settings))
     assert (
         problem.severity == "warning"
