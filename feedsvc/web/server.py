@@ -20,8 +20,11 @@ from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from feedsvc.config import Settings
 
-# Descriptors kept free for the store, SMTP connections, the watcher and the feed files being sent.
-RESERVED_DESCRIPTORS = 256
+# asyncio accepts up to `backlog` waiting connections in one go before any of them is seen (and the excess
+# closed), so the open-file limit must leave room for one such burst besides the store, SMTP connections, the
+# watcher and the feed files being sent.
+ACCEPT_BURST = 128
+RESERVED_DESCRIPTORS = 2 * ACCEPT_BURST
 # Seconds a connection may stay idle after an answer (uvicorn's own keep-alive timeout).
 KEEP_ALIVE_SECONDS = 5
 
@@ -100,6 +103,7 @@ def server_config(app: ASGIApp, settings: Settings, **options: Any) -> uvicorn.C
         app,
         http=guarded_protocol(AutoHTTPProtocol, web.header_timeout, connection_limit(web.max_connections)),
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        backlog=ACCEPT_BURST,
         log_config=None,
         access_log=False,
         server_header=False,
