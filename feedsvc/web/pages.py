@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -85,6 +86,16 @@ async def _linked_subscriber(web: WebContext, link: Link) -> Subscriber | None:
     and acted on by id afterwards is still the same subscriber)."""
     subscriber = await run_in_threadpool(subscribers.get, web.engine, link.subscriber_id)
     return subscriber if link.opens(subscriber) else None
+
+
+async def _change_linked(
+    web: WebContext, link: Link, change: Callable[..., Subscriber | None], *args: object
+) -> Subscriber | None:
+    """`change(engine, subscriber_id, *args)` on the row the link opens; None when it opens none (any more)."""
+    subscriber = await _linked_subscriber(web, link)
+    if subscriber is None:
+        return None
+    return await run_in_threadpool(change, web.engine, subscriber.id, *args)
 
 
 def _known_tags(web: WebContext, *extra: tuple[str, ...]) -> list[str]:
@@ -204,9 +215,7 @@ async def confirm_page(request: Request) -> Response:
 async def confirm(request: Request) -> Response:
     """The page's button. As for unsubscribing, the token in the URL is the proof: no CSRF token is asked for."""
     web = web_context(request)
-    subscriber = await _linked_subscriber(web, _link(web, Purpose.CONFIRM, request))
-    if subscriber is not None:
-        subscriber = await run_in_threadpool(subscribers.confirm, web.engine, subscriber.id, _now())
+    subscriber = await _change_linked(web, _link(web, Purpose.CONFIRM, request), subscribers.confirm, _now())
     if subscriber is None:
         raise _link_gone(web)
     return _confirmed_page(web, subscriber)
@@ -248,9 +257,7 @@ async def unsubscribe(request: Request) -> Response:
     if request.headers.get("content-type"):
         fields, _ = await read_fields(request)
         one_click = fields.get("List-Unsubscribe") == "One-Click"
-    subscriber = await _linked_subscriber(web, link)
-    if subscriber is not None:
-        subscriber = await run_in_threadpool(subscribers.unsubscribe, web.engine, subscriber.id, _now())
+    subscriber = await _change_linked(web, link, subscribers.unsubscribe, _now())
     if one_click:
         # An erased subscriber is as unsubscribed as can be: the mail client gets its 200 either way.
         return PlainTextResponse("unsubscribed\n")
@@ -274,11 +281,7 @@ async def preferences(request: Request) -> Response:
             tags = subscribers.parse_tags(fields.get("tags"))
         except InvalidInput as exc:
             raise BadInput(exc) from None
-        subscriber = await _linked_subscriber(web, link)
-        if subscriber is not None:
-            subscriber = await run_in_threadpool(
-                subscribers.update_preferences, web.engine, subscriber.id, frequency, tags
-            )
+        subscriber = await _change_linked(web, link, subscribers.update_preferences, frequency, tags)
         saved = True
     else:
         subscriber = await _linked_subscriber(web, link)
