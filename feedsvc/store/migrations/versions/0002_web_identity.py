@@ -26,8 +26,8 @@ def upgrade() -> None:
     connection = op.get_bind()
     # On SQLite the table is rebuilt even though adding columns alone would not need it: AUTOINCREMENT is part
     # of the table's definition. PostgreSQL just adds the columns.
-    recreate = "always" if connection.dialect.name == "sqlite" else "auto"
-    with op.batch_alter_table("subscribers", recreate=recreate, table_kwargs=_SQLITE_TABLE) as batch_op:
+    sqlite = connection.dialect.name == "sqlite"
+    with op.batch_alter_table("subscribers", recreate="always" if sqlite else "auto", table_kwargs=_SQLITE_TABLE) as batch_op:
         batch_op.add_column(sa.Column("link_key", sa.String(length=32), nullable=True))
         batch_op.add_column(sa.Column("unkeyed_links", sa.Boolean(), nullable=False, server_default=sa.true()))
     subscribers = sa.table("subscribers", sa.column("id", sa.Integer), sa.column("link_key", sa.String))
