@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import resource
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -150,15 +152,13 @@ def test_trickling_headers_do_not_lock_real_readers_out(tmp_path, command):
     assert "Too many open files" not in log.read_text()
 
 
-@pytest.mark.parametrize("protocol", ["h11", "httptools"])
-def test_each_request_on_a_kept_alive_connection_gets_the_header_deadline_too(make_settings, protocol):
-    """Both of uvicorn's HTTP implementations: the deadline holds for the first request and for the next one
-    on a kept-alive connection, and never cuts a request whose headers have arrived."""
+@contextlib.contextmanager
+def guarded_server(settings, protocol: str, header_timeout: float, max_connections: int) -> Iterator[int]:
+    """The app on uvicorn in this process with the guarded `protocol` ("h11" or "httptools"); yields the port."""
     base = H11Protocol if protocol == "h11" else pytest.importorskip("uvicorn.protocols.http.httptools_impl").HttpToolsProtocol
-    port = free_port()
-    settings = make_settings(web={"port": port})
     config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_config=None, http=guarded_protocol(base, 1.0, 100)
+        create_app(settings), host="127.0.0.1", port=settings.web.port, log_config=None,
+        http=guarded_protocol(base, header_timeout, max_connections),
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
@@ -168,24 +168,54 @@ def test_each_request_on_a_kept_alive_connection_gets_the_header_deadline_too(ma
         assert time.monotonic() < deadline
         time.sleep(0.01)
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            answer = b""
-            while not answer.endswith(b"}}"):
-                answer += sock.recv(4096)
-            assert answer.startswith(b"HTTP/1.1 200")
-            time.sleep(0.6)  # idle, then a second request, trickled
-            sock.sendall(b"GET /healthz HTTP/1.1\r\n")
-            started = time.monotonic()
-            for _ in range(10):
-                time.sleep(0.2)
-                try:
-                    sock.sendall(b"X-Trickle: a\r\n")
-                except OSError:
-                    break
-            sock.settimeout(3)
-            assert sock.recv(4096) == b""
-            assert time.monotonic() - started < 2.0
+        yield settings.web.port
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@pytest.mark.parametrize("protocol", ["h11", "httptools"])
+def test_each_request_on_a_kept_alive_connection_gets_the_header_deadline_too(make_settings, protocol):
+    """Both of uvicorn's HTTP implementations: the deadline holds for the first request and for the next one
+    on a kept-alive connection, and never cuts a request whose headers have arrived."""
+    with guarded_server(make_settings(web={"port": free_port()}), protocol, 1.0, 100) as port, \
+            socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = b""
+        while not answer.endswith(b"}}"):
+            answer += sock.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 200")
+        time.sleep(0.6)  # idle, then a second request, trickled
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+        started = time.monotonic()
+        for _ in range(10):
+            time.sleep(0.2)
+            try:
+                sock.sendall(b"X-Trickle: a\r\n")
+            except OSError:
+                break
+        sock.settimeout(3)
+        assert sock.recv(4096) == b""
+        assert time.monotonic() - started < 2.0
+
+
+@pytest.mark.parametrize("protocol", ["h11", "httptools"])
+def test_trickled_request_bodies_make_room_too(make_settings, protocol):
+    """Complete headers, then a body a byte at a time: at the connection limit these go first, not real requests."""
+    settings = make_settings(web={"port": free_port(), "subscribe_rate_per_client": 1000})
+    with guarded_server(settings, protocol, 30.0, 20) as port:
+        attackers = []
+        for _ in range(30):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sock.sendall(
+                b"POST /subscribe HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 1000\r\n\r\n{"
+            )
+            attackers.append(sock)
+            time.sleep(0.01)
+        try:
+            statuses = [httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code for _ in range(5)]
+        finally:
+            for sock in attackers:
+                sock.close()
+    assert statuses == [200] * 5

@@ -5,7 +5,8 @@ a byte at a time (slowloris): each such connection holds a file descriptor for e
 them exhaust the usual open-file limit, after which no one else gets in. Here every connection must finish
 its request headers within `[web] header_timeout` of connecting (or of its previous answer), and the number
 of open connections stays under `[web] max_connections`, below the open-file limit: a new connection past it
-closes the one that has waited longest for its headers, which is an attacker's, never a request being served.
+closes the one that has waited longest for its client (its headers, or its request body trickled the same way),
+which is an attacker's, never a request being answered.
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ def guarded_protocol(base: type[Any], header_timeout: float, max_connections: in
 
     class GuardedHTTP(base):  # type: ignore[misc, valid-type]
         _deadline: asyncio.TimerHandle | None = None
-        waiting_since: float | None = None  # when it began waiting for request headers; None while serving
+        # Since when the server has been waiting for this client (its headers or its body); None while the
+        # request is being answered.
+        waiting_since: float | None = None
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             super().connection_made(transport)
@@ -55,7 +58,9 @@ def guarded_protocol(base: type[Any], header_timeout: float, max_connections: in
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
             if not self._between_requests():
-                self._headers_arrived()
+                self._cancel_deadline()
+                if not self.cycle.more_body:
+                    self.waiting_since = None
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
@@ -63,19 +68,19 @@ def guarded_protocol(base: type[Any], header_timeout: float, max_connections: in
                 self._await_headers()
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._headers_arrived()
+            self._cancel_deadline()
+            self.waiting_since = None
             super().connection_lost(exc)
 
         def _between_requests(self) -> bool:
             return self.cycle is None or self.cycle.response_complete
 
         def _await_headers(self) -> None:
-            self._headers_arrived()
+            self._cancel_deadline()
             self.waiting_since = self.loop.time()
             self._deadline = self.loop.call_later(header_timeout, self._too_slow)
 
-        def _headers_arrived(self) -> None:
-            self.waiting_since = None
+        def _cancel_deadline(self) -> None:
             if self._deadline is not None:
                 self._deadline.cancel()
                 self._deadline = None
