@@ -6,6 +6,7 @@ comes from the environment or there is no file), so a config works from wherever
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from datetime import time
@@ -151,6 +152,23 @@ class WebSettings(_Section):
     # Larger request bodies get 413; the admin API's CSV import has its own, larger limit.
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     max_import_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    # /metrics and /api/openapi.json answer these networks without a token (anyone else needs the admin token).
+    metrics_networks: list[str] = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+    # A client must send its request headers within this many seconds of connecting (or of its last answer).
+    header_timeout: float = Field(10.0, gt=0)
+    # Open HTTP connections at most; past it the one waiting longest for its headers is closed. 0: as many as
+    # the open-file limit allows, keeping 256 descriptors for the store, SMTP and the feeds.
+    max_connections: int = Field(0, ge=0)
+
+    @field_validator("metrics_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"{network!r} is not an IP network such as 10.0.0.0/8 or ::1/128") from None
+        return value
 
     @property
     def base_url(self) -> str:

@@ -25,6 +25,7 @@ from feedsvc.mail.transport import transport_from_settings
 from feedsvc.scheduler import DeliveryLoop, Jobs
 from feedsvc.store import leases, open_engine
 from feedsvc.web.app import create_app
+from feedsvc.web.server import server_config
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +103,7 @@ async def _serve(settings: Settings, *, with_scheduler: bool, host: str | None, 
         app.state.health_checks.update(
             scheduler=jobs.scheduler_alive, watcher=jobs.watcher_alive, deliveries=deliveries.alive
         )
-        server = _Server(
-            uvicorn.Config(
-                app,
-                log_config=None,
-                access_log=False,
-                timeout_graceful_shutdown=5,
-            )
-        )
+        server = _Server(server_config(app, settings, timeout_graceful_shutdown=5))
         tasks.add(asyncio.create_task(server.serve(sockets=[sock]), name="http"))
         tasks.add(asyncio.create_task(jobs.watch(stop), name="watch"))
         jobs.start()

@@ -519,7 +519,7 @@ async def send_confirmations(
                 settings,
                 to_email=subscriber.email,
                 to_name=subscriber.name,
-                confirm_url=confirm_url(settings, tokens, subscriber.id),
+                confirm_url=confirm_url(settings, tokens, subscriber.id, subscriber.link_key),
             )
             await transport.send(outgoing)
         except (SendError, OSError) as exc:

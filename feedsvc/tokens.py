@@ -1,7 +1,9 @@
 """Signed, purpose-bound tokens for the links in mails (confirm, unsubscribe, preferences).
 
-A token carries the subscriber id and its purpose (as the signing salt), so a token made for one purpose
-never passes as another. Confirmation tokens expire; unsubscribe and preferences links in old mails keep working.
+A token carries the subscriber id, the subscriber row's random link key and its purpose (as the signing salt),
+so a token made for one purpose never passes as another, and a link dies with its row: it never opens another
+subscriber's row, even one that got the same id. Confirmation tokens expire; unsubscribe and preferences links
+in old mails keep working.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import hmac
 import os
 import secrets
 import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
@@ -17,6 +21,10 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode, int_to_bytes
 
 from feedsvc.config import Settings
+from feedsvc.store.subscribers import Subscriber
+
+# How far the clock of the process that signed a link may lag the one that created its row.
+CLOCK_SKEW = timedelta(seconds=5)
 
 
 class Purpose(StrEnum):
@@ -27,6 +35,25 @@ class Purpose(StrEnum):
 
 class InvalidToken(Exception):
     """The token is forged, malformed, expired or made for another purpose."""
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """What a valid token says: whose row it opens, under which key, signed when."""
+
+    subscriber_id: int
+    key: str | None  # None: a link mailed before links carried the row's key
+    signed_at: datetime
+
+    def opens(self, subscriber: Subscriber | None) -> bool:
+        """Whether this link was made for this very row (not for an erased one that had the same id)."""
+        if subscriber is None or subscriber.id != self.subscriber_id:
+            return False
+        if self.key is not None:
+            return hmac.compare_digest(self.key.encode(), subscriber.link_key.encode())
+        # A keyless link is honoured only for rows that existed before keys, and only if signed after the row
+        # was created: one signed earlier was made for an erased subscriber whose id the row inherited.
+        return subscriber.unkeyed_links and self.signed_at >= subscriber.created_at - CLOCK_SKEW
 
 
 class Tokens:
@@ -40,25 +67,30 @@ class Tokens:
             signer = serializer.make_signer()
             self._macs[purpose] = hmac.new(signer.derive_key(), digestmod=signer.digest_method)
 
-    def make(self, purpose: Purpose, subscriber_id: int) -> str:
-        """Exactly what `URLSafeTimedSerializer.dumps(subscriber_id)` gives (so `read` and older links agree)."""
-        # The JSON of an int is its digits, which zlib never shortens: the payload is never compressed.
-        signed = base64_encode(b"%d" % subscriber_id) + b"." + base64_encode(int_to_bytes(int(time.time())))
+    def make(self, purpose: Purpose, subscriber_id: int, link_key: str) -> str:
+        """A token `URLSafeTimedSerializer.loads` reads as `[subscriber_id, link_key]` (so `read` takes it)."""
+        payload = b'[%d,"%s"]' % (subscriber_id, link_key.encode("ascii"))  # the key is URL-safe base64: no escapes
+        signed = base64_encode(payload) + b"." + base64_encode(int_to_bytes(int(time.time())))
         mac = self._macs[purpose].copy()
         mac.update(signed)
         return (signed + b"." + base64_encode(mac.digest())).decode("ascii")
 
-    def read(self, purpose: Purpose, token: str) -> int:
+    def read(self, purpose: Purpose, token: str) -> Link:
+        """The link a token carries; whether it opens a row is `Link.opens`. Links signed before links carried
+        a key hold the bare subscriber id."""
         max_age = self._confirm_max_age if purpose is Purpose.CONFIRM else None
         try:
-            value = self._serializers[purpose].loads(token, max_age=max_age)
+            value, signed_at = self._serializers[purpose].loads(token, max_age=max_age, return_timestamp=True)
         except SignatureExpired:
             raise InvalidToken("this link has expired") from None
         except BadSignature:
             raise InvalidToken("this link is not valid") from None
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise InvalidToken("this link is not valid")
-        return value
+        match value:
+            case int(subscriber_id) if not isinstance(value, bool):
+                return Link(subscriber_id, None, signed_at)
+            case [int(subscriber_id), str(key)] if not isinstance(subscriber_id, bool):
+                return Link(subscriber_id, key, signed_at)
+        raise InvalidToken("this link is not valid")
 
 
 def load_secret(configured: str, data_dir: Path) -> str:
@@ -93,17 +125,17 @@ def tokens_for(settings: Settings) -> Tokens:
     return Tokens(load_secret(settings.web.secret_key, settings.store.dir), settings.web.confirm_token_max_age)
 
 
-def _link(settings: Settings, tokens: Tokens, purpose: Purpose, subscriber_id: int) -> str:
-    return f"{settings.web.base_url}/{purpose.value}/{tokens.make(purpose, subscriber_id)}"
+def _link(settings: Settings, tokens: Tokens, purpose: Purpose, subscriber_id: int, link_key: str) -> str:
+    return f"{settings.web.base_url}/{purpose.value}/{tokens.make(purpose, subscriber_id, link_key)}"
 
 
-def confirm_url(settings: Settings, tokens: Tokens, subscriber_id: int) -> str:
-    return _link(settings, tokens, Purpose.CONFIRM, subscriber_id)
+def confirm_url(settings: Settings, tokens: Tokens, subscriber_id: int, link_key: str) -> str:
+    return _link(settings, tokens, Purpose.CONFIRM, subscriber_id, link_key)
 
 
-def unsubscribe_url(settings: Settings, tokens: Tokens, subscriber_id: int) -> str:
-    return _link(settings, tokens, Purpose.UNSUBSCRIBE, subscriber_id)
+def unsubscribe_url(settings: Settings, tokens: Tokens, subscriber_id: int, link_key: str) -> str:
+    return _link(settings, tokens, Purpose.UNSUBSCRIBE, subscriber_id, link_key)
 
 
-def preferences_url(settings: Settings, tokens: Tokens, subscriber_id: int) -> str:
-    return _link(settings, tokens, Purpose.PREFERENCES, subscriber_id)
+def preferences_url(settings: Settings, tokens: Tokens, subscriber_id: int, link_key: str) -> str:
+    return _link(settings, tokens, Purpose.PREFERENCES, subscriber_id, link_key)

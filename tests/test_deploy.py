@@ -153,4 +153,5 @@ def test_the_docs_show_compose_and_a_systemd_unit():
     unit = deploy.split("```ini", 1)[1].split("```", 1)[0]
     assert "[Service]" in unit and re.search(r"ExecStart=\S*feedsvc run", unit)
     assert "KillSignal=SIGTERM" in unit
+    assert re.search(r"LimitNOFILE=\d{5,}", unit)  # room for many connections above the common 1,024
 

@@ -282,11 +282,12 @@ def test_search_and_counts(engine):
 def test_links_carry_purpose_bound_tokens(make_settings):
     settings = make_settings(web={"public_url": "https://news.example.org/"})
     tokens = tokens_for(settings)
-    url = unsubscribe_url(settings, tokens, 42)
+    url = unsubscribe_url(settings, tokens, 42, "k3y")
     assert url.startswith("https://news.example.org/unsubscribe/")
-    assert tokens.read(Purpose.UNSUBSCRIBE, url.rsplit("/", 1)[1]) == 42
-    assert confirm_url(settings, tokens, 7).startswith("https://news.example.org/confirm/")
-    assert preferences_url(settings, tokens, 7).startswith("https://news.example.org/preferences/")
+    link = tokens.read(Purpose.UNSUBSCRIBE, url.rsplit("/", 1)[1])
+    assert (link.subscriber_id, link.key) == (42, "k3y")
+    assert confirm_url(settings, tokens, 7, "k3y").startswith("https://news.example.org/confirm/")
+    assert preferences_url(settings, tokens, 7, "k3y").startswith("https://news.example.org/preferences/")
 
 
 # --- rate limits -----------------------------------------------------------------------------------------------

@@ -8,11 +8,13 @@ import mailbox
 import re
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -21,10 +23,12 @@ import httpx
 import pytest
 import uvicorn
 from conftest import EXAMPLE_POSTS, free_port
+from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import text
 
 from feedsvc import feeds, subscribers
-from feedsvc.config import Settings
+from feedsvc.config import ConfigError, Settings
+from feedsvc.store import rate_limits
 from feedsvc.store.engine import create_store_engine
 from feedsvc.tokens import Purpose, Tokens, confirm_url, preferences_url, unsubscribe_url
 from feedsvc.web import create_app
@@ -40,7 +44,7 @@ class Served:
     app: object
 
     def client(self, **options) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=10, **options)
+        return httpx.Client(base_url=self.url, **{"timeout": 10, **options})
 
     @property
     def engine(self):
@@ -127,12 +131,16 @@ def test_round_trip_through_the_maildir(serve, store_url):
         [message] = wait_for_mail(served.outbox)
         assert message["To"] == "Ani Wijaya <Ani@example.org>"
         link = confirm_link(message)
-        confirmed = client.get(link)
+        page = client.get(link)
+        assert page.status_code == 200 and "Ani@example.org" in page.text
+        assert page.text.count("<button") == 1 and page.text.count("<form") == 1
+        assert served.subscriber("ani@example.org").status == "pending"  # looking is not confirming
+        confirmed = client.post(link)
         assert confirmed.status_code == 200 and "Ani@example.org" in confirmed.text
         active = served.subscriber("ani@example.org")
         assert active.status == "active" and active.confirmed_at is not None
 
-        unsubscribe = unsubscribe_url(served.settings, served.app.state.web.tokens, active.id)
+        unsubscribe = unsubscribe_url(served.settings, served.app.state.web.tokens, active.id, active.link_key)
         page = client.get(unsubscribe)
         assert page.status_code == 200
         assert page.text.count("<button") == 1 and page.text.count("<form") == 1
@@ -151,12 +159,12 @@ def test_round_trip_through_a_real_smtp_server_and_one_click_unsubscribe(serve, 
         while not smtp_server.messages_to("budi@example.org") and time.monotonic() < deadline:
             time.sleep(0.05)
         [mail] = smtp_server.messages_to("budi@example.org")
-        assert client.get(confirm_link(mail.message)).status_code == 200
+        assert client.post(confirm_link(mail.message)).status_code == 200
         subscriber = served.subscriber("budi@example.org")
         assert subscriber.status == "active" and subscriber.tags == ("python",)
 
         # RFC 8058: the mail client POSTs `List-Unsubscribe=One-Click` to the List-Unsubscribe URL; no page, no CSRF.
-        url = unsubscribe_url(served.settings, served.app.state.web.tokens, subscriber.id)
+        url = unsubscribe_url(served.settings, served.app.state.web.tokens, subscriber.id, subscriber.link_key)
         one_click = client.post(url, content=b"List-Unsubscribe=One-Click", headers={"content-type": "application/x-www-form-urlencoded"})
         assert one_click.status_code == 200 and "<html" not in one_click.text
         assert served.subscriber("budi@example.org").status == "unsubscribed"
@@ -172,7 +180,7 @@ def test_preferences_page_changes_frequency_and_tags(serve):
         subscribers.subscription_request("cici@example.org", tags=["go"]),
         subscribers.Consent(at=datetime.now(UTC), source="test"),
     )
-    url = preferences_url(served.settings, served.app.state.web.tokens, pending.id)
+    url = preferences_url(served.settings, served.app.state.web.tokens, pending.id, pending.link_key)
     with served.client() as client:
         token = csrf_form(client, url)
         page = client.get(url)
@@ -249,10 +257,10 @@ def test_forged_expired_and_wrong_purpose_tokens_are_refused(serve):
     pending = subscribers.request_subscription(
         served.engine, subscribers.subscription_request("tok@example.org"), subscribers.Consent(at=datetime.now(UTC), source="t")
     )
-    confirm = confirm_url(served.settings, tokens, pending.id)
-    unsubscribe = unsubscribe_url(served.settings, tokens, pending.id)
+    confirm = confirm_url(served.settings, tokens, pending.id, pending.link_key)
+    unsubscribe = unsubscribe_url(served.settings, tokens, pending.id, pending.link_key)
     forged = confirm[:-3] + ("AAA" if not confirm.endswith("AAA") else "BBB")
-    other_secret = Tokens("another-secret", 3600).make(Purpose.CONFIRM, pending.id)
+    other_secret = Tokens("another-secret", 3600).make(Purpose.CONFIRM, pending.id, pending.link_key)
     with served.client() as client:
         for url in (forged, f"{served.url}/confirm/{other_secret}", f"{served.url}/confirm/../../etc/passwd", f"{served.url}/confirm/x"):
             answer = client.get(url)
@@ -327,7 +335,7 @@ def test_idn_addresses_are_stored_in_punycode_and_sql_is_just_text(serve):
 def test_errors_show_no_stack_traces(serve, tmp_path):
     served = serve()
     tokens = served.app.state.web.tokens
-    url = preferences_url(served.settings, tokens, 1)
+    url = preferences_url(served.settings, tokens, 1, "any")
     with served.engine.begin() as connection:
         connection.execute(text("DROP TABLE deliveries"))
         connection.execute(text("DROP TABLE subscribers"))
@@ -535,3 +543,181 @@ def test_health_reports_an_unreachable_store(serve):
     with served.client() as client:
         answer = client.get("/healthz")
     assert answer.status_code == 503 and answer.json()["checks"] == {"store": False}
+
+
+# --- identity: links die with their row ------------------------------------------------------------------------
+
+
+def test_an_erased_subscribers_links_never_open_the_next_subscribers_row(serve, store_url):
+    served = serve(store={"url": store_url})
+    tokens = served.app.state.web.tokens
+    with served.client() as client:
+        client.post("/api/subscribers", headers=ADMIN, json={"email": "a@example.org", "confirmed": True})
+        client.post("/api/subscribers", headers=ADMIN, json={"email": "keep@example.org", "confirmed": True})
+        last = client.post("/api/subscribers", headers=ADMIN, json={"email": "old@example.org", "confirmed": True})
+        old = served.subscriber("old@example.org")
+        old_preferences = preferences_url(served.settings, tokens, old.id, old.link_key)
+        old_unsubscribe = unsubscribe_url(served.settings, tokens, old.id, old.link_key)
+        assert client.get(old_preferences).status_code == 200
+
+        erased = client.delete(f"/api/subscribers/{last.json()['subscriber']['id']}", params={"forget": "true"}, headers=ADMIN)
+        assert erased.status_code == 200
+        client.post("/api/subscribers", headers=ADMIN, json={"email": "new@example.org", "confirmed": True})
+        new = served.subscriber("new@example.org")
+        assert new.id > old.id  # never the erased row's id again
+
+        page = client.get(old_preferences)
+        assert page.status_code == 400 and "no longer valid" in page.text and "new@example.org" not in page.text
+        one_click = client.post(old_unsubscribe, data={"List-Unsubscribe": "One-Click"})
+        assert one_click.status_code == 200  # the mail client is told it worked: that address is gone anyway
+        assert client.post(old_unsubscribe, data={}).status_code == 400
+        # A link with the right id but another key, or with no key at all (the form of links before keys),
+        # opens nothing either.
+        for token in (
+            tokens.make(Purpose.PREFERENCES, new.id, old.link_key),
+            URLSafeTimedSerializer("test-secret-key", salt="feedsvc.preferences").dumps(new.id),
+        ):
+            assert client.get(f"/preferences/{token}").status_code == 400
+    assert served.subscriber("new@example.org").status == "active"
+    assert served.subscriber("keep@example.org").status == "active"
+
+
+def test_confirm_links_change_nothing_on_get_or_head(serve):
+    served = serve()
+    pending = subscribers.request_subscription(
+        served.engine, subscribers.subscription_request("scan@example.org"), subscribers.Consent(at=datetime.now(UTC), source="t")
+    )
+    url = confirm_url(served.settings, served.app.state.web.tokens, pending.id, pending.link_key)
+    with served.client() as client:
+        # What mail security scanners do: fetch the link, sometimes several times, sometimes HEAD only.
+        assert client.head(url).status_code == 200
+        page = client.get(url)
+        assert page.status_code == 200 and 'method="post"' in page.text and "scan@example.org" in page.text
+        assert served.subscriber("scan@example.org").status == "pending"
+        # The button: a cross-site page cannot make it without the token in the URL, as for unsubscribing.
+        done = client.post(url)
+        assert done.status_code == 200 and "You are subscribed" in done.text
+        assert served.subscriber("scan@example.org").status == "active"
+        assert "You are subscribed" in client.get(url).text  # again: says so, changes nothing
+
+
+# --- headers, store faults, operator pages, rate-limit table ---------------------------------------------------
+
+
+def test_html_pages_carry_a_content_security_policy_and_token_pages_are_not_stored(serve):
+    served = serve()
+    pending = subscribers.request_subscription(
+        served.engine, subscribers.subscription_request("h@example.org"), subscribers.Consent(at=datetime.now(UTC), source="t")
+    )
+    tokens = served.app.state.web.tokens
+    pages = [
+        "/",
+        "/nothing-here",
+        preferences_url(served.settings, tokens, pending.id, pending.link_key),
+        unsubscribe_url(served.settings, tokens, pending.id, pending.link_key),
+        confirm_url(served.settings, tokens, pending.id, pending.link_key),
+        "/confirm/forged",
+    ]
+    with served.client() as client:
+        for page in pages:
+            answer = client.get(page)
+            assert answer.headers["content-type"].startswith("text/html"), page
+            policy = answer.headers["content-security-policy"]
+            assert "frame-ancestors 'none'" in policy and "default-src 'none'" in policy, page
+            assert "script-src" not in policy and "form-action 'self' http://127.0.0.1:" in policy
+            assert answer.headers["x-content-type-options"] == "nosniff", page
+            assert answer.headers["referrer-policy"] == "no-referrer", page
+            assert answer.headers["cache-control"] == "no-store", page
+
+
+def _hold_write_lock(database: Path) -> subprocess.Popen[str]:
+    """Another process that takes SQLite's write lock and keeps it (as a long `feedsvc` import would)."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import sqlite3, sys, time\n"
+            f"c = sqlite3.connect({str(database)!r}, isolation_level=None)\n"
+            "c.execute('BEGIN EXCLUSIVE')\n"
+            "print('locked', flush=True)\n"
+            "sys.stdin.read()\n"
+        )],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_a_locked_sqlite_store_gives_503_with_retry_after(serve):
+    served = serve()
+    with served.client(timeout=30) as client:
+        token = csrf_form(client)
+        holder = _hold_write_lock(Path(served.settings.store.database_url.removeprefix("sqlite:///")))
+        try:
+            answers: dict[str, httpx.Response] = {}
+            threads = [
+                threading.Thread(target=lambda: answers.update(json=client.post("/subscribe", json={"email": "l@example.org"}))),
+                threading.Thread(target=lambda: answers.update(
+                    form=client.post("/subscribe", data={"email": "l@example.org", "csrf_token": token}))),
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        finally:
+            holder.stdin.close()
+            holder.wait(10)
+        assert answers["json"].status_code == 503 and answers["json"].json() == {"error": "store busy or unreachable"}
+        assert answers["form"].status_code == 503 and "try again in a minute" in answers["form"].text
+        assert all(int(answer.headers["retry-after"]) > 0 for answer in answers.values())
+        # The lock is gone: the same request goes through.
+        assert client.post("/subscribe", json={"email": "l@example.org"}).status_code == 202
+
+
+def test_an_unreachable_postgresql_gives_503_with_retry_after(serve):
+    engine = create_store_engine(f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none?connect_timeout=1")
+    served = serve(engine=engine)
+    url = preferences_url(served.settings, served.app.state.web.tokens, 1, "key")
+    with served.client() as client:
+        answers = [
+            client.get(url),
+            client.post("/subscribe", json={"email": "p@example.org"}),
+            client.get("/api/subscribers", headers=ADMIN),
+        ]
+    for answer in answers:
+        assert answer.status_code == 503 and int(answer.headers["retry-after"]) > 0, answer.request.url
+        assert "Traceback" not in answer.text and "psycopg" not in answer.text
+    assert "try again in a minute" in answers[0].text
+
+
+def test_metrics_and_the_api_description_need_the_token_outside_the_configured_networks(serve):
+    local = serve()
+    with local.client() as client:  # the default: loopback may read them
+        assert client.get("/metrics").status_code == 200
+        assert client.get("/api/openapi.json").status_code == 200
+    remote = serve(web={"metrics_networks": ["10.0.0.0/8"]})
+    with remote.client() as client:
+        for path in ("/metrics", "/api/openapi.json"):
+            refused = client.get(path)
+            assert refused.status_code == 401 and "feedsvc_subscribers" not in refused.text, path
+            assert refused.headers["www-authenticate"].startswith("Bearer")
+            assert client.get(path, headers={"authorization": "Bearer wrong"}).status_code == 401
+            assert client.get(path, headers=ADMIN).status_code == 200, path
+        assert "feedsvc_subscribers" in client.get("/metrics", headers=ADMIN).text
+
+
+def test_a_bad_metrics_network_stops_the_start_with_its_name(make_settings):
+    with pytest.raises(ConfigError, match=r"web.metrics_networks.*'localhost' is not an IP network"):
+        make_settings(web={"metrics_networks": ["localhost"]})
+
+
+def test_expired_rate_limit_windows_are_pruned(serve):
+    served = serve()
+    long_ago = datetime.now(UTC) - timedelta(hours=3)
+    with served.engine.begin() as connection:
+        for n in range(500):
+            rate_limits.hit(connection, f"subscribe:client:198.51.100.{n}", limit=10, window=timedelta(hours=1), now=long_ago)
+    with served.client() as client:
+        assert client.post("/subscribe", json={"email": "r@example.org"}).status_code == 202
+    with served.engine.connect() as connection:
+        keys = connection.execute(text("SELECT key FROM rate_limits")).scalars().all()
+    # What is left: this request's two counters (its client, its address).
+    assert sorted(keys) == ["subscribe:address:r@example.org", "subscribe:client:127.0.0.1"]

@@ -11,6 +11,7 @@ from feedsvc.cli.common import ConfigOption, app, console, settings_or_exit
 from feedsvc.logging import configure_logging
 from feedsvc.store.engine import create_store_engine, is_current, upgrade
 from feedsvc.web.app import create_app
+from feedsvc.web.server import server_config
 
 db_app = typer.Typer(help="The subscriber store.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -27,14 +28,7 @@ def serve(
     settings.web.host = host or settings.web.host
     settings.web.port = settings.web.port if port is None else port
     configure_logging(settings.log)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.web.host,
-        port=settings.web.port,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-    )
+    uvicorn.Server(server_config(create_app(settings), settings, host=settings.web.host, port=settings.web.port)).run()
 
 
 @db_app.command("upgrade")

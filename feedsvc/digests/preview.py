@@ -46,9 +46,11 @@ def preview(settings: Settings, engine: Engine, scan: Scan, now: datetime, *, em
             raise PreviewError(f"no subscriber with the address {email}")
         recipient = Recipient(subscriber.id, subscriber.tags, subscriber.confirmed_at or now)
         to_email, to_name, frequency = subscriber.email, subscriber.name, subscriber.frequency
+        link_key = subscriber.link_key
     else:
         recipient = Recipient(0, (), datetime.min.replace(tzinfo=UTC))
         to_email, to_name, frequency = settings.site.author_email or settings.mail.from_address, "", "daily"
+        link_key = ""  # no row: the sample's links open nothing
     with engine.connect() as connection:
         pending = _pending(connection, published, frequency, now)
     chosen = posts_for(recipient, news(pending, {post.id: post for post in published}))
@@ -67,8 +69,8 @@ def preview(settings: Settings, engine: Engine, scan: Scan, now: datetime, *, em
         text=rendered.text,
         to_email=to_email,
         to_name=to_name,
-        unsubscribe_url=unsubscribe_url(settings, tokens, recipient.id),
-        preferences_url=preferences_url(settings, tokens, recipient.id),
+        unsubscribe_url=unsubscribe_url(settings, tokens, recipient.id, link_key),
+        preferences_url=preferences_url(settings, tokens, recipient.id, link_key),
         message_id=message_id_for(settings, f"preview:{frequency}:{recipient.id}:{now.isoformat()}"),
     )
     return Preview(to_email, frequency, tuple(chosen), sample, message)

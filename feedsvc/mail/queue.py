@@ -194,8 +194,8 @@ class _Drain:
             message = skeleton.build(
                 to_email=delivery.email,
                 to_name=delivery.name,
-                unsubscribe_url=unsubscribe_url(self.settings, self.tokens, delivery.subscriber_id),
-                preferences_url=preferences_url(self.settings, self.tokens, delivery.subscriber_id),
+                unsubscribe_url=unsubscribe_url(self.settings, self.tokens, delivery.subscriber_id, delivery.link_key),
+                preferences_url=preferences_url(self.settings, self.tokens, delivery.subscriber_id, delivery.link_key),
                 message_id=message_id,
             )
             recipient = mail_address(delivery.email)

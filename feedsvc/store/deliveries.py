@@ -29,6 +29,7 @@ class Claimed:
     subscriber_id: int
     email: str
     name: str
+    link_key: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +109,7 @@ def claim(connection: Connection, worker_id: str, *, now: datetime, lease_until:
             deliveries.c.subscriber_id,
             subscribers.c.email,
             subscribers.c.name,
+            subscribers.c.link_key,
         )
         .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
         .where(deliveries.c.id.in_(claimed))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
+import sqlalchemy.exc
 from alembic import command
 from alembic.config import Config
 from alembic.migration import MigrationContext
@@ -64,3 +66,22 @@ def ping(engine: Engine) -> None:
     """Raise when the store cannot answer a trivial query (for /healthz)."""
     with engine.connect() as connection:
         connection.execute(text("SELECT 1"))
+
+
+# SQLite's "database is locked" (another process holds the write lock past busy_timeout) and "table is locked".
+_SQLITE_BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether an error means the store is busy or unreachable for now (worth retrying), not a fault of ours."""
+    if isinstance(exc, sqlalchemy.exc.TimeoutError):  # no pooled connection came free in time
+        return True
+    if not isinstance(exc, sqlalchemy.exc.DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    original = exc.orig
+    if isinstance(original, sqlite3.OperationalError):
+        return getattr(original, "sqlite_errorcode", None) in _SQLITE_BUSY
+    # psycopg's OperationalError: cannot connect, connection lost, server shutting down or starting up.
+    return type(original).__module__.startswith("psycopg") and isinstance(exc, sqlalchemy.exc.OperationalError)

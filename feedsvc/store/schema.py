@@ -6,11 +6,13 @@ Times are stored as timezone-aware UTC (`DateTime(timezone=True)`; on SQLite the
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -62,9 +64,16 @@ FREQUENCIES = ("instant", "daily", "weekly")
 # Delivery states: queued -> sending -> sent | retry (-> sending ...) | failed | bounced
 DELIVERY_STATES = ("queued", "sending", "sent", "retry", "failed", "bounced")
 
+
+def new_link_key() -> str:
+    return secrets.token_urlsafe(16)
+
+
 subscribers = Table(
     "subscribers",
     metadata,
+    # Never reused (AUTOINCREMENT on SQLite, a sequence on PostgreSQL): an erased subscriber's id never names
+    # someone else.
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("email", String(320), nullable=False),
     # Lower-cased address: the case-insensitive unique key.
@@ -84,7 +93,14 @@ subscribers = Table(
     Column("consent_ip", String(64), nullable=False, default=""),
     Column("consent_user_agent", String(512), nullable=False, default=""),
     Column("consent_source", String(64), nullable=False, default=""),
+    # Every signed link (confirm, unsubscribe, preferences) carries this key and is checked against it, so a
+    # link dies with its row.
+    Column("link_key", String(32), nullable=False, default=new_link_key),
+    # Rows from before links carried a key (migration 0002): their older links stay valid when signed after
+    # the row was created.
+    Column("unkeyed_links", Boolean, nullable=False, default=False),
     Index(None, "status", "frequency"),
+    sqlite_autoincrement=True,
 )
 
 # A post is announced once, when first seen published; the row is the proof across restarts and processes.

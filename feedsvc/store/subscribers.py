@@ -31,11 +31,14 @@ class Subscriber:
     consent_ip: str
     consent_user_agent: str
     consent_source: str
+    link_key: str
+    unkeyed_links: bool
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> Subscriber:
         values = dict(row._mapping)
         values["tags"] = tuple(values["tags"] or ())
+        values["unkeyed_links"] = bool(values["unkeyed_links"])
         return cls(**values)
 
 

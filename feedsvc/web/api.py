@@ -5,7 +5,6 @@ Each endpoint's docstring carries its OpenAPI description (after `---`), served 
 
 from __future__ import annotations
 
-import hmac
 import io
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +24,7 @@ from feedsvc.store.schema import STATUSES
 from feedsvc.subscribers import AddOutcome, Consent, ImportFileError, InvalidInput, Subscriber
 from feedsvc.web.context import WebContext, web_context
 from feedsvc.web.pages import BadInput, read_fields
+from feedsvc.web.security import bearer_matches
 
 IMPORT_PATH = "/api/subscribers/import"
 
@@ -32,11 +32,11 @@ IMPORT_PATH = "/api/subscribers/import"
 class AdminAuth:
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
-        self._expected = f"Bearer {token}".encode()
+        self._token = token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         given = next((value for name, value in scope["headers"] if name == b"authorization"), b"")
-        if not hmac.compare_digest(given, self._expected):
+        if not bearer_matches(given, self._token):
             raise HTTPException(
                 401,
                 "a valid `Authorization: Bearer <web.admin_token>` header is required",
@@ -267,6 +267,7 @@ def api_routes(admin_token: str) -> list[BaseRoute]:
     ).get_schema([mount])
 
     async def openapi(request: Request) -> Response:
+        web_context(request).operator_only.require(request)
         return JSONResponse(schema)
 
     return [Route("/api/openapi.json", openapi, methods=["GET"]), mount]

@@ -28,18 +28,20 @@ from feedsvc.mail.render import environment
 from feedsvc.mail.transport import Transport, transport_from_settings
 from feedsvc.metrics import CONTENT_TYPE, HTTP_REQUESTS, exposition
 from feedsvc.store.engine import open_engine, ping
+from feedsvc.store.engine import unavailable as store_unavailable
 from feedsvc.tokens import Tokens, load_secret
 from feedsvc.web.api import IMPORT_PATH, api_routes
 from feedsvc.web.context import WebContext, web_context
 from feedsvc.web.feeds import FeedFiles, FeedsMiddleware
 from feedsvc.web.pages import BadInput
 from feedsvc.web.pages import routes as page_routes
-from feedsvc.web.security import BodyLimit, Csrf
+from feedsvc.web.security import BodyLimit, Csrf, OperatorOnly
 from feedsvc.web.strings import web_translator
 
 log = logging.getLogger(__name__)
 
 _ERROR_KEYS = {403: "form_expired", 404: "not_found", 413: "too_large", 429: "too_many"}
+STORE_RETRY_AFTER = 10  # seconds: about SQLite's busy timeout, or a PostgreSQL restart
 
 
 def _wants_json(request: Request) -> bool:
@@ -69,13 +71,18 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 async def server_error(request: Request, exc: Exception) -> Response:
     # Starlette logs the exception with its traceback; the client learns nothing about it. The server drops
-    # the connection after an unhandled error, so the client is told not to reuse it.
+    # the connection after an unhandled error, so the client is told not to reuse it. A busy or unreachable
+    # store is no bug: 503 and when to come back.
     web = web_context(request)
+    busy = store_unavailable(exc)
+    status, key, error = (503, "store_busy", "store busy or unreachable") if busy else (500, "server_error", "internal error")
     if _wants_json(request):
-        response: Response = JSONResponse({"error": "internal error"}, status_code=500)
+        response: Response = JSONResponse({"error": error}, status_code=status)
     else:
-        response = web.message(web.translate("error_title"), web.translate("server_error"), status=500)
+        response = web.message(web.translate("error_title"), web.translate(key), status=status)
     response.headers["connection"] = "close"
+    if busy:
+        response.headers["retry-after"] = str(STORE_RETRY_AFTER)
     return response
 
 
@@ -130,6 +137,7 @@ async def healthz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     web = web_context(request)
+    web.operator_only.require(request)
     try:
         counts = await run_in_threadpool(subscribers.counts, web.engine)
     except Exception:
@@ -153,6 +161,7 @@ def create_app(settings: Settings, engine: Engine | None = None, transport: Tran
         csrf=Csrf(secret, secure=settings.web.base_url.startswith("https://")),
         templates=environment(settings),
         translate=web_translator(settings.site.language),
+        operator_only=OperatorOnly(settings.web.admin_token, settings.web.metrics_networks),
     )
 
     @contextlib.asynccontextmanager

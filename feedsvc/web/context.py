@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cached_property
+from urllib.parse import urlsplit
 
 from jinja2 import Environment
 from sqlalchemy import Engine
@@ -15,7 +18,9 @@ from feedsvc.mail.strings import language_of
 from feedsvc.mail.transport import Transport
 from feedsvc.tokens import Tokens
 from feedsvc.web.feeds import FeedFiles
-from feedsvc.web.security import Csrf
+from feedsvc.web.security import Csrf, OperatorOnly, page_headers
+
+LONG_AGO = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -28,6 +33,14 @@ class WebContext:
     csrf: Csrf
     templates: Environment
     translate: Callable[..., str]
+    operator_only: OperatorOnly
+    # When this process next forgets expired rate-limit windows.
+    prune_rate_limits_at: datetime = LONG_AGO
+
+    @cached_property
+    def page_headers(self) -> dict[str, str]:
+        public = urlsplit(self.settings.web.base_url)
+        return page_headers(f"{public.scheme}://{public.netloc}")
 
     def url(self, path: str) -> str:
         return f"{self.settings.web.base_url}{path}"
@@ -41,7 +54,7 @@ class WebContext:
             **values,
         }
         html = self.templates.get_template(f"web/{template}.html.j2").render(context)
-        return HTMLResponse(html, status_code=status, headers={"cache-control": "no-store"})
+        return HTMLResponse(html, status_code=status, headers=self.page_headers)
 
     def message(
         self, heading: str, *paragraphs: str, status: int = 200, link: dict[str, str] | None = None

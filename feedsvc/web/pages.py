@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,12 +20,13 @@ from feedsvc.metrics import CONFIRMATION_MAILS
 from feedsvc.store import rate_limits
 from feedsvc.store.schema import FREQUENCIES
 from feedsvc.subscribers import Consent, InvalidInput, Subscriber, SubscriptionRequest
-from feedsvc.tokens import InvalidToken, Purpose
+from feedsvc.tokens import InvalidToken, Link, Purpose
 from feedsvc.web.context import WebContext, web_context
 from feedsvc.web.feeds import CONTENT_TYPES
 from feedsvc.web.security import CSRF_FIELD, client_key
 
 RATE_WINDOW = timedelta(hours=1)
+RATE_PRUNE_INTERVAL = timedelta(minutes=10)
 _FEED_LABELS = {"rss.xml": "feed_rss", "atom.xml": "feed_atom", "feed.json": "feed_json"}
 
 
@@ -67,9 +69,9 @@ async def read_fields(request: Request) -> tuple[dict[str, Any], bool]:
     )
 
 
-def _subscriber_id(web: WebContext, purpose: Purpose, token: str) -> int:
+def _link(web: WebContext, purpose: Purpose, request: Request) -> Link:
     try:
-        return web.tokens.read(purpose, token)
+        return web.tokens.read(purpose, request.path_params["token"])
     except InvalidToken as exc:
         expired = isinstance(exc.__context__, SignatureExpired)
         raise HTTPException(400, web.translate("link_expired" if expired else "link_invalid")) from None
@@ -77,6 +79,23 @@ def _subscriber_id(web: WebContext, purpose: Purpose, token: str) -> int:
 
 def _link_gone(web: WebContext) -> HTTPException:
     return HTTPException(400, web.translate("link_gone"))
+
+
+async def _linked_subscriber(web: WebContext, link: Link) -> Subscriber | None:
+    """The row the link was made for; None once that row is gone (ids are never reused, so a row found here
+    and acted on by id afterwards is still the same subscriber)."""
+    subscriber = await run_in_threadpool(subscribers.get, web.engine, link.subscriber_id)
+    return subscriber if link.opens(subscriber) else None
+
+
+async def _change_linked(
+    web: WebContext, link: Link, change: Callable[..., Subscriber | None], *args: object
+) -> Subscriber | None:
+    """`change(engine, subscriber_id, *args)` on the row the link opens; None when it opens none (any more)."""
+    subscriber = await _linked_subscriber(web, link)
+    if subscriber is None:
+        return None
+    return await run_in_threadpool(change, web.engine, subscriber.id, *args)
 
 
 def _known_tags(web: WebContext, *extra: tuple[str, ...]) -> list[str]:
@@ -120,8 +139,14 @@ async def home(request: Request) -> Response:
 
 
 def _count_hit(web: WebContext, key: str, limit: int) -> rate_limits.Decision:
+    now = _now()
     with web.engine.begin() as connection:
-        return rate_limits.hit(connection, key, limit=limit, window=RATE_WINDOW, now=_now())
+        # Every client and address leaves a row; those whose window has passed count as fresh anyway, so
+        # they are dropped now and then (by every process: a repeat deletes nothing).
+        if now >= web.prune_rate_limits_at:
+            web.prune_rate_limits_at = now + RATE_PRUNE_INTERVAL
+            rate_limits.prune(connection, older_than=now - RATE_WINDOW)
+        return rate_limits.hit(connection, key, limit=limit, window=RATE_WINDOW, now=now)
 
 
 def _record_subscription(web: WebContext, request: SubscriptionRequest, consent: Consent) -> Subscriber | None:
@@ -176,13 +201,28 @@ async def subscribe(request: Request) -> Response:
 # --- confirm, unsubscribe, preferences -------------------------------------------------------------------------
 
 
-async def confirm(request: Request) -> Response:
+async def confirm_page(request: Request) -> Response:
+    """GET (and HEAD) only show the question: mail scanners fetch links, and must not subscribe anyone."""
     web = web_context(request)
-    subscriber_id = _subscriber_id(web, Purpose.CONFIRM, request.path_params["token"])
-    subscriber = await run_in_threadpool(subscribers.confirm, web.engine, subscriber_id, _now())
+    subscriber = await _linked_subscriber(web, _link(web, Purpose.CONFIRM, request))
+    if subscriber is None or subscriber.status not in ("pending", "active"):
+        raise _link_gone(web)
+    if subscriber.status == "active":
+        return _confirmed_page(web, subscriber)
+    return web.render("confirm", email=subscriber.email, action=web.url(request.url.path))
+
+
+async def confirm(request: Request) -> Response:
+    """The page's button. As for unsubscribing, the token in the URL is the proof: no CSRF token is asked for."""
+    web = web_context(request)
+    subscriber = await _change_linked(web, _link(web, Purpose.CONFIRM, request), subscribers.confirm, _now())
     if subscriber is None:
         raise _link_gone(web)
-    preferences = tokens.preferences_url(web.settings, web.tokens, subscriber.id)
+    return _confirmed_page(web, subscriber)
+
+
+def _confirmed_page(web: WebContext, subscriber: Subscriber) -> Response:
+    preferences = tokens.preferences_url(web.settings, web.tokens, subscriber.id, subscriber.link_key)
     return web.message(
         web.translate("confirmed_title"),
         web.translate("confirmed", site=web.settings.site.title, email=subscriber.email),
@@ -192,8 +232,7 @@ async def confirm(request: Request) -> Response:
 
 async def unsubscribe_page(request: Request) -> Response:
     web = web_context(request)
-    subscriber_id = _subscriber_id(web, Purpose.UNSUBSCRIBE, request.path_params["token"])
-    subscriber = await run_in_threadpool(subscribers.get, web.engine, subscriber_id)
+    subscriber = await _linked_subscriber(web, _link(web, Purpose.UNSUBSCRIBE, request))
     if subscriber is None:
         raise _link_gone(web)
     if subscriber.status not in ("pending", "active"):
@@ -213,12 +252,12 @@ async def unsubscribe(request: Request) -> Response:
     """The page's button, and RFC 8058 one-click (`List-Unsubscribe=One-Click` from a mail client): both
     unsubscribe at once; the token in the URL is the proof, so no CSRF token is asked for."""
     web = web_context(request)
-    subscriber_id = _subscriber_id(web, Purpose.UNSUBSCRIBE, request.path_params["token"])
+    link = _link(web, Purpose.UNSUBSCRIBE, request)
     one_click = False
     if request.headers.get("content-type"):
         fields, _ = await read_fields(request)
         one_click = fields.get("List-Unsubscribe") == "One-Click"
-    subscriber = await run_in_threadpool(subscribers.unsubscribe, web.engine, subscriber_id, _now())
+    subscriber = await _change_linked(web, link, subscribers.unsubscribe, _now())
     if one_click:
         # An erased subscriber is as unsubscribed as can be: the mail client gets its 200 either way.
         return PlainTextResponse("unsubscribed\n")
@@ -229,7 +268,7 @@ async def unsubscribe(request: Request) -> Response:
 
 async def preferences(request: Request) -> Response:
     web = web_context(request)
-    subscriber_id = _subscriber_id(web, Purpose.PREFERENCES, request.path_params["token"])
+    link = _link(web, Purpose.PREFERENCES, request)
     saved = False
     if request.method == "POST":
         fields, as_json = await read_fields(request)
@@ -242,10 +281,10 @@ async def preferences(request: Request) -> Response:
             tags = subscribers.parse_tags(fields.get("tags"))
         except InvalidInput as exc:
             raise BadInput(exc) from None
-        subscriber = await run_in_threadpool(subscribers.update_preferences, web.engine, subscriber_id, frequency, tags)
+        subscriber = await _change_linked(web, link, subscribers.update_preferences, frequency, tags)
         saved = True
     else:
-        subscriber = await run_in_threadpool(subscribers.get, web.engine, subscriber_id)
+        subscriber = await _linked_subscriber(web, link)
     if subscriber is None:
         raise _link_gone(web)
     token, new_cookie = web.csrf.token(request)
@@ -256,7 +295,7 @@ async def preferences(request: Request) -> Response:
         frequencies=FREQUENCIES,
         tags=_known_tags(web, subscriber.tags),
         action=web.url(request.url.path),
-        unsubscribe_url=tokens.unsubscribe_url(web.settings, web.tokens, subscriber.id),
+        unsubscribe_url=tokens.unsubscribe_url(web.settings, web.tokens, subscriber.id, subscriber.link_key),
         csrf_token=token,
     )
     web.csrf.set_cookie(response, new_cookie)
@@ -266,7 +305,8 @@ async def preferences(request: Request) -> Response:
 routes = [
     Route("/", home, methods=["GET"]),
     Route("/subscribe", subscribe, methods=["POST"]),
-    Route("/confirm/{token}", confirm, methods=["GET"]),
+    Route("/confirm/{token}", confirm_page, methods=["GET"]),
+    Route("/confirm/{token}", confirm, methods=["POST"]),
     Route("/unsubscribe/{token}", unsubscribe_page, methods=["GET"]),
     Route("/unsubscribe/{token}", unsubscribe, methods=["POST"]),
     Route("/preferences/{token}", preferences, methods=["GET", "POST"]),

@@ -1,4 +1,5 @@
-"""Request hygiene: CSRF tokens for the browser forms, the request body limit, the rate-limit client key."""
+"""Request hygiene: CSRF tokens for the browser forms, the request body limit, the rate-limit client key, who
+may read the operator's pages, and the headers every HTML page carries."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -15,6 +16,52 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 CSRF_COOKIE = "feedsvc_csrf"
 CSRF_FIELD = "csrf_token"
+
+
+def page_headers(form_target: str) -> dict[str, str]:
+    """For every HTML page: no script, no framing (clickjacking), forms only to this service, no sniffing, and
+    no Referer (page URLs carry tokens). Inline styles stay allowed: the templates, yours too, use them."""
+    policy = (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+        f"form-action 'self' {form_target}; frame-ancestors 'none'; base-uri 'none'"
+    )
+    return {
+        "content-security-policy": policy,
+        "x-content-type-options": "nosniff",
+        "referrer-policy": "no-referrer",
+        "cache-control": "no-store",
+    }
+
+
+def bearer_matches(authorization: bytes, token: str) -> bool:
+    return bool(token) and hmac.compare_digest(authorization, f"Bearer {token}".encode())
+
+
+class OperatorOnly:
+    """Pages for the operator (metrics, the API description): with the admin token, or from trusted networks."""
+
+    def __init__(self, admin_token: str, networks: Iterable[str]) -> None:
+        self._token = admin_token
+        self._networks = [ipaddress.ip_network(network, strict=False) for network in networks]
+
+    def require(self, request: Request) -> None:
+        if not self.allows(request):
+            raise HTTPException(
+                401,
+                "`Authorization: Bearer <web.admin_token>` is required from outside [web] metrics_networks",
+                headers={"WWW-Authenticate": 'Bearer realm="feedsvc admin"'},
+            )
+
+    def allows(self, request: Request) -> bool:
+        if bearer_matches(request.headers.get("authorization", "").encode("latin-1"), self._token):
+            return True
+        try:
+            address = ipaddress.ip_address(request.client.host if request.client else "")
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        return any(address in network for network in self._networks)
 
 
 class Csrf:
