@@ -9,66 +9,23 @@ import shutil
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from html.parser import HTMLParser
-from pathlib import Path
 
 import dkim
 import pytest
 from conftest import EXAMPLE_POSTS
 from dkim.dknewkey import ExtractRSADnsPublicKey, GenRSAKeys
+from mail_samples import PREFERENCES, RICH_BODY, SITE, UNSUBSCRIBE, make_post, personalised
 
 from feedsvc.mail.message import AddressError, message_id_for
-from feedsvc.mail.render import MailTemplateError, confirmation_message, personalise, render_edition
+from feedsvc.mail.render import MailTemplateError, confirmation_message, render_edition
 from feedsvc.posts import Collection
 from feedsvc.posts.model import Post
 
-SITE = "https://blog.example.org"
 TITLE = "Belajar Rust 🦀: kenapa borrow checker itu teman, bukan musuh ✨"
-UNSUBSCRIBE = f"{SITE}:8080/unsubscribe/eyJhbGciOi.abc-_DEF?x=1&y=2"
-PREFERENCES = f"{SITE}:8080/preferences/eyJhbGciOi.xyz"
-
-
-def make_post(
-    index: int, *, title: str | None = None, paragraphs: int = 3, image: str | None = None, body: str | None = None
-) -> Post:
-    slug = f"post-{index}"
-    body = body if body is not None else "".join(
-        f"<p>Paragraf {n} dari tulisan {index}: kalimat yang cukup panjang untuk mengisi ruang, dengan "
-        f'<a href="/tags/rust/">tautan relatif</a> dan <img src="../img/{n}.png"> gambar.</p>'
-        for n in range(paragraphs)
-    )
-    return Post(
-        id=f"id-{index}",
-        slug=slug,
-        title=title or f"Post number {index}",
-        date=datetime(2026, 3, 1, 9, 30, tzinfo=UTC) - timedelta(hours=index),
-        updated=None,
-        url=f"{SITE}/{slug}/",
-        tags=("Rust", "Belajar"),
-        summary_html=f'<p>Ringkasan tulisan {index} &amp; <a href="more/">lanjutan</a>.</p>',
-        author="Budi",
-        image=image,
-        draft=False,
-        source=Path(f"{slug}.md"),
-        content_html=body,
-    )
 
 
 def parse(message: bytes) -> EmailMessage:
     return email.message_from_bytes(message, policy=email.policy.default)  # type: ignore[return-value]
-
-
-def personalised(settings, edition, *, to_email="siti@example.com", to_name="Siti Nurhaliza", key="d:1") -> bytes:
-    return personalise(
-        settings,
-        subject=edition.subject,
-        html=edition.html,
-        text=edition.text,
-        to_email=to_email,
-        to_name=to_name,
-        unsubscribe_url=UNSUBSCRIBE,
-        preferences_url=PREFERENCES,
-        message_id=message_id_for(settings, key),
-    )
 
 
 class _Links(HTMLParser):
@@ -291,17 +248,6 @@ def test_a_broken_user_template_is_named_in_the_error(make_settings, tmp_path):
 
 # --- long digests: contents, styles, the size budget ------------------------------------------------------------
 
-RICH_BODY = (
-    "<p>Intro with <a href=\"https://docs.example.org/sql\">the SQL docs</a>.</p>\n"
-    "<h2>Own heading</h2>\n<h3>Smaller heading</h3>\n"
-    "<pre><code>SELECT id\n  FROM posts\n WHERE slug = 'x';\n</code></pre>\n"
-    "<table><thead><tr><th>Index</th><th>Rows</th></tr></thead>"
-    "<tbody><tr><td>btree</td><td>1200</td></tr></tbody></table>\n"
-    "<blockquote><p>Measure first.</p></blockquote>\n"
-    '<p><img src="/img/wide.png" alt="A chart" width="1600" height="900"> <img src="/img/icon.png" alt="Icon" width="32"></p>\n'
-)
-
-
 class _Elements(HTMLParser):
     """Each start tag with its attributes, in order."""
 
@@ -328,7 +274,7 @@ def test_three_posts_or_more_get_a_list_of_contents_that_links_to_each_title(mak
     settings = make_settings()
     posts = [make_post(i) for i in range(3)]
     html = render_edition(settings, posts, "daily", posts[-1].date, posts[0].date).html
-    toc = re.search(r'<div class="toc".*?</div>', html, re.S)
+    toc = re.search(r'<div class="toc".*?</div>', html, re.DOTALL)
     assert toc and "In this mail" in toc.group()
     anchors = re.findall(r'href="#(post-\d+)"[^>]*>([^<]+)<', toc.group())
     assert [title for _, title in anchors] == [post.title for post in posts]

@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urljoin
 
 import css_inline
-import lxml.html
+import lxml.html  # type: ignore[import-untyped]
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
-from inscriptis import Inscriptis
-from inscriptis.css_profiles import CSS_PROFILES
-from inscriptis.model.config import ParserConfig
-from inscriptis.model.html_element import HtmlElement
-from inscriptis.model.tag import CustomHtmlTagHandlerMapping
+from inscriptis import Inscriptis  # type: ignore[import-untyped]
+from inscriptis.css_profiles import CSS_PROFILES  # type: ignore[import-untyped]
+from inscriptis.model.config import ParserConfig  # type: ignore[import-untyped]
+from inscriptis.model.html_element import HtmlElement  # type: ignore[import-untyped]
+from inscriptis.model.tag import CustomHtmlTagHandlerMapping  # type: ignore[import-untyped]
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, TemplateError
 from markupsafe import Markup
 
@@ -151,7 +151,7 @@ def _render(settings: Settings, name: str, context: dict[str, object]) -> str:
 _TEXT_CSS = {
     **CSS_PROFILES["strict"],
     **{
-        tag: HtmlElement(whitespace=None)  # type: ignore[arg-type]  # None: inherit the parent's
+        tag: HtmlElement(whitespace=None)  # None: the parent's
         for tag in ("a", "b", "code", "em", "i", "kbd", "mark", "s", "samp", "small", "span", "strong", "sub", "sup")
     },
 }
@@ -227,10 +227,8 @@ def _blocks(fragment: str) -> tuple[str, ...]:
 
 def _post_view(settings: Settings, post: Post, plan: PostPlan, locale: Locale, anchor: str) -> PostView:
     mode, blocks = plan
-    if mode == "excerpt":
-        content_html = "".join(_blocks(_absolute_fragment(post.content_html, post.url))[:blocks])
-    else:
-        content_html = _absolute_fragment(post.content_html, post.url) if mode == "full" else ""
+    whole = _absolute_fragment(post.content_html, post.url) if mode in ("full", "excerpt") else ""
+    content_html = "".join(_blocks(whole)[:blocks]) if mode == "excerpt" else whole
     return PostView(
         title=post.title,
         url=post.url,
@@ -348,28 +346,29 @@ def _fit(
         return everything
     for richer, poorer, sizes in ((FULL, SUMMARY, full_sizes), (SUMMARY, LINK, summary_sizes)):
         largest_first = sorted(range(count), key=lambda i: (-sizes[i], -i))
-
-        def plans_with(shortened: int, richer: PostPlan = richer, poorer: PostPlan = poorer) -> list[PostPlan]:
-            plans = [richer] * count
-            for index in largest_first[:shortened]:
-                plans[index] = poorer
-            return plans
-
         # Binary search for the fewest posts to shorten (shortening one more never makes the mail larger).
         low, high, best, fewest = 1, count, None, 0
         while low <= high:
             middle = (low + high) // 2
-            if result := attempt(plans_with(middle)):
+            if result := attempt(_shortened(richer, poorer, largest_first[:middle], count)):
                 best, fewest, high = result, middle, middle - 1
             else:
                 low = middle + 1
         if best is None:
             continue
         if richer == FULL and fewest == 1:
-            best = _longest_excerpt(attempt, plans_with(1), largest_first[0], block_counts[largest_first[0]]) or best
+            plans = _shortened(richer, poorer, largest_first[:1], count)
+            best = _longest_excerpt(attempt, plans, largest_first[0], block_counts[largest_first[0]]) or best
         return best
     # Even titles alone are over budget: send them anyway; the site has every post.
     return render([LINK] * count)
+
+
+def _shortened(richer: PostPlan, poorer: PostPlan, indexes: Sequence[int], count: int) -> list[PostPlan]:
+    plans = [richer] * count
+    for index in indexes:
+        plans[index] = poorer
+    return plans
 
 
 def _longest_excerpt(attempt, plans: list[PostPlan], index: int, blocks: int) -> tuple[str, str] | None:
