@@ -57,6 +57,8 @@ PostPlan = tuple[PostMode, int]
 FULL: PostPlan = ("full", 0)
 SUMMARY: PostPlan = ("summary", 0)
 LINK: PostPlan = ("link", 0)
+# A digest's inlined HTML and the template context it was rendered with.
+Rendered = tuple[str, dict[str, Any]]
 # The width of the digest's content column in pixels (600 less the cell's padding): images are never wider.
 IMAGE_WIDTH = 544
 
@@ -90,7 +92,7 @@ class PostView:
     tags: tuple[str, ...]
     image: str | None
     summary_html: str
-    summary_text: str
+    summary_text: str  # for digest.txt.j2 templates copied from earlier versions
     content_html: str
     mode: PostMode
 
@@ -293,42 +295,47 @@ def render_edition(
             views[index, plan] = _post_view(settings, posts[index], plan, locale, f"post-{index + 1}")
         return views[index, plan]
 
-    def render(plans: Sequence[PostPlan]) -> tuple[str, str]:
+    def render(plans: Sequence[PostPlan]) -> tuple[str, dict[str, Any]]:
+        """The inlined HTML of the mail with these plans, and the context it was rendered with."""
         post_views = [view(i, plan) for i, plan in enumerate(plans)]
         shortened = sum(plan[0] != "full" for plan in plans)
-        context = {"posts": post_views, "shortened": shortened}
-        posts_html = Markup(_render(settings, "mail/digest_posts.html.j2", _context(settings, context)))
-        return _render_pair(
-            settings,
-            "digest",
-            subject=subject,
-            heading=heading,
-            period=period,
-            preheader=preheader,
-            browser_url=browser_url,
-            posts=post_views,
-            posts_html=posts_html,
-            posts_text=html_to_text(posts_html),
-            shortened=shortened,
-            frequency=frequency,
-            unsubscribe_url=UNSUBSCRIBE_URL,
-            preferences_url=PREFERENCES_URL,
+        posts_html = Markup(
+            _render(settings, "mail/digest_posts.html.j2", _context(settings, {"posts": post_views, "shortened": shortened}))
         )
+        context = _context(
+            settings,
+            {
+                "subject": subject,
+                "heading": heading,
+                "period": period,
+                "preheader": preheader,
+                "browser_url": browser_url,
+                "posts": post_views,
+                "posts_html": posts_html,
+                "shortened": shortened,
+                "frequency": frequency,
+                "unsubscribe_url": UNSUBSCRIBE_URL,
+                "preferences_url": PREFERENCES_URL,
+            },
+        )
+        return _INLINER.inline(_render(settings, "mail/digest.html.j2", context)), context
 
     full_sizes = [len(post.content_html) for post in posts]
     summary_sizes = [len(post.summary_html) for post in posts]
     block_counts = [len(_blocks(post.content_html)) for post in posts]
-    html_part, text_part = _fit(render, full_sizes, summary_sizes, block_counts, settings.digest.html_budget_bytes)
+    html_part, context = _fit(render, full_sizes, summary_sizes, block_counts, settings.digest.html_budget_bytes)
+    # The text part only for the chosen render: converting to text is the slow half.
+    text_part = _render(settings, "mail/digest.txt.j2", {**context, "posts_text": html_to_text(context["posts_html"])})
     return RenderedEdition(subject=subject, html=html_part, text=text_part)
 
 
 def _fit(
-    render: Callable[[Sequence[PostPlan]], tuple[str, str]],
+    render: Callable[[Sequence[PostPlan]], Rendered],
     full_sizes: Sequence[int],
     summary_sizes: Sequence[int],
     block_counts: Sequence[int],
     budget: int,
-) -> tuple[str, str]:
+) -> Rendered:
     """The render whose HTML fits `budget` with the most posts whole, in their order.
 
     The largest posts are shortened to their summaries first (which keeps the most posts whole; among equal
@@ -337,7 +344,7 @@ def _fit(
     """
     count = len(full_sizes)
 
-    def attempt(plans: Sequence[PostPlan]) -> tuple[str, str] | None:
+    def attempt(plans: Sequence[PostPlan]) -> Rendered | None:
         result = render(plans)
         return result if len(result[0].encode("utf-8")) <= budget else None
 
@@ -371,7 +378,7 @@ def _shortened(richer: PostPlan, poorer: PostPlan, indexes: Sequence[int], count
     return plans
 
 
-def _longest_excerpt(attempt, plans: list[PostPlan], index: int, blocks: int) -> tuple[str, str] | None:
+def _longest_excerpt(attempt, plans: list[PostPlan], index: int, blocks: int) -> Rendered | None:
     """The render with post `index` cut to the most leading blocks that fit (None if not even one does)."""
     low, high, best = 1, blocks - 1, None
     while low <= high:

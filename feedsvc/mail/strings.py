@@ -28,6 +28,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "greeting_anonymous": "Hi,",
         "read_more": "Read more",
         "read_on_site": "Read it on the site",
+        "more_in_browser": "Some posts are shortened to keep this mail small.",  # for templates copied from earlier versions
         "contents": "In this mail",
         "shortened_one": "{count} post was shortened to keep this mail small: read it in full on the site.",
         "shortened_other": "{count} posts were shortened to keep this mail small: read them in full on the site.",
@@ -54,6 +55,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "greeting_anonymous": "Halo,",
         "read_more": "Baca selengkapnya",
         "read_on_site": "Baca di situs",
+        "more_in_browser": "Beberapa tulisan dipersingkat agar email ini tetap ringan.",
         "contents": "Dalam email ini",
         "shortened_other": "{count} tulisan dipersingkat agar email ini tetap ringan: baca selengkapnya di situs.",
         "view_in_browser": "Lihat di browser",
