@@ -1,7 +1,8 @@
 """A real browser for the tests: Playwright driving Debian's Chromium, with axe-core for accessibility.
 
-Reusable for any HTML (mails here, web pages elsewhere): `browser` is a session-wide Chromium (conftest
-re-exports the fixture), `axe_script` the axe-core source installed from npm on first use, and `opened` a page
+Reusable for any HTML (mails here, web pages elsewhere): `browser` is a Chromium per test module (conftest
+re-exports the fixture; not per session, as Playwright's sync API keeps an event loop running that would stop
+later tests from calling asyncio.run), `axe_script` the axe-core source installed from npm on first use, and `opened` a page
 at a viewport width and colour scheme that writes a screenshot to tests/.artifacts/ when a check in it fails.
 
 Needs `apt-get install chromium` (Playwright's own browser download is never used) and, for axe-core, npm
@@ -35,9 +36,9 @@ AXE_VERSION = "4"
 Scheme = Literal["light", "dark"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Headless Chromium (Debian's), for the whole test session."""
+    """Headless Chromium (Debian's), for the tests of one module."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed: pip install -e '.[test]'")
     if not CHROMIUM.exists():
         pytest.skip(f"browser tests skipped: no {CHROMIUM} (apt-get install chromium)")
