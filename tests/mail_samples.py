@@ -26,6 +26,14 @@ RICH_BODY = (
     '<p><img src="/img/wide.png" alt="A chart" width="1600" height="900"> <img src="/img/icon.png" alt="Icon" width="32"></p>\n'
 )
 
+# What stretches a narrow screen: a table of seven long columns, a long code line, a long unbroken URL.
+WIDE_BODY = (
+    "<table><thead><tr>" + "".join(f"<th>Column {n}</th>" for n in range(7)) + "</tr></thead><tbody><tr>"
+    + "".join(f"<td>value_{n}_long_identifier</td>" for n in range(7)) + "</tr></tbody></table>\n"
+    + "<pre><code>" + "SELECT " + ", ".join(f"column_{n}" for n in range(30)) + " FROM t;\n</code></pre>\n"
+    + "<p>https://example.org/" + "segment" * 25 + "</p>\n"
+)
+
 
 def make_post(
     index: int, *, title: str | None = None, paragraphs: int = 3, image: str | None = None, body: str | None = None
@@ -69,10 +77,10 @@ def personalised(settings, edition, *, to_email="siti@example.com", to_name="Sit
 
 def sample_mails(settings: Settings) -> dict[str, bytes]:
     """A confirmation mail, a one-post instant mail and a 12-post daily digest (every fourth post with headings,
-    code, a table, a quote and images), each complete as sent."""
+    code, a table, a quote and images, one too wide for a phone), each complete as sent."""
     confirm = confirmation_message(settings, to_email="budi@example.com", to_name="Budi", confirm_url=CONFIRM_URL)
     one = [make_post(1, body=RICH_BODY)]
-    twelve = [make_post(i, body=RICH_BODY if i % 4 == 0 else None) for i in range(12)]
+    twelve = [make_post(i, body=RICH_BODY if i % 4 == 0 else WIDE_BODY if i == 2 else None) for i in range(12)]
     day = datetime(2026, 3, 2, 8, tzinfo=UTC)
     return {
         "confirm": confirm.message,

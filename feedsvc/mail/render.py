@@ -66,6 +66,7 @@ _INLINER = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=Fal
 _URL_ATTRIBUTE = re.compile(r'\b(href|src)="([^"]*)"')
 _IMG_WITHOUT_ALT = re.compile(r"<img\b(?![^>]*\balt=)", re.IGNORECASE)
 _IMG = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
+_TABLE = re.compile(r"<table\b(?![^>]*\btabindex=)", re.IGNORECASE)
 _WIDTH = re.compile(r'\swidth="([^"]*)"', re.IGNORECASE)
 _HEIGHT = re.compile(r'\sheight="[^"]*"', re.IGNORECASE)
 _BLANK_RUNS = re.compile(r"\n{3,}")
@@ -199,13 +200,14 @@ def _one_line(fragment: str) -> str:
     return " ".join(html_to_text(fragment, footnotes=False).split())
 
 
-def _absolute_fragment(fragment: str, base_url: str) -> str:
-    """Every href/src made absolute against the post's URL, and every image given an alt attribute and a width
-    no wider than the column (Outlook sizes images by the attribute alone, and ignores max-width)."""
+def _mail_fragment(fragment: str, base_url: str) -> str:
+    """A post's HTML made ready for a mail: every href/src absolute against the post's URL; every image with an
+    alt attribute and a width no wider than the column (Outlook sizes images by the attribute alone and ignores
+    max-width); every table reachable by keyboard, as a wide one scrolls sideways on a small screen."""
     absolute = _URL_ATTRIBUTE.sub(
         lambda m: f'{m.group(1)}="{html.escape(urljoin(base_url, html.unescape(m.group(2))))}"', fragment
     )
-    return _IMG.sub(_mail_image, _IMG_WITHOUT_ALT.sub('<img alt=""', absolute))
+    return _TABLE.sub('<table tabindex="0"', _IMG.sub(_mail_image, _IMG_WITHOUT_ALT.sub('<img alt=""', absolute)))
 
 
 def _mail_image(match: re.Match[str]) -> str:
@@ -229,7 +231,7 @@ def _blocks(fragment: str) -> tuple[str, ...]:
 
 def _post_view(settings: Settings, post: Post, plan: PostPlan, locale: Locale, anchor: str) -> PostView:
     mode, blocks = plan
-    whole = _absolute_fragment(post.content_html, post.url) if mode in ("full", "excerpt") else ""
+    whole = _mail_fragment(post.content_html, post.url) if mode in ("full", "excerpt") else ""
     content_html = "".join(_blocks(whole)[:blocks]) if mode == "excerpt" else whole
     return PostView(
         title=post.title,
@@ -239,7 +241,7 @@ def _post_view(settings: Settings, post: Post, plan: PostPlan, locale: Locale, a
         author=post.author,
         tags=tuple(post.tags),
         image=urljoin(post.url, post.image) if post.image else None,
-        summary_html=_absolute_fragment(post.summary_html, post.url),
+        summary_html=_mail_fragment(post.summary_html, post.url),
         summary_text=html_to_text(post.summary_html, footnotes=False),
         content_html=content_html,
         mode=mode,
