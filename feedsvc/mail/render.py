@@ -215,12 +215,13 @@ def _mail_image(match: re.Match[str]) -> str:
     width = _WIDTH.search(tag)
     if width and width.group(1).isdigit() and int(width.group(1)) <= IMAGE_WIDTH:
         return tag
-    # No width, or a wider one: the column's, and the height follows it (height: auto in the style sheet).
+    # No width (most often a photo or a screenshot wider than the column), or a wider one: the column's, and
+    # the height follows it (height: auto in the style sheet).
     tag = _HEIGHT.sub("", _WIDTH.sub("", tag))
     return f'<img width="{IMAGE_WIDTH}"{tag[4:]}'
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=32)  # the posts of the edition being fitted
 def _blocks(fragment: str) -> tuple[str, ...]:
     """The top-level elements of an HTML fragment (paragraphs, lists, tables, …), each as HTML."""
     return tuple(
