@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import tomli_w
 from aiosmtpd.controller import Controller
+from browser import axe_script, browser  # noqa: F401  (fixtures: a real Chromium and axe-core, see browser.py)
 from sqlalchemy import Engine, create_engine, text
 
 from feedsvc.config import Settings, load_settings

@@ -308,6 +308,34 @@ def test_posts_seen_late_go_into_the_period_they_were_published_in_unless_it_is_
     ]
 
 
+def test_posts_of_the_same_time_come_by_title_then_by_the_numbers_in_their_slugs(site):
+    settings, engine = site()
+    posts = settings.posts.dir
+    write_post(posts, "old.md", title="Old", date=UTC_START - timedelta(days=5))
+    add_subscribers(engine, ["day@example.org"], confirmed_at=UTC_START - timedelta(days=10))
+    run(settings, engine, UTC_START)
+    same_time = UTC_START + timedelta(hours=1)
+    for number in (9, 2, 10, 1, 3, 4, 5, 6, 7, 8):  # written in no particular order
+        write_post(posts, f"part-{number}.md", title="Seri belajar SQL", slug=f"seri-sql-{number}", date=same_time)
+    write_post(posts, "zeta.md", title="Zeta", date=same_time)
+    write_post(posts, "alpha.md", title="Alpha", date=same_time)
+    write_post(posts, "newest.md", title="Newest", date=same_time + timedelta(minutes=1))
+
+    summaries = run(settings, engine, UTC_START + timedelta(days=1))
+    slugs = {post.id: post.slug for post in scan(settings).posts}
+    assert [slugs[post_id] for post_id in summaries[0].post_ids] == [
+        "newest",
+        "alpha",
+        *(f"seri-sql-{number}" for number in range(1, 11)),
+        "zeta",
+    ]
+    # The mail shows them in that order too (its list of contents and its posts).
+    with engine.connect() as connection:
+        html = connection.execute(select(editions.c.html)).scalar_one()
+    positions = [html.index(f'/seri-sql-{number}/"') for number in range(1, 11)]
+    assert positions == sorted(positions)
+
+
 # --- for whom -------------------------------------------------------------------------------------------------
 
 

@@ -78,7 +78,7 @@ def add_edition(settings, engine, key: str, subscriber_ids: list[int], *, title:
         url=f"https://blog.example.org/{key}/", tags=(), summary_html="<p>Ringkasan.</p>", author="Budi",
         image=None, draft=False, source=Path(f"{key}.md"), content_html="<p>Isi tulisan.</p>",
     )
-    edition = render_edition(settings, [post], "daily", START - timedelta(days=1), START)
+    edition = render_edition(settings, [post], "instant", START - timedelta(days=1), START)
     with engine.begin() as connection:
         edition_id = edition_store.insert_edition(
             connection, key=key, frequency="daily", period_start=START - timedelta(days=1), period_end=START,

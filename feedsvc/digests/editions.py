@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -192,14 +193,28 @@ def _fill(
 
 
 def news(announced: Iterable[Announcement], posts: Mapping[str, Post]) -> list[News]:
-    """The announced posts that can be mailed, newest first: posts since deleted or turned back into drafts
-    (absent from `posts`) are not."""
+    """The announced posts that can be mailed, in `reading_order`: posts since deleted or turned back into
+    drafts (absent from `posts`) are not."""
     found = [
         News(posts[item.post_id], item.announced_at, frozenset(tag_slug(tag) for tag in posts[item.post_id].tags))
         for item in announced
         if item.post_id in posts
     ]
-    return sorted(found, key=lambda item: item.post.date, reverse=True)
+    return sorted(found, key=lambda item: reading_key(item.post))
+
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def _natural(text: str) -> tuple[str | int, ...]:
+    """"Part 10" after "Part 9": runs of digits compare as numbers (they sit at the odd places of the split)."""
+    return tuple(int(piece) if index % 2 else piece for index, piece in enumerate(_DIGITS.split(text.casefold())))
+
+
+def reading_key(post: Post) -> tuple[float, tuple[str | int, ...], tuple[str | int, ...]]:
+    """A digest's order: newest first; posts of the same time by title, then by slug, numbers in their natural
+    order (#1, #2, … #10), so a series published at once reads in sequence."""
+    return (-post.date.timestamp(), _natural(post.title), _natural(post.slug))
 
 
 def posts_for(recipient: Recipient, candidates: Sequence[News]) -> list[Post]:

@@ -9,7 +9,7 @@ from sqlalchemy import Connection, Engine
 
 from feedsvc.config import Settings
 from feedsvc.digests.announce import announced_at, announcement_floor
-from feedsvc.digests.editions import news, posts_for
+from feedsvc.digests.editions import news, posts_for, reading_key
 from feedsvc.mail.message import message_id_for
 from feedsvc.mail.render import personalise, render_edition
 from feedsvc.posts import Post, Scan
@@ -56,7 +56,7 @@ def preview(settings: Settings, engine: Engine, scan: Scan, now: datetime, *, em
     chosen = posts_for(recipient, news(pending, {post.id: post for post in published}))
     sample = not chosen
     if sample:
-        chosen = published[:SAMPLE_POSTS]
+        chosen = sorted(published, key=reading_key)[:SAMPLE_POSTS]
     if not chosen:
         raise PreviewError("there is no published post to preview a digest with")
     start = min(post.date for post in chosen)

@@ -1,14 +1,24 @@
 """The words in mails, in English and Indonesian, chosen by `site.language` (templates call `_("key")`).
 
 A plain dict rather than a gettext catalog: two languages of a dozen short strings each, and users who
-override a template can write their own words straight into it.
+override a template can write their own words straight into it. A string that depends on a number has one key
+per CLDR plural category (`key_one`, `key_other`, …), chosen by Babel's plural rule of the language: English
+has "1 post" and "2 posts", Indonesian one form for every number (only `key_other`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from babel import Locale
+
 STRINGS: dict[str, dict[str, str]] = {
     "en": {
-        "subject_many": "{site}: {count} new posts",
+        "subject_many_one": "{site}: {count} new post",
+        "subject_many_other": "{site}: {count} new posts",
+        "subject_digest": "{site} — {cadence}, {date}",
+        "cadence_daily": "daily digest",
+        "cadence_weekly": "weekly digest",
         "subject_confirm": "Confirm your subscription to {site}",
         "heading_instant": "New on {site}",
         "heading_daily": "Your daily digest from {site}",
@@ -18,7 +28,10 @@ STRINGS: dict[str, dict[str, str]] = {
         "greeting_anonymous": "Hi,",
         "read_more": "Read more",
         "read_on_site": "Read it on the site",
-        "more_in_browser": "Some posts are shortened to keep this mail small.",
+        "more_in_browser": "Some posts are shortened to keep this mail small.",  # for templates copied from earlier versions
+        "contents": "In this mail",
+        "shortened_one": "{count} post was shortened to keep this mail small: read it in full on the site.",
+        "shortened_other": "{count} posts were shortened to keep this mail small: read them in full on the site.",
         "view_in_browser": "View in browser",
         "unsubscribe": "Unsubscribe",
         "preferences": "Manage preferences",
@@ -29,7 +42,10 @@ STRINGS: dict[str, dict[str, str]] = {
         "image_alt": "Image for “{title}”",
     },
     "id": {
-        "subject_many": "{site}: {count} tulisan baru",
+        "subject_many_other": "{site}: {count} tulisan baru",
+        "subject_digest": "{site} — {cadence}, {date}",
+        "cadence_daily": "ringkasan harian",
+        "cadence_weekly": "ringkasan mingguan",
         "subject_confirm": "Konfirmasi langganan Anda di {site}",
         "heading_instant": "Baru di {site}",
         "heading_daily": "Ringkasan harian dari {site}",
@@ -40,6 +56,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "read_more": "Baca selengkapnya",
         "read_on_site": "Baca di situs",
         "more_in_browser": "Beberapa tulisan dipersingkat agar email ini tetap ringan.",
+        "contents": "Dalam email ini",
+        "shortened_other": "{count} tulisan dipersingkat agar email ini tetap ringan: baca selengkapnya di situs.",
         "view_in_browser": "Lihat di browser",
         "unsubscribe": "Berhenti berlangganan",
         "preferences": "Atur preferensi",
@@ -60,11 +78,16 @@ def language_of(site_language: str) -> str:
     return primary if primary in STRINGS else DEFAULT_LANGUAGE
 
 
-def translator(language: str):
-    """`_(key, **values)` for templates: the string in `language`, formatted with the values."""
+def translator(language: str) -> Callable[..., str]:
+    """`_(key, **values)` for templates: the string in `language`, formatted with the values. With a
+    `count` value, the key's form for that number (`_("shortened", count=3)` -> "3 posts were shortened…")."""
     strings = STRINGS[language]
+    plural_form = Locale.parse(language).plural_form
 
     def translate(key: str, **values: object) -> str:
+        count = values.get("count")
+        if isinstance(count, int) and key not in strings:
+            key = f"{key}_{plural_form(count)}" if f"{key}_{plural_form(count)}" in strings else f"{key}_other"
         return strings[key].format(**values) if values else strings[key]
 
     return translate
