@@ -31,6 +31,10 @@ DELIVERIES = Counter(
     "feedsvc_deliveries", "Digest mail delivery attempts, by outcome (sent, retry, failed, bounced).",
     ["outcome"], registry=REGISTRY,
 )
+MAIL_EVENTS = Counter(
+    "feedsvc_mail_events", "Bounces, complaints and unsubscribes reported by mail systems and recorded by this process, "
+    "by kind and source.", ["kind", "source"], registry=REGISTRY,
+)
 CONFIRMATION_MAILS = Counter(
     "feedsvc_confirmation_mails", "Confirmation mails, by outcome (sent, failed, rate_limited).",
     ["outcome"], registry=REGISTRY,

@@ -205,17 +205,18 @@ def request_subscription(engine: Engine, request: SubscriptionRequest, consent: 
     """Record a request from the double opt-in form.
 
     Returns the (pending) subscriber to send a confirmation mail to, or None when no mail is due: the address
-    is already active (nothing changes: a stranger must not alter someone's subscription), or it bounced or
-    complained (a suppression only the operator lifts).
+    is already active (nothing changes: a stranger must not alter someone's subscription), or it complained
+    (a suppression only the operator lifts). A bounced address may come back through the confirmation: the
+    mailbox may work again, and the confirmation mail proves it.
     """
     with engine.begin() as connection:
         row = _new_row(request, "pending", consent.at) | _consent_values(consent)
         if store.insert_if_absent(connection, **row):
             return store.find(connection, request.address.key)
         existing = store.find(connection, request.address.key)
-        if existing is None or existing.status not in ("pending", "unsubscribed"):
+        if existing is None or existing.status not in ("pending", "unsubscribed", "bounced"):
             return None
-        # Pending: the latest request wins. Unsubscribed: the person may come back, through this confirmation
+        # Pending: the latest request wins. Unsubscribed or bounced: the person may come back, through this confirmation
         # only; until they confirm they stay out of every mailing (pending), and unsubscribed_at keeps the history.
         store.change(
             connection,

@@ -23,6 +23,9 @@ class Purpose(StrEnum):
     CONFIRM = "confirm"
     UNSUBSCRIBE = "unsubscribe"
     PREFERENCES = "preferences"
+    # In addresses: the envelope sender of one delivery (VERP), and the mailto unsubscribe of one subscriber.
+    BOUNCE = "bounce"
+    MAILTO_UNSUBSCRIBE = "mailto-unsubscribe"
 
 
 class InvalidToken(Exception):
@@ -107,3 +110,41 @@ def unsubscribe_url(settings: Settings, tokens: Tokens, subscriber_id: int) -> s
 
 def preferences_url(settings: Settings, tokens: Tokens, subscriber_id: int) -> str:
     return _link(settings, tokens, Purpose.PREFERENCES, subscriber_id)
+
+
+# --- the signed addresses in envelopes and List-Unsubscribe --------------------------------------------------
+# Tokens are base64url with dots: all valid in a local part, and never holding the "+" that separates them.
+
+
+def _tagged_address(base: str, tag: str) -> str:
+    local, _, domain = base.rpartition("@")
+    return f"{local}+{tag}@{domain}"
+
+
+def bounce_sender(settings: Settings, tokens: Tokens, delivery_id: int) -> str:
+    """The VERP envelope sender of one delivery (bounces+<token>@…); "" without a `mail.bounce_address`."""
+    if not settings.mail.bounce_address:
+        return ""
+    return _tagged_address(settings.mail.bounce_address, tokens.make(Purpose.BOUNCE, delivery_id))
+
+
+def unsubscribe_mailto(settings: Settings, tokens: Tokens, subscriber_id: int) -> str:
+    """unsubscribe+<token>@<bounce domain>, which only this subscriber's mails carry; "" without a bounce address."""
+    if not settings.mail.bounce_address:
+        return ""
+    domain = settings.mail.bounce_address.rpartition("@")[2]
+    return _tagged_address(f"unsubscribe@{domain}", tokens.make(Purpose.MAILTO_UNSUBSCRIBE, subscriber_id))
+
+
+def read_tagged_address(tokens: Tokens, address: str) -> tuple[Purpose, int] | None:
+    """(BOUNCE, delivery id) or (MAILTO_UNSUBSCRIBE, subscriber id) from a signed address; None for any other."""
+    local = address.strip().strip("<>").rpartition("@")[0]
+    _, plus, tag = local.partition("+")
+    if not plus:
+        return None
+    for purpose in (Purpose.BOUNCE, Purpose.MAILTO_UNSUBSCRIBE):
+        try:
+            return purpose, tokens.read(purpose, tag)
+        except InvalidToken:
+            continue
+    return None
