@@ -362,3 +362,4 @@ def test_maildir_killed_mid_way_loses_nothing_and_counts_nothing_twice(loop_site
 def test_handle_stores_nothing_for_a_message_it_cannot_place(loop_site):
     settings, engine = loop_site()
     assert handle(settings, engine, tokens_for(settings), samples.vacation_reply(BOUNCES, "a@example.com"), "maildir") == []
+
