@@ -32,6 +32,7 @@ from feedsvc.tokens import Tokens, load_secret
 from feedsvc.web.api import IMPORT_PATH, api_routes
 from feedsvc.web.context import WebContext, web_context
 from feedsvc.web.feeds import FeedFiles, FeedsMiddleware
+from feedsvc.web.hooks import routes as hook_routes
 from feedsvc.web.pages import BadInput
 from feedsvc.web.pages import routes as page_routes
 from feedsvc.web.security import BodyLimit, Csrf
@@ -169,6 +170,7 @@ def create_app(settings: Settings, engine: Engine | None = None, transport: Tran
         routes=[
             *page_routes,
             *api_routes(settings.web.admin_token),
+            *hook_routes,
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
         ],
