@@ -26,13 +26,14 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Engine
 
 from feedsvc.config import Settings
-from feedsvc.mail.render import confirmation_message
+from feedsvc.mail.message import message_id_for
+from feedsvc.mail.render import confirmation_message, welcome_message
 from feedsvc.mail.transport import SendError, Transport
 from feedsvc.metrics import CONFIRMATION_MAILS
 from feedsvc.store import subscribers as store
 from feedsvc.store.schema import FREQUENCIES, STATUSES
 from feedsvc.store.subscribers import Subscriber
-from feedsvc.tokens import Tokens, confirm_url
+from feedsvc.tokens import Tokens, confirm_url, preferences_url, unsubscribe_url
 
 __all__ = [
     "AddOutcome",
@@ -530,3 +531,21 @@ async def send_confirmations(
         CONFIRMATION_MAILS.labels("sent").inc()
         sent += 1
     return sent
+
+
+async def send_welcome(settings: Settings, tokens: Tokens, transport: Transport, subscriber: Subscriber) -> bool:
+    """The welcome mail after a confirmation (`mail.welcome`); a failure is logged, never raised."""
+    try:
+        outgoing = welcome_message(
+            settings,
+            to_email=subscriber.email,
+            to_name=subscriber.name,
+            unsubscribe_url=unsubscribe_url(settings, tokens, subscriber.id),
+            preferences_url=preferences_url(settings, tokens, subscriber.id),
+            message_id=message_id_for(settings, f"welcome:{subscriber.id}:{subscriber.confirmed_at}"),
+        )
+        await transport.send(outgoing)
+    except (SendError, OSError) as exc:
+        log.warning("welcome mail to subscriber %d not sent: %s", subscriber.id, exc)
+        return False
+    return True

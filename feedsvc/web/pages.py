@@ -179,15 +179,19 @@ async def subscribe(request: Request) -> Response:
 async def confirm(request: Request) -> Response:
     web = web_context(request)
     subscriber_id = _subscriber_id(web, Purpose.CONFIRM, request.path_params["token"])
-    subscriber = await run_in_threadpool(subscribers.confirm, web.engine, subscriber_id, _now())
+    now = _now()
+    subscriber = await run_in_threadpool(subscribers.confirm, web.engine, subscriber_id, now)
     if subscriber is None:
         raise _link_gone(web)
     preferences = tokens.preferences_url(web.settings, web.tokens, subscriber.id)
-    return web.message(
+    response = web.message(
         web.translate("confirmed_title"),
         web.translate("confirmed", site=web.settings.site.title, email=subscriber.email),
         link={"url": preferences, "label": web.translate("manage_preferences")},
     )
+    if web.settings.mail.welcome and subscriber.confirmed_at == now:  # confirmed just now, not a second click
+        response.background = BackgroundTask(subscribers.send_welcome, web.settings, web.tokens, web.transport, subscriber)
+    return response
 
 
 async def unsubscribe_page(request: Request) -> Response:
