@@ -363,3 +363,33 @@ def test_handle_stores_nothing_for_a_message_it_cannot_place(loop_site):
     settings, engine = loop_site()
     assert handle(settings, engine, tokens_for(settings), samples.vacation_reply(BOUNCES, "a@example.com"), "maildir") == []
 
+
+
+def test_cli_lists_events_and_suppressed_subscribers_and_clears_a_complaint(make_settings):
+    from test_cli_subscribers import run
+
+    settings = make_settings(mail={"bounce_address": BOUNCES})
+    engine = open_engine(settings.store.database_url)
+    try:
+        hard, angry = add_subscribers(engine, ["hard@example.com", "angry@example.com"], confirmed_at=START)
+        mail_events.apply(settings, engine, Report(Kind.HARD_BOUNCE, "sendgrid", "k1", "550 5.1.1 no such user",
+                                                   subscriber_id=hard), START)
+        mail_events.apply(settings, engine, Report(Kind.COMPLAINT, "imap", "k2", "abuse report", subscriber_id=angry),
+                          START + timedelta(minutes=1))
+    finally:
+        engine.dispose()
+    listed = run(settings, "bounces")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines() == [
+        "2026-11-02T12:01:00+00:00\tangry@example.com\tcomplaint\timap\tabuse report",
+        "2026-11-02T12:00:00+00:00\thard@example.com\thard_bounce\tsendgrid\t550 5.1.1 no such user",
+    ]
+    assert run(settings, "bounces", "--kind", "complaint").stdout.count("\n") == 1
+    assert run(settings, "bounces", "--kind", "nonsense").returncode == 1
+    assert [line.split("\t")[:2] for line in run(settings, "subscribers", "list", "--status", "complained").stdout.splitlines()] == [
+        ["angry@example.com", "complained"]]
+    assert run(settings, "subscribers", "list", "--status", "bounced").stdout.startswith("hard@example.com\tbounced")
+    cleared = run(settings, "bounces", "clear", "Angry@Example.com")
+    assert cleared.returncode == 0 and "was complained; now unsubscribed" in cleared.stdout
+    assert run(settings, "bounces", "clear", "nobody@example.com").returncode == 1
+    assert run(settings, "bounces", "fetch").returncode == 1  # no mailbox configured: said so
