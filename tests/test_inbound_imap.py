@@ -19,6 +19,7 @@ from pathlib import Path
 
 import mail_samples as samples
 import pytest
+import test_inbound
 from conftest import add_subscribers, free_port
 from tls_certs import issue, make_ca
 
@@ -28,6 +29,7 @@ from feedsvc.store.engine import open_engine
 from feedsvc.tokens import bounce_sender, tokens_for, unsubscribe_mailto
 
 START = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
+loop_site = test_inbound.loop_site  # settings with a bounce address, on the parametrized store
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 USER, PASSWORD = "bounces", "imap-test-password"
 
@@ -139,23 +141,9 @@ service anvil {{
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.fixture
-def site(make_settings, store_url):
-    engines = []
-
-    def make(imap_server: ImapServer, **inbound):
-        settings = make_settings(
-            store={"url": store_url},
-            mail={"bounce_address": "bounces@bounce.blog.example.org"},
-            inbound={"imap_url": imap_server.url(), "imap_ca_file": str(imap_server.ca_file)} | inbound,
-        )
-        engine = open_engine(store_url)
-        engines.append(engine)
-        return settings, engine
-
-    yield make
-    for engine in engines:
-        engine.dispose()
+def imap_inbound(imap_server: ImapServer, **inbound) -> dict:
+    """The [inbound] settings reading this server, trusting its CA."""
+    return {"imap_url": imap_server.url(), "imap_ca_file": str(imap_server.ca_file)} | inbound
 
 
 def _delivery(engine, subscriber_id: int) -> int:
@@ -173,8 +161,8 @@ def _delivery(engine, subscriber_id: int) -> int:
         ).inserted_primary_key[0]
 
 
-def test_imap_bounces_and_complaints_suppress_and_are_moved_once_stored(imap_server, site):
-    settings, engine = site(imap_server, imap_processed_folder="Processed")
+def test_imap_bounces_and_complaints_suppress_and_are_moved_once_stored(imap_server, loop_site):
+    settings, engine = loop_site(inbound=imap_inbound(imap_server, imap_processed_folder="Processed"))
     hard, angry, leaving, fine = add_subscribers(
         engine, ["hard@example.com", "angry@example.com", "leaving@example.com", "fine@example.com"], confirmed_at=START
     )
@@ -195,8 +183,8 @@ def test_imap_bounces_and_complaints_suppress_and_are_moved_once_stored(imap_ser
     assert source.process_new() == 0
 
 
-def test_imap_message_stays_unseen_until_its_effect_is_stored(imap_server, site, tmp_path):
-    settings, engine = site(imap_server)
+def test_imap_message_stays_unseen_until_its_effect_is_stored(imap_server, loop_site, tmp_path):
+    settings, engine = loop_site(inbound=imap_inbound(imap_server))
     [leaving] = add_subscribers(engine, ["leaving@example.com"], confirmed_at=START)
     tokens = tokens_for(settings)
     imap_server.append(samples.mailto_unsubscribe(unsubscribe_mailto(settings, tokens, leaving), "leaving@example.com"))
@@ -216,8 +204,8 @@ def test_imap_message_stays_unseen_until_its_effect_is_stored(imap_server, site,
     assert ImapSource(settings, engine, tokens).process_new() == 0
 
 
-def test_imap_refuses_a_server_certificate_it_cannot_verify(imap_server, site):
-    settings, engine = site(imap_server)
+def test_imap_refuses_a_server_certificate_it_cannot_verify(imap_server, loop_site):
+    settings, engine = loop_site(inbound=imap_inbound(imap_server))
     untrusting = settings.model_copy(update={"inbound": settings.inbound.model_copy(update={"imap_ca_file": None})})
     with pytest.raises(ssl.SSLCertVerificationError):
         ImapSource(untrusting, engine, tokens_for(settings)).process_new()

@@ -31,6 +31,35 @@ class Source(Protocol):
     async def run(self, stop: asyncio.Event) -> None: ...
 
 
+class MailboxSource:
+    """A source read by polling (Maildir, IMAP): `process_new` handles what arrived, every `inbound.poll_seconds`."""
+
+    name = ""
+
+    def __init__(self, settings: Settings, engine: Engine, tokens: Tokens) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.tokens = tokens
+
+    def process_new(self) -> int:
+        raise NotImplementedError
+
+    def handle(self, raw: bytes) -> None:
+        handle(self.settings, self.engine, self.tokens, raw, self.name)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        log.info("inbound: reading %s every %g s", self, self.settings.inbound.poll_seconds)
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(self.process_new)
+            except Exception:
+                log.exception("inbound: reading %s failed; trying again later", self)
+            try:
+                await asyncio.wait_for(stop.wait(), self.settings.inbound.poll_seconds)
+            except TimeoutError:
+                pass
+
+
 # Source name -> (module under feedsvc.inbound, whether the settings turn it on).
 SOURCES: dict[str, tuple[str, Callable[[Settings], bool]]] = {
     "maildir": ("maildir", lambda settings: settings.inbound.maildir is not None),

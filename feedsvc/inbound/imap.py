@@ -7,7 +7,6 @@ none is set). A crash in between leaves it unseen in place, to be read again: it
 
 from __future__ import annotations
 
-import asyncio
 import imaplib
 import logging
 import ssl
@@ -17,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 from sqlalchemy import Engine
 
 from feedsvc.config import Settings
-from feedsvc.inbound import handle
+from feedsvc.inbound import MailboxSource
 from feedsvc.tokens import Tokens
 
 log = logging.getLogger(__name__)
@@ -55,13 +54,11 @@ def _mailbox_name(name: str) -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class Source:
+class Source(MailboxSource):
     name = NAME
 
     def __init__(self, settings: Settings, engine: Engine, tokens: Tokens) -> None:
-        self.settings = settings
-        self.engine = engine
-        self.tokens = tokens
+        super().__init__(settings, engine, tokens)
         self.endpoint = ImapEndpoint.parse(settings.inbound.imap_url)
         ca_file = settings.inbound.imap_ca_file
         self.tls = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
@@ -98,7 +95,7 @@ class Source:
                 if len(raw) > self.settings.inbound.max_message_bytes:
                     log.warning("IMAP message %s is larger than inbound.max_message_bytes: left unread", uid)
                     continue
-                handle(self.settings, self.engine, self.tokens, raw, NAME)
+                self.handle(raw)
                 self._mark_processed(client, uid, processed)
             return len(uids)
         finally:
@@ -119,16 +116,6 @@ class Source:
         client.uid("STORE", uid, "+FLAGS", "(\\Deleted \\Seen)")
         client.expunge()
 
-    async def run(self, stop: asyncio.Event) -> None:
+    def __str__(self) -> str:
         endpoint = self.endpoint
-        log.info("inbound: reading IMAP %s@%s/%s every %g s", endpoint.username, endpoint.host, endpoint.folder,
-                 self.settings.inbound.poll_seconds)
-        while not stop.is_set():
-            try:
-                await asyncio.to_thread(self.process_new)
-            except Exception:
-                log.exception("inbound: reading IMAP %s failed; trying again later", endpoint.host)
-            try:
-                await asyncio.wait_for(stop.wait(), self.settings.inbound.poll_seconds)
-            except TimeoutError:
-                pass
+        return f"IMAP {endpoint.username}@{endpoint.host}/{endpoint.folder}"

@@ -7,7 +7,6 @@ new or processed. Messages already in cur/ are never looked at again.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from feedsvc.config import Settings
-from feedsvc.inbound import handle
+from feedsvc.inbound import MailboxSource
 from feedsvc.tokens import Tokens
 
 log = logging.getLogger(__name__)
@@ -23,14 +22,12 @@ log = logging.getLogger(__name__)
 NAME = "maildir"
 
 
-class Source:
+class Source(MailboxSource):
     name = NAME
 
     def __init__(self, settings: Settings, engine: Engine, tokens: Tokens) -> None:
+        super().__init__(settings, engine, tokens)
         assert settings.inbound.maildir is not None
-        self.settings = settings
-        self.engine = engine
-        self.tokens = tokens
         self.path = settings.inbound.maildir
         for sub in ("new", "cur", "tmp"):
             (self.path / sub).mkdir(parents=True, exist_ok=True)
@@ -50,7 +47,7 @@ class Source:
             if len(raw) > self.settings.inbound.max_message_bytes:
                 log.warning("maildir message %s is larger than inbound.max_message_bytes: left unread", entry.name)
                 continue
-            handle(self.settings, self.engine, self.tokens, raw, NAME)
+            self.handle(raw)
             # Only now, with the effect stored: into cur/ with the Seen flag.
             name = entry.name.split(":2,")[0]
             try:
@@ -60,14 +57,5 @@ class Source:
             handled += 1
         return handled
 
-    async def run(self, stop: asyncio.Event) -> None:
-        log.info("inbound: reading the Maildir %s every %g s", self.path, self.settings.inbound.poll_seconds)
-        while not stop.is_set():
-            try:
-                await asyncio.to_thread(self.process_new)
-            except Exception:
-                log.exception("inbound: reading the Maildir %s failed; trying again later", self.path)
-            try:
-                await asyncio.wait_for(stop.wait(), self.settings.inbound.poll_seconds)
-            except TimeoutError:
-                pass
+    def __str__(self) -> str:
+        return f"the Maildir {self.path}"
