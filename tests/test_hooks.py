@@ -158,6 +158,7 @@ def test_ses_through_sns_verifies_confirms_and_suppresses(serve, sns, caplog):
         metrics = client.get("/metrics").text
     assert 'feedsvc_subscribers{status="complained"} 1.0' in metrics
     assert 'feedsvc_mail_events_total{kind="complaint",source="ses"}' in metrics
+    assert 'feedsvc_mail_events_stored{kind="hard_bounce"} 1.0' in metrics
 
 
 def test_a_provider_without_its_secret_is_refused(serve):

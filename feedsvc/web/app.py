@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from feedsvc import subscribers
+from feedsvc import mail_events, subscribers
 from feedsvc.config import Settings
 from feedsvc.mail.render import environment
 from feedsvc.mail.transport import Transport, transport_from_settings
@@ -133,10 +133,11 @@ async def metrics(request: Request) -> Response:
     web = web_context(request)
     try:
         counts = await run_in_threadpool(subscribers.counts, web.engine)
+        events = await run_in_threadpool(mail_events.counts, web.engine)
     except Exception:
         log.warning("metrics: subscriber counts unavailable", exc_info=True)
-        counts = {}
-    return Response(exposition(counts), media_type=CONTENT_TYPE)
+        counts, events = {}, {}
+    return Response(exposition(counts, events), media_type=CONTENT_TYPE)
 
 
 def create_app(settings: Settings, engine: Engine | None = None, transport: Transport | None = None) -> Starlette:
