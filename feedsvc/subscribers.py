@@ -6,7 +6,8 @@ The rules, in one place:
   confirmation mail only for new and pending addresses, and for people who unsubscribed and now ask again;
 - nothing is ever mailed to anyone but `active` subscribers (the confirmation mail aside);
 - unsubscribed, bounced and complained addresses stay as suppressions: the operator's add/import never
-  resubscribes them, only the person themself can, through the form.
+  resubscribes them, only the person themself can, through the form (after a complaint, only once the operator
+  cleared it: `feedsvc.mail_events.clear`).
 """
 
 from __future__ import annotations
