@@ -10,6 +10,7 @@ import shutil
 import signal
 import ssl
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -21,11 +22,13 @@ import mail_samples as samples
 import pytest
 import test_inbound
 from conftest import add_subscribers, free_port
+from sqlalchemy import func, select
 from tls_certs import issue, make_ca
 
 from feedsvc import subscribers
 from feedsvc.inbound.imap import Source as ImapSource
 from feedsvc.store.engine import open_engine
+from feedsvc.store.schema import mail_events
 from feedsvc.tokens import bounce_sender, tokens_for, unsubscribe_mailto
 
 START = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
@@ -209,3 +212,40 @@ def test_imap_refuses_a_server_certificate_it_cannot_verify(imap_server, loop_si
     untrusting = settings.model_copy(update={"inbound": settings.inbound.model_copy(update={"imap_ca_file": None})})
     with pytest.raises(ssl.SSLCertVerificationError):
         ImapSource(untrusting, engine, tokens_for(settings)).process_new()
+
+
+@pytest.mark.slow
+def test_imap_fetch_killed_mid_way_loses_nothing_and_counts_nothing_twice(imap_server, loop_site):
+    """kill -9 a `feedsvc bounces fetch` while it works through the mailbox: every message moved to the processed
+    folder has its effect stored; a second run handles the rest, each report recorded exactly once."""
+    settings, engine = loop_site(inbound=imap_inbound(imap_server, imap_processed_folder="Done"))
+    count = 150
+    addresses = [f"r{n}@example.com" for n in range(count)]
+    ids = add_subscribers(engine, addresses, confirmed_at=START)
+    tokens = tokens_for(settings)
+    with imap_server.client() as client:
+        for address, subscriber_id in zip(addresses, ids, strict=True):
+            raw = samples.mailto_unsubscribe(unsubscribe_mailto(settings, tokens, subscriber_id), address)
+            client.append("INBOX", "", imaplib.Time2Internaldate(time.time()), raw)
+    command = [sys.executable, "-m", "feedsvc", "bounces", "fetch", "--config", str(settings.config_path)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and imap_server.count("Done") < 10:
+        time.sleep(0.01)
+    process.kill()
+    process.wait()
+    with imap_server.client() as client:
+        client.select("Done", readonly=True)
+        _, found = client.search(None, "ALL")
+        _, parts = client.fetch(b",".join(found[0].split()) or b"1", "(BODY.PEEK[HEADER.FIELDS (FROM)])")
+    moved = {part[1].decode().split()[-1] for part in parts if isinstance(part, tuple)}
+    assert 10 <= len(moved) < count, "the kill should land mid-way"
+    # Moved implies stored (the reverse may not hold: killed between the two).
+    assert all(subscribers.find(engine, address).status == "unsubscribed" for address in moved)
+
+    finished = subprocess.run(command, check=False, capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0, finished.stderr
+    assert (imap_server.count("INBOX"), imap_server.count("Done")) == (0, count)
+    with engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(mail_events)).scalar_one() == count
+    assert subscribers.counts(engine)["unsubscribed"] == count
