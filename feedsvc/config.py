@@ -148,13 +148,13 @@ class InboundSettings(_Section):
     imap_processed_folder: str = ""
     # A CA bundle to trust for the IMAP server's certificate besides the system's (a private CA).
     imap_ca_file: Path | None = None
-    poll_seconds: float = Field(60.0, gt=0)
+    poll_seconds: float = Field(default=60.0, gt=0)
     # host:port for feedsvc's own receiving SMTP server (MX of the bounce domain); empty: none.
     smtp_listen: str = ""
-    max_message_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    max_message_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     # Soft bounces suppress an address after this many within this many days.
-    soft_bounce_limit: int = Field(3, ge=1)
-    soft_bounce_window_days: float = Field(14.0, gt=0)
+    soft_bounce_limit: int = Field(default=3, ge=1)
+    soft_bounce_window_days: float = Field(default=14.0, gt=0)
 
 
 class HooksSettings(_Section):
@@ -171,7 +171,7 @@ class HooksSettings(_Section):
     # SendGrid's signed event webhook: the verification key as shown by SendGrid (base64 DER).
     sendgrid_public_key: str = ""
     # Signed requests older than this are refused (replays).
-    max_age_seconds: int = Field(900, ge=60)
+    max_age_seconds: int = Field(default=900, ge=60)
 
 
 class DigestSettings(_Section):

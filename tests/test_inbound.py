@@ -215,7 +215,7 @@ def _send_edition(settings, engine, smtp_server, now: datetime, title: str) -> l
 
 def test_end_to_end_the_next_edition_skips_exactly_the_suppressed(loop_site, smtp_server, tmp_path):
     settings, engine = loop_site(
-        mail={"smtp_url": smtp_server.url},
+        mail={"smtp_url": smtp_server.url, "postal_address": "Test Blog, 1 Example Street, Springfield"},
         inbound={"smtp_listen": f"127.0.0.1:{free_port()}"},
     )
     people = ["hard@example.com", "soft@example.com", "angry@example.com", "leaving@example.com",
@@ -235,6 +235,7 @@ def test_end_to_end_the_next_edition_skips_exactly_the_suppressed(loop_site, smt
     first = mails["stays@example.com"].message
     assert (first["Precedence"], first["Auto-Submitted"]) == ("bulk", "auto-generated")
     assert first["Feedback-ID"].endswith(":blog.example.org:feedsvc")
+    assert all("1 Example Street" in first.get_body(preferencelist=(kind,)).get_content() for kind in ("plain", "html"))
 
     receiver = SmtpReceiver(settings, engine, tokens_for(settings))
     maildir = MaildirSource(settings, engine, tokens_for(settings))
