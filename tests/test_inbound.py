@@ -360,6 +360,16 @@ def test_maildir_killed_mid_way_loses_nothing_and_counts_nothing_twice(loop_site
     assert subscribers.counts(engine)["unsubscribed"] == count
 
 
+def test_a_message_the_bounce_detectors_choke_on_is_set_aside_not_retried_forever(loop_site):
+    settings, engine = loop_site()
+    maildir = MaildirSource(settings, engine, tokens_for(settings))
+    # No From header and no MIME boundary: one of flufl.bounce's heuristic detectors raises on it.
+    deliver_to_maildir(maildir.path, b"To: bounces@bounce.blog.example.org\r\nSubject: failure notice\r\n"
+                       b"Content-Type: multipart/report; report-type=delivery-status\r\n\r\nno boundary\r\n", "odd")
+    assert maildir.process_new() == 1
+    assert [p.name for p in (maildir.path / "cur").iterdir()] == ["odd:2,S"]
+
+
 def test_handle_stores_nothing_for_a_message_it_cannot_place(loop_site):
     settings, engine = loop_site()
     assert handle(settings, engine, tokens_for(settings), samples.vacation_reply(BOUNCES, "a@example.com"), "maildir") == []

@@ -68,7 +68,10 @@ def read_message(
         detail = f"mail to the unsubscribe address (subject {subject[:100]!r})"
         report = Report(Kind.UNSUBSCRIBE, source, key, detail, subscriber_id=tags[Purpose.MAILTO_UNSUBSCRIBE])
         return Reading([report])
-    temporary, permanent = all_failures(message)
+    try:
+        temporary, permanent = all_failures(message)
+    except Exception as exc:  # noqa: BLE001 - a detector choking on odd input must not block the mailbox
+        return Reading(note=f"unreadable as a bounce ({type(exc).__name__}: {exc})")
     if not (temporary or permanent):
         return Reading(note="not a bounce, complaint or unsubscribe")
     kind = Kind.HARD_BOUNCE if permanent and not _only_soft_statuses(message) else Kind.SOFT_BOUNCE
