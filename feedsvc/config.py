@@ -126,6 +126,53 @@ class MailSettings(_Section):
     dkim_selector: str = ""
     dkim_domain: str = ""
     dkim_key_file: Path | None = None
+    # Envelope sender for bounces, e.g. bounces@bounces.example.org: each mail goes out from
+    # bounces+<signed delivery token>@…, and the mailto unsubscribe is unsubscribe+<signed token>@the same domain.
+    # Empty: mail goes out from from_address and bounces are learnt only from SMTP refusals.
+    bounce_address: str = ""
+    # The name given in EHLO; empty: this machine's name.
+    ehlo_name: str = ""
+    # The sender's postal address, shown at the foot of every mail (CAN-SPAM asks for one).
+    postal_address: str = ""
+    # Mail a welcome (templates mail/welcome.*) once a subscription is confirmed.
+    welcome: bool = False
+
+
+class InboundSettings(_Section):
+    """Where bounces, complaints and mailto unsubscribes arrive (see README "Bounces and complaints")."""
+
+    # A Maildir the site's MTA delivers the bounce address to; empty: none.
+    maildir: Path | None = None
+    # imaps://user:password@host:993/INBOX, or imap://… (STARTTLS is required); empty: none.
+    imap_url: str = ""
+    # Processed messages are moved here (created if missing); empty: they are only flagged \Seen.
+    imap_processed_folder: str = ""
+    # A CA bundle to trust for the IMAP server's certificate besides the system's (a private CA).
+    imap_ca_file: Path | None = None
+    poll_seconds: float = Field(default=60.0, gt=0)
+    # host:port for feedsvc's own receiving SMTP server (MX of the bounce domain); empty: none.
+    smtp_listen: str = ""
+    max_message_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # Soft bounces suppress an address after this many within this many days.
+    soft_bounce_limit: int = Field(default=3, ge=1)
+    soft_bounce_window_days: float = Field(default=14.0, gt=0)
+
+
+class HooksSettings(_Section):
+    """Provider webhooks under /hooks/<provider>; a provider whose secret is empty is refused."""
+
+    # Amazon SES through SNS: the topic ARNs to accept (empty: any topic whose message verifies).
+    ses_topic_arns: list[str] = Field(default_factory=list)
+    # Certificate URLs that may sign besides https://sns.<region>.amazonaws.com/ (only for tests).
+    ses_extra_cert_url_prefixes: list[str] = Field(default_factory=list)
+    ses_enabled: bool = False
+    postmark_username: str = ""
+    postmark_password: str = ""
+    mailgun_signing_key: str = ""
+    # SendGrid's signed event webhook: the verification key as shown by SendGrid (base64 DER).
+    sendgrid_public_key: str = ""
+    # Signed requests older than this are refused (replays).
+    max_age_seconds: int = Field(default=900, ge=60)
 
 
 class DigestSettings(_Section):
@@ -202,6 +249,8 @@ class Settings(BaseSettings):
     mail: MailSettings = Field(default_factory=MailSettings)
     digest: DigestSettings = Field(default_factory=DigestSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    inbound: InboundSettings = Field(default_factory=InboundSettings)
+    hooks: HooksSettings = Field(default_factory=HooksSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
@@ -227,6 +276,8 @@ _PATH_KEYS = {
     ("store", "dir"),
     ("mail", "templates_dir"),
     ("mail", "dkim_key_file"),
+    ("inbound", "maildir"),
+    ("inbound", "imap_ca_file"),
 }
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from prometheus_client import CollectorRegistry, Counter, disable_created_metrics, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from feedsvc.store.schema import STATUSES
+from feedsvc.store.schema import MAIL_EVENT_KINDS, STATUSES
 
 # The *_created series double every counter's output and nobody here reads them.
 disable_created_metrics()
@@ -31,6 +31,10 @@ DELIVERIES = Counter(
     "feedsvc_deliveries", "Digest mail delivery attempts, by outcome (sent, retry, failed, bounced).",
     ["outcome"], registry=REGISTRY,
 )
+MAIL_EVENTS = Counter(
+    "feedsvc_mail_events", "Bounces, complaints and unsubscribes reported by mail systems and recorded by this process, "
+    "by kind and source.", ["kind", "source"], registry=REGISTRY,
+)
 CONFIRMATION_MAILS = Counter(
     "feedsvc_confirmation_mails", "Confirmation mails, by outcome (sent, failed, rate_limited).",
     ["outcome"], registry=REGISTRY,
@@ -40,8 +44,9 @@ CONFIRMATION_MAILS = Counter(
 class _Scrape:
     """The process registry plus the gauges read from the store for this scrape."""
 
-    def __init__(self, subscribers_by_status: Mapping[str, int]) -> None:
+    def __init__(self, subscribers_by_status: Mapping[str, int], mail_events_by_kind: Mapping[str, int]) -> None:
         self._subscribers = subscribers_by_status
+        self._mail_events = mail_events_by_kind
 
     def collect(self) -> Iterator[Metric]:
         yield from REGISTRY.collect()
@@ -49,8 +54,15 @@ class _Scrape:
         for status in STATUSES:
             gauge.add_metric([status], self._subscribers.get(status, 0))
         yield gauge
+        events = GaugeMetricFamily(
+            "feedsvc_mail_events_stored", "Bounces, complaints and unsubscribes on record (all processes), by kind.",
+            labels=["kind"],
+        )
+        for kind in MAIL_EVENT_KINDS:
+            events.add_metric([kind], self._mail_events.get(kind, 0))
+        yield events
 
 
-def exposition(subscribers_by_status: Mapping[str, int]) -> bytes:
-    """The Prometheus text format of every metric, with the subscriber counts given."""
-    return generate_latest(_Scrape(subscribers_by_status))  # type: ignore[arg-type]
+def exposition(subscribers_by_status: Mapping[str, int], mail_events_by_kind: Mapping[str, int] | None = None) -> bytes:
+    """The Prometheus text format of every metric, with the subscriber and mail event counts given."""
+    return generate_latest(_Scrape(subscribers_by_status, mail_events_by_kind or {}))  # type: ignore[arg-type]

@@ -20,7 +20,9 @@ from collections.abc import Iterator
 import uvicorn
 
 from feedsvc.config import Settings
+from feedsvc.inbound import enabled_sources
 from feedsvc.logging import fields
+from feedsvc.mail.deliverability import deliverability_warnings
 from feedsvc.mail.transport import transport_from_settings
 from feedsvc.scheduler import DeliveryLoop, Jobs
 from feedsvc.store import leases, open_engine
@@ -106,7 +108,12 @@ async def _serve(settings: Settings, *, with_scheduler: bool, host: str | None, 
         server = _Server(server_config(app, settings, timeout_graceful_shutdown=5))
         tasks.add(asyncio.create_task(server.serve(sockets=[sock]), name="http"))
         tasks.add(asyncio.create_task(jobs.watch(stop), name="watch"))
+        # Bounces, complaints and mailto unsubscribes: each report counts once, so every instance may read.
+        for source in enabled_sources(settings, engine, app.state.web.tokens):
+            tasks.add(asyncio.create_task(source.run(stop), name=f"inbound-{source.name}"))
         jobs.start()
+    for warning in deliverability_warnings(settings):
+        log.warning("mail.settings: %s", warning)
     log.info("service.started", extra=fields(instance=me, role="run" if with_scheduler else "worker"))
 
     stopped = asyncio.create_task(stop.wait())

@@ -6,7 +6,8 @@ The rules, in one place:
   confirmation mail only for new and pending addresses, and for people who unsubscribed and now ask again;
 - nothing is ever mailed to anyone but `active` subscribers (the confirmation mail aside);
 - unsubscribed, bounced and complained addresses stay as suppressions: the operator's add/import never
-  resubscribes them, only the person themself can, through the form.
+  resubscribes them, only the person themself can, through the form (after a complaint, only once the operator
+  cleared it: `feedsvc.mail_events.clear`).
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Engine
 
 from feedsvc.config import Settings
-from feedsvc.mail.render import confirmation_message
+from feedsvc.mail.message import message_id_for
+from feedsvc.mail.render import confirmation_message, welcome_message
 from feedsvc.mail.transport import SendError, Transport
 from feedsvc.metrics import CONFIRMATION_MAILS
 from feedsvc.store import subscribers as store
 from feedsvc.store.schema import FREQUENCIES, STATUSES
 from feedsvc.store.subscribers import Subscriber
-from feedsvc.tokens import Tokens, confirm_url
+from feedsvc.tokens import Tokens, confirm_url, preferences_url, unsubscribe_url
 
 __all__ = [
     "AddOutcome",
@@ -205,17 +207,18 @@ def request_subscription(engine: Engine, request: SubscriptionRequest, consent: 
     """Record a request from the double opt-in form.
 
     Returns the (pending) subscriber to send a confirmation mail to, or None when no mail is due: the address
-    is already active (nothing changes: a stranger must not alter someone's subscription), or it bounced or
-    complained (a suppression only the operator lifts).
+    is already active (nothing changes: a stranger must not alter someone's subscription), or it complained
+    (a suppression only the operator lifts). A bounced address may come back through the confirmation: the
+    mailbox may work again, and the confirmation mail proves it.
     """
     with engine.begin() as connection:
         row = _new_row(request, "pending", consent.at) | _consent_values(consent)
         if store.insert_if_absent(connection, **row):
             return store.find(connection, request.address.key)
         existing = store.find(connection, request.address.key)
-        if existing is None or existing.status not in ("pending", "unsubscribed"):
+        if existing is None or existing.status not in ("pending", "unsubscribed", "bounced"):
             return None
-        # Pending: the latest request wins. Unsubscribed: the person may come back, through this confirmation
+        # Pending: the latest request wins. Unsubscribed or bounced: the person may come back, through this confirmation
         # only; until they confirm they stay out of every mailing (pending), and unsubscribed_at keeps the history.
         store.change(
             connection,
@@ -529,3 +532,21 @@ async def send_confirmations(
         CONFIRMATION_MAILS.labels("sent").inc()
         sent += 1
     return sent
+
+
+async def send_welcome(settings: Settings, tokens: Tokens, transport: Transport, subscriber: Subscriber) -> bool:
+    """The welcome mail after a confirmation (`mail.welcome`); a failure is logged, never raised."""
+    try:
+        outgoing = welcome_message(
+            settings,
+            to_email=subscriber.email,
+            to_name=subscriber.name,
+            unsubscribe_url=unsubscribe_url(settings, tokens, subscriber.id, subscriber.link_key),
+            preferences_url=preferences_url(settings, tokens, subscriber.id, subscriber.link_key),
+            message_id=message_id_for(settings, f"welcome:{subscriber.id}:{subscriber.confirmed_at}"),
+        )
+        await transport.send(outgoing)
+    except (SendError, OSError) as exc:
+        log.warning("welcome mail to subscriber %d not sent: %s", subscriber.id, exc)
+        return False
+    return True

@@ -31,6 +31,9 @@ class Purpose(StrEnum):
     CONFIRM = "confirm"
     UNSUBSCRIBE = "unsubscribe"
     PREFERENCES = "preferences"
+    # In addresses: the envelope sender of one delivery (VERP), and the mailto unsubscribe of one subscriber.
+    BOUNCE = "bounce"
+    MAILTO_UNSUBSCRIBE = "mailto-unsubscribe"
 
 
 class InvalidToken(Exception):
@@ -67,9 +70,14 @@ class Tokens:
             signer = serializer.make_signer()
             self._macs[purpose] = hmac.new(signer.derive_key(), digestmod=signer.digest_method)
 
-    def make(self, purpose: Purpose, subscriber_id: int, link_key: str) -> str:
-        """A token `URLSafeTimedSerializer.loads` reads as `[subscriber_id, link_key]` (so `read` takes it)."""
-        payload = b'[%d,"%s"]' % (subscriber_id, link_key.encode("ascii"))  # the key is URL-safe base64: no escapes
+    def make(self, purpose: Purpose, subscriber_id: int, link_key: str | None) -> str:
+        """A token `URLSafeTimedSerializer.loads` reads as `[subscriber_id, link_key]` (so `read` takes it), or
+        as the bare id without a key: the signed addresses must fit a local part (64 octets, RFC 5321), and name
+        rows whose ids are never reused."""
+        if link_key is None:
+            payload = b"%d" % subscriber_id
+        else:
+            payload = b'[%d,"%s"]' % (subscriber_id, link_key.encode("ascii"))  # URL-safe base64: no escapes
         signed = base64_encode(payload) + b"." + base64_encode(int_to_bytes(int(time.time())))
         mac = self._macs[purpose].copy()
         mac.update(signed)
@@ -139,3 +147,41 @@ def unsubscribe_url(settings: Settings, tokens: Tokens, subscriber_id: int, link
 
 def preferences_url(settings: Settings, tokens: Tokens, subscriber_id: int, link_key: str) -> str:
     return _link(settings, tokens, Purpose.PREFERENCES, subscriber_id, link_key)
+
+
+# --- the signed addresses in envelopes and List-Unsubscribe --------------------------------------------------
+# Tokens are base64url with dots: all valid in a local part, and never holding the "+" that separates them.
+
+
+def _tagged_address(base: str, tag: str) -> str:
+    local, _, domain = base.rpartition("@")
+    return f"{local}+{tag}@{domain}"
+
+
+def bounce_sender(settings: Settings, tokens: Tokens, delivery_id: int) -> str:
+    """The VERP envelope sender of one delivery (bounces+<token>@…); "" without a `mail.bounce_address`."""
+    if not settings.mail.bounce_address:
+        return ""
+    return _tagged_address(settings.mail.bounce_address, tokens.make(Purpose.BOUNCE, delivery_id, None))
+
+
+def unsubscribe_mailto(settings: Settings, tokens: Tokens, subscriber_id: int) -> str:
+    """unsubscribe+<token>@<bounce domain>, which only this subscriber's mails carry; "" without a bounce address."""
+    if not settings.mail.bounce_address:
+        return ""
+    domain = settings.mail.bounce_address.rpartition("@")[2]
+    return _tagged_address(f"unsubscribe@{domain}", tokens.make(Purpose.MAILTO_UNSUBSCRIBE, subscriber_id, None))
+
+
+def read_tagged_address(tokens: Tokens, address: str) -> tuple[Purpose, int] | None:
+    """(BOUNCE, delivery id) or (MAILTO_UNSUBSCRIBE, subscriber id) from a signed address; None for any other."""
+    local = address.strip().strip("<>").rpartition("@")[0]
+    _, plus, tag = local.partition("+")
+    if not plus:
+        return None
+    for purpose in (Purpose.BOUNCE, Purpose.MAILTO_UNSUBSCRIBE):
+        try:
+            return purpose, tokens.read(purpose, tag).subscriber_id
+        except InvalidToken:
+            continue
+    return None

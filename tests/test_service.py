@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import smtplib
 import socket
 import subprocess
 import sys
@@ -16,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import inbound_samples
 import pytest
+import test_inbound as inbound
 import tomli_w
 from conftest import add_subscribers, free_port, write_post
 from sqlalchemy import text
@@ -24,6 +27,9 @@ from sqlalchemy import text
 from feedsvc.config import Settings, load_settings
 from feedsvc.posts import Collection
 from feedsvc.store import open_engine
+from feedsvc.tokens import bounce_sender, tokens_for, unsubscribe_mailto
+
+INBOUND_START = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 
 # Bounds for correctness, not benchmarks (benchmarks/latency.py measures): a saved post is served within 1 s.
 SERVE_BOUND = 1.0 + 0.5
@@ -325,3 +331,64 @@ def test_init_refuses_to_overwrite_unless_forced(tmp_path):
     assert (tmp_path / "feedsvc.toml").read_text(encoding="utf-8") == "# mine\n"
     assert _init("--force", cwd=tmp_path).returncode == 0
     assert "[scheduler]" in (tmp_path / "feedsvc.toml").read_text(encoding="utf-8")
+
+
+# --- in the running service ----------------------------------------------------------------------------------
+
+
+def test_feedsvc_run_receives_reports_and_warns_about_risky_mail_settings(tmp_path, services, smtp_server):
+    listen_port = free_port()
+    config = write_config(
+        tmp_path,
+        site={"url": "https://blog.example.org"},
+        mail={"from_address": "feedsvc@localhost", "smtp_url": smtp_server.url, "bounce_address": "bounces@bounce.blog.example.org"},
+        web={"public_url": "http://news.example.com"},
+        inbound={"smtp_listen": f"127.0.0.1:{listen_port}", "maildir": "inbound-maildir", "poll_seconds": 0.2},
+    )
+    settings = load_settings(config)
+    engine = open_engine(settings.store.database_url)
+    try:
+        leaving, hard = add_subscribers(engine, ["leaving@example.com", "hard@example.com"], confirmed_at=INBOUND_START)
+        service = services(config)
+        service.wait_healthy()
+        tokens = tokens_for(settings)
+        mailto = unsubscribe_mailto(settings, tokens, leaving)
+        wait_for(lambda: _smtp_accepts(listen_port), 10, "the SMTP receiver")
+        inbound_smtp_send(listen_port, "leaving@example.com", mailto, inbound_samples.mailto_unsubscribe(mailto, "leaving@example.com"))
+        # The SMTP receiver answered 250 only after storing: the effect is there already.
+        assert subscriber_status(engine, leaving) == "unsubscribed"
+        with engine.begin() as connection:  # the delivery the VERP token names
+            connection.exec_driver_sql(
+                "INSERT INTO editions (id, key, frequency, period_start, period_end, post_ids, subject, html, text, created_at)"
+                " VALUES (1, 'e', 'instant', '2026-11-02 12:00:00', '2026-11-02 12:00:00', '[]', 's', 'h', 't', '2026-11-02 12:00:00')"
+            )
+            connection.exec_driver_sql(
+                "INSERT INTO deliveries (id, key, edition_id, subscriber_id, state, attempts, next_attempt_at, last_error, created_at)"
+                f" VALUES (1, 'd', 1, {hard}, 'sent', 1, '2026-11-02 12:00:00', '', '2026-11-02 12:00:00')"
+            )
+        inbound.deliver_to_maildir(settings.inbound.maildir, inbound_samples.exim_bounce(bounce_sender(settings, tokens, 1), "hard@example.com"), "b1")
+        wait_for(lambda: subscriber_status(engine, hard) == "bounced", 10, "the Maildir bounce to take effect")
+        assert service.stop() == 0
+    finally:
+        engine.dispose()
+    output = service.output()
+    assert "plain http on a public host" in output
+    assert "mail goes out as feedsvc@localhost" in output
+
+
+def _smtp_accepts(port: int) -> bool:
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=2) as client:
+            return client.noop()[0] == 250
+    except OSError:
+        return False
+
+
+def inbound_smtp_send(port: int, sender: str, recipient: str, raw: bytes) -> None:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.sendmail(sender, [recipient], raw)
+
+
+def subscriber_status(engine, subscriber_id: int) -> str:
+    with engine.connect() as connection:
+        return connection.execute(text("SELECT status FROM subscribers WHERE id = :id"), {"id": subscriber_id}).scalar_one()

@@ -110,17 +110,30 @@ def test_form_requests_by_state(engine):
     assert subscribers.confirm(engine, first.id, NOW + timedelta(days=2)).status == "active"
 
 
-def test_bounced_addresses_get_no_confirmation_and_old_confirm_links_do_not_revive(engine):
+def test_complained_addresses_get_no_confirmation_and_old_confirm_links_do_not_revive(engine):
+    subscriber = subscribers.request_subscription(engine, request("bob@example.org"), form_consent())
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE subscribers SET status = 'complained' WHERE id = :id"), {"id": subscriber.id})
+    assert subscribers.request_subscription(engine, request("bob@example.org"), form_consent()) is None
+    assert subscribers.confirm(engine, subscriber.id, NOW) is None
+    assert subscribers.get(engine, subscriber.id).status == "complained"
+    # Unsubscribing a complained address keeps the stronger reason.
+    assert subscribers.unsubscribe(engine, subscriber.id, NOW).status == "complained"
+    assert subscribers.confirm(engine, 999_999, NOW) is None
+    assert subscribers.unsubscribe(engine, 999_999, NOW) is None
+
+
+def test_bounced_addresses_come_back_only_through_a_new_confirmation(engine):
     subscriber = subscribers.request_subscription(engine, request("bob@example.org"), form_consent())
     with engine.begin() as connection:
         connection.execute(text("UPDATE subscribers SET status = 'bounced' WHERE id = :id"), {"id": subscriber.id})
-    assert subscribers.request_subscription(engine, request("bob@example.org"), form_consent()) is None
+    # An old confirmation link does not revive it, and unsubscribing keeps the stronger reason.
     assert subscribers.confirm(engine, subscriber.id, NOW) is None
-    assert subscribers.get(engine, subscriber.id).status == "bounced"
-    # Unsubscribing a bounced address keeps the stronger reason.
     assert subscribers.unsubscribe(engine, subscriber.id, NOW).status == "bounced"
-    assert subscribers.confirm(engine, 999_999, NOW) is None
-    assert subscribers.unsubscribe(engine, 999_999, NOW) is None
+    # The person asking again through the form gets a confirmation mail (the mailbox may work again).
+    back = subscribers.request_subscription(engine, request("bob@example.org"), form_consent())
+    assert back is not None and back.status == "pending"
+    assert subscribers.confirm(engine, subscriber.id, NOW).status == "active"
 
 
 def test_preferences_change_frequency_and_tags_only(engine):

@@ -13,6 +13,7 @@ from feedsvc.cli.common import app
 
 # Top-level command -> the module under feedsvc.cli that defines it.
 COMMAND_MODULES = {
+    "bounces": "bounces",
     "build": "build",
     "check": "build",
     "digest": "digest",

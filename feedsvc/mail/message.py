@@ -167,9 +167,13 @@ class MessageSkeleton:
         ]
         if settings.mail.reply_to:
             shared.append(f"Reply-To: {mail_address(settings.mail.reply_to)}")
+        # Every mail here is sent by a program: auto-responders must not answer it (RFC 3834).
+        shared.append("Auto-Submitted: auto-generated")
         if is_list_mail:
             shared.append(f"List-Id: {list_id(settings)}")
             shared.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
+            # Bulk: vacation replies and the like stay away from the bounce address.
+            shared.append("Precedence: bulk")
         self._shared_headers = ("\r\n".join(shared) + "\r\n").encode("ascii")
         part_head = 'Content-Type: text/{}; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
         self._text_head = f"\r\n--{boundary}\r\n{part_head.format('plain')}".encode("ascii")
@@ -199,7 +203,11 @@ class MessageSkeleton:
         preferences_url: str = "",
         message_id: str,
         date: datetime | None = None,
+        unsubscribe_mailto: str = "",
+        feedback_id: str = "",
     ) -> bytes:
+        """The message for one recipient. `unsubscribe_mailto`: their signed mailto address (default: the
+        sender's, with subject "unsubscribe"); `feedback_id`: Gmail's Feedback-ID (campaign:…:sender)."""
         values = {UNSUBSCRIBE_URL: single_line(unsubscribe_url), PREFERENCES_URL: single_line(preferences_url)}
         message_id = single_line(message_id)
         if not message_id.startswith("<"):
@@ -210,7 +218,10 @@ class MessageSkeleton:
             f"Message-ID: {message_id}",
         ]
         if self.is_list_mail:
-            headers.append(f"List-Unsubscribe: <{values[UNSUBSCRIBE_URL]}>,\r\n <{self._mailto_unsubscribe}>")
+            mailto = f"mailto:{mail_address(unsubscribe_mailto)}" if unsubscribe_mailto else self._mailto_unsubscribe
+            headers.append(f"List-Unsubscribe: <{values[UNSUBSCRIBE_URL]}>,\r\n <{mailto}>")
+        if feedback_id:
+            headers.append(f"Feedback-ID: {single_line(feedback_id)}")
         personal = ("\r\n".join(headers) + "\r\n").encode("utf-8")
         text_values = _encoded_values(values, escape=False)
         html_values = _encoded_values(values, escape=True)
@@ -241,3 +252,9 @@ def _encoded_values(values: Mapping[str, str], *, escape: bool) -> dict[str, byt
 
 def _fill(segments: list[bytes | str], values: Mapping[str, bytes]) -> list[bytes]:
     return [segment if isinstance(segment, bytes) else values[segment] for segment in segments]
+
+
+def feedback_id(settings: Settings, edition_id: int) -> str:
+    """Gmail's Feedback-ID (campaign:…:sender id): the edition, the site, then "feedsvc", which stays the same."""
+    site = re.sub(r"[^A-Za-z0-9.-]", "-", urlsplit(settings.site.url).hostname or "localhost")
+    return f"edition-{edition_id}:{site}:feedsvc"

@@ -25,12 +25,19 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine
 
 from feedsvc.config import Settings
-from feedsvc.mail.message import AddressError, MessageSkeleton, mail_address, message_id_for
+from feedsvc.mail.message import AddressError, MessageSkeleton, feedback_id, mail_address, message_id_for
 from feedsvc.mail.render import edition_skeleton
 from feedsvc.mail.transport import Outgoing, SendError, Transport
 from feedsvc.metrics import DELIVERIES
 from feedsvc.store import deliveries as store
-from feedsvc.tokens import Tokens, load_secret, preferences_url, unsubscribe_url
+from feedsvc.tokens import (
+    Tokens,
+    bounce_sender,
+    load_secret,
+    preferences_url,
+    unsubscribe_mailto,
+    unsubscribe_url,
+)
 
 log = logging.getLogger(__name__)
 
@@ -197,12 +204,16 @@ class _Drain:
                 unsubscribe_url=unsubscribe_url(self.settings, self.tokens, delivery.subscriber_id, delivery.link_key),
                 preferences_url=preferences_url(self.settings, self.tokens, delivery.subscriber_id, delivery.link_key),
                 message_id=message_id,
+                unsubscribe_mailto=unsubscribe_mailto(self.settings, self.tokens, delivery.subscriber_id),
+                feedback_id=feedback_id(self.settings, delivery.edition_id),
             )
             recipient = mail_address(delivery.email)
         except AddressError as exc:
             self.bounces.append(store.Bounce(delivery.id, delivery.subscriber_id, str(exc)))
             return None
-        return _Job(delivery, Outgoing(skeleton.envelope_sender, recipient, message), message_id)
+        # With a bounce address, each delivery has its own envelope sender, so a late bounce names it (VERP).
+        sender = bounce_sender(self.settings, self.tokens, delivery.id) or skeleton.envelope_sender
+        return _Job(delivery, Outgoing(sender, recipient, message), message_id)
 
     async def _sender(self) -> None:
         while (job := await self.ready.get()) is not None:

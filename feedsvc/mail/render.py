@@ -129,7 +129,13 @@ class MailTemplateError(Exception):
 
 def _context(settings: Settings, context: dict[str, object]) -> dict[str, object]:
     language = language_of(settings.site.language)
-    return {"site": settings.site, "lang": language, "_": translator(language), **context}
+    return {
+        "site": settings.site,
+        "lang": language,
+        "_": translator(language),
+        "postal_address": settings.mail.postal_address,
+        **context,
+    }
 
 
 def _render_pair(settings: Settings, template: str, **context: object) -> tuple[str, str]:
@@ -450,5 +456,25 @@ def confirmation_message(settings: Settings, *, to_email: str, to_name: str, con
         to_email=to_email,
         to_name=to_name,
         message_id=message_id_for(settings, secrets.token_hex(16)),
+    )
+    return Outgoing(sender=skeleton.envelope_sender, recipient=mail_address(to_email), message=message)
+
+
+def welcome_message(
+    settings: Settings, *, to_email: str, to_name: str, unsubscribe_url: str, preferences_url: str, message_id: str
+) -> Outgoing:
+    """The mail welcoming a subscriber once they confirmed (`mail.welcome`); a list mail, with its unsubscribe."""
+    translate = translator(language_of(settings.site.language))
+    subject = translate("subject_welcome", site=settings.site.title)
+    html_part, text_part = _render_pair(
+        settings, "welcome", subject=subject, name=single_line(to_name),
+        unsubscribe_url=UNSUBSCRIBE_URL, preferences_url=PREFERENCES_URL,
+    )
+    skeleton = MessageSkeleton(
+        settings, subject=subject, html_body=html_part, text_body=text_part, dkim_signer=DkimSigner.from_settings(settings)
+    )
+    message = skeleton.build(
+        to_email=to_email, to_name=to_name, unsubscribe_url=unsubscribe_url, preferences_url=preferences_url,
+        message_id=message_id,
     )
     return Outgoing(sender=skeleton.envelope_sender, recipient=mail_address(to_email), message=message)

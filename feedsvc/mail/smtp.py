@@ -282,6 +282,7 @@ class SmtpTransport:
         mail = settings.mail
         self.endpoint = SmtpEndpoint.parse(mail.smtp_url)
         self._timeout = mail.timeout
+        self._ehlo_name = mail.ehlo_name or None  # None: aiosmtplib's default, this machine's name
         self._per_connection = mail.messages_per_connection
         self._limiter = RateLimiter(mail.rate_limit)
         self._idle: asyncio.LifoQueue[_Connection] = asyncio.LifoQueue()
@@ -350,6 +351,7 @@ class SmtpTransport:
             username=endpoint.username,
             password=endpoint.password,
             timeout=self._timeout,
+            local_hostname=self._ehlo_name,
             use_tls=endpoint.implicit_tls,
             # None: STARTTLS when the server offers it (smtp:// on 587); never twice over implicit TLS.
             start_tls=False if endpoint.implicit_tls else None,

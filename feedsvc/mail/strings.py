@@ -40,6 +40,9 @@ STRINGS: dict[str, dict[str, str]] = {
         "confirm_button": "Confirm subscription",
         "confirm_ignore": "If you did not ask for this, ignore this mail: you will not be subscribed.",
         "image_alt": "Image for “{title}”",
+        "subject_welcome": "Welcome to {site}",
+        "welcome_intro": "Your subscription to {site} is confirmed: new posts will come to this address.",
+        "welcome_visit": "Visit the site",
     },
     "id": {
         "subject_many_other": "{site}: {count} tulisan baru",
@@ -66,6 +69,9 @@ STRINGS: dict[str, dict[str, str]] = {
         "confirm_button": "Konfirmasi langganan",
         "confirm_ignore": "Jika Anda tidak memintanya, abaikan email ini: Anda tidak akan didaftarkan.",
         "image_alt": "Gambar untuk “{title}”",
+        "subject_welcome": "Selamat datang di {site}",
+        "welcome_intro": "Langganan Anda di {site} sudah dikonfirmasi: tulisan baru akan dikirim ke alamat ini.",
+        "welcome_visit": "Kunjungi situs",
     },
 }
 

@@ -197,3 +197,24 @@ rate_limits = Table(
     Column("window_start", UtcDateTime, nullable=False),
     Column("count", Integer, nullable=False, default=0),
 )
+
+# What mail systems reported about a subscriber (bounces, complaints, mailto unsubscribes) and operator clearances.
+# `event_key` names the report (message hash, provider event id): a report read twice is recorded once.
+MAIL_EVENT_KINDS = ("hard_bounce", "soft_bounce", "complaint", "unsubscribe", "cleared")
+mail_events = Table(
+    "mail_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("event_key", String(255), nullable=False, unique=True),
+    Column("subscriber_id", Id, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    # imap, maildir, smtp, ses, postmark, mailgun, sendgrid, operator
+    Column("source", String(32), nullable=False),
+    Column("detail", Text, nullable=False, default=""),
+    # The mail it is about, when the report names it (VERP); no foreign keys: the history outlives editions.
+    Column("delivery_id", Id),
+    Column("edition_id", Id),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index(None, "subscriber_id", "kind", "created_at"),
+    Index(None, "created_at"),
+)

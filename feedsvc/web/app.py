@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from feedsvc import subscribers
+from feedsvc import mail_events, subscribers
 from feedsvc.config import Settings
 from feedsvc.mail.render import environment
 from feedsvc.mail.transport import Transport, transport_from_settings
@@ -33,6 +33,7 @@ from feedsvc.tokens import Tokens, load_secret
 from feedsvc.web.api import IMPORT_PATH, api_routes
 from feedsvc.web.context import WebContext, web_context
 from feedsvc.web.feeds import FeedFiles, FeedsMiddleware
+from feedsvc.web.hooks import routes as hook_routes
 from feedsvc.web.pages import BadInput
 from feedsvc.web.pages import routes as page_routes
 from feedsvc.web.security import BodyLimit, Csrf, OperatorOnly
@@ -140,10 +141,11 @@ async def metrics(request: Request) -> Response:
     web.operator_only.require(request)
     try:
         counts = await run_in_threadpool(subscribers.counts, web.engine)
+        events = await run_in_threadpool(mail_events.counts, web.engine)
     except Exception:
         log.warning("metrics: subscriber counts unavailable", exc_info=True)
-        counts = {}
-    return Response(exposition(counts), media_type=CONTENT_TYPE)
+        counts, events = {}, {}
+    return Response(exposition(counts, events), media_type=CONTENT_TYPE)
 
 
 def create_app(settings: Settings, engine: Engine | None = None, transport: Transport | None = None) -> Starlette:
@@ -178,6 +180,7 @@ def create_app(settings: Settings, engine: Engine | None = None, transport: Tran
         routes=[
             *page_routes,
             *api_routes(settings.web.admin_token),
+            *hook_routes,
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
         ],

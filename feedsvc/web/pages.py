@@ -215,10 +215,14 @@ async def confirm_page(request: Request) -> Response:
 async def confirm(request: Request) -> Response:
     """The page's button. As for unsubscribing, the token in the URL is the proof: no CSRF token is asked for."""
     web = web_context(request)
-    subscriber = await _change_linked(web, _link(web, Purpose.CONFIRM, request), subscribers.confirm, _now())
+    now = _now()
+    subscriber = await _change_linked(web, _link(web, Purpose.CONFIRM, request), subscribers.confirm, now)
     if subscriber is None:
         raise _link_gone(web)
-    return _confirmed_page(web, subscriber)
+    response = _confirmed_page(web, subscriber)
+    if web.settings.mail.welcome and subscriber.confirmed_at == now:  # confirmed just now, not a second click
+        response.background = BackgroundTask(subscribers.send_welcome, web.settings, web.tokens, web.transport, subscriber)
+    return response
 
 
 def _confirmed_page(web: WebContext, subscriber: Subscriber) -> Response:
