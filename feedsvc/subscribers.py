@@ -5,6 +5,8 @@ The rules, in one place:
 - the double opt-in form gives the same outward answer whatever the address's state; it asks for a
   confirmation mail only for new and pending addresses, and for people who unsubscribed and now ask again;
 - nothing is ever mailed to anyone but `active` subscribers (the confirmation mail aside);
+- a confirmation mail is queued in the same transaction that makes the address pending, and sent through the
+  delivery queue with its retries: "check your inbox" is never answered for a mail that could be lost;
 - unsubscribed, bounced and complained addresses stay as suppressions: the operator's add/import never
   resubscribes them, only the person themself can, through the form.
 """
@@ -16,6 +18,7 @@ import io
 import logging
 import re
 import unicodedata
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,13 +29,13 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Engine
 
 from feedsvc.config import Settings
-from feedsvc.mail.render import confirmation_message
-from feedsvc.mail.transport import SendError, Transport
+from feedsvc.mail.queue import drain
+from feedsvc.mail.transport import Transport
 from feedsvc.metrics import CONFIRMATION_MAILS
+from feedsvc.store import deliveries as delivery_store
 from feedsvc.store import subscribers as store
 from feedsvc.store.schema import FREQUENCIES, STATUSES
 from feedsvc.store.subscribers import Subscriber
-from feedsvc.tokens import Tokens, confirm_url
 
 __all__ = [
     "AddOutcome",
@@ -204,14 +207,14 @@ def _new_row(request: SubscriptionRequest, status: str, created_at: datetime) ->
 def request_subscription(engine: Engine, request: SubscriptionRequest, consent: Consent) -> Subscriber | None:
     """Record a request from the double opt-in form.
 
-    Returns the (pending) subscriber to send a confirmation mail to, or None when no mail is due: the address
-    is already active (nothing changes: a stranger must not alter someone's subscription), or it bounced or
-    complained (a suppression only the operator lifts).
+    Returns the (pending) subscriber whose confirmation mail is now queued, or None when no mail is due: the
+    address is already active (nothing changes: a stranger must not alter someone's subscription), or it
+    bounced or complained (a suppression only the operator lifts).
     """
     with engine.begin() as connection:
         row = _new_row(request, "pending", consent.at) | _consent_values(consent)
         if store.insert_if_absent(connection, **row):
-            return store.find(connection, request.address.key)
+            return _queue_confirmation(connection, store.find(connection, request.address.key), consent.at)
         existing = store.find(connection, request.address.key)
         if existing is None or existing.status not in ("pending", "unsubscribed"):
             return None
@@ -226,7 +229,13 @@ def request_subscription(engine: Engine, request: SubscriptionRequest, consent: 
             tags=request.tags,
             **_consent_values(consent),
         )
-        return store.get(connection, existing.id)
+        return _queue_confirmation(connection, store.get(connection, existing.id), consent.at)
+
+
+def _queue_confirmation(connection, subscriber: Subscriber | None, now: datetime) -> Subscriber:
+    assert subscriber is not None and subscriber.status == "pending"
+    delivery_store.queue_confirmation(connection, subscriber.id, now)
+    return subscriber
 
 
 def confirm(engine: Engine, subscriber_id: int, now: datetime) -> Subscriber | None:
@@ -306,6 +315,8 @@ def _add(connection, request: SubscriptionRequest, *, confirmed: bool, consent: 
     if store.insert_if_absent(connection, **row):
         subscriber = store.find(connection, request.address.key)
         assert subscriber is not None
+        if not confirmed:
+            _queue_confirmation(connection, subscriber, consent.at)
         return AddResult(AddOutcome.ADDED, subscriber)
     existing = store.find(connection, request.address.key)
     assert existing is not None
@@ -505,27 +516,12 @@ def counts(engine: Engine) -> dict[str, int]:
         return store.counts_by_status(connection)
 
 
-async def send_confirmations(
-    settings: Settings, tokens: Tokens, transport: Transport, pending: Iterable[Subscriber]
-) -> int:
-    """Send the double opt-in mail to each pending subscriber; return how many were accepted.
+async def send_confirmations(settings: Settings, engine: Engine, transport: Transport) -> int:
+    """Send the queued confirmation mails now (they were queued with their pending subscribers); how many went.
 
-    A failure is logged and counted, never raised: the address stays pending and a new request sends again.
+    One that fails stays queued with its retries, which every sender (`run`, `worker`, `digest send`) makes.
     """
-    sent = 0
-    for subscriber in pending:
-        try:
-            outgoing = confirmation_message(
-                settings,
-                to_email=subscriber.email,
-                to_name=subscriber.name,
-                confirm_url=confirm_url(settings, tokens, subscriber.id),
-            )
-            await transport.send(outgoing)
-        except (SendError, OSError) as exc:
-            CONFIRMATION_MAILS.labels("failed").inc()
-            log.warning("confirmation mail to subscriber %d not sent: %s", subscriber.id, exc)
-            continue
-        CONFIRMATION_MAILS.labels("sent").inc()
-        sent += 1
-    return sent
+    report = await drain(settings, engine, transport, worker_id=f"confirm-{uuid.uuid4().hex[:12]}", kind="confirmation")
+    CONFIRMATION_MAILS.labels("sent").inc(report.sent)
+    CONFIRMATION_MAILS.labels("failed").inc(report.done - report.sent)
+    return report.sent

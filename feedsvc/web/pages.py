@@ -161,7 +161,7 @@ async def subscribe(request: Request) -> Response:
     pending = await run_in_threadpool(_record_subscription, web, subscription, consent)
     # The mail goes out after the answer: the answer's timing does not depend on whether one is sent.
     background = (
-        BackgroundTask(subscribers.send_confirmations, web.settings, web.tokens, web.transport, [pending])
+        BackgroundTask(subscribers.send_confirmations, web.settings, web.engine, web.transport)
         if pending is not None
         else None
     )
