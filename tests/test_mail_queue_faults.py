@@ -23,6 +23,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from conftest import SmtpSink, free_port
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 from test_mail_queue import Clock, add_edition, add_subscribers, rows, statuses
 from test_mail_smtp import ScriptedServer
 
@@ -77,8 +78,8 @@ def deliver_as_the_service_does(settings, engine, *, timeout: float) -> None:
                 await asyncio.sleep(0.2)
                 try:
                     states = await asyncio.to_thread(lambda: {row["state"] for row in rows(engine).values()})
-                except Exception:  # noqa: BLE001 - the store is down: wait for it like the service does
-                    continue
+                except OperationalError:  # the store is down: wait for it as the service does
+                    states = set()
                 if states == {"sent"}:
                     break
         finally:
@@ -187,7 +188,7 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         cluster.start()
         yield cluster
     finally:
-        subprocess.run([*as_user, "pg_ctl", "-D", str(cluster.data), "-m", "immediate", "stop"], capture_output=True)
+        subprocess.run([*as_user, "pg_ctl", "-D", str(cluster.data), "-m", "immediate", "stop"], check=False, capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
 
 
