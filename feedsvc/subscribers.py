@@ -204,17 +204,20 @@ def _new_row(request: SubscriptionRequest, status: str, created_at: datetime) ->
 # --- the double opt-in form ------------------------------------------------------------------------------------
 
 
-def request_subscription(engine: Engine, request: SubscriptionRequest, consent: Consent) -> Subscriber | None:
+def request_subscription(
+    engine: Engine, request: SubscriptionRequest, consent: Consent, *, mail: bool = True
+) -> Subscriber | None:
     """Record a request from the double opt-in form.
 
-    Returns the (pending) subscriber whose confirmation mail is now queued, or None when no mail is due: the
-    address is already active (nothing changes: a stranger must not alter someone's subscription), or it
-    bounced or complained (a suppression only the operator lifts).
+    Returns the (pending) subscriber a confirmation mail is due to (queued with it unless `mail` is false: the
+    address's rate limit is spent), or None when no mail is due: the address is already active (nothing changes:
+    a stranger must not alter someone's subscription), or it bounced or complained (a suppression only the
+    operator lifts).
     """
     with engine.begin() as connection:
         row = _new_row(request, "pending", consent.at) | _consent_values(consent)
         if store.insert_if_absent(connection, **row):
-            return _queue_confirmation(connection, store.find(connection, request.address.key), consent.at)
+            return _queue_confirmation(connection, store.find(connection, request.address.key), consent.at, mail)
         existing = store.find(connection, request.address.key)
         if existing is None or existing.status not in ("pending", "unsubscribed"):
             return None
@@ -229,12 +232,13 @@ def request_subscription(engine: Engine, request: SubscriptionRequest, consent: 
             tags=request.tags,
             **_consent_values(consent),
         )
-        return _queue_confirmation(connection, store.get(connection, existing.id), consent.at)
+        return _queue_confirmation(connection, store.get(connection, existing.id), consent.at, mail)
 
 
-def _queue_confirmation(connection, subscriber: Subscriber | None, now: datetime) -> Subscriber:
+def _queue_confirmation(connection, subscriber: Subscriber | None, now: datetime, mail: bool = True) -> Subscriber:
     assert subscriber is not None and subscriber.status == "pending"
-    delivery_store.queue_confirmation(connection, subscriber.id, now)
+    if mail:
+        delivery_store.queue_confirmation(connection, subscriber.id, now)
     return subscriber
 
 

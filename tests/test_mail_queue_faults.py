@@ -369,20 +369,22 @@ def _wait_until(condition: Callable[[], bool], timeout: float, what: str) -> Non
         time.sleep(0.05)
 
 
-def test_asking_again_queues_one_confirmation_and_rearms_a_finished_one(store_url):
+def test_each_request_queues_one_confirmation_for_its_subscriber_only(store_url):
     engine = open_engine(store_url)
     try:
         [subscriber_id] = add_subscribers(engine, 1)
         with engine.begin() as connection:
             for _ in range(2):
                 delivery_store.queue_confirmation(connection, subscriber_id, Clock()())
-        [row] = rows(engine).values()
-        assert (row["kind"], row["state"], row["edition_id"]) == ("confirmation", "queued", None)
-
-        with engine.begin() as connection:
-            connection.execute(deliveries.update().values(state="sent"))
-            delivery_store.queue_confirmation(connection, subscriber_id, Clock()())
-        [row] = rows(engine).values()
-        assert (row["state"], row["attempts"]) == ("queued", 0)
+        queued = list(rows_of(engine))
+        assert [(row.kind, row.state, row.edition_id, row.subscriber_id) for row in queued] == [
+            ("confirmation", "queued", None, subscriber_id)
+        ] * 2
+        assert len({row.key for row in queued}) == 2
     finally:
         engine.dispose()
+
+
+def rows_of(engine):
+    with engine.connect() as connection:
+        return connection.execute(select(deliveries)).all()

@@ -11,13 +11,13 @@ double opt-in mail to a pending one, through the same claims, retries and bounce
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, bindparam, case, exists, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, exists, func, insert, or_, select, update
 
-from feedsvc.store.dialects import upsert
 from feedsvc.store.schema import DELIVERY_STATES, deliveries, editions, subscribers
 
 WAITING = ("queued", "retry")
@@ -152,9 +152,13 @@ _OURS = and_(
     _c.state.in_((*WAITING, "sending")),
 )
 _RELEASED = {"claimed_by": None, "lease_until": None}
-# A digest goes to active subscribers only, a confirmation to pending ones only.
-_ADDRESSEE_STATUS = case((_c.kind == CONFIRMATION, "pending"), else_="active")
-_LEFT = exists().where(subscribers.c.id == _c.subscriber_id, subscribers.c.status != _ADDRESSEE_STATUS)
+# A digest goes to active subscribers only. A confirmation goes to a pending one, or to one the operator has
+# activated meanwhile (confirming again changes nothing), never to one who left or bounced.
+_LEFT = exists().where(
+    subscribers.c.id == _c.subscriber_id,
+    subscribers.c.status != "active",
+    or_(_c.kind != CONFIRMATION, subscribers.c.status != "pending"),
+)
 _START = (
     update(deliveries)
     .where(_OURS, ~_LEFT)
@@ -286,19 +290,12 @@ def held_by_others(connection: Connection, worker_id: str, now: datetime) -> Hel
 
 
 def queue_confirmation(connection: Connection, subscriber_id: int, now: datetime) -> None:
-    """Queue the double opt-in mail for this pending subscriber, due now.
-
-    One confirmation row per subscriber: a new request re-arms a finished one (sent, failed, bounced) and leaves
-    one still on its way (queued, retrying, in flight) as it is, so asking twice never sends two at once.
-    """
-    c = deliveries.c
-    rearmed = {"state": "queued", "attempts": 0, "next_attempt_at": now, "last_error": "", "created_at": now, **_RELEASED}
-    statement = upsert(connection, deliveries).values(
-        key=f"{CONFIRMATION}:{subscriber_id}", kind=CONFIRMATION, subscriber_id=subscriber_id, **rearmed
-    )
+    """Queue a double opt-in mail for this pending subscriber, due now: one per request, as the person asked
+    (the subscribe form's per-address rate limit bounds how many)."""
     connection.execute(
-        statement.on_conflict_do_update(
-            index_elements=[c.key], set_=rearmed, where=c.state.not_in((*WAITING, "sending"))
+        insert(deliveries).values(
+            key=f"{CONFIRMATION}:{subscriber_id}:{secrets.token_hex(8)}", kind=CONFIRMATION, subscriber_id=subscriber_id,
+            state="queued", attempts=0, next_attempt_at=now, last_error="", created_at=now,
         )
     )
 

@@ -144,7 +144,7 @@ digest_periods = Table(
 )
 
 # One message to send: edition x subscriber, or a subscriber's confirmation mail (no edition; rendered at send
-# time). `key` makes a subscriber's mail for a period, or their pending confirmation, unique.
+# time). `key` makes a subscriber's mail for a period unique.
 deliveries = Table(
     "deliveries",
     metadata,
