@@ -184,7 +184,7 @@ def test_send_while_a_killed_process_still_holds_the_queue_says_so_and_fails(blo
     # The killed process's claims hold for a minute: the next send can send nothing, and must not say "sent 0" and
     # succeed while 40 mails wait (issue 9).
     mail = {"smtp_url": smtp_server.url, "connections": 2, "lease_seconds": 60, "batch_size": 50}
-    settings, addresses = blog(subscribers=40, mail=mail)
+    settings, _ = blog(subscribers=40, mail=mail)
     smtp_server.fault = lambda stage, _envelope: time.sleep(0.05) if stage == "data" else None
     command = [sys.executable, "-m", "feedsvc", "digest", "send", "--config", str(settings.config_path)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -206,6 +206,16 @@ def test_send_while_a_killed_process_still_holds_the_queue_says_so_and_fails(blo
     assert len(smtp_server.received) == sent_before
 
 
+# What `feedsvc run` does first on a SQLite store: take the single-instance guard, and keep it while it runs.
+HOLD_THE_STORE = """
+import sys, time
+from feedsvc.store.leases import SqliteGuard
+SqliteGuard(sys.argv[1]).acquire()
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
 def test_send_while_another_process_runs_on_the_sqlite_store_says_so_and_fails(blog, smtp_server):
     settings, _ = blog(subscribers=2, mail={"smtp_url": smtp_server.url})
     engine = open_engine(settings.store.database_url)
@@ -214,8 +224,7 @@ def test_send_while_another_process_runs_on_the_sqlite_store_says_so_and_fails(b
     finally:
         engine.dispose()
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from feedsvc.store.leases import SqliteGuard; "
-         "SqliteGuard(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(60)", settings.store.database_url],
+        [sys.executable, "-c", HOLD_THE_STORE, settings.store.database_url],
         stdout=subprocess.PIPE, text=True,
     )
     try:
