@@ -350,7 +350,7 @@ class _Drain:
         failing_since: float | None = None
         while True:
             try:
-                return await asyncio.to_thread(self._in_transaction, operation, *args)
+                result = await asyncio.to_thread(self._in_transaction, operation, *args)
             except (OperationalError, InterfaceError) as exc:
                 now = time.monotonic()
                 if failing_since is None:
@@ -360,6 +360,10 @@ class _Drain:
                     raise
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, STORE_RETRY_LAST)
+                continue
+            if failing_since is not None:
+                log.warning("deliveries: the store took the write after %.1f s", time.monotonic() - failing_since)
+            return result
 
     def _in_transaction(self, operation, *args, **kwargs):
         with self.engine.begin() as connection:
