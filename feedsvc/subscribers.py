@@ -5,6 +5,8 @@ The rules, in one place:
 - the double opt-in form gives the same outward answer whatever the address's state; it asks for a
   confirmation mail only for new and pending addresses, and for people who unsubscribed and now ask again;
 - nothing is ever mailed to anyone but `active` subscribers (the confirmation mail aside);
+- a confirmation mail is queued in the same transaction that makes the address pending, and sent through the
+  delivery queue with its retries: "check your inbox" is never answered for a mail that could be lost;
 - unsubscribed, bounced and complained addresses stay as suppressions: the operator's add/import never
   resubscribes them, only the person themself can, through the form (after a complaint, only once the operator
   cleared it: `feedsvc.mail_events.clear`).
@@ -17,6 +19,7 @@ import io
 import logging
 import re
 import unicodedata
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,13 +31,15 @@ from sqlalchemy import Engine
 
 from feedsvc.config import Settings
 from feedsvc.mail.message import message_id_for
-from feedsvc.mail.render import confirmation_message, welcome_message
+from feedsvc.mail.queue import drain
+from feedsvc.mail.render import welcome_message
 from feedsvc.mail.transport import SendError, Transport
 from feedsvc.metrics import CONFIRMATION_MAILS
+from feedsvc.store import deliveries as delivery_store
 from feedsvc.store import subscribers as store
 from feedsvc.store.schema import FREQUENCIES, STATUSES
 from feedsvc.store.subscribers import Subscriber
-from feedsvc.tokens import Tokens, confirm_url, preferences_url, unsubscribe_url
+from feedsvc.tokens import Tokens, preferences_url, unsubscribe_url
 
 __all__ = [
     "AddOutcome",
@@ -203,18 +208,21 @@ def _new_row(request: SubscriptionRequest, status: str, created_at: datetime) ->
 # --- the double opt-in form ------------------------------------------------------------------------------------
 
 
-def request_subscription(engine: Engine, request: SubscriptionRequest, consent: Consent) -> Subscriber | None:
+def request_subscription(
+    engine: Engine, request: SubscriptionRequest, consent: Consent, *, mail: bool = True
+) -> Subscriber | None:
     """Record a request from the double opt-in form.
 
-    Returns the (pending) subscriber to send a confirmation mail to, or None when no mail is due: the address
-    is already active (nothing changes: a stranger must not alter someone's subscription), or it complained
-    (a suppression only the operator lifts). A bounced address may come back through the confirmation: the
-    mailbox may work again, and the confirmation mail proves it.
+    Returns the (pending) subscriber a confirmation mail is due to (queued with it unless `mail` is false: the
+    address's rate limit is spent), or None when no mail is due: the address is already active (nothing changes:
+    a stranger must not alter someone's subscription), or it complained (a suppression only the operator lifts).
+    A bounced address may come back through the confirmation: the mailbox may work again, and the confirmation
+    mail proves it.
     """
     with engine.begin() as connection:
         row = _new_row(request, "pending", consent.at) | _consent_values(consent)
         if store.insert_if_absent(connection, **row):
-            return store.find(connection, request.address.key)
+            return _queue_confirmation(connection, store.find(connection, request.address.key), consent.at, mail)
         existing = store.find(connection, request.address.key)
         if existing is None or existing.status not in ("pending", "unsubscribed", "bounced"):
             return None
@@ -229,7 +237,14 @@ def request_subscription(engine: Engine, request: SubscriptionRequest, consent: 
             tags=request.tags,
             **_consent_values(consent),
         )
-        return store.get(connection, existing.id)
+        return _queue_confirmation(connection, store.get(connection, existing.id), consent.at, mail)
+
+
+def _queue_confirmation(connection, subscriber: Subscriber | None, now: datetime, mail: bool = True) -> Subscriber:
+    assert subscriber is not None and subscriber.status == "pending"
+    if mail:
+        delivery_store.queue_confirmation(connection, subscriber.id, now)
+    return subscriber
 
 
 def confirm(engine: Engine, subscriber_id: int, now: datetime) -> Subscriber | None:
@@ -309,6 +324,8 @@ def _add(connection, request: SubscriptionRequest, *, confirmed: bool, consent: 
     if store.insert_if_absent(connection, **row):
         subscriber = store.find(connection, request.address.key)
         assert subscriber is not None
+        if not confirmed:
+            _queue_confirmation(connection, subscriber, consent.at)
         return AddResult(AddOutcome.ADDED, subscriber)
     existing = store.find(connection, request.address.key)
     assert existing is not None
@@ -508,30 +525,15 @@ def counts(engine: Engine) -> dict[str, int]:
         return store.counts_by_status(connection)
 
 
-async def send_confirmations(
-    settings: Settings, tokens: Tokens, transport: Transport, pending: Iterable[Subscriber]
-) -> int:
-    """Send the double opt-in mail to each pending subscriber; return how many were accepted.
+async def send_confirmations(settings: Settings, engine: Engine, transport: Transport) -> int:
+    """Send the queued confirmation mails now (they were queued with their pending subscribers); how many went.
 
-    A failure is logged and counted, never raised: the address stays pending and a new request sends again.
+    One that fails stays queued with its retries, which every sender (`run`, `worker`, `digest send`) makes.
     """
-    sent = 0
-    for subscriber in pending:
-        try:
-            outgoing = confirmation_message(
-                settings,
-                to_email=subscriber.email,
-                to_name=subscriber.name,
-                confirm_url=confirm_url(settings, tokens, subscriber.id, subscriber.link_key),
-            )
-            await transport.send(outgoing)
-        except (SendError, OSError) as exc:
-            CONFIRMATION_MAILS.labels("failed").inc()
-            log.warning("confirmation mail to subscriber %d not sent: %s", subscriber.id, exc)
-            continue
-        CONFIRMATION_MAILS.labels("sent").inc()
-        sent += 1
-    return sent
+    report = await drain(settings, engine, transport, worker_id=f"confirm-{uuid.uuid4().hex[:12]}", kind="confirmation")
+    CONFIRMATION_MAILS.labels("sent").inc(report.sent)
+    CONFIRMATION_MAILS.labels("failed").inc(report.done - report.sent)
+    return report.sent
 
 
 async def send_welcome(settings: Settings, tokens: Tokens, transport: Transport, subscriber: Subscriber) -> bool:

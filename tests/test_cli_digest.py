@@ -178,3 +178,64 @@ def test_a_killed_send_resumes_with_no_mail_lost_and_repeats_only_in_flight(blog
     finally:
         engine.dispose()
     assert states == {"sent": 300}
+
+
+def test_send_while_a_killed_process_still_holds_the_queue_says_so_and_fails(blog, smtp_server):
+    # The killed process's claims hold for a minute: the next send can send nothing, and must not say "sent 0" and
+    # succeed while 40 mails wait (issue 9).
+    mail = {"smtp_url": smtp_server.url, "connections": 2, "lease_seconds": 60, "batch_size": 50}
+    settings, _ = blog(subscribers=40, mail=mail)
+    smtp_server.fault = lambda stage, _envelope: time.sleep(0.05) if stage == "data" else None
+    command = [sys.executable, "-m", "feedsvc", "digest", "send", "--config", str(settings.config_path)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while len(smtp_server.received) < 4:
+        assert process.poll() is None and time.monotonic() < deadline, "the send never got going"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    time.sleep(0.5)  # the server finishes taking the mails that were in flight
+    sent_before = len(smtp_server.received)
+    assert sent_before < 40
+
+    result = feedsvc(settings, "digest", "send")
+    assert result.returncode == 1, result.stdout + result.stderr
+    held = re.search(r"(\d+) mails remain queued, claimed by cli-\S+ until \S+", result.stderr)
+    assert held, result.stderr
+    assert sent_before <= 40 - int(held[1]) + settings.mail.connections  # the rest, less what was in flight
+    assert len(smtp_server.received) == sent_before
+
+
+# What `feedsvc run` does first on a SQLite store: take the single-instance guard, and keep it while it runs.
+HOLD_THE_STORE = """
+import sys, time
+from feedsvc.store.leases import SqliteGuard
+SqliteGuard(sys.argv[1]).acquire()
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def test_send_while_another_process_runs_on_the_sqlite_store_says_so_and_fails(blog, smtp_server):
+    settings, _ = blog(subscribers=2, mail={"smtp_url": smtp_server.url})
+    engine = open_engine(settings.store.database_url)
+    try:  # the running service announced the fresh post and queued its mails
+        run_due(settings, engine, Collection(settings).scan(), datetime.now(UTC))
+    finally:
+        engine.dispose()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_STORE, settings.store.database_url],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        result = feedsvc(settings, "digest", "send")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"another feedsvc process (pid {holder.pid})" in result.stderr
+    assert "2 mails queued" in result.stderr
+    assert smtp_server.received == []
+    assert feedsvc(settings, "digest", "send").returncode == 0  # once it is gone, the queue goes out
+    assert len(smtp_server.received) == 2

@@ -341,13 +341,16 @@ def test_a_pipelined_refusal_is_mapped_to_its_command_and_the_session_reset():
     assert ["RSET"] in server.groups and server.sessions == 1  # the session was kept, its transaction ended
 
 
-def test_data_accepted_after_a_refused_recipient_abandons_the_connection():
-    # A broken server takes the pipelined DATA although it refused the only recipient: whatever we sent next
-    # would become message text, so the connection is dropped and the send retried later, never bounced.
+def test_data_accepted_after_a_refused_recipient_is_a_bounce_and_abandons_the_connection():
+    # A broken server takes the pipelined DATA although it refused the only recipient. The 550 is a bounce (issue 9:
+    # it used to be retried as temporary and end `failed`, never suppressing the address); whatever we sent next
+    # would become message text, so the connection is dropped and the next mail goes out on a fresh one.
     server = ScriptedServer(pipelining=True, rcpt_reply=b"550 5.1.1 no such user")
     errors = scripted_send(server, [outgoing("gone@example.com"), outgoing("next@example.com")])
-    assert isinstance(errors[0], SendError) and not errors[0].permanent and "DATA accepted" in errors[0].reason
+    assert isinstance(errors[0], SendError) and errors[0].permanent and errors[0].code == 550
+    assert errors[0].reason == "recipient refused: 550 5.1.1 no such user"
     assert server.sessions == 2
+    assert ["RSET"] not in server.groups  # nothing more was said on the abandoned session
 
 
 def test_a_reply_nobody_asked_for_retires_the_connection_instead_of_answering_the_next_mail():

@@ -27,7 +27,7 @@ from feedsvc.logging import configure_logging, fields
 from feedsvc.mail.queue import drain
 from feedsvc.mail.transport import transport_from_settings
 from feedsvc.posts import Collection
-from feedsvc.store import deliveries, editions, open_engine
+from feedsvc.store import deliveries, editions, leases, open_engine
 from feedsvc.subscribers import InvalidInput
 
 digest_app = typer.Typer(help="Email digests: preview the next one, send what is due.", no_args_is_help=True)
@@ -94,9 +94,20 @@ def send_command(
         ),
     ] = False,
 ) -> None:
-    """Announce new posts, create the digests due now and send every queued mail."""
+    """Announce new posts, create the digests due now and send every queued mail.
+
+    Exits non-zero when mail due now remains queued: stopped by a signal, or held by another process (a running
+    service on the same SQLite store, or a process whose claims have not expired yet, alive or dead).
+    """
     settings = settings_or_exit(config)
     configure_logging(settings.log)
+    guard = None if dry_run else leases.single_instance_guard(settings.store.database_url)
+    if guard is not None:
+        try:
+            guard.acquire()
+        except leases.StoreInUse as exc:
+            _refuse_in_use(settings, exc)
+    worker_id = f"cli-{socket.gethostname()}-{os.getpid()}"
     engine = open_engine(settings.store.database_url)
     try:
         scan = Collection(settings).scan()
@@ -110,14 +121,39 @@ def send_command(
             raise typer.Exit(EXIT_OK)
         with engine.connect() as connection:
             waiting = editions.unfinished_editions(connection)
-        stopped = asyncio.run(_send(settings, engine))
+        stopped = asyncio.run(_send(settings, engine, worker_id))
         _log_editions(engine, {summary.edition_id: summary.edition_key for summary in summaries} | waiting)
+        with engine.connect() as connection:
+            held = deliveries.held_by_others(connection, worker_id, datetime.now(UTC))
     finally:
         engine.dispose()
-    raise typer.Exit(EXIT_PROBLEMS if stopped else EXIT_OK)
+        if guard is not None:
+            guard.release()
+    if held.count:
+        until = held.until.isoformat(timespec="seconds") if held.until else "?"
+        errors.print(
+            f"[bold red]{held.count} mails remain queued[/], claimed by {escape(', '.join(held.holders))} until {until}: "
+            "that process is sending them, or it died and they go out with the first run after that time",
+            highlight=False,
+            soft_wrap=True,
+        )
+    raise typer.Exit(EXIT_PROBLEMS if stopped or held.count else EXIT_OK)
 
 
-async def _send(settings: Settings, engine) -> bool:
+def _refuse_in_use(settings: Settings, exc: leases.StoreInUse) -> None:
+    """Another process runs on this SQLite store and sends its queue: say so, and whether mail is waiting."""
+    engine = open_engine(settings.store.database_url)
+    try:
+        with engine.connect() as connection:
+            counts = deliveries.count_by_state(connection)
+    finally:
+        engine.dispose()
+    queued = sum(counts[state] for state in (*deliveries.WAITING, "sending"))
+    errors.print(f"[bold red]not sending:[/] {escape(str(exc))}; {queued} mails queued", highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_PROBLEMS if queued else EXIT_OK)
+
+
+async def _send(settings: Settings, engine, worker_id: str) -> bool:
     """Drain the queue with a progress bar. Returns whether it was stopped by a signal before the end."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -136,7 +172,7 @@ async def _send(settings: Settings, engine) -> bool:
                 settings,
                 engine,
                 transport,
-                worker_id=f"cli-{socket.gethostname()}-{os.getpid()}",
+                worker_id=worker_id,
                 stop=stop,
                 on_progress=on_progress,
             )

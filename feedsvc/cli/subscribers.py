@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from sqlalchemy import Engine
 
-from feedsvc import subscribers, tokens
+from feedsvc import subscribers
 from feedsvc.cli.common import EXIT_PROBLEMS, ConfigOption, app, console, errors, settings_or_exit
 from feedsvc.config import Settings
 from feedsvc.mail.transport import transport_from_settings
@@ -56,7 +56,8 @@ def _send_confirmations(settings: Settings, pending: list[Subscriber]) -> int:
     async def send() -> int:
         transport = transport_from_settings(settings)
         try:
-            return await subscribers.send_confirmations(settings, tokens.tokens_for(settings), transport, pending)
+            with _store(settings) as engine:
+                return await subscribers.send_confirmations(settings, engine, transport)
         finally:
             await transport.aclose()
 
@@ -93,7 +94,7 @@ def add(
         return
     if result.needs_confirmation:
         sent = _send_confirmations(settings, [subscriber])
-        note = "confirmation mail sent" if sent else "the confirmation mail could not be sent (see the log)"
+        note = "confirmation mail sent" if sent else "the confirmation mail is queued for a retry (see the log)"
         console.print(f"added {escape(subscriber.email)} (pending: {note})", highlight=False)
         return
     console.print(f"{result.outcome.value} {escape(subscriber.email)} (active)", highlight=False)

@@ -11,28 +11,37 @@ FLUSH_INTERVAL after the server accepted it (sooner when a wave's worth is waiti
 `sending` mark). So a kill -9 repeats only mails in flight or accepted in the last few milliseconds, all of
 them rows left `sending`. Outcomes are written together, one transaction per flush, and every store call
 runs in a worker thread, under one lock, so SMTP I/O never waits on it.
+
+A store that cannot take a write (SQLite locked by another process past its busy timeout, PostgreSQL
+restarting) repeats nothing: the outcomes stay in memory and the write is retried with backoff until the store
+answers; the sends in flight finish meanwhile and no new one starts. The batch's claims are renewed every third
+of the lease, also while a send is in flight, so no other worker takes over a mail that is being sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.parser
 import logging
 import random
+import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from feedsvc.config import Settings
 from feedsvc.mail.message import AddressError, MessageSkeleton, feedback_id, mail_address, message_id_for
-from feedsvc.mail.render import edition_skeleton
+from feedsvc.mail.render import confirmation_message, edition_skeleton
 from feedsvc.mail.transport import Outgoing, SendError, Transport
 from feedsvc.metrics import DELIVERIES
 from feedsvc.store import deliveries as store
 from feedsvc.tokens import (
     Tokens,
     bounce_sender,
+    confirm_url,
     load_secret,
     preferences_url,
     unsubscribe_mailto,
@@ -46,6 +55,10 @@ FLUSH_INTERVAL = 0.005
 
 # Longest wait between two attempts, whatever the backoff says.
 MAX_BACKOFF = timedelta(hours=12)
+
+# Waits between two tries of a store write that failed (locked, unreachable): doubling from first to last.
+STORE_RETRY_FIRST = 0.05
+STORE_RETRY_LAST = 2.0
 
 
 def utc_now() -> datetime:
@@ -87,13 +100,14 @@ async def drain(
     stop: asyncio.Event | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     now: Callable[[], datetime] = utc_now,
+    kind: str | None = None,
 ) -> DrainReport:
-    """Send every delivery due now; return what became of them.
+    """Send every delivery due now (only those of `kind`, when given); return what became of them.
 
     Set `stop` to end early: sends already started finish and are recorded, unstarted claims are released.
     `on_progress(done, total)` is called as outcomes are recorded. `now` is the clock (tests move it).
     """
-    run = _Drain(settings, engine, transport, worker_id, stop or asyncio.Event(), on_progress, now)
+    run = _Drain(settings, engine, transport, worker_id, stop or asyncio.Event(), on_progress, now, kind)
     report = await run.run()
     if report.done:
         log.info(
@@ -113,6 +127,7 @@ class _Drain:
         stop: asyncio.Event,
         on_progress: Callable[[int, int], None] | None,
         now: Callable[[], datetime],
+        kind: str | None,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -121,6 +136,7 @@ class _Drain:
         self.stop = stop
         self.on_progress = on_progress
         self.now = now
+        self.kind = kind
         self.tokens = Tokens(load_secret(settings.web.secret_key, settings.store.dir), settings.web.confirm_token_max_age)
         self.report = DrainReport()
         self.total = 0
@@ -132,7 +148,7 @@ class _Drain:
         self.retries: list[store.Retry] = []
         self.bounces: list[store.Bounce] = []
         self.wake_writer = asyncio.Event()
-        self.senders_done = False
+        self.finished = asyncio.Event()  # the senders are done: the writer and the lease renewal end
         self.write_error: BaseException | None = None
         self.halted = asyncio.Event()  # our own reason to stop (the store failed); `stop` is the caller's
         mail = settings.mail
@@ -143,15 +159,16 @@ class _Drain:
         self.total = await asyncio.to_thread(self._in_transaction, store.count_due, self.now())
         connections = self.settings.mail.connections
         senders = [asyncio.create_task(self._sender()) for _ in range(connections)]
-        writer = asyncio.create_task(self._write_outcomes())
+        # Not cancelled at the end: a cancel could land after a write took the buffers, losing their count.
+        writer = asyncio.create_task(self._keep_writing(self._write_outcomes()))
+        renewal = asyncio.create_task(self._keep_writing(self._renew_leases()))
         try:
             await self._feed()
         finally:
             await self._stop(senders)
-            # Not cancelled: a cancel could land after a write took the buffers, losing their count.
-            self.senders_done = True
+            self.finished.set()
             self.wake_writer.set()
-            await writer
+            await asyncio.gather(writer, renewal)
             if self.write_error is not None:
                 raise self.write_error
             await self._write(())
@@ -172,7 +189,7 @@ class _Drain:
             async with self.store_lock:
                 batch = await asyncio.to_thread(
                     self._in_transaction, store.claim, self.worker_id,
-                    now=now, lease_until=now + self.lease, limit=mail.batch_size,
+                    now=now, lease_until=now + self.lease, limit=mail.batch_size, kind=self.kind,
                 )
                 self.renewed_at = now
             if not batch:
@@ -191,29 +208,46 @@ class _Drain:
 
     async def _job(self, delivery: store.Claimed) -> _Job | None:
         """The personalised message of a delivery; None when its address cannot be mailed (a bounce)."""
-        skeleton = self.skeletons.get(delivery.edition_id)
-        if skeleton is None:
-            content = await asyncio.to_thread(self._in_transaction, store.edition_content, delivery.edition_id)
-            skeleton = edition_skeleton(self.settings, content.subject, content.html, content.text)
-            self.skeletons[delivery.edition_id] = skeleton
-        message_id = message_id_for(self.settings, delivery.key)
         try:
-            message = skeleton.build(
-                to_email=delivery.email,
-                to_name=delivery.name,
-                unsubscribe_url=unsubscribe_url(self.settings, self.tokens, delivery.subscriber_id, delivery.link_key),
-                preferences_url=preferences_url(self.settings, self.tokens, delivery.subscriber_id, delivery.link_key),
-                message_id=message_id,
-                unsubscribe_mailto=unsubscribe_mailto(self.settings, self.tokens, delivery.subscriber_id),
-                feedback_id=feedback_id(self.settings, delivery.edition_id),
-            )
-            recipient = mail_address(delivery.email)
+            if delivery.edition_id is None:
+                job = self._confirmation_job(delivery)
+            else:
+                job = await self._edition_job(delivery, delivery.edition_id)
         except AddressError as exc:
             self.bounces.append(store.Bounce(delivery.id, delivery.subscriber_id, str(exc)))
             return None
         # With a bounce address, each delivery has its own envelope sender, so a late bounce names it (VERP).
-        sender = bounce_sender(self.settings, self.tokens, delivery.id) or skeleton.envelope_sender
-        return _Job(delivery, Outgoing(sender, recipient, message), message_id)
+        sender = bounce_sender(self.settings, self.tokens, delivery.id)
+        return replace(job, item=replace(job.item, sender=sender)) if sender else job
+
+    async def _edition_job(self, delivery: store.Claimed, edition_id: int) -> _Job:
+        skeleton = self.skeletons.get(edition_id)
+        if skeleton is None:
+            content = await asyncio.to_thread(self._in_transaction, store.edition_content, edition_id)
+            skeleton = edition_skeleton(self.settings, content.subject, content.html, content.text)
+            self.skeletons[edition_id] = skeleton
+        message_id = message_id_for(self.settings, delivery.key)
+        message = skeleton.build(
+            to_email=delivery.email,
+            to_name=delivery.name,
+            unsubscribe_url=unsubscribe_url(self.settings, self.tokens, delivery.subscriber_id, delivery.link_key),
+            preferences_url=preferences_url(self.settings, self.tokens, delivery.subscriber_id, delivery.link_key),
+            message_id=message_id,
+            unsubscribe_mailto=unsubscribe_mailto(self.settings, self.tokens, delivery.subscriber_id),
+            feedback_id=feedback_id(self.settings, edition_id),
+        )
+        return _Job(delivery, Outgoing(skeleton.envelope_sender, mail_address(delivery.email), message), message_id)
+
+    def _confirmation_job(self, delivery: store.Claimed) -> _Job:
+        # Rendered at each attempt: the link's signature is fresh, so a mail retried for a day still works.
+        item = confirmation_message(
+            self.settings,
+            to_email=delivery.email,
+            to_name=delivery.name,
+            confirm_url=confirm_url(self.settings, self.tokens, delivery.subscriber_id, delivery.link_key),
+        )
+        headers = email.parser.BytesHeaderParser().parsebytes(item.message)
+        return _Job(delivery, item, str(headers["Message-ID"] or ""))
 
     async def _sender(self) -> None:
         while (job := await self.ready.get()) is not None:
@@ -241,31 +275,42 @@ class _Drain:
         next_at = self.now() + backoff(self.settings, attempts) if attempts < self.settings.mail.max_attempts else None
         self.retries.append(store.Retry(delivery.id, error.reason, next_at))
 
-    async def _write_outcomes(self) -> None:
+    async def _keep_writing(self, writing) -> None:
         try:
-            while not self.senders_done:
-                try:
-                    await asyncio.wait_for(self.wake_writer.wait(), FLUSH_INTERVAL)
-                except TimeoutError:
-                    pass
-                self.wake_writer.clear()
-                if self.sent or self.retries or self.bounces:
-                    await self._write(())
+            await writing
         except Exception as exc:  # noqa: BLE001 - kept and re-raised by run()
-            # The store failed: hand out nothing more; run() re-raises once the jobs in hand are done.
+            # The store failed for good: hand out nothing more; run() re-raises once the jobs in hand are done.
             self.write_error = exc
             self.halted.set()
 
-    async def _write(self, start: Sequence[int]) -> dict[int, int]:
+    async def _write_outcomes(self) -> None:
+        while not self.finished.is_set():
+            try:
+                await asyncio.wait_for(self.wake_writer.wait(), FLUSH_INTERVAL)
+            except TimeoutError:
+                pass
+            self.wake_writer.clear()
+            if self.sent or self.retries or self.bounces:
+                await self._write(())
+
+    async def _renew_leases(self) -> None:
+        """Renew the claims every third of the lease by the wall clock, whatever the sends are doing: a send to a
+        slow server may take longer than the lease, and must not be taken over (and sent again) meanwhile."""
+        interval = self.lease.total_seconds() / 3
+        while not self.finished.is_set():
+            try:
+                await asyncio.wait_for(self.finished.wait(), interval)
+            except TimeoutError:
+                await self._write((), renew=True)
+
+    async def _write(self, start: Sequence[int], *, renew: bool = False) -> dict[int, int]:
         """Record the finished sends buffered so far and mark `start` sending, in one transaction."""
         async with self.store_lock:
             sent, self.sent = self.sent, []
             retries, self.retries = self.retries, []
             bounces, self.bounces = self.bounces, []
-            if sent or retries or bounces or start or self._lease_is_stale():
-                startable, skipped = await asyncio.to_thread(
-                    self._in_transaction, self._record_and_start, sent, retries, bounces, start, self.now()
-                )
+            if sent or retries or bounces or start or renew or self._lease_is_stale():
+                startable, skipped = await self._until_stored(self._record_and_start, sent, retries, bounces, start, renew)
             else:
                 startable, skipped = {}, set()
         self.attempts.update(startable)
@@ -281,11 +326,12 @@ class _Drain:
         retries: list[store.Retry],
         bounces: list[store.Bounce],
         start: Sequence[int],
-        now: datetime,
+        renew: bool,
     ) -> tuple[dict[int, int], set[int]]:
+        now = self.now()
         store.record(connection, self.worker_id, sent=sent, retries=retries, bounces=bounces, now=now)
         # A batch held up by a slow or failing server keeps its claims: renewed well before they expire.
-        if self._lease_is_stale(now):
+        if renew or self._lease_is_stale(now):
             store.renew(connection, self.worker_id, now + self.lease)
             self.renewed_at = now
         return store.start_sending(connection, self.worker_id, start)
@@ -307,6 +353,31 @@ class _Drain:
                 DELIVERIES.labels(outcome=outcome).inc(number)
         if self.on_progress and (sent or retries or bounces or skipped):
             self.on_progress(report.done, max(self.total, report.done))
+
+    async def _until_stored(self, operation, *args):
+        """Run a write in a worker thread, trying again with backoff while the store is locked or unreachable.
+
+        What it writes (outcomes of mails the server accepted) exists nowhere else: giving up would send them
+        again. It gives up only when asked to stop and the store has failed for longer than the shutdown timeout.
+        """
+        delay = STORE_RETRY_FIRST
+        failing_since: float | None = None
+        while True:
+            try:
+                result = await asyncio.to_thread(self._in_transaction, operation, *args)
+            except (OperationalError, InterfaceError) as exc:
+                now = time.monotonic()
+                if failing_since is None:
+                    failing_since = now
+                    log.warning("deliveries: the store cannot take a write, retrying until it does: %s", exc.orig)
+                if self.stop.is_set() and now - failing_since > self.settings.scheduler.shutdown_timeout:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, STORE_RETRY_LAST)
+                continue
+            if failing_since is not None:
+                log.warning("deliveries: the store took the write after %.1f s", time.monotonic() - failing_since)
+            return result
 
     def _in_transaction(self, operation, *args, **kwargs):
         with self.engine.begin() as connection:

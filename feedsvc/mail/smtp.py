@@ -98,12 +98,15 @@ class Reply:
 
 
 class Refused(Exception):
-    """The server refused one step of a transaction (`stage`: MAIL, RCPT, DATA or the message content)."""
+    """The server refused one step of a transaction (`stage`: MAIL, RCPT, DATA or the message content).
 
-    def __init__(self, stage: str, reply: Reply) -> None:
+    `session_lost`: the refusal also left the session in an unknown state, so the connection must go."""
+
+    def __init__(self, stage: str, reply: Reply, *, session_lost: bool = False) -> None:
         super().__init__(f"{stage}: {reply.code} {reply.text}")
         self.stage = stage
         self.reply = reply
+        self.session_lost = session_lost
 
 
 class _ReplyReader(asyncio.Protocol):
@@ -246,11 +249,10 @@ def _check_envelope(replies: list[Reply]) -> None:
     for stage, reply in zip(("MAIL", "RCPT", "DATA"), replies, strict=False):
         accepted = reply.code == 354 if stage == "DATA" else reply.positive
         if not accepted:
-            if replies[-1].code == 354:
-                # Pipelined DATA was accepted after a refused MAIL/RCPT: the server now takes whatever comes
-                # as message text, so this session cannot be brought back to a known state.
-                raise SessionLost(f"{stage} refused ({reply.code} {reply.text}) but DATA accepted")
-            raise Refused(stage, reply)
+            # Pipelined DATA accepted after a refused MAIL/RCPT: the server now takes whatever comes as message
+            # text, so the session cannot be brought back to a known state. The refusal still stands: a 550 to
+            # the only recipient is a bounce whatever the server said to DATA.
+            raise Refused(stage, reply, session_lost=replies[-1].code == 354)
 
 
 def _data_block(message: bytes) -> bytes:
@@ -324,7 +326,7 @@ class SmtpTransport:
         # our sender address (the relay's configuration): never a reason to suppress a subscriber.
         permanent = 500 <= code < 600 and refused.stage != "MAIL"
         what = {"MAIL": "sender refused", "RCPT": "recipient refused"}.get(refused.stage, "message refused")
-        if 500 <= code < 600 and slot.session is not None:
+        if 500 <= code < 600 and slot.session is not None and not refused.session_lost:
             # The session itself is fine: end the failed transaction and keep the connection.
             try:
                 await slot.session.reset()

@@ -4,32 +4,47 @@ A delivery is *claimed* (claimed_by + lease_until set, state unchanged) in batch
 before its own send, and `sent` (or `retry`/`failed`/`bounced`) right after. A claim whose lease ran out
 is free again: a queued/retry row that never turned `sending` was never sent, and a row left `sending`
 was in flight when its process died, so it is sent again (the only case where a mail may repeat).
+
+Deliveries of kind `digest` carry an edition to an active subscriber; those of kind `confirmation` carry the
+double opt-in mail to a pending one, through the same claims, retries and bounces.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, bindparam, exists, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, exists, func, insert, or_, select, update
 
 from feedsvc.store.schema import DELIVERY_STATES, deliveries, editions, subscribers
 
 WAITING = ("queued", "retry")
 SUPPRESSED = "subscriber suppressed"
 INACTIVE = "subscriber is no longer active"
+CONFIRMATION = "confirmation"
 
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
     id: int
     key: str
-    edition_id: int
+    kind: str
+    edition_id: int | None  # None for a confirmation
     subscriber_id: int
     email: str
     name: str
     link_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """Deliveries due now that another worker's unexpired lease keeps from this one (a live or a dead process)."""
+
+    count: int
+    holders: tuple[str, ...]
+    until: datetime | None  # when the last of those leases runs out
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +91,14 @@ def count_due(connection: Connection, now: datetime) -> int:
     return connection.execute(statement).scalar_one()
 
 
-def claim(connection: Connection, worker_id: str, *, now: datetime, lease_until: datetime, limit: int) -> list[Claimed]:
+def claim(
+    connection: Connection, worker_id: str, *, now: datetime, lease_until: datetime, limit: int, kind: str | None = None
+) -> list[Claimed]:
     """Lease up to `limit` due deliveries to `worker_id` and return them with their subscriber's address.
 
     On PostgreSQL the candidate rows are locked with SKIP LOCKED, so concurrent workers take disjoint sets
     without waiting; SQLite has a single writer, so the UPDATE over a sub-select is atomic by itself.
-    Deliveries abandoned in flight go first (they have waited longest), then the due ones.
+    Deliveries abandoned in flight go first (they have waited longest), then the due ones. `kind`: only those.
     """
     claimed: list[int] = []
     for condition in (_abandoned_in_flight(now), _waiting_due(now)):
@@ -90,6 +107,8 @@ def claim(connection: Connection, worker_id: str, *, now: datetime, lease_until:
             break
         # No ORDER BY: the (state, next_attempt_at) index yields due rows in a useful order without a sort.
         candidates = select(deliveries.c.id).where(condition).limit(remaining)
+        if kind is not None:
+            candidates = candidates.where(deliveries.c.kind == kind)
         if connection.dialect.name == "postgresql":
             candidates = candidates.with_for_update(skip_locked=True)
         statement = (
@@ -105,6 +124,7 @@ def claim(connection: Connection, worker_id: str, *, now: datetime, lease_until:
         select(
             deliveries.c.id,
             deliveries.c.key,
+            deliveries.c.kind,
             deliveries.c.edition_id,
             deliveries.c.subscriber_id,
             subscribers.c.email,
@@ -134,7 +154,13 @@ _OURS = and_(
     _c.state.in_((*WAITING, "sending")),
 )
 _RELEASED = {"claimed_by": None, "lease_until": None}
-_LEFT = exists().where(subscribers.c.id == _c.subscriber_id, subscribers.c.status != "active")
+# A digest goes to active subscribers only. A confirmation goes to a pending one, or to one the operator has
+# activated meanwhile (confirming again changes nothing), never to one who left or bounced.
+_LEFT = exists().where(
+    subscribers.c.id == _c.subscriber_id,
+    subscribers.c.status != "active",
+    or_(_c.kind != CONFIRMATION, subscribers.c.status != "pending"),
+)
 _START = (
     update(deliveries)
     .where(_OURS, ~_LEFT)
@@ -143,9 +169,11 @@ _START = (
 )
 _SKIP_INACTIVE = update(deliveries).where(_OURS, _LEFT).values(state="failed", last_error=INACTIVE, **_RELEASED).returning(_c.id)
 _MINE = and_(_c.id == bindparam("delivery_id"), _c.claimed_by == bindparam("worker"))
+# The server accepted the mail: it is sent, even when a store outage let this worker's claim lapse meanwhile
+# (so a worker that took the claim over finds it sent instead of sending it again).
 _MARK_SENT = (
     update(deliveries)
-    .where(_MINE)
+    .where(_c.id == bindparam("delivery_id"), or_(*(_c.state == state for state in (*WAITING, "sending"))))
     .values(state="sent", sent_at=bindparam("now"), message_id=bindparam("mid"), last_error="", **_RELEASED)
 )
 _MARK_RETRY = (
@@ -182,7 +210,7 @@ def record(
     """Record the outcome of finished sends (call inside one transaction with the next `start_sending`)."""
     if sent:
         connection.execute(
-            _MARK_SENT, [{"delivery_id": item.id, "worker": worker_id, "now": now, "mid": item.message_id} for item in sent]
+            _MARK_SENT, [{"delivery_id": item.id, "now": now, "mid": item.message_id} for item in sent]
         )
     if retries:
         connection.execute(
@@ -241,6 +269,37 @@ def release(connection: Connection, worker_id: str) -> int:
         .values(claimed_by=None, lease_until=None)
     )
     return connection.execute(statement).rowcount
+
+
+def held_by_others(connection: Connection, worker_id: str, now: datetime) -> Held:
+    """Deliveries due now (or in flight) under another worker's lease that has not run out."""
+    c = deliveries.c
+    condition = and_(
+        c.state.in_((*WAITING, "sending")),
+        c.next_attempt_at <= now,
+        c.claimed_by.is_not(None),
+        c.claimed_by != worker_id,
+        c.lease_until >= now,
+    )
+    rows = connection.execute(
+        select(c.claimed_by, func.count(), func.max(c.lease_until)).where(condition).group_by(c.claimed_by)
+    ).all()
+    return Held(
+        count=sum(number for _, number, _ in rows),
+        holders=tuple(sorted(holder for holder, _, _ in rows)),
+        until=max((until for _, _, until in rows), default=None),
+    )
+
+
+def queue_confirmation(connection: Connection, subscriber_id: int, now: datetime) -> None:
+    """Queue a double opt-in mail for this pending subscriber, due now: one per request, as the person asked
+    (the subscribe form's per-address rate limit bounds how many)."""
+    connection.execute(
+        insert(deliveries).values(
+            key=f"{CONFIRMATION}:{subscriber_id}:{secrets.token_hex(8)}", kind=CONFIRMATION, subscriber_id=subscriber_id,
+            state="queued", attempts=0, next_attempt_at=now, last_error="", created_at=now,
+        )
+    )
 
 
 def count_by_state(connection: Connection) -> dict[str, int]:

@@ -63,6 +63,8 @@ STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
 FREQUENCIES = ("instant", "daily", "weekly")
 # Delivery states: queued -> sending -> sent | retry (-> sending ...) | failed | bounced
 DELIVERY_STATES = ("queued", "sending", "sent", "retry", "failed", "bounced")
+# What a delivery carries: an edition to an active subscriber, or the double opt-in mail to a pending one.
+DELIVERY_KINDS = ("digest", "confirmation")
 
 
 def new_link_key() -> str:
@@ -157,13 +159,15 @@ digest_periods = Table(
     Index(None, "frequency", "period_end"),
 )
 
-# One message to send: edition x subscriber. `key` makes a subscriber's mail for a period unique.
+# One message to send: edition x subscriber, or a subscriber's confirmation mail (no edition; rendered at send
+# time). `key` makes a subscriber's mail for a period unique.
 deliveries = Table(
     "deliveries",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("key", String(255), nullable=False, unique=True),
-    Column("edition_id", Id, ForeignKey("editions.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(16), nullable=False, default="digest", server_default="digest"),
+    Column("edition_id", Id, ForeignKey("editions.id", ondelete="CASCADE"), nullable=True),
     Column("subscriber_id", Id, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
     Column("state", String(16), nullable=False, default="queued"),
     Column("attempts", Integer, nullable=False, default=0),

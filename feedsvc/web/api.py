@@ -79,7 +79,7 @@ def _flag(request: Request, name: str) -> bool:
 def _confirmations(web: WebContext, pending: list[Subscriber]) -> BackgroundTask | None:
     if not pending:
         return None
-    return BackgroundTask(subscribers.send_confirmations, web.settings, web.tokens, web.transport, pending)
+    return BackgroundTask(subscribers.send_confirmations, web.settings, web.engine, web.transport)
 
 
 async def list_subscribers(request: Request) -> Response:

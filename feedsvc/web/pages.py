@@ -153,7 +153,7 @@ def _record_subscription(web: WebContext, request: SubscriptionRequest, consent:
     """Store the request; the subscriber to mail a confirmation to, or None. Every address state does the
     same store work (a rate-limit hit and a lookup) so timing tells as little as the answer."""
     per_address = _count_hit(web, f"subscribe:address:{request.address.key}", web.settings.web.subscribe_rate_per_address)
-    pending = subscribers.request_subscription(web.engine, request, consent)
+    pending = subscribers.request_subscription(web.engine, request, consent, mail=per_address.allowed)
     if pending is not None and not per_address.allowed:
         CONFIRMATION_MAILS.labels("rate_limited").inc()
         return None
@@ -186,7 +186,7 @@ async def subscribe(request: Request) -> Response:
     pending = await run_in_threadpool(_record_subscription, web, subscription, consent)
     # The mail goes out after the answer: the answer's timing does not depend on whether one is sent.
     background = (
-        BackgroundTask(subscribers.send_confirmations, web.settings, web.tokens, web.transport, [pending])
+        BackgroundTask(subscribers.send_confirmations, web.settings, web.engine, web.transport)
         if pending is not None
         else None
     )
