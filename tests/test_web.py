@@ -30,7 +30,7 @@ from feedsvc.tokens import Purpose, Tokens, confirm_url, preferences_url, unsubs
 from feedsvc.web import create_app
 from feedsvc.web.feeds import FeedFiles
 
-ADMIN = {"authorization": "Bearer test-admin-token"}
+ADMIN = {"authorization": "Bearer test-admin-token-of-at-least-32-bytes"}
 
 
 @dataclass
