@@ -65,7 +65,6 @@ def backup_command(
 ) -> None:
     """Write a consistent copy of the whole store, also while the service runs and sends."""
     settings = settings_or_exit(config)
-    configure_logging(settings.log)
     summary = backup(settings.store.database_url, file)
     console.print(f"backup written to {escape(str(file))}: {escape(_describe(summary))}", highlight=False)
 
@@ -77,7 +76,6 @@ def restore_command(
 ) -> None:
     """Copy a backup into the configured store, which must be empty (stop feedsvc first)."""
     settings = settings_or_exit(config)
-    configure_logging(settings.log)
     summary = restore(file, settings.store.database_url, connect_timeout=settings.store.connect_timeout)
     console.print(
         f"restored {escape(str(file))} into {escape(masked_url(settings.store.database_url))}: {escape(_describe(summary))}",

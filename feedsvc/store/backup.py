@@ -56,6 +56,8 @@ def backup(url: str, destination: Path) -> Summary:
         check_known(revision, "the store")
         partial.unlink(missing_ok=True)
         source = sqlite_path(url)
+        if source and destination.resolve() == source.resolve():
+            raise StoreError(f"{destination} is the store itself: write the backup to another file")
         if source:
             sqlite_online_copy(source, partial)
         else:
