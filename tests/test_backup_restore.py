@@ -175,6 +175,10 @@ def test_a_backup_taken_mid_send_restored_and_resumed_sends_each_edition_once(
     backup = tmp_path / "mid-send.db"
     made = feedsvc("backup", str(backup), "--config", str(config), cwd=tmp_path)
     assert made.returncode == 0, made.stderr
+    # Restoring over a running site is refused, in one line (SQLite: the process holds it; PostgreSQL: data).
+    busy = feedsvc("restore", str(backup), "--config", str(config), cwd=tmp_path)
+    assert busy.returncode == 1 and len(busy.stderr.strip().splitlines()) == 1, busy.stderr
+    assert "already running on the SQLite store" in busy.stderr or "is not empty" in busy.stderr
     # The original site is lost (the disaster the backup is for): stop it.
     assert service.stop(signal.SIGTERM) == 0
 

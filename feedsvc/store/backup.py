@@ -46,6 +46,9 @@ class Summary:
 
 def backup(url: str, destination: Path) -> Summary:
     """Write a consistent copy of the store at `url` to `destination` (replaced only once complete)."""
+    source = sqlite_path(url)
+    if source and not source.is_file():
+        raise StoreError(f"there is no SQLite store at {source} (check [store] dir)")
     engine = create_store_engine(url)
     partial = destination.with_name(f".{destination.name}.{os.getpid()}.partial")
     try:
@@ -55,7 +58,6 @@ def backup(url: str, destination: Path) -> Summary:
             raise StoreError(f"the store at {masked_url(url)} is empty: there is nothing to back up")
         check_known(revision, "the store")
         partial.unlink(missing_ok=True)
-        source = sqlite_path(url)
         if source and destination.resolve() == source.resolve():
             raise StoreError(f"{destination} is the store itself: write the backup to another file")
         if source:
