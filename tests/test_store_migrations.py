@@ -5,6 +5,7 @@ import sqlite3
 import subprocess
 import sys
 import tarfile
+import time
 from collections.abc import Callable
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
@@ -218,3 +219,25 @@ def test_a_store_newer_than_the_code_is_refused_with_a_clear_message(tmp_path, s
         problems = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith(("{", "20"))]
         assert len(problems) == 1 and "written by a newer release" in problems[0], result.stderr
         assert "Traceback" not in result.stderr
+
+
+MIGRATE_AT = """
+import sys, time
+from feedsvc.store import open_engine
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+open_engine(sys.argv[1]).dispose()
+"""
+
+
+@pytest.mark.postgres
+def test_instances_starting_at_once_on_an_empty_postgres_store_migrate_it_once(postgres_url):
+    start = f"{time.time() + 2.0}"
+    processes = [
+        subprocess.Popen([sys.executable, "-c", MIGRATE_AT, postgres_url, start], stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    failures = [process.communicate(timeout=60)[1] for process in processes if process.wait(timeout=60) != 0]
+    assert failures == [], failures[0][-2000:] if failures else ""
+    engine = create_store_engine(postgres_url)
+    assert is_current(engine)
+    engine.dispose()
