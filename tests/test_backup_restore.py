@@ -47,6 +47,22 @@ def two_stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple
         generator.close()
 
 
+BACKENDS = [("sqlite", "sqlite"), ("sqlite", "postgres"), ("postgres", "postgres"), ("postgres", "sqlite")]
+
+
+@pytest.fixture(params=[
+    pytest.param(pair, id="->".join(pair), marks=[pytest.mark.postgres] if "postgres" in pair else [])
+    for pair in BACKENDS
+])
+def store_pair(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    """Store URLs for the original and the restored site, on any pair of backends ("": SQLite in its dir)."""
+    schemas = [_fresh_postgres_schema() for backend in request.param if backend == "postgres"]
+    urls = iter([next(schema) for schema in schemas])
+    yield tuple(next(urls) if backend == "postgres" else "" for backend in request.param)  # type: ignore[misc]
+    for schema in schemas:
+        schema.close()
+
+
 def _store_url(site: Path, configured: str) -> str:
     return configured or f"sqlite:///{site / 'subscribers' / 'feedsvc.db'}"
 
@@ -86,11 +102,8 @@ def _site(folder: Path, store_url: str, **sections) -> Path:
     return write_config(folder, store={"url": store_url} if store_url else {}, **sections)
 
 
-@pytest.mark.parametrize("target", ["same backend", "sqlite"])
-def test_backup_and_restore_keep_every_row_and_free_the_old_claims(tmp_path, two_stores, target):
-    original, restored_url = two_stores
-    if target == "sqlite":
-        restored_url = ""  # e.g. PostgreSQL -> SQLite: one backup format for both backends
+def test_backup_and_restore_keep_every_row_and_free_the_old_claims(tmp_path, store_pair):
+    original, restored_url = store_pair  # one backup format for both backends, restored into either
     config = _site(tmp_path / "a", original)
     engine = open_engine(_store_url(tmp_path / "a", original))
     _populate(engine)
