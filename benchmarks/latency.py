@@ -61,7 +61,7 @@ def write_config(folder: Path, **sections: dict) -> Path:
         "feeds": {"output_dir": "public", "items": 50},
         "store": {"dir": "subscribers"},
         "mail": {"from_address": "news@bench.example.org"},
-        "web": {"secret_key": "bench-secret"},
+        "web": {"secret_key": "bench-secret-of-at-least-32-bytes"},
         "log": {"level": "WARNING"},
     }
     for name, values in sections.items():

@@ -116,7 +116,7 @@ connections = {CONNECTIONS}
 messages_per_connection = 1000000
 batch_size = 500
 [web]
-secret_key = "benchmark-secret"
+secret_key = "benchmark-secret-of-at-least-32-bytes"
 public_url = "https://news.example.org"
 """,
         encoding="utf-8",

@@ -65,7 +65,7 @@ def make_site(root: Path, port: int) -> Path:
     config.write_text(
         '[site]\ntitle = "Catatan Backend"\nurl = "https://blog.example.org"\nlanguage = "id"\n'
         '[posts]\ndir = "posts"\n[feeds]\noutput_dir = "public"\n[store]\ndir = "subscribers"\n'
-        f'[web]\nhost = "127.0.0.1"\nport = {port}\nsecret_key = "bench"\n'
+        f'[web]\nhost = "127.0.0.1"\nport = {port}\nsecret_key = "bench-secret-of-at-least-32-bytes"\n'
         '[log]\nlevel = "WARNING"\n',
         encoding="utf-8",
     )

@@ -1,5 +1,11 @@
 """Configuration: `feedsvc.toml`, overridden key by key by `FEEDSVC_<SECTION>__<KEY>` environment variables.
 
+Three ways to be configured, decided once at start:
+- a config file (`--config`, `$FEEDSVC_CONFIG`, `./feedsvc.toml`), with the variables overriding it;
+- no file but at least one `FEEDSVC_<SECTION>__<KEY>` variable (a container): the variables over the documented
+  defaults are the whole configuration, and `[site] url` is required;
+- neither: the bundled example site (the README's first command), announced in one line at start.
+
 Relative paths are resolved against the folder of the config file (or the current folder when the value
 comes from the environment or there is no file), so a config works from wherever feedsvc is started.
 """
@@ -14,13 +20,20 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from feedsvc.resources import bundled_path
 
 CONFIG_ENV = "FEEDSVC_CONFIG"
 CONFIG_FILENAME = "feedsvc.toml"
+ENV_PREFIX = "FEEDSVC_"
+ENV_DELIMITER = "__"
+
+# Secrets and tokens published with feedsvc (examples, docs, earlier compose files): anyone can sign links or
+# call the admin API with them, so they are refused like a short one.
+PUBLIC_SECRETS = frozenset({"change-me-to-a-long-random-string"})
+MIN_SECRET_BYTES = 32
 
 
 class ConfigError(Exception):
@@ -94,6 +107,8 @@ class StoreSettings(_Section):
     dir: Path = Path("subscribers")
     # Empty: SQLite at {dir}/feedsvc.db. Otherwise any SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db
     url: str = ""
+    # At start, a database server that does not answer yet (still coming up) is retried for this long.
+    connect_timeout: float = Field(30.0, ge=0)
 
     @property
     def database_url(self) -> str:
@@ -221,6 +236,21 @@ class WebSettings(_Section):
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
+    @field_validator("secret_key", "admin_token")
+    @classmethod
+    def _private_secret(cls, value: str) -> str:
+        if not value:
+            return value
+        if value in PUBLIC_SECRETS:
+            raise ValueError("is the placeholder published with feedsvc's examples; set a random value of your own")
+        size = len(value.encode())
+        if size < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"is {size} bytes, fewer than {MIN_SECRET_BYTES}; use a random value such as the output of "
+                "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        return value
+
 
 class SchedulerSettings(_Section):
     watch: Literal["events", "poll"] = "events"
@@ -254,8 +284,19 @@ class Settings(BaseSettings):
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
-    # Where the values came from: the config file, or None when running on the bundled example site defaults.
+    # The config file the values came from; None when configured by the environment or the bundled example.
     config_path: Path | None = Field(default=None, exclude=True)
+    _bundled_example: bool = PrivateAttr(default=False)
+    _sources: dict[tuple[str, str], str] = PrivateAttr(default_factory=dict)
+
+    @property
+    def bundled_example(self) -> bool:
+        """True when nothing was configured and feedsvc runs the example site shipped with it."""
+        return self._bundled_example
+
+    def source_of(self, section: str, key: str) -> str:
+        """Where a setting's value came from: `file <path>`, `environment <NAME>` or `default`."""
+        return self._sources.get((section, key), "default")
 
     @classmethod
     def settings_customise_sources(
@@ -282,7 +323,7 @@ _PATH_KEYS = {
 
 
 def find_config(explicit: Path | str | None = None) -> Path | None:
-    """The config file to use: --config, else $FEEDSVC_CONFIG, else ./feedsvc.toml, else None (example site)."""
+    """The config file to use: --config, else $FEEDSVC_CONFIG, else ./feedsvc.toml, else None."""
     if explicit:
         return Path(explicit)
     if os.environ.get(CONFIG_ENV):
@@ -295,28 +336,54 @@ def example_config_path() -> Path:
     return bundled_path("examples") / CONFIG_FILENAME
 
 
+def environment_keys() -> dict[tuple[str, str], str]:
+    """(section, key) -> the FEEDSVC_<SECTION>__<KEY> variable that sets it (names are case-insensitive)."""
+    keys = {}
+    for name in os.environ:
+        upper = name.upper()
+        if upper.startswith(ENV_PREFIX) and ENV_DELIMITER in upper:
+            section, _, key = upper.removeprefix(ENV_PREFIX).lower().partition(ENV_DELIMITER)
+            keys[(section, key)] = name
+    return keys
+
+
 def load_settings(path: Path | str | None = None) -> Settings:
     """Load and validate the configuration; raise ConfigError with a message naming the bad key."""
     config_path = find_config(path)
-    source = config_path or example_config_path()
+    from_environment = environment_keys()
+    bundled_example = config_path is None and not from_environment
+    source = example_config_path() if bundled_example else config_path
+    raw: dict[str, Any] = {}
+    if source is not None:
+        raw = _read_toml(source)
+        # Paths in the file are relative to the file; a run on the bundled example site keeps its feeds and
+        # data in the current folder, never inside the package.
+        _resolve_paths(raw, source.resolve().parent, Path.cwd() if bundled_example else None)
+    raw.setdefault("site", {})  # so a missing URL is reported as site.url, the key to set
     try:
-        raw = tomllib.loads(source.read_text(encoding="utf-8-sig"))
+        settings = Settings(**raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, config_path)) from None
+    _resolve_env_paths(settings)
+    settings.config_path = config_path
+    settings._bundled_example = bundled_example
+    file_label = "bundled example" if bundled_example else f"file {config_path}"
+    settings._sources = {
+        (section, key): file_label for section, values in raw.items() if isinstance(values, dict) for key in values
+    }
+    settings._sources.update({key: f"environment {name}" for key, name in from_environment.items()})
+    return settings
+
+
+def _read_toml(source: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(source.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise ConfigError(f"config file {source} does not exist (run `feedsvc init` to write one)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {source} cannot be read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {source} is not valid TOML: {exc}") from None
-    # Paths in the file are relative to the file; a run on the bundled example site keeps its feeds and
-    # data in the current folder, never inside the package.
-    _resolve_paths(raw, source.resolve().parent, None if config_path else Path.cwd())
-    try:
-        settings = Settings(**raw)
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc, source)) from None
-    _resolve_env_paths(settings)
-    settings.config_path = config_path
-    return settings
 
 
 _OUTPUT_KEYS = {("feeds", "output_dir"), ("store", "dir")}
@@ -347,13 +414,18 @@ def _absolute(path: Path, base: Path) -> Path:
     return path if path.is_absolute() else (base / path).resolve()
 
 
-def _describe(exc: ValidationError, source: Path) -> str:
-    lines = [f"invalid configuration in {source}:"]
+def _describe(exc: ValidationError, config_path: Path | None) -> str:
+    """One line per bad key (a single problem is a single line), naming the key and how to set it."""
+    where = f"set it in {config_path} or with" if config_path else "set it with"
+    problems = []
     for error in exc.errors():
         key = ".".join(str(part) for part in error["loc"])
         message = "is required but missing" if error["type"] == "missing" else error["msg"]
         if error["type"] == "extra_forbidden":
             message = "is not a known setting"
-        env = "FEEDSVC_" + "__".join(str(part).upper() for part in error["loc"])
-        lines.append(f"  {key}: {message} (set it in the file or with {env})")
-    return "\n".join(lines)
+        env = ENV_PREFIX + ENV_DELIMITER.join(str(part).upper() for part in error["loc"])
+        problems.append(f"{key}: {message} ({where} {env})")
+    origin = f"in {config_path}" if config_path else "from the environment"
+    if len(problems) == 1:
+        return f"invalid configuration {origin}: {problems[0]}"
+    return "\n  ".join([f"invalid configuration {origin}:", *problems])

@@ -90,7 +90,7 @@ async def run(settings: Settings, *, with_scheduler: bool = True, host: str | No
 async def _serve(settings: Settings, *, with_scheduler: bool, host: str | None, port: int | None) -> int:
     host = host or settings.web.host
     sock = listen(host, settings.web.port if port is None else port) if with_scheduler else None
-    engine = await asyncio.to_thread(open_engine, settings.store.database_url)
+    engine = await asyncio.to_thread(open_engine, settings.store.database_url, connect_timeout=settings.store.connect_timeout)
     transport = transport_from_settings(settings)
     me = instance_id()
     stop = asyncio.Event()

@@ -70,7 +70,7 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
             "feeds": {"output_dir": "public"},
             "store": {"dir": "subscribers"},
             "mail": {"from_address": "news@blog.example.org"},
-            "web": {"secret_key": "test-secret-key", "admin_token": "test-admin-token"},
+            "web": {"secret_key": "test-secret-key-of-at-least-32-bytes", "admin_token": "test-admin-token-of-at-least-32-bytes"},
         }
         for name, values in sections.items():
             config.setdefault(name, {}).update(values)

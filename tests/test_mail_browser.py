@@ -27,7 +27,7 @@ def mail_html(tmp_path_factory) -> dict[str, str]:
         config = {
             "site": {"title": "Catatan Backend", "url": "https://blog.example.org", "language": language},
             "mail": {"from_address": "news@blog.example.org"},
-            "web": {"secret_key": "test-secret-key"},
+            "web": {"secret_key": "test-secret-key-of-at-least-32-bytes"},
         }
         (folder / "feedsvc.toml").write_text(tomli_w.dumps(config), encoding="utf-8")
         for name, raw in sample_mails(load_settings(folder / "feedsvc.toml")).items():

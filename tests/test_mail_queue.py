@@ -127,7 +127,7 @@ def test_every_subscriber_gets_one_personalised_mail(queue, smtp_server):
 
     assert report == DrainReport(sent=25)
     assert progress[-1] == (25, 25) and all(done <= total for done, total in progress)
-    tokens = Tokens("test-secret-key", 3600)
+    tokens = Tokens("test-secret-key-of-at-least-32-bytes", 3600)
     for n, subscriber_id in enumerate(ids):
         [mail] = smtp_server.messages_to(f"reader{n}@example.com")
         message = mail.message
@@ -137,7 +137,7 @@ def test_every_subscriber_gets_one_personalised_mail(queue, smtp_server):
         token = re.search(r"/unsubscribe/([^>]+)>", message["List-Unsubscribe"]).group(1)
         assert tokens.read(Purpose.UNSUBSCRIBE, token).subscriber_id == subscriber_id
         # Signed as itsdangerous itself signs (the fast `make` must not drift from the format links are read in).
-        assert URLSafeTimedSerializer("test-secret-key", salt="feedsvc.unsubscribe").loads(token)[0] == subscriber_id
+        assert URLSafeTimedSerializer("test-secret-key-of-at-least-32-bytes", salt="feedsvc.unsubscribe").loads(token)[0] == subscriber_id
         assert "/preferences/" in message.get_body(("plain",)).get_content()
     states = rows(engine)
     assert {row["state"] for row in states.values()} == {"sent"}

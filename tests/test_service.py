@@ -94,7 +94,7 @@ def write_config(folder: Path, **sections: dict[str, Any]) -> Path:
         "feeds": {"output_dir": "public"},
         "store": {"dir": "subscribers"},
         "mail": {"from_address": "news@blog.example.org"},
-        "web": {"secret_key": "service-test-secret"},
+        "web": {"secret_key": "service-test-secret-of-at-least-32-bytes"},
         "scheduler": {"debounce_ms": 50, "drain_interval": 0.5},
         "log": {"format": "json"},
     }

@@ -34,7 +34,7 @@ from feedsvc.tokens import Purpose, Tokens, confirm_url, preferences_url, unsubs
 from feedsvc.web import create_app
 from feedsvc.web.feeds import FeedFiles
 
-ADMIN = {"authorization": "Bearer test-admin-token"}
+ADMIN = {"authorization": "Bearer test-admin-token-of-at-least-32-bytes"}
 
 
 @dataclass
@@ -576,7 +576,7 @@ def test_an_erased_subscribers_links_never_open_the_next_subscribers_row(serve, 
         # opens nothing either.
         for token in (
             tokens.make(Purpose.PREFERENCES, new.id, old.link_key),
-            URLSafeTimedSerializer("test-secret-key", salt="feedsvc.preferences").dumps(new.id),
+            URLSafeTimedSerializer("test-secret-key-of-at-least-32-bytes", salt="feedsvc.preferences").dumps(new.id),
         ):
             assert client.get(f"/preferences/{token}").status_code == 400
     assert served.subscriber("new@example.org").status == "active"

@@ -32,7 +32,7 @@ HEADER_TIMEOUT = 3.0
 def _start(tmp_path: Path, command: str) -> tuple[subprocess.Popen[bytes], int, Path]:
     config = {
         "site": {"title": "Slow Blog", "url": "https://blog.example.org"},
-        "web": {"secret_key": "slow-secret", "header_timeout": HEADER_TIMEOUT},
+        "web": {"secret_key": "slow-secret-of-at-least-thirty-two-bytes", "header_timeout": HEADER_TIMEOUT},
         "log": {"format": "json"},
     }
     (tmp_path / "posts").mkdir()

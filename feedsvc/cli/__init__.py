@@ -9,7 +9,9 @@ from __future__ import annotations
 import importlib
 import sys
 
-from feedsvc.cli.common import app
+from rich.markup import escape
+
+from feedsvc.cli.common import EXIT_PROBLEMS, app, describe_failure, errors, options
 
 # Top-level command -> the module under feedsvc.cli that defines it.
 COMMAND_MODULES = {
@@ -23,7 +25,10 @@ COMMAND_MODULES = {
     "init": "service",
     "subscribers": "subscribers",
     "serve": "web",
-    "db": "web",
+    "db": "store",
+    "backup": "store",
+    "restore": "store",
+    "config": "config",
 }
 
 
@@ -37,4 +42,10 @@ def load_commands(argv: list[str]) -> None:
 
 def main() -> None:
     load_commands(sys.argv[1:])
-    app()
+    try:
+        app()
+    except Exception as exc:  # every failure not handled by its command: one line, the traceback on --debug
+        if options.debug:
+            raise
+        errors.print(f"[bold red]error:[/] {escape(describe_failure(exc))}", highlight=False)
+        sys.exit(EXIT_PROBLEMS)

@@ -18,6 +18,7 @@ from pathlib import Path
 from sqlalchemy import Engine, and_, delete, or_, select
 from sqlalchemy.engine import make_url
 
+from feedsvc.errors import ExplainedFailure
 from feedsvc.store.dialects import upsert
 from feedsvc.store.schema import leases
 
@@ -54,7 +55,7 @@ def holder_of(engine: Engine, name: str, *, now: datetime) -> str | None:
     return row.holder if row else None
 
 
-class StoreInUse(Exception):
+class StoreInUse(ExplainedFailure):
     """Another feedsvc process already runs on this SQLite database."""
 
 

@@ -1,8 +1,13 @@
 """Alembic environment: the engine comes from feedsvc (`feedsvc.store.engine.upgrade`), never from an ini file."""
 
 from alembic import context
+from sqlalchemy import text
 
 from feedsvc.store.schema import metadata
+
+# Several instances starting at once on one PostgreSQL database: one migrates, the others wait for this lock
+# in their own transaction and then find the schema current (the key is arbitrary, fixed for feedsvc).
+MIGRATION_LOCK = 0x0FEED5C
 
 engine = context.config.attributes["engine"]
 
@@ -16,6 +21,8 @@ with engine.connect() as connection:
         connection.commit()
     try:
         with connection.begin():
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             context.configure(connection=connection, target_metadata=metadata, render_as_batch=sqlite)
             context.run_migrations()
             if sqlite and (broken := connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()):

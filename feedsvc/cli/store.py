@@ -1,0 +1,83 @@
+"""`feedsvc db upgrade`, `feedsvc backup FILE` and `feedsvc restore FILE`: the store's schema and its copies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from feedsvc.cli.common import ConfigOption, app, console, settings_or_exit
+from feedsvc.logging import configure_logging
+from feedsvc.store.backup import Summary, backup, restore
+from feedsvc.store.engine import (
+    connect,
+    create_store_engine,
+    current_revision,
+    masked_url,
+    pending_steps,
+    upgrade_store,
+)
+
+db_app = typer.Typer(help="The subscriber store.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    config: ConfigOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list the migrations an upgrade would run.")] = False,
+) -> None:
+    """Bring the store's schema up to date (feedsvc also does this at start; an SQLite store is copied first)."""
+    settings = settings_or_exit(config)
+    configure_logging(settings.log)
+    url = settings.store.database_url
+    engine = create_store_engine(url)
+    try:
+        connect(engine, settings.store.connect_timeout)
+        steps = pending_steps(engine)
+        current = current_revision(engine) or "empty"
+        if not steps:
+            console.print(f"the store at {escape(masked_url(url))} is up to date (schema {current})", highlight=False)
+            return
+        if dry_run:
+            console.print(f"the store at {escape(masked_url(url))} is at schema {current}; an upgrade runs:", highlight=False)
+            for step in steps:
+                console.print(f"  {step.down_revision or 'empty'} -> {step.revision}: {escape(step.doc)}", highlight=False)
+            return
+        copy = upgrade_store(engine)
+        saved = f" (the store before it: {copy})" if copy else ""
+        console.print(f"the store is upgraded from schema {current} to {steps[-1].revision}{escape(saved)}", highlight=False)
+    finally:
+        engine.dispose()
+
+
+def _describe(summary: Summary) -> str:
+    counts = ", ".join(f"{count} {table}" for table, count in sorted(summary.rows.items()))
+    return f"schema {summary.revision}: {counts}"
+
+
+@app.command("backup")
+def backup_command(
+    file: Annotated[Path, typer.Argument(help="The backup file to write (an SQLite database; replaced when complete).")],
+    config: ConfigOption = None,
+) -> None:
+    """Write a consistent copy of the whole store, also while the service runs and sends."""
+    settings = settings_or_exit(config)
+    summary = backup(settings.store.database_url, file)
+    console.print(f"backup written to {escape(str(file))}: {escape(_describe(summary))}", highlight=False)
+
+
+@app.command("restore")
+def restore_command(
+    file: Annotated[Path, typer.Argument(help="A file written by `feedsvc backup`.")],
+    config: ConfigOption = None,
+) -> None:
+    """Copy a backup into the configured store, which must be empty (stop feedsvc first)."""
+    settings = settings_or_exit(config)
+    summary = restore(file, settings.store.database_url, connect_timeout=settings.store.connect_timeout)
+    console.print(
+        f"restored {escape(str(file))} into {escape(masked_url(settings.store.database_url))}: {escape(_describe(summary))}",
+        highlight=False,
+    )
