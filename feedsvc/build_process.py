@@ -48,7 +48,9 @@ class BuildProcess:
             return self._connection
         self.kill()
         ours, theirs = _CONTEXT.Pipe()
-        process = _CONTEXT.Process(target=_serve, args=(self.settings, theirs), name="feedsvc-build", daemon=True)
+        process = _CONTEXT.Process(
+            target=_serve, args=(self.settings, theirs), name="feedsvc-build", daemon=True
+        )
         process.start()
         theirs.close()
         self._process, self._connection = process, ours
@@ -60,7 +62,7 @@ class BuildProcess:
         connection = self.start()
         loop = asyncio.get_running_loop()
         replied = loop.create_future()
-        loop.add_reader(connection.fileno(), lambda: replied.done() or replied.set_result(None))
+        loop.add_reader(connection.fileno(), _resolve, replied)
         self._waiting = (loop, connection.fileno(), replied)
         try:
             connection.send((now, changed))
@@ -104,14 +106,18 @@ class BuildProcess:
             loop, descriptor, replied = self._waiting
             self._waiting = None
             loop.remove_reader(descriptor)
-            if not replied.done():
-                replied.set_result(None)
+            _resolve(replied)
 
     def _exit_code(self) -> int | None:
         if self._process is None:
             return None
         self._process.join(1)  # the pipe closes a moment before the process is reaped
         return self._process.exitcode
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _serve(settings: Settings, connection: Connection) -> None:
@@ -127,6 +133,6 @@ def _serve(settings: Settings, connection: Connection) -> None:
             return
         try:
             outcome: feeds.BuildResult | str = feeds.build(settings, collection, writer, now, changed)
-        except Exception as exc:  # a bug, not a bad post (those are problems in the scan): said in one line
+        except Exception as exc:  # noqa: BLE001 - a bug, not a bad post (those are problems in the scan): one line
             outcome = f"{type(exc).__name__}: {exc}"[:500]
         connection.send(outcome)

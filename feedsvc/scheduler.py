@@ -252,7 +252,7 @@ class Jobs:
         editions: list[digests.EditionSummary] = []
         try:
             editions = await asyncio.to_thread(digests.run_due, self.settings, self.engine, result.scan, now)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the store unreachable, a bug: logged, retried, the rest goes on
             failed = True
             self._failed(reason, "announce", f"{type(exc).__name__}: {exc}", changed)
         if editions:
