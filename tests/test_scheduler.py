@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -170,24 +169,26 @@ def test_a_store_that_cannot_record_announcements_does_not_stop_publishing_and_i
 
     def announced() -> list[str]:
         with sqlite3.connect(database) as connection:
-            return [title for (title,) in connection.execute("SELECT title FROM announcements ORDER BY title")]
+            return [
+                title for (title,) in connection.execute("SELECT title FROM announcements ORDER BY title")
+            ]
 
     async def scenario() -> None:
         harness = Harness(settings)
         harness.jobs.start()
         await harness.until(lambda: announced() == ["Already out"])
         # Another process holds the store's write lock past the busy timeout (10 s).
-        holder = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
+        holder = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            (
                 "import sqlite3, sys, time; connection = sqlite3.connect(sys.argv[1], isolation_level=None); "
-                "connection.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(12)",
-                str(database),
-            ],
-            stdout=subprocess.PIPE,
+                "connection.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(12)"
+            ),
+            str(database),
+            stdout=asyncio.subprocess.PIPE,
         )
-        assert holder.stdout is not None and holder.stdout.readline() == b"locked\n"
+        assert holder.stdout is not None and await holder.stdout.readline() == b"locked\n"
         write_post(settings.posts.dir, "new.md", title="Fresh", date=datetime.now(UTC) - timedelta(minutes=1))
         rebuilding = asyncio.ensure_future(harness.jobs.rebuild("posts-changed"))
         # The feeds do not wait for the store.
@@ -195,7 +196,7 @@ def test_a_store_that_cannot_record_announcements_does_not_stop_publishing_and_i
         await rebuilding
         assert harness.jobs.scheduler.get_job("rebuild-retry") is not None
         # Once the lock is gone, the planned retry announces the post without any file being saved.
-        await asyncio.to_thread(holder.wait)
+        await holder.wait()
         await harness.until(lambda: announced() == ["Already out", "Fresh"], timeout=10)
         await harness.close()
 
