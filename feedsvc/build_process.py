@@ -48,9 +48,8 @@ class BuildProcess:
             return self._connection
         self.kill()
         ours, theirs = _CONTEXT.Pipe()
-        process = _CONTEXT.Process(
-            target=_serve, args=(self.settings, theirs), name="feedsvc-build", daemon=True
-        )
+        # Not a daemon: a daemon may not start processes, and a cold build shares its parsing over several.
+        process = _CONTEXT.Process(target=_serve, args=(self.settings, theirs), name="feedsvc-build")
         process.start()
         theirs.close()
         self._process, self._connection = process, ours

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -99,6 +100,38 @@ def test_sigterm_during_a_stuck_build_exits_within_the_shutdown_timeout(tmp_path
         ["pgrep", "-f", str(config)], capture_output=True, text=True, check=False
     ).stdout.split()
     assert leftover == []
+
+
+def test_a_cold_build_of_thousands_of_posts_runs_and_sigterm_during_it_exits_in_time(tmp_path, services):  # noqa: F811
+    """Enough posts for the build to share its parsing over several processes (from the build's own process)."""
+    config = write_config(tmp_path, scheduler={"shutdown_timeout": 2})
+    body = "A paragraph with *emphasis* and a [link](https://example.org). " * 40
+    for number in range(2100):
+        write_post(
+            tmp_path / "posts",
+            f"post-{number:04d}.md",
+            title=f"Post {number}",
+            date=datetime(2025, 1, 1, tzinfo=UTC),
+            tags=[f"t{number % 30}"],
+            body=body,
+        )
+    service = services(config)
+    service.wait_healthy(timeout=120)
+    assert len(rss_titles(service) or []) == 20
+    assert not events(service.output(), "rebuild.failed")
+    assert service.stop() == 0
+
+    # Cold again (no parse cache, no feeds): SIGTERM lands in the middle of the build.
+    (tmp_path / "subscribers" / CACHE).unlink()
+    shutil.rmtree(tmp_path / "public")
+    service = services(config)
+    wait_for(lambda: events(service.output(), "leader.elected"), 30, "the build to start")
+    time.sleep(0.5)
+    signalled = time.monotonic()
+    assert service.stop() == 0
+    took = time.monotonic() - signalled
+    assert not events(service.output(), "rebuild.done"), "SIGTERM must land mid-build"
+    assert took < 2 + 1.5, f"exit took {took:.1f} s"
 
 
 @pytest.fixture
