@@ -36,6 +36,7 @@ from feedsvc.config import Settings
 from feedsvc.logging import fields
 from feedsvc.mail.queue import drain
 from feedsvc.mail.transport import Transport
+from feedsvc.posts import Scan
 from feedsvc.store import leases
 from feedsvc.watch import PostWatcher
 from feedsvc.websub import HubPinger, feed_urls
@@ -143,6 +144,7 @@ class Jobs:
         self.stopping = False
         self.ready = False  # the first build is over (whatever its outcome), or this instance does not lead
         self._failures = 0  # failed rebuilds in a row, for the retry back-off
+        self._last_scan: Scan | None = None  # of the last build that gave one
         self._rebuild_lock = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -234,30 +236,38 @@ class Jobs:
     async def _rebuild(self, reason: str, changed: set[Path] | None) -> None:
         started = time.perf_counter()
         now = datetime.now(UTC)
+        written: list[Path] = []
         try:
             result = await self.builds.build(now, changed)
         except BuildFailed as exc:
-            if not self.stopping:  # at shutdown the build is abandoned on purpose
-                self._failed(reason, "build", str(exc), changed)
-            return
-        written = list(result.report.written) + list(result.report.removed)
-        if written and self.on_feeds_written:
-            self.on_feeds_written()
-        if written and self.pinger:
-            self._in_background(self.pinger.ping(feed_urls(self.settings, written)))
-        failed = result.report.error is not None
-        if failed:
-            # The feeds not written keep their last complete version; announcing does not depend on them.
-            self._failed(reason, "write", result.report.error or "", changed)
+            if self.stopping:  # at shutdown the build is abandoned on purpose
+                return
+            failed = True
+            self._failed(reason, "build", str(exc), changed)
+            if self._last_scan is None:
+                return
+            # Posts of the last scan still become due and digests still go out while builds fail.
+            scan = self._last_scan
+        else:
+            scan = self._last_scan = result.scan
+            written = list(result.report.written) + list(result.report.removed)
+            if written and self.on_feeds_written:
+                self.on_feeds_written()
+            if written and self.pinger:
+                self._in_background(self.pinger.ping(feed_urls(self.settings, written)))
+            failed = result.report.error is not None
+            if failed:
+                # The feeds not written keep their last complete version; announcing does not depend on them.
+                self._failed(reason, "write", result.report.error or "", changed)
         editions: list[digests.EditionSummary] = []
         try:
-            editions = await asyncio.to_thread(digests.run_due, self.settings, self.engine, result.scan, now)
+            editions = await asyncio.to_thread(digests.run_due, self.settings, self.engine, scan, now)
         except Exception as exc:  # noqa: BLE001 - the store unreachable, a bug: logged, retried, the rest goes on
             failed = True
             self._failed(reason, "announce", f"{type(exc).__name__}: {exc}", changed)
         if editions:
             self.deliveries.wake()
-        self._plan_publication(result.scan.next_publication(now))
+        self._plan_publication(scan.next_publication(now))
         if not failed:
             self._failures = 0
         log.info(
@@ -265,9 +275,9 @@ class Jobs:
             extra=fields(
                 reason=reason,
                 changed_files=len(changed) if changed is not None else None,
-                posts=len(result.scan.posts),
+                posts=len(scan.posts),
                 feeds_written=len(written),
-                problems=len(result.scan.problems),
+                problems=len(scan.problems),
                 editions=len(editions),
                 took_ms=round((time.perf_counter() - started) * 1000, 1),
             ),
