@@ -184,6 +184,22 @@ def test_a_renamed_post_without_slug_or_id_is_not_announced_again(site, store_ur
     assert sum(len(editions) for editions in delivered(engine).values()) == 2
 
 
+def test_a_post_whose_id_the_store_cannot_hold_does_not_stop_the_others(site, caplog):
+    settings, engine = site()
+    posts = settings.posts.dir
+    write_post(posts, "first.md", title="First", date=UTC_START - timedelta(days=1))
+    add_subscribers(engine, ["inst@example.org"], frequency="instant", confirmed_at=UTC_START - timedelta(days=2))
+    assert run(settings, engine, UTC_START) == []
+
+    when = (UTC_START + timedelta(minutes=5)).isoformat()
+    (posts / "long.md").write_text(f"---\ntitle: Long\ndate: {when}\nid: {'x' * 600}\n---\n\nWords.\n")
+    write_post(posts, "fine.md", title="Fine", date=UTC_START + timedelta(minutes=5))
+    mailed = run(settings, engine, UTC_START + timedelta(minutes=10))
+    assert [titles(settings, summary.post_ids) for summary in mailed] == [["Fine"]]
+    [warning] = [record.feedsvc_fields for record in caplog.records if record.msg == "digest.not_announced"]
+    assert warning["file"].endswith("long.md") and "longer than 512" in warning["reason"]
+
+
 def test_drafts_and_future_posts_wait_until_they_are_due(site):
     settings, engine = site()
     posts = settings.posts.dir

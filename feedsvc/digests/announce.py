@@ -8,6 +8,7 @@ still recognised."""
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,8 +17,11 @@ from datetime import datetime
 from sqlalchemy import Connection
 
 from feedsvc.digests.schedule import PERIODIC
+from feedsvc.logging import fields
 from feedsvc.posts import Post, tag_slug
 from feedsvc.store import announcements, editions
+
+log = logging.getLogger("feedsvc.digests")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,14 +54,21 @@ def announce(
             announcements.amend(connection, post.id, title=post.title, published_at=post.date)
     unknown, renamed = unannounced(known, published)
     for post in unknown:
+        if len(post.id) > announcements.ID_MAX_CHARS:
+            log.warning(
+                "digest.not_announced",
+                extra=fields(file=str(post.source), reason=f"id longer than {announcements.ID_MAX_CHARS} characters"),
+            )
+    for post in unknown:
         if post.id in renamed:
-            announcements.amend(connection, renamed[post.id], post_id=post.id, slug=post.slug, url=post.url)
+            slug = post.slug[: announcements.ID_MAX_CHARS]
+            announcements.amend(connection, renamed[post.id], post_id=post.id, slug=slug, url=post.url)
     floor = announcement_floor(connection)
     mailable = include_archive or not first_run
     rows = [
         {
             "post_id": post.id,
-            "slug": post.slug,
+            "slug": post.slug[: announcements.ID_MAX_CHARS],
             "title": post.title,
             "url": post.url,
             "tags": [tag_slug(tag) for tag in post.tags],
@@ -67,7 +78,7 @@ def announce(
             "mailable": int(mailable),
         }
         for post in unknown
-        if post.id not in renamed
+        if post.id not in renamed and len(post.id) <= announcements.ID_MAX_CHARS
     ]
     inserted = announcements.insert_new(connection, rows)
     released = 0

@@ -13,6 +13,8 @@ from feedsvc.store.dialects import insert_ignoring_conflicts
 from feedsvc.store.schema import announcements, digest_periods
 
 ARCHIVE_KEY = "archive"
+# The longest post id and slug the store keeps (PostgreSQL enforces it; SQLite would not).
+ID_MAX_CHARS: int = announcements.c.post_id.type.length  # type: ignore[attr-defined]
 # Rows per multi-row INSERT: well under SQLite's bound-parameter limit.
 _CHUNK = 500
 
