@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -213,3 +214,20 @@ def test_a_full_disk_keeps_the_last_feeds_still_mails_and_recovers_by_itself(
     assert httpx.get(service.url("/tags/fresh/rss.xml"), timeout=2).status_code == 200
     assert len(smtp_server.received) == 1, "nothing was announced twice"
     assert service.stop() == 0
+
+
+def test_feedsvc_build_on_a_full_disk_says_so_exits_1_and_leaves_the_feeds_whole(tmp_path, small_disk):
+    config = write_config(tmp_path)
+    write_post(tmp_path / "posts", "one.md", title="One", date=datetime(2025, 1, 1, tzinfo=UTC), tags=["x"])
+    command = [sys.executable, "-m", "feedsvc", "build", "--config", str(config)]
+    assert subprocess.run(command, cwd=tmp_path, capture_output=True, check=False).returncode == 0
+    before = (small_disk / "rss.xml").read_bytes()
+
+    fill(small_disk)
+    write_post(tmp_path / "posts", "two.md", title="Two", date=datetime(2025, 1, 2, tzinfo=UTC), tags=["y"])
+    built = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert built.returncode == 1
+    assert "feeds not written" in built.stderr and "No space left on device" in built.stderr, built.stderr
+    assert "Traceback" not in built.stderr
+    assert (small_disk / "rss.xml").read_bytes() == before
+    assert not [path for path in small_disk.rglob("*.tmp")], "no partial file is left behind"
