@@ -13,7 +13,11 @@ The child keeps its `Collection` and `FeedWriter` between builds, so each build 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import ctypes.util
 import multiprocessing
+import os
 import signal
 from datetime import datetime
 from multiprocessing.connection import Connection
@@ -27,6 +31,7 @@ from feedsvc.posts import Collection
 # Spawn, not fork: the service runs threads (the store's, uvicorn's), and a forked child could inherit a lock
 # that no thread of its own will ever release.
 _CONTEXT = multiprocessing.get_context("spawn")
+_PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 
 
 class BuildFailed(Exception):
@@ -49,7 +54,9 @@ class BuildProcess:
         self.kill()
         ours, theirs = _CONTEXT.Pipe()
         # Not a daemon: a daemon may not start processes, and a cold build shares its parsing over several.
-        process = _CONTEXT.Process(target=_serve, args=(self.settings, theirs), name="feedsvc-build")
+        process = _CONTEXT.Process(
+            target=_serve, args=(self.settings, theirs, os.getpid()), name="feedsvc-build"
+        )
         process.start()
         theirs.close()
         self._process, self._connection = process, ours
@@ -92,7 +99,10 @@ class BuildProcess:
         child)."""
         self._unwatch()
         if self._process is not None:
-            self._process.kill()
+            # The child's own session: with it go the processes a cold build shares its parsing with.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._process.pid or 0, signal.SIGKILL)
+            self._process.kill()  # killed before it had its own session
             self._process.join()
             self._process.close()
             self._process = None
@@ -119,10 +129,14 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-def _serve(settings: Settings, connection: Connection) -> None:
+def _serve(settings: Settings, connection: Connection, parent: int) -> None:
     """The child: one build per request until the service closes its end of the pipe."""
-    # Ctrl-C reaches the whole process group; the service decides when its builds stop.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A session of its own, so that a kill reaches the processes it starts too; Ctrl-C (sent to the terminal's
+    # process group) then no longer reaches it either: the service decides when its builds stop.
+    os.setsid()
+    _die_with_parent()
+    if os.getppid() != parent:  # the service died while this process was starting
+        return
     collection = Collection(settings)
     writer = feeds.FeedWriter(settings)
     while True:
@@ -134,4 +148,17 @@ def _serve(settings: Settings, connection: Connection) -> None:
             outcome: feeds.BuildResult | str = feeds.build(settings, collection, writer, now, changed)
         except Exception as exc:  # noqa: BLE001 - a bug, not a bad post (those are problems in the scan): one line
             outcome = f"{type(exc).__name__}: {exc}"[:500]
-        connection.send(outcome)
+        try:
+            connection.send(outcome)
+        except OSError:  # the service is gone
+            return
+
+
+def _die_with_parent() -> None:
+    """On Linux, have the kernel kill this process when the service dies (even by SIGKILL), so no orphan build
+    goes on writing feeds beside the next service's. Elsewhere the orphan ends at its next reply."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
