@@ -262,6 +262,8 @@ class SchedulerSettings(_Section):
     leader_ttl: float = Field(15.0, ge=3)
     # On SIGTERM/SIGINT, in-flight deliveries get this long to finish before the process exits anyway.
     shutdown_timeout: float = Field(20.0, gt=0)
+    # A feed build (scan and write) taking longer is stopped, logged and tried again later.
+    rebuild_timeout: float = Field(120.0, gt=0)
 
 
 class LogSettings(_Section):

@@ -121,6 +121,9 @@ class FeedsReport:
     written: list[Path] = field(default_factory=list)
     unchanged: list[Path] = field(default_factory=list)
     removed: list[Path] = field(default_factory=list)
+    # Why the write stopped early (a full disk, a read-only folder): the feeds not reached keep their last
+    # complete version, and the writer's next write is a complete one.
+    error: str | None = None
 
     def count(self, filename: str) -> int:
         """How many feeds of one format (RSS_FILE, ATOM_FILE, JSON_FILE) exist after the write."""
@@ -360,17 +363,21 @@ class FeedWriter:
         report = FeedsReport()
         self._previous = None  # a failed write leaves the next one complete
         groups = tag_groups(posts, self.limit, only)
-        self.renderer.prepare(
-            [*posts[: self.limit], *(post for group in groups.values() for post in group.posts)]
-        )
-        self._write(FeedSet("", self.site_title, posts[: self.limit]), report)
-        for slug, group in sorted(groups.items()):
-            self._write(
-                FeedSet(f"{TAGS_DIR}/{slug}", f"{self.site_title}: {group.name}", group.posts), report
-            )
-        stale = self._tag_folders() if only is None else only
-        for slug in sorted(stale - groups.keys()):
-            self._remove(self.output / TAGS_DIR / slug, report)
+        feed_sets = [FeedSet("", self.site_title, posts[: self.limit])] + [
+            FeedSet(f"{TAGS_DIR}/{slug}", f"{self.site_title}: {group.name}", group.posts)
+            for slug, group in sorted(groups.items())
+        ]
+        try:
+            # Stale tag feeds go first: on a full disk, removing posts is what makes room for the rest.
+            stale = self._tag_folders() if only is None else only
+            for slug in sorted(stale - groups.keys()):
+                self._remove(self.output / TAGS_DIR / slug, report)
+            self.renderer.prepare([post for feed in feed_sets for post in feed.posts])
+            for feed in feed_sets:
+                self._write(feed, report)
+        except OSError as exc:
+            report.error = f"cannot write the feeds in {self.output}: {exc.strerror or exc}"
+            return report
         self._previous = current
         self.renderer.forget_except(current)
         return report

@@ -7,7 +7,11 @@ Leader jobs (one instance at a time, chosen by the `scheduler-leader` lease; alw
 - the same rebuild at the daily and weekly digest times (CronTriggers in the site timezone; missed runs coalesce
   into one, however late).
 Every instance drains the delivery queue: at once when editions were created, and every `drain_interval` for
-retries. Scans and feed writing run in a worker thread so the HTTP server in the same loop stays responsive.
+retries. Scans and feed writing run in a child process with a deadline (`build_process`), so neither a slow build
+nor a stuck one holds up the HTTP server, the deliveries or a SIGTERM in the same loop.
+
+Each step of a rebuild stands alone: feeds that cannot be written (a full disk) or a build that failed are one log
+line and a retry later, with back-off, and never keep the posts that were scanned from being announced.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +30,13 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
 
-from feedsvc import digests, feeds
+from feedsvc import digests
+from feedsvc.build_process import BuildFailed, BuildProcess
 from feedsvc.config import Settings
 from feedsvc.logging import fields
 from feedsvc.mail.queue import drain
 from feedsvc.mail.transport import Transport
-from feedsvc.posts import Collection
+from feedsvc.posts import Scan
 from feedsvc.store import leases
 from feedsvc.watch import PostWatcher
 from feedsvc.websub import HubPinger, feed_urls
@@ -41,6 +46,10 @@ log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 1.0
 # /healthz calls a loop (scheduler, watcher, drain) dead when it has not beaten for this long.
 STALE_SECONDS = 10.0
+# After a failed build or feeds not written, the rebuild is tried again after this long, doubling each time it
+# fails again up to the maximum: a disk that has room again is noticed without any post being saved.
+RETRY_FIRST_SECONDS = 2.0
+RETRY_MAX_SECONDS = 300.0
 
 
 def digest_triggers(settings: Settings) -> dict[str, CronTrigger]:
@@ -129,17 +138,21 @@ class Jobs:
         )
         self.heartbeat = Heartbeat()
         self.watcher = PostWatcher(settings, self._on_posts_changed)
-        self.collection = Collection(settings)
-        self.writer = feeds.FeedWriter(settings)
+        self.builds = BuildProcess(settings, settings.scheduler.rebuild_timeout)
         self.pinger = HubPinger(settings.feeds.websub_hub) if settings.feeds.websub_hub else None
         self.is_leader = False
+        self.stopping = False
+        self.ready = False  # the first build is over (whatever its outcome), or this instance does not lead
+        self._failures = 0  # failed rebuilds in a row, for the retry back-off
+        self._last_scan: Scan | None = None  # of the last build that gave one
         self._rebuild_lock = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
 
     # --- liveness -----------------------------------------------------------------------------------------
 
     def scheduler_alive(self) -> bool:
-        return self.scheduler.running and self.heartbeat.age() < STALE_SECONDS
+        # Not before this instance's first build (or its first election lost): a healthy service serves its feeds.
+        return self.ready and self.scheduler.running and self.heartbeat.age() < STALE_SECONDS
 
     def watcher_alive(self) -> bool:
         # Only the leader watches; a follower's watcher is idle by design and counts as healthy.
@@ -154,14 +167,22 @@ class Jobs:
         for job_id, trigger in digest_triggers(self.settings).items():
             self.scheduler.add_job(self.rebuild, trigger, id=job_id, args=[job_id])
         self.scheduler.start()
+        self.builds.start()  # importing in the child while the election and the HTTP server start
         # First election and first build right away rather than one interval later.
         self.scheduler.add_job(self._renew_leadership, id="leader-now")
 
     async def stop(self) -> None:
+        """Stop the jobs: a build under way is abandoned (its process killed; feed files are replaced whole), a
+        store step under way gets up to `shutdown_timeout` to finish its transaction."""
+        timeout = self.settings.scheduler.shutdown_timeout
+        self.stopping = True
         self.scheduler.shutdown(wait=False)
-        # A rebuild in its worker thread cannot be interrupted; let it finish so files and rows stay whole.
-        async with self._rebuild_lock:
-            pass
+        self.builds.kill()
+        try:
+            await asyncio.wait_for(self._rebuild_lock.acquire(), timeout)
+            self._rebuild_lock.release()
+        except TimeoutError:
+            log.warning("rebuild.shutdown_timeout", extra=fields(timeout_s=timeout))
         for task in list(self._background):
             task.cancel()
         if self.is_leader:
@@ -190,6 +211,8 @@ class Jobs:
         elif not leader and self.is_leader:
             log.warning("leader.lost", extra=fields(instance=self.instance_id))
             self.is_leader = False
+        if not leader:
+            self.ready = True
 
     # --- the leader's work --------------------------------------------------------------------------------
 
@@ -202,33 +225,85 @@ class Jobs:
 
     async def rebuild(self, reason: str, changed: set[Path] | None = None) -> None:
         """Scan, write changed feeds, ping the hub, announce what is newly published, create due editions."""
-        if not self.is_leader:
+        if not self.is_leader or self.stopping:
             return
         async with self._rebuild_lock:
-            started = time.perf_counter()
-            now = datetime.now(UTC)
-            result = await asyncio.to_thread(feeds.build, self.settings, self.collection, self.writer, now, changed)
+            try:
+                await self._rebuild(reason, changed)
+            finally:
+                self.ready = True
+
+    async def _rebuild(self, reason: str, changed: set[Path] | None) -> None:
+        started = time.perf_counter()
+        now = datetime.now(UTC)
+        written: list[Path] = []
+        try:
+            result = await self.builds.build(now, changed)
+        except BuildFailed as exc:
+            if self.stopping:  # at shutdown the build is abandoned on purpose
+                return
+            failed = True
+            self._failed(reason, "build", str(exc), changed)
+            if self._last_scan is None:
+                return
+            # Posts of the last scan still become due and digests still go out while builds fail.
+            scan = self._last_scan
+        else:
+            scan = self._last_scan = result.scan
             written = list(result.report.written) + list(result.report.removed)
             if written and self.on_feeds_written:
                 self.on_feeds_written()
             if written and self.pinger:
                 self._in_background(self.pinger.ping(feed_urls(self.settings, written)))
-            editions = await asyncio.to_thread(digests.run_due, self.settings, self.engine, result.scan, now)
-            if editions:
-                self.deliveries.wake()
-            self._plan_publication(result.scan.next_publication(now))
-            log.info(
-                "rebuild.done",
-                extra=fields(
-                    reason=reason,
-                    changed_files=len(changed) if changed is not None else None,
-                    posts=len(result.scan.posts),
-                    feeds_written=len(written),
-                    problems=len(result.scan.problems),
-                    editions=len(editions),
-                    took_ms=round((time.perf_counter() - started) * 1000, 1),
-                ),
-            )
+            failed = result.report.error is not None
+            if failed:
+                # The feeds not written keep their last complete version; announcing does not depend on them.
+                self._failed(reason, "write", result.report.error or "", changed)
+        editions: list[digests.EditionSummary] = []
+        try:
+            editions = await asyncio.to_thread(digests.run_due, self.settings, self.engine, scan, now)
+        except Exception as exc:  # noqa: BLE001 - the store unreachable, a bug: logged, retried, the rest goes on
+            failed = True
+            self._failed(reason, "announce", f"{type(exc).__name__}: {exc}", changed)
+        if editions:
+            self.deliveries.wake()
+        self._plan_publication(scan.next_publication(now))
+        if not failed:
+            self._failures = 0
+        log.info(
+            "rebuild.done",
+            extra=fields(
+                reason=reason,
+                changed_files=len(changed) if changed is not None else None,
+                posts=len(scan.posts),
+                feeds_written=len(written),
+                problems=len(scan.problems),
+                editions=len(editions),
+                took_ms=round((time.perf_counter() - started) * 1000, 1),
+            ),
+        )
+
+    def _failed(self, reason: str, step: str, error: str, changed: set[Path] | None) -> None:
+        """One line saying what failed, and a complete rebuild planned after the back-off delay."""
+        delay = min(RETRY_FIRST_SECONDS * 2**self._failures, RETRY_MAX_SECONDS)
+        self._failures += 1
+        log.error(
+            "rebuild.failed",
+            extra=fields(
+                reason=reason,
+                step=step,
+                error=error,
+                changed_files=len(changed) if changed is not None else None,
+                retry_in_s=delay,
+            ),
+        )
+        self.scheduler.add_job(
+            self.rebuild,
+            DateTrigger(run_date=datetime.now(UTC) + timedelta(seconds=delay)),
+            id="rebuild-retry",
+            args=["retry"],
+            replace_existing=True,
+        )
 
     def _plan_publication(self, when: datetime | None) -> None:
         """Wake exactly at the next future post's time (replacing any earlier plan)."""

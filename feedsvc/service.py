@@ -128,11 +128,12 @@ async def _serve(settings: Settings, *, with_scheduler: bool, host: str | None, 
     stop.set()
 
     timeout = settings.scheduler.shutdown_timeout
+    deadline = asyncio.get_running_loop().time() + timeout
     if jobs:
         await jobs.stop()
     if server:
         server.should_exit = True
-    _, late = await asyncio.wait(tasks, timeout=timeout)
+    _, late = await asyncio.wait(tasks, timeout=max(deadline - asyncio.get_running_loop().time(), 0.1))
     for task in late:
         log.warning("service.shutdown_timeout", extra=fields(part=task.get_name(), timeout_s=timeout))
         task.cancel()

@@ -151,6 +151,55 @@ def test_a_post_is_announced_once_across_rescans_edits_renames_and_restarts(site
         restarted.dispose()
 
 
+def test_a_renamed_post_without_slug_or_id_is_not_announced_again(site, store_url):
+    """README: renaming a post never announces it again, also when its file name is all it has for an id."""
+    settings, engine = site()
+    posts = settings.posts.dir
+    write_post(posts, "first.md", title="First", date=UTC_START - timedelta(days=1))
+    add_subscribers(engine, ["inst@example.org"], frequency="instant", confirmed_at=UTC_START - timedelta(days=2))
+    assert run(settings, engine, UTC_START) == []
+
+    path = write_post(posts, "my-post.md", title="My post", date=UTC_START + timedelta(minutes=5))
+    mailed = run(settings, engine, UTC_START + timedelta(minutes=10))
+    assert [titles(settings, summary.post_ids) for summary in mailed] == [["My post"]]
+    before = post_ids_by_title(settings)["My post"]
+
+    path = path.rename(posts / "my-renamed-post.md")
+    after = post_ids_by_title(settings)["My post"]
+    assert after != before  # the id follows the file name: only the store can tell it is the same post
+    assert run(settings, engine, UTC_START + timedelta(minutes=20)) == []
+    # Edited later (a new title), then renamed again: still the same post.
+    write_post(posts, path.name, title="My post, retitled", date=UTC_START + timedelta(minutes=5), body="Fixed.")
+    assert run(settings, engine, UTC_START + timedelta(minutes=30)) == []
+    path.rename(posts / "2026-11-02-final-name.md")
+    assert run(settings, engine, UTC_START + timedelta(minutes=40)) == []
+    # The announcement follows the post, so the daily digest still finds it.
+    with engine.connect() as connection:
+        recorded = connection.execute(select(announcements.c.post_id, announcements.c.slug)).all()
+    assert (post_ids_by_title(settings)["My post, retitled"], "final-name") in recorded
+    # A copy beside the original is another post, and news.
+    write_post(posts, "copy.md", title="My post, retitled", date=UTC_START + timedelta(minutes=5), body="Fixed.")
+    mailed = run(settings, engine, UTC_START + timedelta(minutes=50))
+    assert [titles(settings, summary.post_ids) for summary in mailed] == [["My post, retitled"]]
+    assert sum(len(editions) for editions in delivered(engine).values()) == 2
+
+
+def test_a_post_whose_id_the_store_cannot_hold_does_not_stop_the_others(site, caplog):
+    settings, engine = site()
+    posts = settings.posts.dir
+    write_post(posts, "first.md", title="First", date=UTC_START - timedelta(days=1))
+    add_subscribers(engine, ["inst@example.org"], frequency="instant", confirmed_at=UTC_START - timedelta(days=2))
+    assert run(settings, engine, UTC_START) == []
+
+    when = (UTC_START + timedelta(minutes=5)).isoformat()
+    (posts / "long.md").write_text(f"---\ntitle: Long\ndate: {when}\nid: {'x' * 600}\n---\n\nWords.\n")
+    write_post(posts, "fine.md", title="Fine", date=UTC_START + timedelta(minutes=5))
+    mailed = run(settings, engine, UTC_START + timedelta(minutes=10))
+    assert [titles(settings, summary.post_ids) for summary in mailed] == [["Fine"]]
+    [warning] = [record.feedsvc_fields for record in caplog.records if record.msg == "digest.not_announced"]
+    assert warning["file"].endswith("long.md") and "longer than 512" in warning["reason"]
+
+
 def test_drafts_and_future_posts_wait_until_they_are_due(site):
     settings, engine = site()
     posts = settings.posts.dir

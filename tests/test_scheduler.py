@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import os
+import signal
+import sqlite3
+import sys
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -155,6 +160,78 @@ def test_a_saved_post_rebuilds_through_the_watcher(make_settings, mode):
         assert harness.jobs.watcher_alive()
         stop.set()
         await watching
+        await harness.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_store_that_cannot_record_announcements_does_not_stop_publishing_and_is_retried(make_settings):
+    settings = make_settings()
+    write_post(settings.posts.dir, "old.md", title="Already out", date=datetime.now(UTC) - timedelta(days=1))
+    database = settings.store.dir / "feedsvc.db"
+
+    def announced() -> list[str]:
+        with sqlite3.connect(database) as connection:
+            return [
+                title for (title,) in connection.execute("SELECT title FROM announcements ORDER BY title")
+            ]
+
+    async def scenario() -> None:
+        harness = Harness(settings)
+        harness.jobs.start()
+        await harness.until(lambda: announced() == ["Already out"])
+        # Another process holds the store's write lock past the busy timeout (10 s).
+        holder = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            (
+                "import sqlite3, sys, time; connection = sqlite3.connect(sys.argv[1], isolation_level=None); "
+                "connection.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(12)"
+            ),
+            str(database),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert holder.stdout is not None and await holder.stdout.readline() == b"locked\n"
+        write_post(settings.posts.dir, "new.md", title="Fresh", date=datetime.now(UTC) - timedelta(minutes=1))
+        rebuilding = asyncio.ensure_future(harness.jobs.rebuild("posts-changed"))
+        # The feeds do not wait for the store.
+        await harness.until(lambda: _titles(settings) == ["Fresh", "Already out"], timeout=5)
+        await rebuilding
+        assert harness.jobs.scheduler.get_job("rebuild-retry") is not None
+        # Once the lock is gone, the planned retry announces the post without any file being saved.
+        await holder.wait()
+        await harness.until(lambda: announced() == ["Already out", "Fresh"], timeout=10)
+        await harness.close()
+
+    asyncio.run(scenario())
+
+
+def test_while_builds_fail_a_post_that_comes_due_is_still_announced(make_settings):
+    settings = make_settings(scheduler={"rebuild_timeout": 3})
+    now = datetime.now(UTC)
+    write_post(settings.posts.dir, "old.md", title="Already out", date=now - timedelta(days=1))
+    write_post(settings.posts.dir, "soon.md", title="Due in a moment", date=now + timedelta(seconds=6))
+    database = settings.store.dir / "feedsvc.db"
+
+    def announced() -> list[str]:
+        with sqlite3.connect(database) as connection:
+            return [
+                title for (title,) in connection.execute("SELECT title FROM announcements ORDER BY title")
+            ]
+
+    async def scenario() -> None:
+        harness = Harness(settings)
+        harness.jobs.start()
+        await harness.until(lambda: announced() == ["Already out"])
+        # The build process is killed (as by the OOM killer) and the next one hangs on the parse cache (as on a
+        # hung network mount): every build from now on fails.
+        cache = settings.store.dir / "posts-cache.pickle"
+        cache.unlink()
+        os.mkfifo(cache)
+        for child in multiprocessing.active_children():
+            os.kill(child.pid, signal.SIGKILL)
+        await harness.until(lambda: announced() == ["Already out", "Due in a moment"], timeout=15)
+        assert _titles(settings) == ["Already out"]  # the feeds wait for a build that works
         await harness.close()
 
     asyncio.run(scenario())

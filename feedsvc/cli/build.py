@@ -56,7 +56,9 @@ def build_command(config: ConfigOption = None, posts: PostsOption = None, out: O
         f"  posts: {len(result.published)} published of {len(result.scan.posts)} read", highlight=False
     )
     _print_problems(result.problems, error_label="skipped")
-    raise typer.Exit(EXIT_PROBLEMS if result.skipped else EXIT_OK)
+    if report.error:
+        errors.print(f"[bold red]feeds not written:[/] {escape(report.error)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_PROBLEMS if result.skipped or report.error else EXIT_OK)
 
 
 @app.command("check")

@@ -1,17 +1,27 @@
-"""What is new: a post is announced once, the first time it is seen published."""
+"""What is new: a post is announced once, the first time it is seen published.
+
+A post without `slug` or `id` takes its id from its file name, so a renamed file comes back under a new id. It is
+the same post when an announced post left the published set in the same scan with the same title and date: its
+announcement then moves to the new id (keeping its batch and time) and nothing is announced again. Each
+announcement follows its post's title and date as they are edited, so a post renamed long after it was announced is
+still recognised."""
 
 from __future__ import annotations
 
+import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection
 
 from feedsvc.digests.schedule import PERIODIC
+from feedsvc.logging import fields
 from feedsvc.posts import Post, tag_slug
 from feedsvc.store import announcements, editions
+
+log = logging.getLogger("feedsvc.digests")
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +31,7 @@ class Announced:
     first_run: bool  # the existing blog was recorded as the archive
     mailable: bool  # whether these posts will be mailed (False for the archive without --include-archive)
     released: int  # archive posts made mailable by include_archive on a later run
+    renamed: dict[str, str]  # new post id -> the id it was announced under (renamed files)
 
 
 def new_batch(now: datetime) -> str:
@@ -37,13 +48,27 @@ def announce(
     `include_archive`, posts recorded that way become news of now."""
     batch = new_batch(now)
     first_run = announcements.archive_recorded_at(connection) is None
-    known = announcements.known_ids(connection, [post.id for post in published])
+    known = announcements.identities(connection)
+    for post in published:
+        if post.id in known and known[post.id] != (post.title, post.date):
+            announcements.amend(connection, post.id, title=post.title, published_at=post.date)
+    unknown, renamed = unannounced(known, published)
+    for post in unknown:
+        if len(post.id) > announcements.ID_MAX_CHARS:
+            log.warning(
+                "digest.not_announced",
+                extra=fields(file=str(post.source), reason=f"id longer than {announcements.ID_MAX_CHARS} characters"),
+            )
+    for post in unknown:
+        if post.id in renamed:
+            slug = post.slug[: announcements.ID_MAX_CHARS]
+            announcements.amend(connection, renamed[post.id], post_id=post.id, slug=slug, url=post.url)
     floor = announcement_floor(connection)
     mailable = include_archive or not first_run
     rows = [
         {
             "post_id": post.id,
-            "slug": post.slug,
+            "slug": post.slug[: announcements.ID_MAX_CHARS],
             "title": post.title,
             "url": post.url,
             "tags": [tag_slug(tag) for tag in post.tags],
@@ -52,8 +77,8 @@ def announce(
             "batch": batch,
             "mailable": int(mailable),
         }
-        for post in published
-        if post.id not in known
+        for post in unknown
+        if post.id not in renamed and len(post.id) <= announcements.ID_MAX_CHARS
     ]
     inserted = announcements.insert_new(connection, rows)
     released = 0
@@ -61,7 +86,23 @@ def announce(
         announcements.record_archive(connection, now)
     elif include_archive:
         released = announcements.release_archive(connection, batch, now)
-    return Announced(batch, frozenset(inserted), first_run, mailable, released)
+    return Announced(batch, frozenset(inserted), first_run, mailable, released, renamed)
+
+
+def unannounced(
+    known: Mapping[str, tuple[str, datetime]], published: Sequence[Post]
+) -> tuple[list[Post], dict[str, str]]:
+    """The published posts not announced under their id, and among them the renamed ones: new post id ->
+    the id it was announced under (an announced post no longer published, with the same title and date)."""
+    published_ids = {post.id for post in published}
+    gone = {identity: post_id for post_id, identity in known.items() if post_id not in published_ids}
+    unknown = [post for post in published if post.id not in known]
+    renamed: dict[str, str] = {}
+    for post in unknown:
+        announced_id = gone.pop((post.title, post.date), None)
+        if announced_id is not None:
+            renamed[post.id] = announced_id
+    return unknown, renamed
 
 
 def announcement_floor(connection: Connection) -> datetime | None:

@@ -85,6 +85,8 @@ def run_due(
                         mailed=announced.mailable,
                     ),
                 )
+            for new_id, announced_id in announced.renamed.items():
+                log.info("digest.renamed", extra=fields(post=new_id, announced_as=announced_id))
             posts = {post.id: post for post in published}
             summaries = _instant(settings, connection, posts, now, commit)
             for schedule in schedules(settings):

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, Engine
 
 from feedsvc.config import Settings
-from feedsvc.digests.announce import announced_at, announcement_floor
+from feedsvc.digests.announce import announced_at, announcement_floor, unannounced
 from feedsvc.digests.editions import news, posts_for, reading_key
 from feedsvc.mail.message import message_id_for
 from feedsvc.mail.render import personalise, render_edition
@@ -88,9 +88,9 @@ def _pending(connection: Connection, published: list[Post], frequency: str, now:
         last = editions.latest_period(connection, frequency)
         start = archive if last is None else last.period_start if last.completed_at is None else last.period_end
         pending = announcements.in_window(connection, start, None)
-    known = announcements.known_ids(connection, [post.id for post in published])
+    unknown, renamed = unannounced(announcements.identities(connection), published)
     floor = announcement_floor(connection)
-    unannounced = [
-        Announcement(post.id, post.date, announced_at(post.date, floor, now), "") for post in published if post.id not in known
+    fresh = [
+        Announcement(post.id, post.date, announced_at(post.date, floor, now), "") for post in unknown if post.id not in renamed
     ]
-    return pending + unannounced
+    return pending + fresh

@@ -13,7 +13,9 @@ from feedsvc.store.dialects import insert_ignoring_conflicts
 from feedsvc.store.schema import announcements, digest_periods
 
 ARCHIVE_KEY = "archive"
-# Ids per IN (...) list: well under SQLite's bound-parameter limit.
+# The longest post id and slug the store keeps (PostgreSQL enforces it; SQLite would not).
+ID_MAX_CHARS: int = announcements.c.post_id.type.length  # type: ignore[attr-defined]
+# Rows per multi-row INSERT: well under SQLite's bound-parameter limit.
 _CHUNK = 500
 
 
@@ -39,13 +41,15 @@ def record_archive(connection: Connection, now: datetime) -> None:
     connection.execute(insert_ignoring_conflicts(connection, digest_periods, ["key"]).values(**values))
 
 
-def known_ids(connection: Connection, post_ids: Sequence[str]) -> set[str]:
-    known: set[str] = set()
-    for start in range(0, len(post_ids), _CHUNK):
-        chunk = list(post_ids[start : start + _CHUNK])
-        statement = select(announcements.c.post_id).where(announcements.c.post_id.in_(chunk))
-        known.update(connection.execute(statement).scalars())
-    return known
+def identities(connection: Connection) -> dict[str, tuple[str, datetime]]:
+    """Every announced post id -> (title, published_at): what a renamed file is recognised by."""
+    statement = select(announcements.c.post_id, announcements.c.title, announcements.c.published_at)
+    return {post_id: (title, published_at) for post_id, title, published_at in connection.execute(statement)}
+
+
+def amend(connection: Connection, announced_id: str, **values: Any) -> None:
+    """Change an announcement's post id, slug, url, title or date (the post it records was renamed or edited)."""
+    connection.execute(update(announcements).where(announcements.c.post_id == announced_id).values(**values))
 
 
 def insert_new(connection: Connection, rows: Sequence[dict[str, Any]]) -> set[str]:
