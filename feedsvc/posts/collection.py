@@ -271,10 +271,9 @@ class Collection:
             real = os.path.realpath(entry.path) if linked else os.path.join(real_folder, name)
             refusal = self.bounds.refusal(real, info, linked)
             if refusal is not None:
-                severity = (
-                    "error" if linked else "warning"
-                )  # a link is someone's doing; a folder is the config's
-                found.problems.append(self.site.problem(Path(entry.path), None, refusal, severity))  # type: ignore[arg-type]
+                # A link is someone's doing; one of feedsvc's folders in the posts folder is the config's.
+                severity = "warning" if stat.S_ISDIR(info.st_mode) and not linked else "error"
+                found.problems.append(self.site.problem(Path(entry.path), None, refusal, severity))
                 continue
             if stat.S_ISDIR(info.st_mode):
                 if is_post:

@@ -108,7 +108,8 @@ def brief(value: object) -> str:
 
 def failure(exc: BaseException) -> str:
     """An unexpected exception as one bounded line for a problem."""
-    return f"{type(exc).__name__}: {brief(str(exc))[1:-1]}"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text if len(text) <= 200 else text[:197] + '...'}"
 
 
 def problem_order(problem: Problem) -> tuple[str, int]:
