@@ -19,7 +19,6 @@ import feedparser
 import httpx
 import pytest
 from conftest import write_post
-from test_cli_build import run
 from test_service import Service, services, wait_for, write_config  # noqa: F401 - `services` is a fixture
 
 from feedsvc.config import load_settings
@@ -74,31 +73,110 @@ def _hard_link(site: Path) -> None:
 
 
 HOSTILE = [
-    Hostile("config.md", "symlink to a place outside the posts folder", "error", _link("config.md", "../feedsvc.toml")),
-    Hostile("passwd.md", "symlink to a place outside the posts folder", "error", _link("passwd.md", "/etc/passwd")),
+    Hostile(
+        "config.md",
+        "symlink to a place outside the posts folder",
+        "error",
+        _link("config.md", "../feedsvc.toml"),
+    ),
+    Hostile(
+        "passwd.md", "symlink to a place outside the posts folder", "error", _link("passwd.md", "/etc/passwd")
+    ),
     Hostile("linked", "symlink to a place outside the posts folder", "error", _outside_folder),
     Hostile("hard.md", "is feedsvc's config file", "error", _hard_link),
-    Hostile("bomb.md", "YAML front matter expands to over 10000 values", "error", _text("bomb.md", yaml_alias_bomb())),
-    Hostile("deep.md", "YAML front matter is nested over 32 levels", "error", _text("deep.md", "---\ntitle: x\nx: " + "[" * 100 + "]" * 100 + "\n---\n\nx\n")),
-    Hostile("deep-toml.md", "TOML front matter is nested over 32 levels", "error", _text("deep-toml.md", "+++\nx = " + "[" * 3000 + "]" * 3000 + "\n+++\n\nx\n")),
-    Hostile("wide-toml.md", "TOML front matter expands to over 10000 values", "error", _text("wide-toml.md", "+++\nx = [" + "1," * 20000 + "]\n+++\n\nx\n")),
-    Hostile("deep-json.md", "JSON front matter is nested over 32 levels", "error", _text("deep-json.md", '{"x": ' + "[" * 100000 + "]" * 100000 + "}\n\nx\n")),
-    Hostile("wide-json.md", "JSON front matter expands to over 10000 values", "error", _text("wide-json.md", '{"x": [' + "0," * 100000 + "0]}\n\nx\n")),
-    Hostile("number.md", "a number too long to read", "error", _text("number.md", '{"title": ' + "9" * 5000 + "}\n\nx\n")),
-    Hostile("quotes.md", "Markdown nested over 32 levels deep", "error", _text("quotes.md", "---\ntitle: Quotes\ndate: 2025-01-01\n---\n\n" + "> " * 100000 + "x\n")),
-    Hostile("emphasis.md", "too many emphasis or link markers", "error", _text("emphasis.md", "---\ntitle: Stars\ndate: 2025-01-01\n---\n\n" + "*a* " * 50000 + "\n")),
-    Hostile("divs.md", "HTML nested over 256 elements deep", "error", _text("divs.md", "---\ntitle: Divs\ndate: 2025-01-01\n---\n\n" + "<div>" * 100000 + "x\n")),
-    Hostile("early.md", "date '0001-01-01T00:00:00+23:59' is out of range", "error", _text("early.md", "---\ntitle: Early\ndate: 0001-01-01T00:00:00+23:59\n---\n\nx\n")),
-    Hostile("late.md", "date '9999-12-31T23:59:59-23:59' is out of range", "error", _text("late.md", "---\ntitle: Late\ndate: 9999-12-31T23:59:59-23:59\n---\n\nx\n")),
-    Hostile("tags.md", "1000 tags, over posts.max_tags (32): only the first 32 are used", "warning", _text("tags.md", tags_post(1000))),
-    Hostile("long-tag.md", "is over 100 characters long; dropped", "warning", _text("long-tag.md", "---\ntitle: Long tag\ndate: 2025-01-04\ntags: [" + "x" * 300 + "]\n---\n\nx\n")),
+    Hostile(
+        "bomb.md",
+        "YAML front matter expands to over 10000 values",
+        "error",
+        _text("bomb.md", yaml_alias_bomb()),
+    ),
+    Hostile(
+        "deep.md",
+        "YAML front matter is nested over 32 levels",
+        "error",
+        _text("deep.md", "---\ntitle: x\nx: " + "[" * 100 + "]" * 100 + "\n---\n\nx\n"),
+    ),
+    Hostile(
+        "deep-toml.md",
+        "TOML front matter is nested over 32 levels",
+        "error",
+        _text("deep-toml.md", "+++\nx = " + "[" * 3000 + "]" * 3000 + "\n+++\n\nx\n"),
+    ),
+    Hostile(
+        "wide-toml.md",
+        "TOML front matter expands to over 10000 values",
+        "error",
+        _text("wide-toml.md", "+++\nx = [" + "1," * 20000 + "]\n+++\n\nx\n"),
+    ),
+    Hostile(
+        "deep-json.md",
+        "JSON front matter is nested over 32 levels",
+        "error",
+        _text("deep-json.md", '{"x": ' + "[" * 100000 + "]" * 100000 + "}\n\nx\n"),
+    ),
+    Hostile(
+        "wide-json.md",
+        "JSON front matter expands to over 10000 values",
+        "error",
+        _text("wide-json.md", '{"x": [' + "0," * 100000 + "0]}\n\nx\n"),
+    ),
+    Hostile(
+        "number.md",
+        "a number too long to read",
+        "error",
+        _text("number.md", '{"title": ' + "9" * 5000 + "}\n\nx\n"),
+    ),
+    Hostile(
+        "quotes.md",
+        "Markdown nested over 32 levels deep",
+        "error",
+        _text("quotes.md", "---\ntitle: Quotes\ndate: 2025-01-01\n---\n\n" + "> " * 100000 + "x\n"),
+    ),
+    Hostile(
+        "emphasis.md",
+        "too many emphasis or link markers",
+        "error",
+        _text("emphasis.md", "---\ntitle: Stars\ndate: 2025-01-01\n---\n\n" + "*a* " * 50000 + "\n"),
+    ),
+    Hostile(
+        "divs.md",
+        "HTML nested over 256 elements deep",
+        "error",
+        _text("divs.md", "---\ntitle: Divs\ndate: 2025-01-01\n---\n\n" + "<div>" * 100000 + "x\n"),
+    ),
+    Hostile(
+        "early.md",
+        "date '0001-01-01T00:00:00+23:59' is out of range",
+        "error",
+        _text("early.md", "---\ntitle: Early\ndate: 0001-01-01T00:00:00+23:59\n---\n\nx\n"),
+    ),
+    Hostile(
+        "late.md",
+        "date '9999-12-31T23:59:59-23:59' is out of range",
+        "error",
+        _text("late.md", "---\ntitle: Late\ndate: 9999-12-31T23:59:59-23:59\n---\n\nx\n"),
+    ),
+    Hostile(
+        "tags.md",
+        "1000 tags, over posts.max_tags (32): only the first 32 are used",
+        "warning",
+        _text("tags.md", tags_post(1000)),
+    ),
+    Hostile(
+        "long-tag.md",
+        "is over 100 characters long; dropped",
+        "warning",
+        _text("long-tag.md", "---\ntitle: Long tag\ndate: 2025-01-04\ntags: [" + "x" * 300 + "]\n---\n\nx\n"),
+    ),
 ]
 
 
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
     write_config(tmp_path, web={"secret_key": SECRET, "admin_token": ADMIN})
-    write_post(tmp_path / "posts", "good.md", title=GOOD_TITLE, date=datetime(2025, 1, 2, tzinfo=UTC), tags=["fine"])
+    write_post(
+        tmp_path / "posts", "good.md", title=GOOD_TITLE, date=datetime(2025, 1, 2, tzinfo=UTC), tags=["fine"]
+    )
     return tmp_path
 
 
@@ -118,12 +196,15 @@ def limited_run(cwd: Path, *args: str) -> tuple[subprocess.CompletedProcess[str]
         text=True,
         timeout=120,
         preexec_fn=limit_memory,
+        check=False,
     )
     return result, time.monotonic() - started
 
 
 def problem_lines(output: str, name: str) -> list[str]:
-    return [line for line in output.splitlines() if f"posts/{name}:" in line or line.endswith(f"posts/{name}")]
+    return [
+        line for line in output.splitlines() if f"posts/{name}:" in line or line.endswith(f"posts/{name}")
+    ]
 
 
 def published_files(site: Path) -> dict[str, bytes]:
@@ -132,7 +213,9 @@ def published_files(site: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("hostile", HOSTILE, ids=[case.name for case in HOSTILE])
-def test_each_hostile_file_is_one_problem_line_and_the_good_post_is_published(site: Path, hostile: Hostile) -> None:
+def test_each_hostile_file_is_one_problem_line_and_the_good_post_is_published(
+    site: Path, hostile: Hostile
+) -> None:
     hostile.make(site)
     result, took = limited_run(site, "build")
     output = result.stdout + result.stderr
@@ -140,7 +223,11 @@ def test_each_hostile_file_is_one_problem_line_and_the_good_post_is_published(si
     assert result.returncode == (1 if hostile.severity == "error" else 0), output[-3000:]
     lines = problem_lines(result.stdout, hostile.name)
     label = "skipped" if hostile.severity == "error" else "warning"
-    assert len(lines) == 1 and lines[0].startswith(f"{label} posts/{hostile.name}") and hostile.problem in lines[0], (
+    assert (
+        len(lines) == 1
+        and lines[0].startswith(f"{label} posts/{hostile.name}")
+        and hostile.problem in lines[0]
+    ), (
         lines,
         output[-3000:],
     )
@@ -178,7 +265,13 @@ def test_a_tag_feed_does_not_grow_with_the_other_tags_of_its_posts(make_settings
     write_post(posts, "few.md", title="Few", date=datetime(2025, 1, 1, tzinfo=UTC), tags=["shared", "other"])
     feeds.build(settings)
     few = (settings.feeds.output_dir / "tags" / "shared" / "rss.xml").read_bytes()
-    write_post(posts, "few.md", title="Few", date=datetime(2025, 1, 1, tzinfo=UTC), tags=["shared", *[f"o{n}" for n in range(30)]])
+    write_post(
+        posts,
+        "few.md",
+        title="Few",
+        date=datetime(2025, 1, 1, tzinfo=UTC),
+        tags=["shared", *[f"o{n}" for n in range(30)]],
+    )
     feeds.build(settings)
     many = (settings.feeds.output_dir / "tags" / "shared" / "rss.xml").read_bytes()
     assert few == many
@@ -204,7 +297,9 @@ def test_all_hostile_files_at_once_leave_the_good_post_published(site: Path) -> 
 # --- confinement: what the walk and the watcher's scan may read ----------------------------------------------
 
 
-def scan_titles_and_problems(collection: Collection, changed: list[Path] | None = None) -> tuple[list[str], list[str]]:
+def scan_titles_and_problems(
+    collection: Collection, changed: list[Path] | None = None
+) -> tuple[list[str], list[str]]:
     scan = collection.scan(changed)
     return sorted(post.title for post in scan.posts), [str(problem) for problem in scan.problems]
 
@@ -259,7 +354,12 @@ def test_feedsvcs_own_folders_and_config_inside_the_posts_folder_are_never_read(
     write_post(tmp_path, "good.md", title=GOOD_TITLE, date=datetime(2025, 1, 2, tzinfo=UTC))
     for folder in ("data", "public"):
         (tmp_path / folder).mkdir()
-        write_post(tmp_path / folder, "planted.md", title=f"Planted in {folder}", date=datetime(2025, 1, 3, tzinfo=UTC))
+        write_post(
+            tmp_path / folder,
+            "planted.md",
+            title=f"Planted in {folder}",
+            date=datetime(2025, 1, 3, tzinfo=UTC),
+        )
     (tmp_path / "to-data.md").symlink_to("data/planted.md")
     collection = Collection(load_settings(config))
     titles, problems = scan_titles_and_problems(collection)
@@ -283,7 +383,12 @@ def test_a_post_that_cannot_be_rendered_is_left_out_and_the_others_published(mak
     posts = settings.posts.dir
     write_post(posts, "good.md", title=GOOD_TITLE, date=datetime(2025, 1, 2, tzinfo=UTC))
     bad = write_post(
-        posts, "bad.md", title="Changed under us", date=datetime(2025, 1, 3, tzinfo=UTC), tags=["t"], body="x" * 200
+        posts,
+        "bad.md",
+        title="Changed under us",
+        date=datetime(2025, 1, 3, tzinfo=UTC),
+        tags=["t"],
+        body="x" * 200,
     )
     collection = Collection(settings)
     collection.scan()
@@ -298,12 +403,17 @@ def test_a_post_that_cannot_be_rendered_is_left_out_and_the_others_published(mak
 
     result = feeds.build(settings, collection)
     assert [str(problem) for problem in result.skipped] == [
-        "posts/bad.md: cannot be rendered: UnsafeMarkdown: Markdown nested over 32 levels deep on one line (line 1 "
-        "of the text); not published"
+        (
+            "posts/bad.md: cannot be rendered: UnsafeMarkdown: Markdown nested over 32 levels deep on one line "
+            "(line 1 of the text); not published"
+        )
     ]
     assert [post.title for post in result.published] == [GOOD_TITLE]
     assert [post.title for post in result.scan.posts] == [GOOD_TITLE]
-    titles = [entry.title for entry in feedparser.parse((settings.feeds.output_dir / "rss.xml").read_bytes()).entries]
+    titles = [
+        entry.title
+        for entry in feedparser.parse((settings.feeds.output_dir / "rss.xml").read_bytes()).entries
+    ]
     assert titles == [GOOD_TITLE]
     assert not (settings.feeds.output_dir / "tags" / "t").exists()
 
@@ -311,7 +421,10 @@ def test_a_post_that_cannot_be_rendered_is_left_out_and_the_others_published(mak
 # --- the service ----------------------------------------------------------------------------------------------
 
 
-def test_run_serves_the_good_posts_of_a_hostile_folder(tmp_path: Path, services: Callable[..., Service]) -> None:
+def test_run_serves_the_good_posts_of_a_hostile_folder(
+    tmp_path: Path,
+    services: Callable[..., Service],  # noqa: F811 - the fixture imported above
+) -> None:
     config = write_config(tmp_path, web={"secret_key": SECRET, "admin_token": ADMIN})
     for hostile in HOSTILE:
         hostile.make(tmp_path)
@@ -319,9 +432,11 @@ def test_run_serves_the_good_posts_of_a_hostile_folder(tmp_path: Path, services:
     service = services(config)
     service.wait_healthy(timeout=60)
     feed = wait_for(
-        lambda: (response := httpx.get(service.url("/rss.xml"), timeout=5)).status_code == 200
-        and GOOD_TITLE in response.text
-        and response,
+        lambda: (
+            (response := httpx.get(service.url("/rss.xml"), timeout=5)).status_code == 200
+            and GOOD_TITLE in response.text
+            and response
+        ),
         30,
         "the good post in /rss.xml",
     )
@@ -332,8 +447,17 @@ def test_run_serves_the_good_posts_of_a_hostile_folder(tmp_path: Path, services:
 
     # A later bad file does not stop a later good one.
     (tmp_path / "posts" / "later-bomb.md").write_text(yaml_alias_bomb())
-    write_post(tmp_path / "posts", "later.md", title="Written after the bombs", date=datetime.now(UTC) - timedelta(minutes=1))
-    wait_for(lambda: "Written after the bombs" in httpx.get(service.url("/rss.xml"), timeout=5).text, 30, "the later post")
+    write_post(
+        tmp_path / "posts",
+        "later.md",
+        title="Written after the bombs",
+        date=datetime.now(UTC) - timedelta(minutes=1),
+    )
+    wait_for(
+        lambda: "Written after the bombs" in httpx.get(service.url("/rss.xml"), timeout=5).text,
+        30,
+        "the later post",
+    )
     items = json.loads(httpx.get(service.url("/feed.json"), timeout=5).text)["items"]
     assert {item["title"] for item in items} >= {GOOD_TITLE, "Written after the bombs", "Many tags"}
     log = service.output()
