@@ -207,14 +207,14 @@ class Collection:
                 return False
             if info is not None and not stat.S_ISREG(info.st_mode):
                 return False  # a folder appeared or went, a symlink, a device: let the walk sort it out
-            if info is not None and not self.bounds.plainly_inside(path, relative, info):
-                return False  # reached through a link, or one of feedsvc's own files: the walk's rules apply
             if any(is_ignored_name(part) for part in relative.split("/")) or not relative.lower().endswith(
                 extensions
             ):
                 if info is None and any(known.startswith(relative + "/") for known in found.files):
                     return False  # a folder of posts went away
                 continue
+            if info is not None and not self.bounds.plainly_inside(path, relative, info):
+                return False  # reached through a link, or one of feedsvc's own files: the walk's rules apply
             found.problems = [problem for problem in found.problems if problem.path != path]
             if info is None:
                 found.files.pop(relative, None)

@@ -137,10 +137,12 @@ def _build(path: Path, source: Source, size: int, mtime_ns: int, site: Site, war
     )
     summary = _text(meta, source, "summary") or _text(meta, source, "description")
     if markup == "markdown":
-        for text, line in ((summary, source.key_line("summary")), (source.body, source.body_line)):
+        for text, key in ((summary, "summary"), (source.body, None)):
             problem = markdown_problem(text)
             if problem is not None:
-                raise SourceError(f"{problem}; not published", line)
+                raise SourceError(
+                    f"{problem}; not published", source.key_line(key) if key else source.body_line
+                )
     image = _text(meta, source, "image") or _text(meta, source, "cover")
     return Post(
         id=post_id,
