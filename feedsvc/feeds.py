@@ -212,7 +212,7 @@ class FeedRenderer:
             JSON_FILE: self.json(feed, items),
         }
 
-    def prepare(self, posts: Iterable[Post]) -> dict[str, str]:
+    def prepare(self, posts: Sequence[Post]) -> dict[str, str]:
         """Prepare the items of these posts that are not ready yet: rendering their HTML is most of a cold build,
         so a large batch of them is shared out over the CPUs. Returns the posts that cannot be rendered
         (post id -> why), which must be left out of the feeds."""
@@ -229,11 +229,8 @@ class FeedRenderer:
         )
         for post, item in zip(posts_to_render, items, strict=True):
             self._items[post.id] = (post, item)
-        return {
-            post.id: cached[1]
-            for post in posts
-            if (cached := self._items[post.id]) and isinstance(cached[1], str)
-        }
+        outcomes = {post.id: self._items[post.id][1] for post in posts}
+        return {post_id: outcome for post_id, outcome in outcomes.items() if isinstance(outcome, str)}
 
     def item(self, post: Post) -> Item:
         cached = self._items.get(post.id)

