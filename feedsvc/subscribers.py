@@ -62,7 +62,7 @@ _TAG = re.compile(r"^[\w][\w-]{0,63}$")
 # Control characters, and the Unicode line/paragraph separators some mail software treats as line breaks.
 _UNSAFE_CATEGORIES = {"Cc", "Zl", "Zp"}
 # Bidirectional controls (U+202E right-to-left override and kin): they make text read differently than it is.
-_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 class InvalidInput(ValueError):
@@ -99,13 +99,13 @@ class Consent:
 
 
 def _has_unsafe_characters(value: str) -> bool:
-    return any(unicodedata.category(char) in _UNSAFE_CATEGORIES or char in _BIDI_CONTROLS for char in value)
+    return any(unicodedata.category(char) in _UNSAFE_CATEGORIES or char in BIDI_CONTROLS for char in value)
 
 
 def _single_line(field_name: str, value: str, max_length: int) -> str:
     """The value, if it holds no line break or control character (no header injection) and is short enough."""
     if _has_unsafe_characters(value):
-        raise InvalidInput(field_name, "contains line breaks, control or bidirectional override characters")
+        raise InvalidInput(field_name, "contains line breaks or control characters")
     if len(value) > max_length:
         raise InvalidInput(field_name, f"is longer than {max_length} characters")
     return value
@@ -132,7 +132,8 @@ def clean_name(raw: object) -> str:
         return ""
     if not isinstance(raw, str):
         raise InvalidInput("name", "must be text")
-    return _single_line("name", unicodedata.normalize("NFC", raw.strip()), MAX_NAME_LENGTH)
+    # Checked before the spaces around it go: a control character at either end is refused, not dropped.
+    return _single_line("name", unicodedata.normalize("NFC", raw), MAX_NAME_LENGTH).strip()
 
 
 def parse_frequency(raw: object, default: str = "instant") -> str:

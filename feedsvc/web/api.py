@@ -245,7 +245,9 @@ async def export_subscribers(request: Request) -> Response:
 
 # --- the table of operations: routes and the API description ---------------------------------------------------
 
-CSV = "text/csv"
+CSV = ("text/csv", {"type": "string"})
+CSV_IMPORT = ("text/csv", {"type": "string", "pattern": forms.CSV_PATTERN})
+Raw = tuple[str, dict[str, Any]]  # a body as it is: media type and schema
 _ERRORS = {
     400: "a parameter or a field is not valid (the answer names it)",
     401: "no valid `Authorization: Bearer <web.admin_token>` header",
@@ -263,11 +265,11 @@ class Operation:
     path: str  # under /api
     handler: Handler
     summary: str
-    answers: dict[int, tuple[str, type[BaseModel] | str]]  # success statuses: description, model or media type
+    answers: dict[int, tuple[str, type[BaseModel] | Raw]]  # success statuses: description, what they carry
     errors: tuple[int, ...] = (400,)
     path_model: type[BaseModel] | None = None
     query_model: type[BaseModel] | None = None
-    body: type[BaseModel] | str | None = None  # a model read from JSON, or a media type read as it is
+    body: type[BaseModel] | Raw | None = None  # a model read from JSON, or a body read as it is
     description: str = ""
     headers: dict[str, Any] = field(default_factory=dict)
 
@@ -303,12 +305,12 @@ OPERATIONS = [
         {200: ("what was imported; bad rows by line", ImportJson)},
         errors=(400, 413),
         query_model=ImportQuery,
-        body=CSV,
+        body=CSV_IMPORT,
         description=(
             "A header row with at least `email` (also name, frequency, tags, status). Bad rows are reported by "
             "line and skipped; unsubscribed or bounced addresses are never resubscribed. `confirmed`: you hold "
-            "these people's consent (else they get a confirmation mail). A file that cannot be read as a whole "
-            "(no `email` column, not UTF-8) is refused with 400."
+            "these people's consent (else they get a confirmation mail). No body or an empty one imports "
+            "nothing; a file that cannot be read as a whole (no `email` column, not UTF-8) is refused with 400."
         ),
     ),
     Operation(
@@ -347,9 +349,10 @@ def _parameters(model: type[BaseModel], where: str) -> list[dict[str, Any]]:
     return parameters
 
 
-def _content(answer: type[BaseModel] | str, definitions: dict[str, Any]) -> dict[str, Any]:
-    if isinstance(answer, str):
-        return {answer: {"schema": {"type": "string"}}}
+def _content(answer: type[BaseModel] | Raw, definitions: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(answer, tuple):
+        media, schema = answer
+        return {media: {"schema": schema}}
     return {"application/json": {"schema": _schema_of(answer, definitions)}}
 
 
@@ -380,7 +383,9 @@ def openapi_document() -> dict[str, Any]:
         if operation.description:
             entry["description"] = operation.description
         if operation.body is not None:
-            entry["requestBody"] = {"required": True, "content": _content(operation.body, definitions)}
+            # A JSON body is required; a raw one may be left out (an empty CSV imports nothing).
+            required = not isinstance(operation.body, tuple)
+            entry["requestBody"] = {"required": required, "content": _content(operation.body, definitions)}
         paths.setdefault(f"/api{operation.path}", {})[operation.method] = entry
     return {
         "openapi": "3.1.0",

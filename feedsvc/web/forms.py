@@ -16,6 +16,7 @@ from functools import cache
 from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qsl
 
+from email_validator import SPECIAL_USE_DOMAIN_NAMES
 from pydantic import BaseModel, PlainValidator, ValidationError, WithJsonSchema
 from pydantic_core import PydanticCustomError
 from python_multipart.exceptions import FormParserError
@@ -35,6 +36,23 @@ MAX_ID = 2**63 - 1  # the stores' BIGINT
 TAG_PATTERN = r"^[\w][\w-]{0,63}$"
 _TAG = re.compile(TAG_PATTERN)
 _DIGITS = re.compile(r"[0-9]{1,20}")  # ASCII only: not '²', '①' or Arabic-Indic digits
+# For the API description, the characters refused in text fields as a regular expression class: control
+# characters (Unicode category Cc), line and paragraph separators, and for names the bidirectional controls.
+_CONTROLS = r"\u0000-\u001f\u007f-\u009f\u2028\u2029"
+_NAME_PATTERN = "^[^" + _CONTROLS + "".join(f"\\u{ord(char):04x}" for char in sorted(subscribers.BIDI_CONTROLS)) + "]*$"
+_SPACE = r"[^\S\r\n]*"  # what str.strip() takes off, short of a line break
+_EMAIL = "[Ee][Mm][Aa][Ii][Ll]"
+_CSV_HEADER = f'({_SPACE}{_EMAIL}{_SPACE}|"{_SPACE}{_EMAIL}{_SPACE}"{_SPACE})'
+# What the import reads as a whole: nothing at all, or a header row with an `email` column (rows are judged
+# one by one, each refusal reported by line).
+CSV_PATTERN = r"^$|^\ufeff?([^\r\n]*,)?" + _CSV_HEADER + r"(,|\r|\n|$)"
+
+# email-validator refuses domains under the special-use names (RFC 6761: test, invalid, onion…).
+_SPECIAL_USE = "|".join(
+    "".join(f"[{char.upper()}{char}]" if char.isalpha() else re.escape(char) for char in name)
+    for name in SPECIAL_USE_DOMAIN_NAMES
+)
+_ADDRESS_PATTERN = rf"^(?![^@]*@(.*\.)?({_SPECIAL_USE})$)"
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -68,7 +86,7 @@ def _check_text(field: str, value: object) -> None:
             _check_text(field, item)
     if isinstance(value, dict):
         for key, item in value.items():
-            _check_text(field if _is_text(key) else "body", key)
+            _check_text(field, key)
             _check_text(field, item)
 
 
@@ -141,7 +159,9 @@ def parse_json_object(data: bytes) -> dict[str, Any]:
         raise BadInput("body", "is not valid JSON") from None
     if not isinstance(value, dict):
         raise BadInput("body", "must be a JSON object")
-    _check_text("body", value)
+    for key, item in value.items():
+        _check_text("body", key)
+        _check_text(key, item)
     return value
 
 
@@ -273,7 +293,7 @@ def _tags(raw: object) -> tuple[str, ...]:
 
 def _search_text(raw: object) -> str:
     text = _text(raw)
-    if any(unicodedata.category(char) in ("Cc", "Cs") for char in text):
+    if any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in text):
         raise ValueError("contains control characters")
     if len(text) > 320:
         raise ValueError("at most 320 characters")
@@ -309,9 +329,15 @@ def bounded_int(low: int, high: int) -> Any:
 EmailAddress = Annotated[
     Address,
     _rule(_address),
-    WithJsonSchema({"type": "string", "format": "email", "maxLength": subscribers.MAX_ADDRESS_LENGTH}),
+    WithJsonSchema(
+        {"type": "string", "format": "email", "maxLength": subscribers.MAX_ADDRESS_LENGTH, "pattern": _ADDRESS_PATTERN}
+    ),
 ]
-Name = Annotated[str, _rule(_name), WithJsonSchema({"type": "string", "maxLength": subscribers.MAX_NAME_LENGTH})]
+Name = Annotated[
+    str,
+    _rule(_name),
+    WithJsonSchema({"type": "string", "maxLength": subscribers.MAX_NAME_LENGTH, "pattern": _NAME_PATTERN}),
+]
 Frequency = Annotated[str, _rule(_frequency), WithJsonSchema({"type": "string", "enum": list(FREQUENCIES)})]
 Status = Annotated[str, _rule(_status), WithJsonSchema({"type": "string", "enum": list(STATUSES)})]
 Tags = Annotated[
@@ -325,6 +351,8 @@ Tags = Annotated[
         }
     ),
 ]
-SearchText = Annotated[str, _rule(_search_text), WithJsonSchema({"type": "string", "maxLength": 320})]
+SearchText = Annotated[
+    str, _rule(_search_text), WithJsonSchema({"type": "string", "maxLength": 320, "pattern": f"^[^{_CONTROLS}]*$"})
+]
 Flag = Annotated[bool, _rule(_flag), WithJsonSchema({"type": "boolean"})]
 Id = bounded_int(1, MAX_ID)
