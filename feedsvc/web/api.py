@@ -27,7 +27,7 @@ from feedsvc.store.schema import STATUSES
 from feedsvc.subscribers import AddOutcome, Consent, ImportFileError, ImportReport, Subscriber
 from feedsvc.web import forms
 from feedsvc.web.context import Handler, WebContext, route, web_context
-from feedsvc.web.forms import MAX_ID, Flag, Id, SearchText, Status, bounded_int
+from feedsvc.web.forms import Flag, Id, Offset, PageSize, SearchText, Status
 from feedsvc.web.pages import SubscribeFields
 from feedsvc.web.security import bearer_matches
 
@@ -56,8 +56,8 @@ class AdminAuth:
 class ListQuery(BaseModel):
     status: Status | None = None
     q: SearchText = ""
-    limit: bounded_int(1, 1000) = 100  # type: ignore[valid-type]
-    offset: bounded_int(0, MAX_ID) = 0  # type: ignore[valid-type]
+    limit: PageSize = 100
+    offset: Offset = 0
 
 
 class SubscriberPath(BaseModel):

@@ -185,16 +185,16 @@ async def body_fields(request: Request) -> tuple[list[tuple[str, str]] | dict[st
 
 
 @cache
-def _repeated_fields(model: type[BaseModel]) -> frozenset[str]:
+def _field_names(model: type[BaseModel]) -> tuple[frozenset[str], frozenset[str]]:
+    """The model's field names as sent (aliases), and those of them that are arrays (given repeatedly)."""
     properties = model.model_json_schema()["properties"]
-    return frozenset(name for name, schema in properties.items() if schema.get("type") == "array")
+    return frozenset(properties), frozenset(name for name, schema in properties.items() if schema.get("type") == "array")
 
 
 def pair_fields(model: type[BaseModel], pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
     """The model's fields among name-value pairs (others, e.g. a CSRF token, are left out): array fields take
     every value given, other fields exactly one."""
-    names = set(model.model_json_schema()["properties"])
-    repeated = _repeated_fields(model)
+    names, repeated = _field_names(model)
     fields: dict[str, Any] = {}
     for name, value in pairs:
         if name not in names:
@@ -356,3 +356,5 @@ SearchText = Annotated[
 ]
 Flag = Annotated[bool, _rule(_flag), WithJsonSchema({"type": "boolean"})]
 Id = bounded_int(1, MAX_ID)
+Offset = bounded_int(0, MAX_ID)
+PageSize = bounded_int(1, 1000)
