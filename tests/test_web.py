@@ -12,17 +12,21 @@ import subprocess
 import sys
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
+from urllib.parse import urlencode
 
 import feedparser
 import httpx
 import pytest
 import uvicorn
 from conftest import EXAMPLE_POSTS, free_port
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import text
 
@@ -905,9 +909,15 @@ def test_a_csrf_cookie_planted_from_a_sibling_subdomain_gives_no_valid_form_toke
     forged = httpx.post(served.url + "/subscribe", data={"email": "victim@example.org", "csrf_token": token}, headers=planted)
     assert forged.status_code == 403
     assert served.subscriber("victim@example.org") is None
-    # A browser with the cookie the server set gets through.
+    # Tokens and cookies that are not ASCII are refused like any wrong one (found by the fuzzer: a 500 before).
     with served.client() as client:
-        assert client.post("/subscribe", data={"email": "me@example.org", "csrf_token": csrf_form(client)}).status_code == 200
+        token = csrf_form(client)
+        assert client.post("/subscribe", data={"email": "x@example.org", "csrf_token": "é" * 64}).status_code == 403
+        session = client.cookies["feedsvc_csrf"].partition(".")[0]
+        odd = {"cookie": f"feedsvc_csrf={session}.{'é' * 64}".encode()}
+        assert httpx.post(served.url + "/subscribe", data={"email": "x@example.org", "csrf_token": token}, headers=odd).status_code == 403
+        # A browser with the cookie the server set gets through.
+        assert client.post("/subscribe", data={"email": "me@example.org", "csrf_token": token}).status_code == 200
 
 
 def test_under_https_the_csrf_cookie_is_host_only(serve):
@@ -956,3 +966,58 @@ def test_if_modified_since_with_two_dates_or_garbage_is_ignored(built):
         for value in ("Friday, 31-Dec-99 23:59:59 GMT", "Fri Dec 31 23:59:59 2100"):
             expected = 200 if "99" in value else 304
             assert client.get("/rss.xml", headers={"if-modified-since": value}).status_code == expected, value
+
+
+FIELD_NAMES = st.sampled_from(["email", "name", "frequency", "tags", "csrf_token", "List-Unsubscribe", "x"])
+FIELD_VALUES = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["a@example.org", "instant", "weekly", "go", "One-Click", "Zoe\u0308", "\u202e", "%FF", "٣"]),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(
+    target=st.sampled_from(["/subscribe", "preferences", "unsubscribe", "confirm"]),
+    encoding=st.sampled_from(["form", "multipart", "json", "raw"]),
+    fields=st.lists(st.tuples(FIELD_NAMES, FIELD_VALUES), max_size=6),
+    raw=st.binary(max_size=200),
+    with_token=st.booleans(),
+)
+def test_the_pages_answer_any_body_without_a_server_error_and_store_only_clean_text(
+    fuzzed_pages, target, encoding, fields, raw, with_token
+):
+    """Hypothesis as a fuzzer for the pages outside the API description, through the real server."""
+    served, client, urls, csrf_token = fuzzed_pages
+    if with_token:
+        fields = [*fields, ("csrf_token", csrf_token)]
+    url = urls.get(target, target)
+    if encoding == "form":
+        form = urlencode(fields, errors="surrogatepass").encode()
+        answer = client.post(url, content=form, headers={"content-type": "application/x-www-form-urlencoded"})
+    elif encoding == "multipart":
+        answer = client.post(url, files={name: (None, value.encode("utf-8", "surrogatepass")) for name, value in fields})
+    elif encoding == "json":
+        content = "{" + ",".join(f'"{name}": "{value}"' for name, value in fields) + "}"
+        answer = client.post(url, content=content.encode("utf-8", "surrogatepass"), headers={"content-type": "application/json"})
+    else:
+        answer = client.post(url, content=raw, headers={"content-type": "application/x-www-form-urlencoded"})
+    assert answer.status_code < 500, (url, encoding, fields, raw, answer.text)
+    assert answer.status_code in (200, 202, 400, 403, 415), answer.status_code
+    with served.engine.connect() as connection:
+        rows = connection.execute(text("SELECT email, name FROM subscribers")).all()
+    for address, name in rows:
+        assert address.isascii() and address.isprintable() and len(address.partition("@")[0]) <= 64
+        assert unicodedata.is_normalized("NFC", name) and name.isprintable() or name == ""
+
+
+@pytest.fixture
+def fuzzed_pages(serve):
+    served = serve()
+    pending = _pending(served, "fuzz@example.org")
+    tokens = served.app.state.web.tokens
+    urls = {
+        purpose: url(served.settings, tokens, pending.id, pending.link_key)
+        for purpose, url in (("preferences", preferences_url), ("unsubscribe", unsubscribe_url), ("confirm", confirm_url))
+    }
+    with served.client() as client:
+        yield served, client, urls, csrf_form(client)

@@ -64,6 +64,11 @@ class OperatorOnly:
         return any(address in network for network in self._networks)
 
 
+def _same(expected: str, given: str) -> bool:
+    """Constant-time comparison that takes any text given (compare_digest refuses non-ASCII strings)."""
+    return hmac.compare_digest(expected.encode(), given.encode("utf-8", "surrogatepass"))
+
+
 class Csrf:
     """Signed double submit, bound to a session secret the server chose.
 
@@ -88,7 +93,7 @@ class Csrf:
     def _session(self, request: Request) -> str | None:
         """The session secret this server issued to this browser, if the cookie holds one."""
         session, _, mac = request.cookies.get(self.cookie, "").partition(".")
-        if len(session) == 43 and session.isascii() and hmac.compare_digest(self._mac(self._cookie_key, session), mac):
+        if len(session) == 43 and session.isascii() and _same(self._mac(self._cookie_key, session), mac):
             return session
         return None
 
@@ -108,7 +113,7 @@ class Csrf:
         session = self._session(request)
         if session is None or not isinstance(submitted, str):
             return False
-        return hmac.compare_digest(self._mac(self._form_key, session), submitted)
+        return _same(self._mac(self._form_key, session), submitted)
 
 
 class BodyLimit:
