@@ -30,7 +30,6 @@ from feedsvc.store.schema import FREQUENCIES, STATUSES
 from feedsvc.subscribers import Address, InvalidInput
 
 MAX_FIELDS = 100
-FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 JSON_TYPE = "application/json"
 MAX_ID = 2**63 - 1  # the stores' BIGINT
 TAG_PATTERN = r"^[\w][\w-]{0,63}$"
