@@ -249,6 +249,13 @@ def _post_view(settings: Settings, post: Post, plan: PostPlan, locale: Locale, a
     )
 
 
+def posts_html(settings: Settings, posts: Sequence[Post]) -> str:
+    """The posts in full, as a digest shows them (`mail/digest_posts.html.j2`): an edition's web copy."""
+    locale = _babel_locale(settings.site.language)
+    views = [_post_view(settings, post, FULL, locale, f"post-{index + 1}") for index, post in enumerate(posts)]
+    return _render(settings, "mail/digest_posts.html.j2", _context(settings, {"posts": views, "shortened": 0}))
+
+
 def _period_text(settings: Settings, start: datetime, end: datetime, locale: Locale, translate) -> str:
     tz = settings.site.tz
     first = format_date(start.astimezone(tz), format="long", locale=locale)
@@ -273,8 +280,12 @@ def render_edition(
     frequency: str,
     period_start: datetime,
     period_end: datetime,
+    browser_url: str | None = None,
 ) -> RenderedEdition:
     """Render a digest of `posts` once, in their order, fitting the HTML into `digest.html_budget_bytes`.
+
+    `browser_url`: the edition's web copy ("view in browser"); without one (no web archive, or a preview),
+    a one-post mail links its post and a digest the site's front page.
 
     Every post is shown in full while the final inlined HTML fits the budget; past it, the largest posts are
     shortened first (see `_fit`). The plain-text part is the same posts' HTML converted to text.
@@ -288,8 +299,7 @@ def render_edition(
     subject = edition_subject(settings, posts, frequency, period_end)
     heading = translate(f"heading_{frequency}" if frequency in ("instant", "daily", "weekly") else "heading_instant", site=site)
     period = "" if frequency == "instant" else _period_text(settings, period_start, period_end, locale, translate)
-    # One post: its own page is the browser version; several: the site's front page.
-    browser_url = posts[0].url if len(posts) == 1 else f"{settings.site.url}/"
+    browser_url = browser_url or (posts[0].url if len(posts) == 1 else f"{settings.site.url}/")
     preheader = _one_line(posts[0].summary_html)[:150] if len(posts) == 1 else " · ".join(p.title for p in posts)[:150]
     views: dict[tuple[int, PostPlan], PostView] = {}
 
