@@ -11,16 +11,23 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+import test_service
+import test_web
 from conftest import add_subscribers, free_port, write_post
-from test_service import services, wait_for, write_config  # noqa: F401  (services: the fixture)
-from test_web import confirm_link, csrf_form, serve, wait_for_mail  # noqa: F401  (serve: the fixture)
+from test_service import wait_for, write_config
+from test_web import confirm_link, csrf_form, wait_for_mail
 
 from feedsvc import feeds, subscribers
 from feedsvc.digests import run_due
 from feedsvc.mail.queue import drain
+from feedsvc.mail.render import focusable_tables
 from feedsvc.mail.transport import transport_from_settings
 from feedsvc.posts import Collection
 from feedsvc.store.schema import deliveries
+
+# Fixtures of other modules: a served app in a thread (serve), a `feedsvc` process (services).
+serve = test_web.serve
+services = test_service.services
 
 T0 = (datetime.now(UTC) - timedelta(days=3)).replace(hour=12, minute=0, second=0, microsecond=0)
 BODY = "An intro paragraph.\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n```\ncode line\n```\n\n## Inner heading\n\nMore words."
@@ -47,8 +54,9 @@ def test_a_post_page_carries_the_feeds_html_feed_links_open_graph_and_a_working_
         page = client.get("/posts/belajar-go/")
         assert page.status_code == 200
         html = page.text
-        # The same HTML as the feeds, not a second rendering.
-        assert item["content_html"].strip() in html
+        # The same HTML as the feeds, not a second rendering; its tables only made reachable by keyboard.
+        assert '<table tabindex="0">' in html
+        assert focusable_tables(item["content_html"]).strip() in html
         assert '<link rel="canonical" href="https://blog.example.org/belajar-go/">' in html
         assert f'<link rel="alternate" type="application/rss+xml" title="Test Blog (RSS)" href="{served.url}/rss.xml">' in html
         assert '<meta property="og:title" content="Belajar Go">' in html
@@ -79,7 +87,7 @@ def test_on_a_site_served_by_feedsvc_run_every_post_link_of_the_feeds_opens(tmp_
     with httpx.Client(timeout=10) as client:
         for item in items:
             page = client.get(item["url"])
-            assert page.status_code == 200 and item["content_html"].strip() in page.text, item["url"]
+            assert page.status_code == 200 and focusable_tables(item["content_html"]).strip() in page.text, item["url"]
         moved = client.get(f"{here}/posts/belajar-go/")
         assert moved.status_code == 301 and moved.headers["location"] == f"{here}/belajar-go/"
         # The service's own routes are not taken by the posts' pattern.
@@ -100,7 +108,7 @@ def test_a_page_is_rendered_once_per_change(serve):
         write_post(served.settings.posts.dir, "db.md", title="Indeks database", date=T0 + timedelta(hours=2),
                    tags=["db"], body="About indexes, edited.", slug="indeks-database")
         deadline = time.monotonic() + 5
-        while "edited" not in (page := client.get("/posts/indeks-database/").text):
+        while "edited" not in client.get("/posts/indeks-database/").text:
             assert time.monotonic() < deadline, "the edit never showed"
             time.sleep(0.2)
         assert "About indexes." in first and copies.renders == before + 1
@@ -145,7 +153,9 @@ def test_view_in_browser_opens_the_editions_copy_and_the_archive_lists_it(serve,
         daily = client.get(links["daily@example.org"])
         assert daily.status_code == 200
         assert mails["daily@example.org"]["Subject"] in daily.text
-        assert "Belajar Go" in daily.text and "Indeks database" in daily.text and "code line" in daily.text
+        # The posts as the mail shows them (the digest's own template), whole.
+        assert daily.text.count('<h2 class="post-title"') == 2 and "<pre><code>code line" in daily.text
+        assert '<a href="#post-2">Belajar Go</a>' not in daily.text  # no list of contents below 3 posts
         one_post = client.get(links["go@example.org"])
         assert one_post.status_code == 200 and "Belajar Go" in one_post.text and "Indeks database" not in one_post.text
         index = client.get("/archive/")

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from urllib.parse import quote, urljoin
 
 from babel.dates import format_date
+from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -30,7 +31,7 @@ from feedsvc.config import Settings
 from feedsvc.digests.archive import ARCHIVE_PATH, archived_editions, edition_path, find_edition
 from feedsvc.digests.editions import reading_key
 from feedsvc.feeds import plain_text
-from feedsvc.mail.render import posts_html
+from feedsvc.mail.render import focusable_tables, posts_html
 from feedsvc.mail.strings import language_of
 from feedsvc.posts import Collection, Post
 from feedsvc.store.editions import SentEdition
@@ -171,6 +172,7 @@ def _post_page(request: Request, web: WebContext, copies: WebCopies, post: Post)
         og.append(("article:published_time", post.date.isoformat()))
         return {
             "post": post,
+            "content_html": Markup(focusable_tables(post.content_html)),
             "date_text": _date_text(web, post.date),
             "image_url": image,
             "canonical_url": post.url,
