@@ -71,6 +71,8 @@ def test_a_post_page_carries_the_feeds_html_feed_links_open_graph_and_a_working_
         assert client.get("/posts/nothing-here/").status_code == 404
         # The back link goes to the site, not to feedsvc's root.
         assert '<footer class="muted"><a href="https://blog.example.org/">' in html
+        # Every page leads to the archive.
+        assert f'<a href="{served.url}/archive/">Archive</a></footer>' in client.get("/").text
 
 
 def test_on_a_site_served_by_feedsvc_run_every_post_link_of_the_feeds_opens(tmp_path, services):

@@ -98,7 +98,6 @@ class WebCopies:
                 csrf_token=_CSRF_PLACEHOLDER,
                 subscribe_url=self.web.url("/subscribe"),
                 frequencies=FREQUENCIES,
-                archive_url=self.web.url(ARCHIVE_PATH),
                 **values(),
             )
             self.renders += 1

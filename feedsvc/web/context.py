@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from feedsvc.config import Settings
+from feedsvc.digests.archive import ARCHIVE_PATH
 from feedsvc.mail.strings import language_of
 from feedsvc.mail.transport import Transport
 from feedsvc.tokens import Tokens
@@ -52,6 +53,7 @@ class WebContext:
             "lang": language_of(self.settings.site.language),
             "_": self.translate,
             "home_url": f"{self.settings.site.url}/",
+            "archive_url": self.url(ARCHIVE_PATH) if self.settings.web.archive else "",
             **values,
         }
         return self.templates.get_template(f"web/{template}.html.j2").render(context)
