@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -241,3 +243,29 @@ def test_a_bounced_address_is_offered_nothing_it_cannot_do(serve):
         assert page.status_code == 200
         assert "<form" not in page.text and "Unsubscribe" not in page.text
         assert "could not be delivered" in page.text
+
+
+def test_every_post_link_of_the_bundled_example_opens(tmp_path, monkeypatch):
+    """The newcomer's `feedsvc run` on the example site: each link in its feed is a page (the example turns the
+    archive on; its site.url is feedsvc, moved here to a free port)."""
+    port = free_port()
+    here = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("FEEDSVC_SITE__URL", here)
+    monkeypatch.setenv("FEEDSVC_WEB__PORT", str(port))
+    log = tmp_path / "run.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "feedsvc", "run", "--port", str(port)], cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT
+        )
+    service = test_service.Service(process, port, log)
+    try:
+        service.wait_healthy()
+        items = wait_for(lambda: json.loads(httpx.get(f"{here}/feed.json", timeout=2).text)["items"], 10, "the feed")
+        assert len(items) >= 3
+        with httpx.Client(timeout=10) as client:
+            for item in items:
+                assert item["url"].startswith(f"{here}/")
+                assert client.get(item["url"]).status_code == 200, item["url"]
+            assert client.get(f"{here}/archive/").status_code == 200
+    finally:
+        service.stop()
