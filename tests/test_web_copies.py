@@ -252,6 +252,7 @@ def test_every_post_link_of_the_bundled_example_opens(tmp_path, monkeypatch):
     here = f"http://127.0.0.1:{port}"
     monkeypatch.setenv("FEEDSVC_SITE__URL", here)
     monkeypatch.setenv("FEEDSVC_WEB__PORT", str(port))
+    monkeypatch.setenv("FEEDSVC_POSTS__ASSET_URLS", json.dumps({"../../assets/": f"{here}/assets/"}))
     log = tmp_path / "run.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
@@ -263,9 +264,19 @@ def test_every_post_link_of_the_bundled_example_opens(tmp_path, monkeypatch):
         items = wait_for(lambda: json.loads(httpx.get(f"{here}/feed.json", timeout=2).text)["items"], 10, "the feed")
         assert len(items) >= 3
         with httpx.Client(timeout=10) as client:
+            images = set()
             for item in items:
                 assert item["url"].startswith(f"{here}/")
-                assert client.get(item["url"]).status_code == 200, item["url"]
+                page = client.get(item["url"])
+                assert page.status_code == 200, item["url"]
+                images.update(re.findall(r'<img[^>]* src="([^"]+)"', page.text))
+            # The example's image, linked relatively in a post, is served too.
+            assert images == {f"{here}/assets/blogs/chat.png"}
+            image = client.get(f"{here}/assets/blogs/chat.png")
+            assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+            # Only the assets folder: nothing beside it, whatever the path says.
+            assert client.get(f"{here}/assets/%2e%2e/feedsvc.toml").status_code == 404
+            assert client.get(f"{here}/assets/blogs/%2e%2e%2f%2e%2e%2ffeedsvc.toml").status_code == 404
             assert client.get(f"{here}/archive/").status_code == 200
     finally:
         service.stop()

@@ -1,7 +1,8 @@
 """Web copies (`[web] archive = true`): a page for every published post and every sent edition, and an index.
 
 A post is served at `/posts/<slug>/`, and at its own URL when that is on this service (`site.url` under
-`web.base_url`, as on the bundled example); its HTML is the one the feeds carry (the posts layer renders it, and
+`web.base_url`, as on the bundled example), with its images when `[posts] asset_urls` puts them on this
+service too; its HTML is the one the feeds carry (the posts layer renders it, and
 nothing else). An edition is served at the address its mail links as "view in browser" (`digests.archive`),
 with its posts as the mails show them (`mail/digest_posts.html.j2`): the versions published now, without the
 ones deleted since.
@@ -25,7 +26,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from feedsvc.config import Settings
 from feedsvc.digests.archive import ARCHIVE_PATH, archived_editions, edition_path, find_edition
@@ -256,6 +258,13 @@ def archive_routes(settings: Settings) -> list[Route]:
         Route(ARCHIVE_PATH, archive_index, methods=["GET"]),
         Route(ARCHIVE_PATH + "{edition}/", edition_copy, methods=["GET"]),
     ]
+    # The posts' images and files, when their URLs are on this service (as on the example) and `check` knows
+    # their folder: Mounts before the posts' pattern, which could match their paths too.
+    base = f"{settings.web.base_url}/"
+    for prefix, url in settings.posts.asset_urls.items():
+        folder = settings.posts.asset_dirs.get(prefix)
+        if folder is not None and url.startswith(base) and folder.is_dir():
+            routes.append(Mount("/" + url.removeprefix(base).strip("/"), StaticFiles(directory=folder)))
     own = own_post_path(settings)
     if own is not None:
         routes.append(Route(own, post_at_own_url, methods=["GET"]))
