@@ -18,7 +18,7 @@ import tomli_w
 from browser import axe_violations, colour_contrast, horizontal_overflow, opened
 from conftest import add_subscribers, free_port
 from test_web import confirm_link, wait_for_mail
-from test_web_copies import T0, _send_digests, _view_in_browser
+from test_web_copies import T0, send_digests, view_in_browser_link
 
 from feedsvc import subscribers
 from feedsvc.config import load_settings
@@ -62,12 +62,12 @@ def site(tmp_path_factory) -> dict[str, str]:
         add_subscribers(engine, ["harian@example.org"], frequency="daily", confirmed_at=T0 - timedelta(days=10))
         add_subscribers(engine, ["berhenti@example.org"], status="unsubscribed", confirmed_at=T0 - timedelta(days=10))
         add_subscribers(engine, ["tunggu@example.org"], status="pending", confirmed_at=T0 - timedelta(days=10))
-        _send_digests(settings, engine)
+        send_digests(settings, engine)
         (settings.posts.dir / "lebar.md").write_text(
             f"---\ntitle: Tulisan yang lebar\ndate: {(T0 + timedelta(hours=3)).isoformat()}\nslug: lebar\n---\n\n{WIDE_POST}\n",
             encoding="utf-8",
         )
-        edition = _view_in_browser(wait_for_mail(settings.store.outbox_dir, 1)[0])
+        edition = view_in_browser_link(wait_for_mail(settings.store.outbox_dir, 1)[0])
         tokens = Tokens(load_secret(settings.web.secret_key, settings.store.dir), settings.web.confirm_token_max_age)
 
         def link(make, address: str) -> str:

@@ -118,7 +118,7 @@ def test_a_page_is_rendered_once_per_change(serve):
         assert "About indexes." in first and copies.renders == before + 1
 
 
-def _send_digests(settings, engine) -> None:
+def send_digests(settings, engine) -> None:
     """Record the archive, publish the posts, create the editions a day later and send them to the Maildir."""
     run_due(settings, engine, Collection(settings).scan(), T0)
     _posts(settings)
@@ -134,7 +134,7 @@ def _send_digests(settings, engine) -> None:
     asyncio.run(send())
 
 
-def _view_in_browser(message) -> str:
+def view_in_browser_link(message) -> str:
     body = message.get_body(preferencelist=("plain",)).get_content()
     return re.search(r"^.*: (\S+/archive/\S+)$", body, re.MULTILINE).group(1)
 
@@ -145,10 +145,10 @@ def test_view_in_browser_opens_the_editions_copy_and_the_archive_lists_it(serve,
     engine = served.engine
     add_subscribers(engine, ["daily@example.org"], frequency="daily", confirmed_at=T0 - timedelta(days=10))
     add_subscribers(engine, ["go@example.org"], frequency="instant", tags=["go"], confirmed_at=T0 - timedelta(days=10))
-    _send_digests(served.settings, engine)
+    send_digests(served.settings, engine)
     mails = {m["To"].addresses[0].addr_spec: m for m in wait_for_mail(served.outbox, 2)}
     assert set(mails) == {"daily@example.org", "go@example.org"}
-    links = {address: _view_in_browser(message) for address, message in mails.items()}
+    links = {address: view_in_browser_link(message) for address, message in mails.items()}
     assert links["daily@example.org"] != links["go@example.org"]
     assert re.fullmatch(rf"{served.url}/archive/\d{{4}}-\d\d-\d\d-daily-[0-9a-f]{{12}}/", links["daily@example.org"])
     html_part = mails["daily@example.org"].get_body(preferencelist=("html",)).get_content()
@@ -177,8 +177,8 @@ def test_view_in_browser_opens_the_editions_copy_and_the_archive_lists_it(serve,
 def test_an_edition_not_sent_yet_has_no_copy(serve):
     served = serve(web={"archive": True})
     add_subscribers(served.engine, ["daily@example.org"], frequency="daily", confirmed_at=T0 - timedelta(days=10))
-    _send_digests(served.settings, served.engine)
-    link = _view_in_browser(wait_for_mail(served.outbox, 1)[0])
+    send_digests(served.settings, served.engine)
+    link = view_in_browser_link(wait_for_mail(served.outbox, 1)[0])
     with served.engine.begin() as connection:
         connection.execute(deliveries.update().values(state="queued"))
     with served.client() as client:
@@ -188,7 +188,7 @@ def test_an_edition_not_sent_yet_has_no_copy(serve):
 def test_without_the_archive_the_mail_links_the_site_and_no_copies_are_served(serve):
     served = serve()
     add_subscribers(served.engine, ["daily@example.org"], frequency="daily", confirmed_at=T0 - timedelta(days=10))
-    _send_digests(served.settings, served.engine)
+    send_digests(served.settings, served.engine)
     body = wait_for_mail(served.outbox, 1)[0].get_body(preferencelist=("plain",)).get_content()
     assert "/archive/" not in body and "https://blog.example.org/\n" in body
     with served.client() as client:
