@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from feedsvc.config import Settings
@@ -249,11 +249,11 @@ async def archive_index(request: Request) -> Response:
     return copies.respond(request, ("index", posts, tuple(editions)), "archive", values)
 
 
-def archive_routes(settings: Settings) -> list[Route]:
+def archive_routes(settings: Settings) -> list[BaseRoute]:
     """The web copies' routes (none when `[web] archive` is off); put after the other pages' routes."""
     if not settings.web.archive:
         return []
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/posts/{slug}/", post_copy, methods=["GET"]),
         Route(ARCHIVE_PATH, archive_index, methods=["GET"]),
         Route(ARCHIVE_PATH + "{edition}/", edition_copy, methods=["GET"]),
