@@ -14,6 +14,7 @@ size and mtime), the edition and the feeds — with a placeholder where each bro
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
@@ -70,7 +71,8 @@ class WebCopies:
         self.by_slug: dict[str, Post] = {}
         self.by_url: dict[str, Post] = {}
         self.by_id: dict[str, Post] = {}
-        self._pages: OrderedDict[Hashable, str] = OrderedDict()
+        self._pages: OrderedDict[Hashable, str] = OrderedDict()  # least recently used first
+        self._pages_lock = threading.Lock()  # pages are served from worker threads
         self.renders = 0  # pages rendered (not taken from the cache), for the tests
 
     def refresh(self) -> None:
@@ -90,10 +92,14 @@ class WebCopies:
 
     def respond(self, request: Request, key: Hashable, template: str, values: Callable[[], dict[str, object]]) -> Response:
         """The page for `key`, rendered from `template` with `values()` unless cached, with this browser's
-        form token; the site's feeds are part of every key (they are in every page's head)."""
+        form token; the site's feeds are part of every key (they are in every page's head). Called in a worker
+        thread: a first rendering (an edition's posts) keeps the event loop free."""
         feeds = tuple(self.web.feeds.paths())
         full_key = (key, feeds)
-        page = self._pages.get(full_key)
+        with self._pages_lock:
+            page = self._pages.get(full_key)
+            if page is not None:
+                self._pages.move_to_end(full_key)
         if page is None:
             page = self.web.page(
                 template,
@@ -102,12 +108,11 @@ class WebCopies:
                 frequencies=FREQUENCIES,
                 **values(),
             )
-            self.renders += 1
-            self._pages[full_key] = page
-            if len(self._pages) > CACHED_PAGES:
-                self._pages.popitem(last=False)
-        else:
-            self._pages.move_to_end(full_key)
+            with self._pages_lock:
+                self.renders += 1
+                self._pages[full_key] = page
+                if len(self._pages) > CACHED_PAGES:
+                    self._pages.popitem(last=False)
         token, new_cookie = self.web.csrf.token(request)
         response = HTMLResponse(page.replace(_CSRF_PLACEHOLDER, token), headers=_copy_headers(self.web))
         self.web.csrf.set_cookie(response, new_cookie)
@@ -163,7 +168,7 @@ async def _current(request: Request) -> tuple[WebContext, WebCopies]:
     return web, copies
 
 
-def _post_page(request: Request, web: WebContext, copies: WebCopies, post: Post) -> Response:
+async def _post_page(request: Request, web: WebContext, copies: WebCopies, post: Post) -> Response:
     def values() -> dict[str, object]:
         description = plain_text(post.summary_html)
         if len(description) > _DESCRIPTION_CHARS:
@@ -181,7 +186,7 @@ def _post_page(request: Request, web: WebContext, copies: WebCopies, post: Post)
             "open_graph": og,
         }
 
-    return copies.respond(request, ("post", post), "post", values)
+    return await run_in_threadpool(copies.respond, request, ("post", post), "post", values)
 
 
 async def post_copy(request: Request) -> Response:
@@ -192,7 +197,7 @@ async def post_copy(request: Request) -> Response:
         raise HTTPException(404)
     if copies.copy_url(post) == post.url:
         return RedirectResponse(post.url, status_code=301)
-    return _post_page(request, web, copies, post)
+    return await _post_page(request, web, copies, post)
 
 
 async def post_at_own_url(request: Request) -> Response:
@@ -200,7 +205,7 @@ async def post_at_own_url(request: Request) -> Response:
     post = copies.by_url.get(web.url(request.url.path))
     if post is None:
         raise HTTPException(404)
-    return _post_page(request, web, copies, post)
+    return await _post_page(request, web, copies, post)
 
 
 async def edition_copy(request: Request) -> Response:
@@ -221,7 +226,7 @@ async def edition_copy(request: Request) -> Response:
             "open_graph": _open_graph(web, "website", edition.subject, url),
         }
 
-    return copies.respond(request, ("edition", edition, posts), "edition", values)
+    return await run_in_threadpool(copies.respond, request, ("edition", edition, posts), "edition", values)
 
 
 def _listed(web: WebContext, title: str, url: str, moment: datetime) -> dict[str, str]:
@@ -246,7 +251,7 @@ async def archive_index(request: Request) -> Response:
             "open_graph": _open_graph(web, "website", web.translate("archive_title"), url, web.settings.site.description),
         }
 
-    return copies.respond(request, ("index", posts, tuple(editions)), "archive", values)
+    return await run_in_threadpool(copies.respond, request, ("index", posts, tuple(editions)), "archive", values)
 
 
 def archive_routes(settings: Settings) -> list[BaseRoute]:
