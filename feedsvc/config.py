@@ -223,6 +223,9 @@ class WebSettings(_Section):
     # Open HTTP connections at most; past it the one waiting longest for its headers is closed. 0: as many as
     # the open-file limit allows, keeping 256 descriptors for the store, SMTP and the feeds.
     max_connections: int = Field(0, ge=0)
+    # Web copies: every published post at /posts/<slug>/ (or at its own URL when site.url is this service),
+    # every sent edition at /archive/<edition>/ (the mails' "view in browser") and the archive index.
+    archive: bool = False
 
     @field_validator("metrics_networks")
     @classmethod

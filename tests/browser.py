@@ -75,15 +75,26 @@ def axe_script(request: pytest.FixtureRequest) -> str:
 
 
 @contextmanager
-def opened(browser: Any, html: str, *, width: int, scheme: Scheme, name: str) -> Iterator[Any]:
-    """A page showing `html` at `width` px in `scheme`; nothing is fetched from the network (remote images
-    fail at once, as in a mail client that blocks them). A failing check inside writes
-    tests/.artifacts/<name>-<width>-<scheme>.png before the error goes on."""
-    context = browser.new_context(viewport={"width": width, "height": 900}, color_scheme=scheme)
-    context.route(re.compile(r"^https?://"), lambda route: route.abort())
+def opened(
+    browser: Any, html: str = "", *, width: int, scheme: Scheme, name: str, url: str | None = None
+) -> Iterator[Any]:
+    """A page showing `html` (or, given `url`, the page there) at `width` px in `scheme`; nothing else is
+    fetched from the network (remote images fail at once, as in a mail client that blocks them; with `url`,
+    that server stays reachable). A failing check inside writes tests/.artifacts/<name>-<width>-<scheme>.png
+    before the error goes on."""
+    # A served page's Content-Security-Policy forbids scripts, axe-core's too: the tests' own script is let in.
+    context = browser.new_context(viewport={"width": width, "height": 900}, color_scheme=scheme, bypass_csp=url is not None)
+    origin = re.match(r"https?://[^/]+/", url or "")
+    context.route(
+        lambda address: not (origin and address.startswith(origin.group())) and re.match(r"^https?://", address),
+        lambda route: route.abort(),
+    )
     page = context.new_page()
     try:
-        page.set_content(html, wait_until="load")
+        if url is None:
+            page.set_content(html, wait_until="load")
+        else:
+            page.goto(url, wait_until="load")
         yield page
     except BaseException:
         ARTIFACTS.mkdir(exist_ok=True)
@@ -125,7 +136,12 @@ def contrast(page: Any, selector: str) -> float:
         }""",
         selector,
     )
-    lighter, darker = sorted((_luminance(foreground), _luminance(background)), reverse=True)
+    return colour_contrast(foreground, background)
+
+
+def colour_contrast(first: str, second: str) -> float:
+    """The WCAG contrast ratio of two CSS colours as computed styles give them (`rgb(…)`)."""
+    lighter, darker = sorted((_luminance(first), _luminance(second)), reverse=True)
     return (lighter + 0.05) / (darker + 0.05)
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine
 
 from feedsvc.config import Settings
 from feedsvc.digests.announce import announce
+from feedsvc.digests.archive import edition_url
 from feedsvc.digests.schedule import DigestSchedule, schedules
 from feedsvc.logging import fields
 from feedsvc.mail.render import render_edition
@@ -239,7 +240,8 @@ def _edition(settings: Settings, connection: Connection, period: Period, chosen:
     existing = editions.edition_id(connection, key)
     if existing is not None:
         return existing
-    rendered = render_edition(settings, chosen, period.frequency, period.period_start, period.period_end)
+    web_copy = edition_url(settings, key, period.frequency, period.period_end)
+    rendered = render_edition(settings, chosen, period.frequency, period.period_start, period.period_end, web_copy)
     return editions.insert_edition(
         connection,
         key=key,

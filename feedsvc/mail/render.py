@@ -213,7 +213,12 @@ def _mail_fragment(fragment: str, base_url: str) -> str:
     absolute = _URL_ATTRIBUTE.sub(
         lambda m: f'{m.group(1)}="{html.escape(urljoin(base_url, html.unescape(m.group(2))))}"', fragment
     )
-    return _TABLE.sub('<table tabindex="0"', _IMG.sub(_mail_image, _IMG_WITHOUT_ALT.sub('<img alt=""', absolute)))
+    return focusable_tables(_IMG.sub(_mail_image, _IMG_WITHOUT_ALT.sub('<img alt=""', absolute)))
+
+
+def focusable_tables(fragment: str) -> str:
+    """Every table reachable by keyboard: a wide one scrolls sideways on a small screen (in mails and pages)."""
+    return _TABLE.sub('<table tabindex="0"', fragment)
 
 
 def _mail_image(match: re.Match[str]) -> str:
@@ -255,6 +260,13 @@ def _post_view(settings: Settings, post: Post, plan: PostPlan, locale: Locale, a
     )
 
 
+def posts_html(settings: Settings, posts: Sequence[Post]) -> Markup:
+    """The posts in full, as a digest shows them (`mail/digest_posts.html.j2`): an edition's web copy."""
+    locale = _babel_locale(settings.site.language)
+    views = [_post_view(settings, post, FULL, locale, f"post-{index + 1}") for index, post in enumerate(posts)]
+    return Markup(_render(settings, "mail/digest_posts.html.j2", _context(settings, {"posts": views, "shortened": 0})))
+
+
 def _period_text(settings: Settings, start: datetime, end: datetime, locale: Locale, translate) -> str:
     tz = settings.site.tz
     first = format_date(start.astimezone(tz), format="long", locale=locale)
@@ -279,8 +291,12 @@ def render_edition(
     frequency: str,
     period_start: datetime,
     period_end: datetime,
+    browser_url: str | None = None,
 ) -> RenderedEdition:
     """Render a digest of `posts` once, in their order, fitting the HTML into `digest.html_budget_bytes`.
+
+    `browser_url`: the edition's web copy ("view in browser"); without one (no web archive, or a preview),
+    a one-post mail links its post and a digest the site's front page.
 
     Every post is shown in full while the final inlined HTML fits the budget; past it, the largest posts are
     shortened first (see `_fit`). The plain-text part is the same posts' HTML converted to text.
@@ -294,8 +310,7 @@ def render_edition(
     subject = edition_subject(settings, posts, frequency, period_end)
     heading = translate(f"heading_{frequency}" if frequency in ("instant", "daily", "weekly") else "heading_instant", site=site)
     period = "" if frequency == "instant" else _period_text(settings, period_start, period_end, locale, translate)
-    # One post: its own page is the browser version; several: the site's front page.
-    browser_url = posts[0].url if len(posts) == 1 else f"{settings.site.url}/"
+    browser_url = browser_url or (posts[0].url if len(posts) == 1 else f"{settings.site.url}/")
     preheader = _one_line(posts[0].summary_html)[:150] if len(posts) == 1 else " · ".join(p.title for p in posts)[:150]
     views: dict[tuple[int, PostPlan], PostView] = {}
 

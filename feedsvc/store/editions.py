@@ -141,3 +141,49 @@ def unfinished_editions(connection: Connection) -> dict[int, str]:
         .exists()
     )
     return {edition_id: key for edition_id, key in connection.execute(statement)}
+
+
+@dataclass(frozen=True, slots=True)
+class SentEdition:
+    """An edition as its web copy needs it: which posts, under which subject, for which period."""
+
+    id: int
+    key: str
+    frequency: str
+    period_start: datetime
+    period_end: datetime
+    post_ids: tuple[str, ...]
+    subject: str
+
+
+def sent_editions(
+    connection: Connection,
+    *,
+    limit: int,
+    frequency: str | None = None,
+    ending_from: datetime | None = None,
+    ending_before: datetime | None = None,
+) -> list[SentEdition]:
+    """Editions mailed to at least one subscriber, newest period first; optionally of one frequency and with
+    their period ending in [ending_from, ending_before)."""
+    sent = select(deliveries.c.id).where(deliveries.c.edition_id == editions.c.id, deliveries.c.state == "sent")
+    statement = select(
+        editions.c.id,
+        editions.c.key,
+        editions.c.frequency,
+        editions.c.period_start,
+        editions.c.period_end,
+        editions.c.post_ids,
+        editions.c.subject,
+    ).where(sent.exists())
+    if frequency is not None:
+        statement = statement.where(editions.c.frequency == frequency)
+    if ending_from is not None:
+        statement = statement.where(editions.c.period_end >= ending_from)
+    if ending_before is not None:
+        statement = statement.where(editions.c.period_end < ending_before)
+    statement = statement.order_by(editions.c.period_end.desc(), editions.c.id.desc()).limit(limit)
+    return [
+        SentEdition(id, key, frequency, start, end, tuple(post_ids or ()), subject)
+        for id, key, frequency, start, end, post_ids, subject in connection.execute(statement)
+    ]

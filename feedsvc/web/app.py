@@ -31,6 +31,7 @@ from feedsvc.store.engine import open_engine, ping
 from feedsvc.store.engine import unavailable as store_unavailable
 from feedsvc.tokens import Tokens, load_secret
 from feedsvc.web.api import IMPORT_PATH, api_routes
+from feedsvc.web.archive import WebCopies, archive_routes
 from feedsvc.web.context import WebContext, web_context
 from feedsvc.web.feeds import FeedFiles, FeedsMiddleware
 from feedsvc.web.forms import BadInput
@@ -190,6 +191,7 @@ def create_app(settings: Settings, engine: Engine | None = None, transport: Tran
             *hook_routes,
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
+            *archive_routes(settings),
         ],
         middleware=[
             # Feeds first: the hot path skips everything after it.
@@ -203,5 +205,6 @@ def create_app(settings: Settings, engine: Engine | None = None, transport: Tran
         lifespan=lifespan,
     )
     app.state.web = web
+    app.state.web_copies = WebCopies(web)
     app.state.health_checks = {"store": store_reachable(engine)}
     return app

@@ -15,6 +15,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from feedsvc.config import Settings
+from feedsvc.digests.archive import ARCHIVE_PATH
 from feedsvc.mail.strings import language_of
 from feedsvc.mail.transport import Transport
 from feedsvc.tokens import Tokens
@@ -46,16 +47,20 @@ class WebContext:
     def url(self, path: str) -> str:
         return f"{self.settings.web.base_url}{path}"
 
-    def render(self, template: str, *, status: int = 200, **values: object) -> HTMLResponse:
+    def page(self, template: str, **values: object) -> str:
+        """The HTML of `web/{template}.html.j2`; its "back to the site" link goes to the site, wherever that is."""
         context = {
             "site": self.settings.site,
             "lang": language_of(self.settings.site.language),
             "_": self.translate,
-            "home_url": self.url("/"),
+            "home_url": f"{self.settings.site.url}/",
+            "archive_url": self.url(ARCHIVE_PATH) if self.settings.web.archive else "",
             **values,
         }
-        html = self.templates.get_template(f"web/{template}.html.j2").render(context)
-        return HTMLResponse(html, status_code=status, headers=self.page_headers)
+        return self.templates.get_template(f"web/{template}.html.j2").render(context)
+
+    def render(self, template: str, *, status: int = 200, **values: object) -> HTMLResponse:
+        return HTMLResponse(self.page(template, **values), status_code=status, headers=self.page_headers)
 
     def message(
         self, heading: str, *paragraphs: str, status: int = 200, link: dict[str, str] | None = None

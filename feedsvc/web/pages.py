@@ -232,16 +232,15 @@ async def unsubscribe_page(request: Request) -> Response:
     if subscriber is None:
         raise _link_gone(web)
     if subscriber.status not in ("pending", "active"):
-        return _unsubscribed_page(web, subscriber)
+        return _unsubscribed_page(web, request, subscriber)
     return web.render("unsubscribe", email=subscriber.email, action=web.url(request.url.path))
 
 
-def _unsubscribed_page(web: WebContext, subscriber: Subscriber) -> Response:
-    return web.message(
-        web.translate("unsubscribed_title"),
-        web.translate("unsubscribed", site=web.settings.site.title, email=subscriber.email),
-        web.translate("resubscribe"),
-    )
+def _unsubscribed_page(web: WebContext, request: Request, subscriber: Subscriber) -> Response:
+    token, new_cookie = web.csrf.token(request)
+    response = web.render("unsubscribed", subscriber=subscriber, subscribe_url=web.url("/subscribe"), csrf_token=token)
+    web.csrf.set_cookie(response, new_cookie)
+    return response
 
 
 async def unsubscribe(request: Request) -> Response:
@@ -259,7 +258,7 @@ async def unsubscribe(request: Request) -> Response:
         return PlainTextResponse("unsubscribed\n")
     if subscriber is None:
         raise _link_gone(web)
-    return _unsubscribed_page(web, subscriber)
+    return _unsubscribed_page(web, request, subscriber)
 
 
 async def preferences(request: Request) -> Response:
@@ -286,6 +285,7 @@ async def preferences(request: Request) -> Response:
         tags=_known_tags(web, subscriber.tags),
         action=web.url(request.url.path),
         unsubscribe_url=tokens.unsubscribe_url(web.settings, web.tokens, subscriber.id, subscriber.link_key),
+        subscribe_url=web.url("/subscribe"),
         csrf_token=token,
     )
     web.csrf.set_cookie(response, new_cookie)
