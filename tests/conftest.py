@@ -6,7 +6,6 @@ import email
 import email.policy
 import json
 import os
-import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -21,6 +20,7 @@ import tomli_w
 from aiosmtpd.controller import Controller
 from browser import axe_script, browser  # noqa: F401  (fixtures: a real Chromium and axe-core, see browser.py)
 from sqlalchemy import Engine, create_engine, text
+from support import free_port, wait_for  # noqa: F401  (re-exported: tests import them from conftest)
 
 from feedsvc.config import Settings, load_settings
 
@@ -39,12 +39,6 @@ def seeds() -> Path:
     if not SEEDS.is_dir():
         pytest.skip("real seed posts absent: no ../shared/seeds beside this clone")
     return SEEDS
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --- configuration ------------------------------------------------------------------------------------------
