@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from sqlalchemy import Engine
 
 from feedsvc import digests, feeds
 from feedsvc.config import Settings
+from feedsvc.fediverse.outbox import publish_to_followers
 from feedsvc.logging import fields
 from feedsvc.mail.queue import drain
 from feedsvc.mail.transport import Transport
@@ -71,11 +72,22 @@ class Heartbeat:
 class DeliveryLoop:
     """Drains the queue until stopped: when woken (new editions) and every `drain_interval` seconds."""
 
-    def __init__(self, settings: Settings, engine: Engine, transport: Transport, worker_id: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        transport: Transport,
+        worker_id: str,
+        drain_pass: Callable[[asyncio.Event], Awaitable[object]] | None = None,
+    ) -> None:
         self.settings = settings
         self.engine = engine
         self.transport = transport
         self.worker_id = worker_id
+        # One pass over a queue: the mail queue's by default, the fediverse's for its own loop.
+        self.drain_pass = drain_pass or (
+            lambda stop: drain(self.settings, self.engine, self.transport, worker_id=self.worker_id, stop=stop)
+        )
         self.running = False
         self._wake = asyncio.Event()
 
@@ -95,7 +107,7 @@ class DeliveryLoop:
                 self._wake.clear()
                 try:
                     # drain logs what it did; a failure (store down…) is logged and retried after the interval.
-                    await drain(self.settings, self.engine, self.transport, worker_id=self.worker_id, stop=stop)
+                    await self.drain_pass(stop)
                 except Exception:
                     log.exception("deliveries.drain_failed", extra=fields(worker=self.worker_id))
                 waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())}
@@ -117,11 +129,13 @@ class Jobs:
         instance_id: str,
         deliveries: DeliveryLoop,
         on_feeds_written: Callable[[], None] | None = None,
+        fediverse_deliveries: DeliveryLoop | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
         self.instance_id = instance_id
         self.deliveries = deliveries
+        self.fediverse_deliveries = fediverse_deliveries
         self.on_feeds_written = on_feeds_written
         self.scheduler = AsyncIOScheduler(
             timezone=UTC,
@@ -216,6 +230,9 @@ class Jobs:
             editions = await asyncio.to_thread(digests.run_due, self.settings, self.engine, result.scan, now)
             if editions:
                 self.deliveries.wake()
+            federated = await asyncio.to_thread(publish_to_followers, self.settings, self.engine, result.scan, now)
+            if federated.any and self.fediverse_deliveries:
+                self.fediverse_deliveries.wake()
             self._plan_publication(result.scan.next_publication(now))
             log.info(
                 "rebuild.done",
