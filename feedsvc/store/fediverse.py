@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, distinct, func, insert, literal, or_, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, literal, or_, select, update
 
 from feedsvc.store import claims
 from feedsvc.store.claims import WAITING
@@ -184,7 +184,7 @@ def queue_activity(
                  "last_error": "", "created_at": now} for inbox in dict.fromkeys(inboxes)]
         connection.execute(insert(fediverse_deliveries), rows)
         return len(rows)
-    targets = select(distinct(fediverse_followers.c.delivery_inbox).label("inbox")).subquery()
+    targets = select(fediverse_followers.c.delivery_inbox.label("inbox")).distinct().subquery()
     source = select(*(value.label(name) for name, value in constants.items()), targets.c.inbox)
     columns = [*constants, "inbox"]
     return connection.execute(insert(fediverse_deliveries).from_select(columns, source)).rowcount
@@ -210,7 +210,8 @@ _RELEASED = {"claimed_by": None, "lease_until": None}
 # The inbox accepted it: sent, even when a store outage let the claim lapse meanwhile.
 _MARK_SENT = (
     update(fediverse_deliveries)
-    .where(_d.id == bindparam("delivery_id"), _d.state.in_((*WAITING, "sending")))
+    # OR of equalities, not IN: an expanding IN cannot run as executemany.
+    .where(_d.id == bindparam("delivery_id"), or_(*(_d.state == name for name in (*WAITING, "sending"))))
     .values(state="sent", sent_at=bindparam("now"), last_error="", **_RELEASED)
 )
 _MARK_RETRY = (
