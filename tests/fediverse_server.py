@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import uvicorn
 from cryptography.hazmat.primitives import serialization
@@ -190,7 +190,7 @@ class InboxServer:
             self.received.append((name, json.loads(body)["id"]))
         return Response(status_code=202)
 
-    def __enter__(self) -> InboxServer:
+    def __enter__(self) -> Self:
         app = Starlette(routes=[Route("/actors/{name}", self._actor), Route("/inbox/{name}", self._inbox, methods=["POST"])])
         self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None,
                                                      access_log=False, backlog=4096, limit_concurrency=None))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import stat
 import subprocess
@@ -25,10 +24,13 @@ from http_message_signatures import HTTPMessageSigner, algorithms
 from http_message_signatures.resolvers import MappingKeyResolver
 from sqlalchemy import create_engine
 
+from feedsvc import digests
 from feedsvc.config import Settings
 from feedsvc.fediverse import keys
 from feedsvc.fediverse.delivery import deliver
+from feedsvc.fediverse.outbox import publish_to_followers
 from feedsvc.fediverse.signatures import sign_cavage
+from feedsvc.posts import Collection
 from feedsvc.store import fediverse as store
 from feedsvc.store.engine import open_engine
 from feedsvc.web import create_app
@@ -248,16 +250,12 @@ def add_followers(engine, peers: InboxServer, names: list[str]) -> None:
                                delivery_inbox=peers.inbox_url(name), host=name, follow_id="", now=now)
 
 
-def test_new_post_created_edited_deleted_and_gone_follower_dropped(make_settings, tmp_path: Path) -> None:
-    from feedsvc.fediverse.outbox import publish_to_followers
-    from feedsvc.posts import Collection
-
-    settings = make_settings(fediverse=FEDIVERSE)
+def test_new_post_created_edited_deleted_and_gone_follower_dropped(make_settings, store_url: str) -> None:
+    settings = make_settings(fediverse=FEDIVERSE, store={"url": store_url})
     engine = open_engine(settings.store.database_url)
     posts = settings.posts.dir
     write_post(posts, "archive.md", title="Old post", date=datetime(2025, 1, 1, tzinfo=UTC))
     collection = Collection(settings)
-    from feedsvc import digests
 
     def rebuild():
         now = datetime.now(UTC)

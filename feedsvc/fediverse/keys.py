@@ -40,7 +40,7 @@ def load_or_create(folder: Path) -> KeyPair:
         with os.fdopen(fd, "wb") as file:
             file.write(pem)
         return KeyPair(key)
-    key = serialization.load_pem_private_key(data, password=None)
-    if not isinstance(key, rsa.RSAPrivateKey):
+    loaded = serialization.load_pem_private_key(data, password=None)
+    if not isinstance(loaded, rsa.RSAPrivateKey):
         raise TypeError(f"{path} does not hold an RSA private key")
-    return KeyPair(key)
+    return KeyPair(loaded)

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import http_sf
@@ -168,12 +169,12 @@ def _verify_cavage(
 def _rfc9421_input(headers: Mapping[str, str]) -> tuple[str, str]:
     """(label, keyid) of the one signature Mastodon-shaped requests carry."""
     try:
-        parsed = http_sf.parse(headers["signature-input"].encode(), tltype="dictionary")
+        parsed: dict[str, Any] = http_sf.parse(headers["signature-input"].encode(), tltype="dictionary")  # type: ignore[assignment]
     except ValueError:
         raise SignatureError("the Signature-Input header is malformed") from None
     if len(parsed) != 1:
         raise SignatureError("expected exactly one signature in Signature-Input")
-    label, (_, params) = next(iter(parsed.items()))  # type: ignore[union-attr]
+    label, (_, params) = next(iter(parsed.items()))
     if not isinstance(params.get("keyid"), str):
         raise SignatureError("Signature-Input has no keyid")
     return label, params["keyid"]
