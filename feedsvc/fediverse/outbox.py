@@ -52,27 +52,34 @@ def publish_to_followers(settings: Settings, engine: Engine, scan: Scan, now: da
     created = updated = deleted = queued = 0
     with engine.connect() as connection:
         first_run = store.state(connection, STARTED) is None
-        known = store.published_digests(connection)
+        known = store.known_objects(connection)
         announced = announcements.known_ids(connection, list(published))
         for post_id in sorted(announced):
             post = published[post_id]
+            before = known.get(post_id)
+            source_version = "{}:{}".format(*post.version)
+            if before is not None and not before.deleted and before.source_version == source_version:
+                continue  # the file is as it was: nothing to render
             obj = objects.post_object(settings, urls, post)
             digest = objects.digest(obj)
-            before = known.get(post_id)
-            if before is not None and before == (digest, False):
+            kind = "Create" if before is None or before.deleted else "Update"
+            if kind == "Update" and before is not None and before.digest == digest:
+                # Saved again without a change that shows (a touch, a comment in front matter).
+                store.save_object(connection, post_id=post_id, digest=digest, source_version=source_version, obj=obj,
+                                  published_at=post.date, updated_at=None)
+                connection.commit()
                 continue
-            kind = "Create" if before is None or before[1] else "Update"
             if kind == "Update":
                 obj["updated"] = objects.iso(now)
-            store.save_object(connection, post_id=post_id, digest=digest, obj=obj, published_at=post.date,
-                              updated_at=now if kind == "Update" else None)
+            store.save_object(connection, post_id=post_id, digest=digest, source_version=source_version, obj=obj,
+                              published_at=post.date, updated_at=now if kind == "Update" else None)
             if not first_run:
                 queued += _queue(connection, urls, kind, obj, f"{obj['id']}#{kind.lower()}-{digest[:16]}", now)
                 created += kind == "Create"
                 updated += kind == "Update"
             connection.commit()
-        for post_id, (_, was_deleted) in known.items():
-            if was_deleted or post_id in published:
+        for post_id, item in known.items():
+            if item.deleted or post_id in published:
                 continue
             store.mark_deleted(connection, post_id, now)
             queued += _queue(connection, urls, "Delete", objects.tombstone(urls, post_id, now),

@@ -107,10 +107,18 @@ def set_state(connection: Connection, key: str, value: str) -> None:
     connection.execute(statement.on_conflict_do_update(index_elements=[fediverse_state.c.key], set_={"value": value}))
 
 
-def published_digests(connection: Connection) -> dict[str, tuple[str, bool]]:
-    """post id -> (digest, deleted) of every object ever published."""
+@dataclass(frozen=True, slots=True)
+class Known:
+    digest: str
+    source_version: str
+    deleted: bool
+
+
+def known_objects(connection: Connection) -> dict[str, Known]:
+    """post id -> what was last published of it, for every object ever published."""
     c = fediverse_objects.c
-    return {row.post_id: (row.digest, row.deleted_at is not None) for row in connection.execute(select(c.post_id, c.digest, c.deleted_at))}
+    rows = connection.execute(select(c.post_id, c.digest, c.source_version, c.deleted_at))
+    return {row.post_id: Known(row.digest, row.source_version, row.deleted_at is not None) for row in rows}
 
 
 def published(connection: Connection, post_id: str) -> Published | None:
@@ -119,9 +127,10 @@ def published(connection: Connection, post_id: str) -> Published | None:
 
 
 def save_object(
-    connection: Connection, *, post_id: str, digest: str, obj: dict[str, Any], published_at: datetime, updated_at: datetime | None
+    connection: Connection, *, post_id: str, digest: str, source_version: str, obj: dict[str, Any], published_at: datetime,
+    updated_at: datetime | None,
 ) -> None:
-    values = {"digest": digest, "object": obj, "published_at": published_at, "updated_at": updated_at, "deleted_at": None}
+    values = {"digest": digest, "source_version": source_version, "object": obj, "published_at": published_at, "updated_at": updated_at, "deleted_at": None}
     statement = upsert(connection, fediverse_objects).values(post_id=post_id, **values)
     connection.execute(statement.on_conflict_do_update(index_elements=[fediverse_objects.c.post_id], set_=values))
 

@@ -256,6 +256,8 @@ fediverse_objects = Table(
     metadata,
     Column("post_id", String(512), primary_key=True),
     Column("digest", String(64), nullable=False),
+    # Size and mtime of the post's file when the object was made: an unchanged file is not rendered again.
+    Column("source_version", String(64), nullable=False, default=""),
     Column("object", JSON, nullable=False),
     Column("published_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime),

@@ -44,6 +44,7 @@ def upgrade() -> None:
         "fediverse_objects",
         sa.Column("post_id", sa.String(length=512), nullable=False),
         sa.Column("digest", sa.String(length=64), nullable=False),
+        sa.Column("source_version", sa.String(length=64), nullable=False),
         sa.Column("object", sa.JSON(), nullable=False),
         sa.Column("published_at", Time, nullable=False),
         sa.Column("updated_at", Time, nullable=True),
