@@ -182,6 +182,8 @@ def test_rfc9421_and_cavage_signatures_accepted_altered_and_missing_refused(blog
         answer = client.send(signed)
         assert answer.status_code == 202, answer.text
         assert site.followers() == [peers.actor_url("alice")]
+        metrics = client.get(f"{site.url}/metrics").text
+        assert "feedsvc_fediverse_followers 1.0" in metrics
 
         # The Accept goes to alice's inbox, signed by the blog (the inbox server verifies it).
         site.deliver()

@@ -52,6 +52,11 @@ class Fediverse:
             await self._http.aclose()
 
 
+def follower_count(request: Request) -> int:
+    with _fediverse(request).engine.connect() as connection:
+        return store.follower_count(connection)
+
+
 def _fediverse(request: Request) -> Fediverse:
     return request.app.state.fediverse
 

@@ -143,10 +143,11 @@ async def metrics(request: Request) -> Response:
     try:
         counts = await run_in_threadpool(subscribers.counts, web.engine)
         events = await run_in_threadpool(mail_events.counts, web.engine)
+        followers = await run_in_threadpool(fediverse_web.follower_count, request) if request.app.state.fediverse else None
     except Exception:
         log.warning("metrics: subscriber counts unavailable", exc_info=True)
-        counts, events = {}, {}
-    return Response(exposition(counts, events), media_type=CONTENT_TYPE)
+        counts, events, followers = {}, {}, None
+    return Response(exposition(counts, events, followers), media_type=CONTENT_TYPE)
 
 
 def create_app(settings: Settings, engine: Engine | None = None, transport: Transport | None = None) -> Starlette:
