@@ -286,7 +286,7 @@ class FediverseSettings(_Section):
     # Actors' public keys are fetched once and kept this long.
     key_cache_seconds: int = Field(3600, ge=0)
     # Outgoing: requests in flight at once, and to any one host at once.
-    concurrency: int = Field(32, ge=1, le=512)
+    concurrency: int = Field(16, ge=1, le=512)
     max_requests_per_host: int = Field(4, ge=1)
     timeout: float = Field(10.0, gt=0)
     # With retry_base_seconds = 60, doubling up to 12 h: a server down for a day gets the post when it is back.
