@@ -127,6 +127,7 @@ class InboxServer:
     """Local remote actors and inboxes on one uvicorn server (in a thread).
 
     GET /actors/<name>: an actor document (all actors share one RSA key, `private_key`, with their own key ids).
+    Names in `gone` answer 410 Gone, both their actor and their inbox (a deleted account).
     POST /inbox/<name>: verifies the request's signature with the blog's public key (`blog_key_pem`) and
     records the activity; answers `status_for(name)` (202 by default) after `delay` seconds.
     """
@@ -162,6 +163,8 @@ class InboxServer:
 
     async def _actor(self, request: Request) -> Response:
         name = request.path_params["name"]
+        if name in self.gone:
+            return Response(status_code=410)
         actor = self.actor_url(name)
         return JSONResponse({
             "@context": ["https://www.w3.org/ns/activitystreams", "https://w3id.org/security/v1"],

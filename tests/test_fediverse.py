@@ -411,3 +411,98 @@ def _answers(url: str) -> bool:
 
 def _snac_article(snac: Snac, title: str) -> dict | None:
     return next((item for item in snac.objects() if item.get("name") == title and item.get("type") == "Article"), None)
+
+
+def test_deleted_account_removed_even_though_its_key_is_gone(blog) -> None:
+    site = blog(fediverse={"key_cache_seconds": 0})
+    inbox = f"{site.url}/fediverse/inbox"
+    with InboxServer() as peers, httpx.Client(timeout=10) as client:
+        key_id = f"{peers.actor_url('carol')}#main-key"
+        follow = json.dumps(follow_activity(peers, "carol", site.actor)).encode()
+        assert client.send(cavage_request(inbox, follow, peers.private_key, key_id)).status_code == 202
+        assert site.followers() == [peers.actor_url("carol")]
+        # Another account's Delete of carol changes nothing.
+        not_hers = json.dumps({"id": "x#delete", "type": "Delete", "actor": peers.actor_url("dave"),
+                               "object": peers.actor_url("carol")}).encode()
+        assert client.send(cavage_request(inbox, not_hers, peers.private_key, f"{peers.actor_url('dave')}#main-key")).status_code == 202
+        assert site.followers() == [peers.actor_url("carol")]
+        peers.gone.add("carol")
+        delete = json.dumps({"id": f"{peers.actor_url('carol')}#delete", "type": "Delete",
+                             "actor": peers.actor_url("carol"), "object": peers.actor_url("carol")}).encode()
+        answer = client.send(cavage_request(inbox, delete, peers.private_key, key_id))
+    assert answer.status_code == 202, answer.text
+    assert site.followers() == []
+
+
+def test_post_objects_outbox_and_tombstones(blog) -> None:
+    site = blog(fediverse={"outbox_page_size": 2})
+    settings, posts = site.settings, site.settings.posts.dir
+    collection = Collection(settings)
+
+    def rebuild():
+        now = datetime.now(UTC)
+        scan = collection.scan()
+        digests.run_due(settings, site.engine, scan, now)
+        return publish_to_followers(settings, site.engine, scan, now)
+
+    rebuild()  # the first run: nothing published yet
+    recent = datetime.now(UTC) - timedelta(minutes=1)
+    write_post(posts, "article.md", title="An article", date=recent, tags=["Belajar Go"],
+               body="Read [the guide](../guide/) and more.\n\n" + "Long text. " * 80)
+    (posts / "short.txt").write_text("Just a short thought.\n", encoding="utf-8")
+    write_post(posts, "third.md", title="Third", date=recent - timedelta(minutes=1))
+    assert rebuild().created == 3
+    with site.client() as client:
+        outbox = client.get("/fediverse/actor/outbox").json()
+        assert outbox["totalItems"] == 3 and outbox["first"].endswith("?page=1")
+        page = client.get("/fediverse/actor/outbox", params={"page": 1}).json()
+        assert len(page["orderedItems"]) == 2 and page["next"].endswith("?page=2")
+        objects_by_type = {}
+        for number in (1, 2):
+            for item in client.get("/fediverse/actor/outbox", params={"page": number}).json()["orderedItems"]:
+                assert item["type"] == "Create"
+                objects_by_type.setdefault(item["object"]["type"], []).append(item["object"])
+        assert sorted(objects_by_type) == ["Article", "Note"] and len(objects_by_type["Note"]) == 1
+        note = objects_by_type["Note"][0]
+        assert "short thought" in note["content"] and "name" not in note
+        article = next(item for item in objects_by_type["Article"] if item["name"] == "An article")
+        assert article["url"] == "https://blog.example.org/article/"
+        assert 'href="https://blog.example.org/guide/"' in article["content"]  # absolute URLs
+        assert article["tag"][0]["name"] == "#belajargo" and article["preview"]["type"] == "Note"
+        assert article["attributedTo"] == site.actor and "https://www.w3.org/ns/activitystreams#Public" in article["to"]
+        served = client.get(article["id"].removeprefix(site.url), headers={"accept": "application/activity+json"})
+        assert served.status_code == 200 and served.json()["name"] == "An article"
+
+        (posts / "article.md").unlink()
+        assert rebuild().deleted == 1
+        gone = client.get(article["id"].removeprefix(site.url))
+        assert gone.status_code == 410 and gone.json()["type"] == "Tombstone"
+        assert client.get("/fediverse/actor/outbox").json()["totalItems"] == 2
+        assert client.get("/fediverse/posts/no-such-post").status_code == 404
+        assert client.get("/fediverse/actor/outbox", params={"page": "x"}).status_code == 400
+
+
+def test_cli_followers_list_count_remove_block(make_settings) -> None:
+    settings = make_settings(fediverse=FEDIVERSE)
+    engine = open_engine(settings.store.database_url)
+    with InboxServer() as peers:
+        add_followers(engine, peers, ["alice", "bob"])
+    with engine.begin() as connection:  # a second account on bob's server
+        store.add_follower(connection, actor="https://bob.example/users/eve", inbox="https://bob.example/users/eve/inbox",
+                           delivery_inbox="https://bob.example/inbox", host="bob.example", follow_id="", now=datetime.now(UTC))
+    engine.dispose()
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "feedsvc", "fediverse", "followers", *args, "--config",
+                               str(settings.config_path)], capture_output=True, text=True, timeout=60, check=False)
+
+    listed = cli()
+    assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 3 and "3 followers" in listed.stderr
+    assert cli("count").stdout.strip() == "3"
+    alice = peers.actor_url("alice")
+    assert cli("remove", alice).returncode == 0
+    missing = cli("remove", alice)
+    assert missing.returncode == 1 and "does not follow" in missing.stderr
+    blocked = cli("block", "bob.example")
+    assert blocked.returncode == 0 and "1 followers removed" in blocked.stdout
+    assert cli("count").stdout.strip() == "1"

@@ -24,7 +24,7 @@ from feedsvc.config import Settings
 from feedsvc.fediverse import objects
 from feedsvc.fediverse.network import Actors, FetchFailed, RefusedAddress, check_address, inboxes_of
 from feedsvc.fediverse.objects import Urls
-from feedsvc.fediverse.signatures import SignatureError, verify
+from feedsvc.fediverse.signatures import KeyGone, SignatureError, key_id_of, verify
 from feedsvc.logging import fields
 from feedsvc.store import fediverse as store
 from feedsvc.store import rate_limits
@@ -90,7 +90,7 @@ class Inbox:
         try:
             verified = await verify(method, url, headers, body, fetch_key, max_age=fediverse.signature_max_age)
         except SignatureError as exc:
-            if self._gone_actor_deletes_itself(activity, actor, exc):
+            if self._gone_actor_deletes_itself(activity, actor, key_id_of(headers), exc):
                 return await self._remove(actor, "deleted itself")
             log.info("fediverse.inbox_refused", extra=fields(actor=actor, reason=str(exc)))
             return Answer(401, f"signature refused: {exc}")
@@ -105,10 +105,15 @@ class Inbox:
 
         return await asyncio.to_thread(check)
 
-    def _gone_actor_deletes_itself(self, activity: dict[str, Any], actor: str, error: SignatureError) -> bool:
+    def _gone_actor_deletes_itself(self, activity: dict[str, Any], actor: str, key_id: str, error: SignatureError) -> bool:
         # A deleted account's key is gone with it (410): its Delete cannot be verified, and needs no trust to
-        # act on, since it only removes that account.
-        return activity["type"] == "Delete" and _id_of(activity.get("object")) == actor and "410" in str(error)
+        # act on, since it only removes that account (whose server says it is gone).
+        return (
+            isinstance(error, KeyGone)
+            and urldefrag(key_id).url == actor
+            and activity["type"] == "Delete"
+            and _id_of(activity.get("object")) == actor
+        )
 
     async def _act(self, activity: dict[str, Any], actor: str, host: str) -> Answer:
         kind = activity["type"]

@@ -23,7 +23,7 @@ from feedsvc import __version__
 from feedsvc.config import Settings
 from feedsvc.fediverse.keys import KeyPair
 from feedsvc.fediverse.objects import ACTIVITY_JSON, LD_JSON, Urls
-from feedsvc.fediverse.signatures import SignatureError, sign_cavage
+from feedsvc.fediverse.signatures import KeyGone, SignatureError, sign_cavage
 
 # Actor documents are small; a bigger answer is refused rather than read.
 MAX_ACTOR_BYTES = 512 * 1024
@@ -133,7 +133,8 @@ class Actors:
         try:
             document = await self.get(key_id, fresh=fresh)
         except FetchFailed as exc:
-            raise SignatureError(f"the key {key_id} cannot be fetched: {exc}") from None
+            error = KeyGone if exc.status == 410 else SignatureError
+            raise error(f"the key {key_id} cannot be fetched: {exc}") from None
         key = document.get("publicKey")
         if isinstance(key, list):
             key = next((item for item in key if isinstance(item, dict) and item.get("id") == key_id), None)

@@ -138,11 +138,13 @@ def _plain_text(html: str) -> str:
     return " ".join(re.sub(r"<[^>]+>", " ", html).split())
 
 
-def post_object(settings: Settings, urls: Urls, post: Post) -> dict[str, Any]:
-    """The post as an `Article` (a `Note` when short and untitled), addressed to the public and the followers."""
+def post_object(settings: Settings, urls: Urls, post: Post, *, untitled: bool = False) -> dict[str, Any]:
+    """The post as an `Article`, addressed to the public and the followers; as a `Note` (a status, its first
+    line part of the text) when `untitled` and at most NOTE_MAX_CHARS long."""
     content = post.content_html
-    untitled = not post.title.strip() or post.title.strip() == _plain_text(content)[: len(post.title.strip())]
-    is_note = untitled and len(_plain_text(content)) <= NOTE_MAX_CHARS
+    is_note = untitled and len(post.title) + len(_plain_text(content)) <= NOTE_MAX_CHARS
+    if is_note:
+        content = f"<p>{_escape(post.title)}</p>{content}"
     tags = [
         {"type": "Hashtag", "href": f"{settings.site.url}/tags/{tag_slug(tag)}/", "name": f"#{tag_slug(tag).replace('-', '')}"}
         for tag in post.tags

@@ -22,7 +22,8 @@ from feedsvc.config import Settings
 from feedsvc.fediverse import objects
 from feedsvc.fediverse.objects import Urls
 from feedsvc.logging import fields
-from feedsvc.posts import Scan
+from feedsvc.posts import Post, Scan
+from feedsvc.posts.source import SourceError, decode, split
 from feedsvc.store import announcements
 from feedsvc.store import fediverse as store
 
@@ -60,7 +61,7 @@ def publish_to_followers(settings: Settings, engine: Engine, scan: Scan, now: da
             source_version = "{}:{}".format(*post.version)
             if before is not None and not before.deleted and before.source_version == source_version:
                 continue  # the file is as it was: nothing to render
-            obj = objects.post_object(settings, urls, post)
+            obj = objects.post_object(settings, urls, post, untitled=is_untitled(post))
             digest = objects.digest(obj)
             kind = "Create" if before is None or before.deleted else "Update"
             if kind == "Update" and before is not None and before.digest == digest:
@@ -93,6 +94,17 @@ def publish_to_followers(settings: Settings, engine: Engine, scan: Scan, now: da
     if created or updated or deleted:
         log.info("fediverse.published", extra=fields(creates=created, updates=updated, deletes=deleted, deliveries=queued))
     return result
+
+
+def is_untitled(post: Post) -> bool:
+    """Written as a status: no front matter, and a first line that is text, not a heading (feedsvc still takes
+    it as the title, for feeds and mails)."""
+    try:
+        source = split(decode(post.source.read_bytes()))
+    except (OSError, SourceError):
+        return False
+    first = next((line.strip() for line in source.body.splitlines() if line.strip()), "")
+    return source.meta is None and not first.startswith("#")
 
 
 def _queue(connection, urls: Urls, kind: str, obj: dict, activity_id: str, now: datetime) -> int:

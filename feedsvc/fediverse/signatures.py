@@ -36,6 +36,10 @@ class SignatureError(Exception):
     """The request's signature is missing, malformed, stale or wrong; the message says which."""
 
 
+class KeyGone(SignatureError):
+    """The key's actor answered 410 Gone: the account was deleted."""
+
+
 @dataclass(frozen=True, slots=True)
 class Verified:
     key_id: str
