@@ -90,7 +90,7 @@ class Inbox:
         try:
             verified = await verify(method, url, headers, body, fetch_key, max_age=fediverse.signature_max_age)
         except SignatureError as exc:
-            if self._gone_actor_deletes_itself(activity, actor, key_id_of(headers), exc):
+            if isinstance(exc, KeyGone) and self._gone_actor_deletes_itself(activity, actor, key_id_of(headers)):
                 return await self._remove(actor, "deleted itself")
             log.info("fediverse.inbox_refused", extra=fields(actor=actor, reason=str(exc)))
             return Answer(401, f"signature refused: {exc}")
@@ -105,12 +105,11 @@ class Inbox:
 
         return await asyncio.to_thread(check)
 
-    def _gone_actor_deletes_itself(self, activity: dict[str, Any], actor: str, key_id: str, error: SignatureError) -> bool:
+    def _gone_actor_deletes_itself(self, activity: dict[str, Any], actor: str, key_id: str) -> bool:
         # A deleted account's key is gone with it (410): its Delete cannot be verified, and needs no trust to
         # act on, since it only removes that account (whose server says it is gone).
         return (
-            isinstance(error, KeyGone)
-            and urldefrag(key_id).url == actor
+            urldefrag(key_id).url == actor
             and activity["type"] == "Delete"
             and _id_of(activity.get("object")) == actor
         )
