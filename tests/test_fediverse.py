@@ -506,3 +506,18 @@ def test_cli_followers_list_count_remove_block(make_settings) -> None:
     blocked = cli("block", "bob.example")
     assert blocked.returncode == 0 and "1 followers removed" in blocked.stdout
     assert cli("count").stdout.strip() == "1"
+
+
+def test_delivery_to_a_private_address_refused_unless_allowed(make_settings) -> None:
+    settings = make_settings(fediverse={**FEDIVERSE, "allow_private_addresses": False})
+    engine = open_engine(settings.store.database_url)
+    with InboxServer(blog_key_pem=keys.load_or_create(settings.store.dir).public_pem) as peers:
+        add_followers(engine, peers, ["alice"])
+        with engine.begin() as connection:
+            store.queue_activity(connection, "https://blog.example.org/a#create", json.dumps({"id": "a"}), datetime.now(UTC))
+        report = asyncio.run(deliver(settings, engine, keys.load_or_create(settings.store.dir), worker_id="w"))
+        assert peers.received == []
+    assert report.failed == 1 and report.sent == 0
+    with engine.connect() as connection:
+        assert store.count_by_state(connection)["failed"] == 1
+    engine.dispose()
