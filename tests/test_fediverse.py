@@ -521,3 +521,26 @@ def test_delivery_to_a_private_address_refused_unless_allowed(make_settings) -> 
     with engine.connect() as connection:
         assert store.count_by_state(connection)["failed"] == 1
     engine.dispose()
+
+
+def test_cron_digest_send_then_fediverse_deliver(make_settings) -> None:
+    """Without a running service: `digest send` queues the new post for followers, `fediverse deliver` POSTs it."""
+    settings = make_settings(fediverse=FEDIVERSE)
+    engine = open_engine(settings.store.database_url)
+    write_post(settings.posts.dir, "old.md", title="Old", date=datetime(2025, 1, 1, tzinfo=UTC))
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([sys.executable, "-m", "feedsvc", *args, "--config", str(settings.config_path)],
+                                capture_output=True, text=True, timeout=120, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result
+
+    with InboxServer(blog_key_pem=keys.load_or_create(settings.store.dir).public_pem) as peers:
+        add_followers(engine, peers, ["alice"])
+        cli("digest", "send")  # the first run: the archive, not sent
+        write_post(settings.posts.dir, "new.md", title="Fresh", date=datetime.now(UTC) - timedelta(minutes=1))
+        cli("digest", "send")
+        assert "1 sent" in cli("fediverse", "deliver").stdout
+        assert [activity_id.rsplit("#", 1)[1].split("-")[0] for _, activity_id in peers.received] == ["create"]
+        assert "0 sent" in cli("fediverse", "deliver").stdout
+    engine.dispose()
