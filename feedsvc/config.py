@@ -271,6 +271,54 @@ class SchedulerSettings(_Section):
     rebuild_timeout: float = Field(120.0, gt=0)
 
 
+class FediverseSettings(_Section):
+    """The blog as an ActivityPub actor (README "Fediverse"): followable as @handle@host, posts delivered."""
+
+    enabled: bool = False
+    # The account name: @handle@<host of web.public_url>.
+    handle: str = "blog"
+    # Empty: the site's title and description.
+    display_name: str = ""
+    summary: str = ""
+    # Absolute URL of the profile picture; empty: none.
+    icon: str = ""
+    # Talk to servers at private or loopback addresses (tests on 127.0.0.1); off, so that a remote actor cannot
+    # make feedsvc fetch from the machine's own network.
+    allow_private_addresses: bool = False
+    # Requests per minute one host may make to the inboxes; past it, 429.
+    inbox_rate_limit: int = Field(300, ge=1)
+    max_body_bytes: int = Field(256 * 1024, ge=1024)
+    # A signature older (or newer) than this is refused.
+    signature_max_age: int = Field(3600, ge=60)
+    # Actors' public keys are fetched once and kept this long.
+    key_cache_seconds: int = Field(3600, ge=0)
+    # Outgoing: requests in flight at once, and to any one host at once.
+    concurrency: int = Field(16, ge=1, le=512)
+    max_requests_per_host: int = Field(4, ge=1)
+    timeout: float = Field(10.0, gt=0)
+    # With retry_base_seconds = 60, doubling up to 12 h: a server down for a day gets the post when it is back.
+    max_attempts: int = Field(10, ge=1)
+    retry_base_seconds: float = Field(60.0, ge=0)
+    batch_size: int = Field(500, ge=1)
+    lease_seconds: float = Field(120.0, gt=0)
+    # Items per page of the outbox.
+    outbox_page_size: int = Field(20, ge=1, le=200)
+
+    @field_validator("handle")
+    @classmethod
+    def _plain_handle(cls, value: str) -> str:
+        if not value or not all(char.isascii() and (char.isalnum() or char in "._-") for char in value):
+            raise ValueError("must be letters, digits, '.', '_' or '-', e.g. \"blog\"")
+        return value
+
+    @field_validator("icon")
+    @classmethod
+    def _absolute_icon(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an absolute http(s) URL of an image")
+        return value
+
+
 class LogSettings(_Section):
     level: str = "INFO"
     format: Literal["text", "json"] = "text"
@@ -289,6 +337,7 @@ class Settings(BaseSettings):
     inbound: InboundSettings = Field(default_factory=InboundSettings)
     hooks: HooksSettings = Field(default_factory=HooksSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    fediverse: FediverseSettings = Field(default_factory=FediverseSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     # The config file the values came from; None when configured by the environment or the bundled example.

@@ -44,9 +44,15 @@ CONFIRMATION_MAILS = Counter(
 class _Scrape:
     """The process registry plus the gauges read from the store for this scrape."""
 
-    def __init__(self, subscribers_by_status: Mapping[str, int], mail_events_by_kind: Mapping[str, int]) -> None:
+    def __init__(
+        self,
+        subscribers_by_status: Mapping[str, int],
+        mail_events_by_kind: Mapping[str, int],
+        fediverse_followers: int | None = None,
+    ) -> None:
         self._subscribers = subscribers_by_status
         self._mail_events = mail_events_by_kind
+        self._fediverse_followers = fediverse_followers
 
     def collect(self) -> Iterator[Metric]:
         yield from REGISTRY.collect()
@@ -61,8 +67,16 @@ class _Scrape:
         for kind in MAIL_EVENT_KINDS:
             events.add_metric([kind], self._mail_events.get(kind, 0))
         yield events
+        if self._fediverse_followers is not None:
+            yield GaugeMetricFamily(
+                "feedsvc_fediverse_followers", "Fediverse accounts following the blog.", value=self._fediverse_followers
+            )
 
 
-def exposition(subscribers_by_status: Mapping[str, int], mail_events_by_kind: Mapping[str, int] | None = None) -> bytes:
-    """The Prometheus text format of every metric, with the subscriber and mail event counts given."""
-    return generate_latest(_Scrape(subscribers_by_status, mail_events_by_kind or {}))  # type: ignore[arg-type]
+def exposition(
+    subscribers_by_status: Mapping[str, int],
+    mail_events_by_kind: Mapping[str, int] | None = None,
+    fediverse_followers: int | None = None,
+) -> bytes:
+    """The Prometheus text format of every metric, with the subscriber, mail event and follower counts given."""
+    return generate_latest(_Scrape(subscribers_by_status, mail_events_by_kind or {}, fediverse_followers))  # type: ignore[arg-type]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from sqlalchemy import Engine
 from feedsvc import digests
 from feedsvc.build_process import BuildFailed, BuildProcess
 from feedsvc.config import Settings
+from feedsvc.fediverse.outbox import publish_to_followers
 from feedsvc.logging import fields
 from feedsvc.mail.queue import drain
 from feedsvc.mail.transport import Transport
@@ -80,11 +81,22 @@ class Heartbeat:
 class DeliveryLoop:
     """Drains the queue until stopped: when woken (new editions) and every `drain_interval` seconds."""
 
-    def __init__(self, settings: Settings, engine: Engine, transport: Transport, worker_id: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        transport: Transport,
+        worker_id: str,
+        drain_pass: Callable[[asyncio.Event], Awaitable[object]] | None = None,
+    ) -> None:
         self.settings = settings
         self.engine = engine
         self.transport = transport
         self.worker_id = worker_id
+        # One pass over a queue: the mail queue's by default, the fediverse's for its own loop.
+        self.drain_pass = drain_pass or (
+            lambda stop: drain(self.settings, self.engine, self.transport, worker_id=self.worker_id, stop=stop)
+        )
         self.running = False
         self._wake = asyncio.Event()
 
@@ -104,7 +116,7 @@ class DeliveryLoop:
                 self._wake.clear()
                 try:
                     # drain logs what it did; a failure (store down…) is logged and retried after the interval.
-                    await drain(self.settings, self.engine, self.transport, worker_id=self.worker_id, stop=stop)
+                    await self.drain_pass(stop)
                 except Exception:
                     log.exception("deliveries.drain_failed", extra=fields(worker=self.worker_id))
                 waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())}
@@ -126,11 +138,13 @@ class Jobs:
         instance_id: str,
         deliveries: DeliveryLoop,
         on_feeds_written: Callable[[], None] | None = None,
+        fediverse_deliveries: DeliveryLoop | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
         self.instance_id = instance_id
         self.deliveries = deliveries
+        self.fediverse_deliveries = fediverse_deliveries
         self.on_feeds_written = on_feeds_written
         self.scheduler = AsyncIOScheduler(
             timezone=UTC,
@@ -267,6 +281,14 @@ class Jobs:
             self._failed(reason, "announce", f"{type(exc).__name__}: {exc}", changed)
         if editions:
             self.deliveries.wake()
+        try:
+            federated = await asyncio.to_thread(publish_to_followers, self.settings, self.engine, scan, now)
+        except Exception as exc:  # noqa: BLE001 - as for announcing: logged, retried, the rest goes on
+            failed = True
+            self._failed(reason, "fediverse", f"{type(exc).__name__}: {exc}", changed)
+        else:
+            if federated.any and self.fediverse_deliveries:
+                self.fediverse_deliveries.wake()
         self._plan_publication(scan.next_publication(now))
         if not failed:
             self._failures = 0

@@ -20,6 +20,8 @@ from collections.abc import Iterator
 import uvicorn
 
 from feedsvc.config import Settings
+from feedsvc.fediverse import keys
+from feedsvc.fediverse.delivery import deliver
 from feedsvc.inbound import enabled_sources
 from feedsvc.logging import fields
 from feedsvc.mail.deliverability import deliverability_warnings
@@ -97,11 +99,17 @@ async def _serve(settings: Settings, *, with_scheduler: bool, host: str | None, 
     _stop_on_signals(stop)
     deliveries = DeliveryLoop(settings, engine, transport, worker_id=me)
     tasks = {asyncio.create_task(deliveries.run(stop), name="deliveries")}
+    fediverse_deliveries = fediverse_loop(settings, engine, transport, me)
+    if fediverse_deliveries:
+        tasks.add(asyncio.create_task(fediverse_deliveries.run(stop), name="fediverse-deliveries"))
     jobs: Jobs | None = None
     server: _Server | None = None
     if with_scheduler:
         app = create_app(settings, engine=engine, transport=transport)
-        jobs = Jobs(settings, engine, instance_id=me, deliveries=deliveries, on_feeds_written=app.state.web.feeds.refresh)
+        jobs = Jobs(settings, engine, instance_id=me, deliveries=deliveries, on_feeds_written=app.state.web.feeds.refresh,
+                    fediverse_deliveries=fediverse_deliveries)
+        if fediverse_deliveries:
+            app.state.fediverse.wake = fediverse_deliveries.wake
         app.state.health_checks.update(
             scheduler=jobs.scheduler_alive, watcher=jobs.watcher_alive, deliveries=deliveries.alive
         )
@@ -142,6 +150,17 @@ async def _serve(settings: Settings, *, with_scheduler: bool, host: str | None, 
     await asyncio.to_thread(engine.dispose)
     log.info("service.stopped", extra=fields(instance=me, status=status))
     return status
+
+
+def fediverse_loop(settings: Settings, engine, transport, worker_id: str) -> DeliveryLoop | None:
+    """The loop POSTing queued activities to followers' inboxes (None when the fediverse is off)."""
+    if not settings.fediverse.enabled:
+        return None
+    key_pair = keys.load_or_create(settings.store.dir)
+    return DeliveryLoop(
+        settings, engine, transport, worker_id,
+        drain_pass=lambda stop: deliver(settings, engine, key_pair, worker_id=worker_id, stop=stop),
+    )
 
 
 def _failure(task: asyncio.Task[object]) -> str:

@@ -22,6 +22,7 @@ from test_web import confirm_link, csrf_form, wait_for_mail
 
 from feedsvc import feeds, subscribers
 from feedsvc.digests import run_due
+from feedsvc.fediverse.outbox import publish_to_followers
 from feedsvc.mail.queue import drain
 from feedsvc.mail.render import focusable_tables
 from feedsvc.mail.transport import transport_from_settings
@@ -78,6 +79,31 @@ def test_a_post_page_carries_the_feeds_html_feed_links_open_graph_and_a_working_
         assert '<footer class="muted"><a href="https://blog.example.org/">' in html
         # Every page leads to the archive.
         assert f'<a href="{served.url}/archive/">Archive</a></footer>' in client.get("/").text
+
+
+def test_a_post_page_leads_fediverse_servers_to_its_activitypub_object(serve):
+    served = serve(web={"archive": True}, fediverse={"enabled": True, "handle": "blog"})
+    _posts(served.settings)
+    # As the service's rebuild does: the feeds, the announcements, then the fediverse output records the objects.
+    scan, now = feeds.build(served.settings).scan, datetime.now(UTC)
+    run_due(served.settings, served.engine, scan, now)
+    publish_to_followers(served.settings, served.engine, scan, now)
+    with served.client() as client:
+        html = client.get("/posts/belajar-go/").text
+        found = re.search(r'<link rel="alternate" type="application/activity\+json" title="Belajar Go" href="([^"]+)">', html)
+        assert found, "no ActivityPub alternate on the post page"
+        assert '<meta name="fediverse:creator" content="@blog@' in html
+        # A server asking the post's page for ActivityPub is sent to the object, which is the post's Article.
+        asked = client.get("/posts/belajar-go/", headers={"accept": "application/activity+json"}, follow_redirects=False)
+        assert asked.status_code == 303 and asked.headers["location"] == found.group(1)
+        article = client.get(found.group(1), headers={"accept": "application/activity+json"}).json()
+        assert article["type"] == "Article" and article["name"] == "Belajar Go"
+    plain = serve(web={"archive": True})
+    _posts(plain.settings)
+    feeds.build(plain.settings)
+    with plain.client() as client:
+        html = client.get("/posts/belajar-go/").text
+        assert "activity+json" not in html and "fediverse:creator" not in html
 
 
 def test_on_a_site_served_by_feedsvc_run_every_post_link_of_the_feeds_opens(tmp_path, services):

@@ -29,6 +29,7 @@ COMMAND_MODULES = {
     "backup": "store",
     "restore": "store",
     "config": "config",
+    "fediverse": "fediverse",
 }
 
 

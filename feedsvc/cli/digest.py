@@ -23,6 +23,7 @@ from feedsvc.cli.common import EXIT_OK, EXIT_PROBLEMS, ConfigOption, app, consol
 from feedsvc.config import Settings
 from feedsvc.digests import EditionSummary, run_due
 from feedsvc.digests.preview import PreviewError, preview
+from feedsvc.fediverse.outbox import publish_to_followers
 from feedsvc.logging import configure_logging, fields
 from feedsvc.mail.queue import drain
 from feedsvc.mail.transport import transport_from_settings
@@ -119,6 +120,8 @@ def send_command(
         if dry_run:
             _print_plan(summaries, engine, now)
             raise typer.Exit(EXIT_OK)
+        # Queued for `feedsvc fediverse deliver` (cron) or a running service to POST.
+        publish_to_followers(settings, engine, scan, now)
         with engine.connect() as connection:
             waiting = editions.unfinished_editions(connection)
         stopped = asyncio.run(_send(settings, engine, worker_id))

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import email.parser
 import logging
-import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields, replace
@@ -32,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from feedsvc import retry
 from feedsvc.config import Settings
 from feedsvc.mail.message import AddressError, MessageSkeleton, feedback_id, mail_address, message_id_for
 from feedsvc.mail.render import confirmation_message, edition_skeleton
@@ -52,9 +52,6 @@ log = logging.getLogger(__name__)
 
 # Longest time an accepted mail's `sent` waits to be written (bounds what a crash can repeat).
 FLUSH_INTERVAL = 0.005
-
-# Longest wait between two attempts, whatever the backoff says.
-MAX_BACKOFF = timedelta(hours=12)
 
 # Waits between two tries of a store write that failed (locked, unreachable): doubling from first to last.
 STORE_RETRY_FIRST = 0.05
@@ -86,9 +83,7 @@ class _Job:
 
 
 def backoff(settings: Settings, attempts: int) -> timedelta:
-    """Exponential backoff with jitter: base·2^(attempts-1), scaled by a random 50–100 %."""
-    seconds = settings.mail.retry_base_seconds * 2 ** (attempts - 1) * random.uniform(0.5, 1.0)
-    return min(timedelta(seconds=seconds), MAX_BACKOFF)
+    return retry.backoff(settings.mail.retry_base_seconds, attempts)
 
 
 async def drain(

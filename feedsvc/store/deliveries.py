@@ -18,9 +18,10 @@ from datetime import datetime
 
 from sqlalchemy import Connection, and_, bindparam, exists, func, insert, or_, select, update
 
+from feedsvc.store import claims
+from feedsvc.store.claims import WAITING
 from feedsvc.store.schema import DELIVERY_STATES, deliveries, editions, subscribers
 
-WAITING = ("queued", "retry")
 SUPPRESSED = "subscriber suppressed"
 INACTIVE = "subscriber is no longer active"
 CONFIRMATION = "confirmation"
@@ -75,15 +76,11 @@ class Bounce:
 
 
 def _waiting_due(now: datetime):
-    c = deliveries.c
-    return and_(
-        c.state.in_(WAITING), c.next_attempt_at <= now, or_(c.lease_until.is_(None), c.lease_until < now)
-    )
+    return claims.waiting_due(deliveries, now)
 
 
 def _abandoned_in_flight(now: datetime):
-    c = deliveries.c
-    return and_(c.state == "sending", or_(c.lease_until.is_(None), c.lease_until < now))
+    return claims.abandoned_in_flight(deliveries, now)
 
 
 def count_due(connection: Connection, now: datetime) -> int:
@@ -98,26 +95,12 @@ def claim(
 
     On PostgreSQL the candidate rows are locked with SKIP LOCKED, so concurrent workers take disjoint sets
     without waiting; SQLite has a single writer, so the UPDATE over a sub-select is atomic by itself.
-    Deliveries abandoned in flight go first (they have waited longest), then the due ones. `kind`: only those.
+    Deliveries abandoned in flight go first (see `claims.claim_ids`). `kind`: only those.
     """
-    claimed: list[int] = []
-    for condition in (_abandoned_in_flight(now), _waiting_due(now)):
-        remaining = limit - len(claimed)
-        if remaining <= 0:
-            break
-        # No ORDER BY: the (state, next_attempt_at) index yields due rows in a useful order without a sort.
-        candidates = select(deliveries.c.id).where(condition).limit(remaining)
-        if kind is not None:
-            candidates = candidates.where(deliveries.c.kind == kind)
-        if connection.dialect.name == "postgresql":
-            candidates = candidates.with_for_update(skip_locked=True)
-        statement = (
-            update(deliveries)
-            .where(deliveries.c.id.in_(candidates.scalar_subquery()))
-            .values(claimed_by=worker_id, lease_until=lease_until)
-            .returning(deliveries.c.id)
-        )
-        claimed += connection.execute(statement).scalars()
+    only = deliveries.c.kind == kind if kind is not None else None
+    claimed = claims.claim_ids(
+        connection, deliveries, worker_id, now=now, lease_until=lease_until, limit=limit, only=only
+    )
     if not claimed:
         return []
     rows = connection.execute(
@@ -252,23 +235,12 @@ def _suppress(connection: Connection, worker_id: str, bounce: Bounce) -> None:
 
 def renew(connection: Connection, worker_id: str, lease_until: datetime) -> None:
     """Extend this worker's leases on the claims it still holds, so a slow batch is never taken over mid-way."""
-    c = deliveries.c
-    connection.execute(
-        update(deliveries)
-        .where(c.claimed_by == worker_id, c.state.in_((*WAITING, "sending")))
-        .values(lease_until=lease_until)
-    )
+    claims.renew(connection, deliveries, worker_id, lease_until)
 
 
 def release(connection: Connection, worker_id: str) -> int:
     """Give back this worker's claims that were never started (on stop, or at the end of a drain)."""
-    c = deliveries.c
-    statement = (
-        update(deliveries)
-        .where(c.claimed_by == worker_id, c.state.in_(WAITING))
-        .values(claimed_by=None, lease_until=None)
-    )
-    return connection.execute(statement).rowcount
+    return claims.release(connection, deliveries, worker_id)
 
 
 def held_by_others(connection: Connection, worker_id: str, now: datetime) -> Held:

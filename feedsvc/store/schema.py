@@ -222,3 +222,84 @@ mail_events = Table(
     Index(None, "subscriber_id", "kind", "created_at"),
     Index(None, "created_at"),
 )
+
+# --- the fediverse (ActivityPub): followers, what was published to them, and the signed POSTs to their inboxes ---
+
+# An account on another server that follows the blog. `delivery_inbox` is its server's shared inbox when it has one
+# (one POST per server), else its own inbox.
+fediverse_followers = Table(
+    "fediverse_followers",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("actor", String(1024), nullable=False, unique=True),
+    Column("inbox", String(1024), nullable=False),
+    Column("delivery_inbox", String(1024), nullable=False),
+    Column("host", String(255), nullable=False),
+    # The Follow activity's id, echoed in the Accept.
+    Column("follow_id", Text, nullable=False, default=""),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index(None, "host"),
+    Index(None, "delivery_inbox"),
+)
+
+# Refused actors (an actor URL) and servers (a host name): their requests are refused, they are never delivered to.
+fediverse_blocks = Table(
+    "fediverse_blocks",
+    metadata,
+    Column("pattern", String(1024), primary_key=True),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+# A post as last published to the fediverse: the object served at its id, and the digest that tells an edit.
+fediverse_objects = Table(
+    "fediverse_objects",
+    metadata,
+    Column("post_id", String(512), primary_key=True),
+    Column("digest", String(64), nullable=False),
+    # Size and mtime of the post's file when the object was made: an unchanged file is not rendered again.
+    Column("source_version", String(64), nullable=False, default=""),
+    Column("object", JSON, nullable=False),
+    Column("published_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime),
+    # Set when the post was unpublished or deleted: the object is served as a Tombstone.
+    Column("deleted_at", UtcDateTime),
+    Index(None, "published_at"),
+)
+
+# Facts about the fediverse side kept across restarts, e.g. "started": when posts were first federated (those
+# already published then are the archive: served and listed, never pushed).
+fediverse_state = Table(
+    "fediverse_state",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+# One activity (Create, Update, Delete, Accept) as sent: the body every delivery of it signs and POSTs.
+fediverse_activities = Table(
+    "fediverse_activities",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("activity_id", String(1024), nullable=False, unique=True),
+    Column("body", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+# One signed POST of an activity to one inbox, with the same states, claims and leases as `deliveries`.
+fediverse_deliveries = Table(
+    "fediverse_deliveries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("activity_id", Id, ForeignKey("fediverse_activities.id", ondelete="CASCADE"), nullable=False),
+    Column("inbox", String(1024), nullable=False),
+    Column("state", String(16), nullable=False, default="queued"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("claimed_by", String(128)),
+    Column("lease_until", UtcDateTime),
+    Column("last_error", Text, nullable=False, default=""),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("sent_at", UtcDateTime),
+    UniqueConstraint("activity_id", "inbox"),
+    Index(None, "state", "next_attempt_at"),
+)

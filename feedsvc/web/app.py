@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from feedsvc import mail_events, subscribers
 from feedsvc.config import Settings
+from feedsvc.fediverse import web as fediverse_web
 from feedsvc.mail.render import environment
 from feedsvc.mail.transport import Transport, transport_from_settings
 from feedsvc.metrics import CONTENT_TYPE, HTTP_REQUESTS, exposition
@@ -150,10 +151,11 @@ async def metrics(request: Request) -> Response:
     try:
         counts = await run_in_threadpool(subscribers.counts, web.engine)
         events = await run_in_threadpool(mail_events.counts, web.engine)
+        followers = await run_in_threadpool(fediverse_web.follower_count, request) if request.app.state.fediverse else None
     except Exception:
         log.warning("metrics: subscriber counts unavailable", exc_info=True)
-        counts, events = {}, {}
-    return Response(exposition(counts, events), media_type=CONTENT_TYPE)
+        counts, events, followers = {}, {}, None
+    return Response(exposition(counts, events, followers), media_type=CONTENT_TYPE)
 
 
 def create_app(settings: Settings, engine: Engine | None = None, transport: Transport | None = None) -> Starlette:
@@ -174,11 +176,16 @@ def create_app(settings: Settings, engine: Engine | None = None, transport: Tran
         operator_only=OperatorOnly(settings.web.admin_token, settings.web.metrics_networks),
     )
 
+    fediverse = fediverse_web.Fediverse(settings, engine) if settings.fediverse.enabled else None
+    inbox_limits = dict.fromkeys(fediverse_web.INBOX_PATHS, settings.fediverse.max_body_bytes)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
             yield
         finally:
+            if fediverse is not None:
+                await fediverse.aclose()
             if owns_transport:
                 await transport.aclose()
             if owns_engine:
@@ -189,6 +196,7 @@ def create_app(settings: Settings, engine: Engine | None = None, transport: Tran
             *page_routes,
             *api_routes(settings.web.admin_token),
             *hook_routes,
+            *fediverse_web.routes(settings),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             *archive_routes(settings),
@@ -198,7 +206,7 @@ def create_app(settings: Settings, engine: Engine | None = None, transport: Tran
             Middleware(FeedsMiddleware, files=web.feeds),
             Middleware(RequestMetrics),
             Middleware(
-                BodyLimit, max_bytes=settings.web.max_body_bytes, overrides={IMPORT_PATH: settings.web.max_import_bytes}
+                BodyLimit, max_bytes=settings.web.max_body_bytes, overrides={IMPORT_PATH: settings.web.max_import_bytes, **inbox_limits}
             ),
         ],
         exception_handlers={HTTPException: http_error, Exception: server_error},
@@ -206,5 +214,6 @@ def create_app(settings: Settings, engine: Engine | None = None, transport: Tran
     )
     app.state.web = web
     app.state.web_copies = WebCopies(web)
+    app.state.fediverse = fediverse
     app.state.health_checks = {"store": store_reachable(engine)}
     return app

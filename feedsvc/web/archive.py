@@ -33,6 +33,7 @@ from starlette.staticfiles import StaticFiles
 from feedsvc.config import Settings
 from feedsvc.digests.archive import ARCHIVE_PATH, archived_editions, edition_path, find_edition
 from feedsvc.digests.editions import reading_key
+from feedsvc.fediverse.objects import ACTIVITY_JSON, Urls
 from feedsvc.feeds import plain_text
 from feedsvc.mail.render import focusable_tables, posts_html
 from feedsvc.mail.strings import language_of
@@ -137,9 +138,17 @@ def site_feed_links(web: WebContext) -> list[dict[str, str]]:
 
 
 def post_alternates(web: WebContext, post: Post) -> list[dict[str, str]]:
-    """The `<link rel="alternate">`s of a post's page: the site's feeds. Another representation of the post
-    (its ActivityPub object, `application/activity+json`, say) is one more entry here."""
-    return site_feed_links(web)
+    """The `<link rel="alternate">`s of a post's page: the site's feeds, and its ActivityPub object when the blog
+    is on the fediverse (so a post's address pasted into Mastodon's search finds the post)."""
+    links = site_feed_links(web)
+    if web.settings.fediverse.enabled:
+        links.append({"type": ACTIVITY_JSON, "title": post.title, "url": Urls.of(web.settings).post(post.id)})
+    return links
+
+
+def _wants_activity(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return ACTIVITY_JSON in accept or "activitystreams" in accept
 
 
 def _open_graph(web: WebContext, kind: str, title: str, url: str, description: str = "", image: str | None = None) -> list[tuple[str, str]]:
@@ -169,6 +178,11 @@ async def _current(request: Request) -> tuple[WebContext, WebCopies]:
 
 
 async def _post_page(request: Request, web: WebContext, copies: WebCopies, post: Post) -> Response:
+    if web.settings.fediverse.enabled and _wants_activity(request):
+        # A fediverse server fetching the post's address gets its ActivityPub object instead of the page.
+        return RedirectResponse(Urls.of(web.settings).post(post.id), status_code=303)
+    fediverse = [("fediverse:creator", f"@{Urls.of(web.settings).account}")] if web.settings.fediverse.enabled else []
+
     def values() -> dict[str, object]:
         description = plain_text(post.summary_html)
         if len(description) > _DESCRIPTION_CHARS:
@@ -184,6 +198,7 @@ async def _post_page(request: Request, web: WebContext, copies: WebCopies, post:
             "canonical_url": post.url,
             "alternates": post_alternates(web, post),
             "open_graph": og,
+            "meta_names": fediverse,
         }
 
     return await run_in_threadpool(copies.respond, request, ("post", post), "post", values)
