@@ -4,8 +4,8 @@ Leader jobs (one instance at a time, chosen by the `scheduler-leader` lease; alw
 - rebuild on post changes (the watcher) — scan, write the feeds, ping the WebSub hub, announce and create editions;
 - the same rebuild at the exact publication time of the next future-dated post (a DateTrigger re-planned after
   every scan);
-- the same rebuild at the daily and weekly digest times (CronTriggers in the site timezone; missed runs coalesce
-  into one, however late).
+- the same rebuild at the times of the periodic cadences (`feedsvc.cadences`: daily, weekly, monthly, in the site
+  timezone; missed runs coalesce into one, however late).
 Every instance drains the delivery queue: at once when editions were created, and every `drain_interval` for
 retries. Scans and feed writing run in a child process with a deadline (`build_process`), so neither a slow build
 nor a stuck one holds up the HTTP server, the deliveries or a SIGTERM in the same loop.
@@ -25,13 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
 
 from feedsvc import digests
 from feedsvc.build_process import BuildFailed, BuildProcess
+from feedsvc.cadences import Calendar, calendars
 from feedsvc.config import Settings
 from feedsvc.logging import fields
 from feedsvc.mail.queue import drain
@@ -52,18 +53,24 @@ RETRY_FIRST_SECONDS = 2.0
 RETRY_MAX_SECONDS = 300.0
 
 
-def digest_triggers(settings: Settings) -> dict[str, CronTrigger]:
-    """The daily and weekly digest times as cron triggers in the site's timezone (DST handled by the trigger)."""
-    return {
-        f"digest-{schedule.frequency}": CronTrigger(
-            day_of_week=schedule.day_of_week,
-            hour=schedule.hour,
-            minute=schedule.minute,
-            second=schedule.second,
-            timezone=schedule.tz,
-        )
-        for schedule in digests.schedules(settings)
-    }
+class CalendarTrigger(BaseTrigger):
+    """Fires at the runs of a cadence's calendar: the digests' periods and the scheduler's wake-ups come from the
+    same definition of "when"."""
+
+    def __init__(self, calendar: Calendar) -> None:
+        self.calendar = calendar
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime:
+        # After a run: the next one. At the start: the first at or after now.
+        return self.calendar.next_run(previous_fire_time or now - timedelta(microseconds=1))
+
+    def __str__(self) -> str:
+        return f"calendar[{self.calendar.name}]"
+
+
+def digest_triggers(settings: Settings) -> dict[str, CalendarTrigger]:
+    """A trigger per periodic cadence, by job id."""
+    return {f"digest-{calendar.name}": CalendarTrigger(calendar) for calendar in calendars(settings)}
 
 
 class Heartbeat:

@@ -37,9 +37,9 @@ from feedsvc.mail.transport import SendError, Transport
 from feedsvc.metrics import CONFIRMATION_MAILS
 from feedsvc.store import deliveries as delivery_store
 from feedsvc.store import subscribers as store
-from feedsvc.store.schema import FREQUENCIES, STATUSES
 from feedsvc.store.subscribers import Subscriber
 from feedsvc.tokens import Tokens, preferences_url, unsubscribe_url
+from feedsvc.vocabulary import DEFAULT_FREQUENCY, FREQUENCIES, STATUSES
 
 __all__ = [
     "AddOutcome",
@@ -89,7 +89,7 @@ class Address:
 class SubscriptionRequest:
     address: Address
     name: str = ""
-    frequency: str = "instant"
+    frequency: str = DEFAULT_FREQUENCY
     tags: tuple[str, ...] = ()
 
 
@@ -139,7 +139,7 @@ def clean_name(raw: object) -> str:
     return _single_line("name", raw.strip(), MAX_NAME_LENGTH)
 
 
-def parse_frequency(raw: object, default: str = "instant") -> str:
+def parse_frequency(raw: object, default: str = DEFAULT_FREQUENCY) -> str:
     if raw is None or raw == "":
         return default
     if not isinstance(raw, str) or raw.strip().lower() not in FREQUENCIES:

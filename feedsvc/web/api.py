@@ -20,8 +20,8 @@ from starlette.schemas import SchemaGenerator
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from feedsvc import __version__, subscribers
-from feedsvc.store.schema import STATUSES
 from feedsvc.subscribers import AddOutcome, Consent, ImportFileError, InvalidInput, Subscriber
+from feedsvc.vocabulary import FREQUENCIES, STATUSES
 from feedsvc.web.context import WebContext, web_context
 from feedsvc.web.pages import BadInput, read_fields
 from feedsvc.web.security import bearer_matches
@@ -121,7 +121,7 @@ async def add_subscriber(request: Request) -> Response:
             properties:
               email: {type: string}
               name: {type: string}
-              frequency: {type: string, enum: [instant, daily, weekly]}
+              frequency: {type: string, enum: [FREQUENCIES]}
               tags: {type: array, items: {type: string}}
               confirmed: {type: boolean}
     responses:
@@ -250,6 +250,10 @@ _api_routes = [
     Route("/subscribers/{id:int}", get_subscriber, methods=["GET"]),
     Route("/subscribers/{id:int}", remove_subscriber, methods=["DELETE"]),
 ]
+
+
+# The cadences the API accepts are the registry's (the description is YAML in the docstring).
+add_subscriber.__doc__ = (add_subscriber.__doc__ or "").replace("[FREQUENCIES]", f"[{', '.join(FREQUENCIES)}]")
 
 
 def api_routes(admin_token: str) -> list[BaseRoute]:

@@ -18,9 +18,9 @@ from starlette.routing import Route
 from feedsvc import subscribers, tokens
 from feedsvc.metrics import CONFIRMATION_MAILS
 from feedsvc.store import rate_limits
-from feedsvc.store.schema import FREQUENCIES
 from feedsvc.subscribers import Consent, InvalidInput, Subscriber, SubscriptionRequest
 from feedsvc.tokens import InvalidToken, Link, Purpose
+from feedsvc.vocabulary import FREQUENCIES
 from feedsvc.web.context import WebContext, web_context
 from feedsvc.web.feeds import CONTENT_TYPES
 from feedsvc.web.security import CSRF_FIELD, client_key
