@@ -1,7 +1,8 @@
 """The jobs of a running service, wired on one APScheduler `AsyncIOScheduler`.
 
 Leader jobs (one instance at a time, chosen by the `scheduler-leader` lease; always this process on SQLite):
-- rebuild on post changes (the watcher) — scan, write the feeds, ping the WebSub hub, announce and create editions;
+- rebuild on post changes (the watcher) — scan and write the feeds, then the outputs (`feedsvc.outputs`: ping the
+  WebSub hub, announce and create editions, …);
 - the same rebuild at the exact publication time of the next future-dated post (a DateTrigger re-planned after
   every scan);
 - the same rebuild at the times of the periodic cadences (`feedsvc.cadences`: daily, weekly, monthly, in the site
@@ -19,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,17 +31,17 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
 
-from feedsvc import digests
 from feedsvc.build_process import BuildFailed, BuildProcess
 from feedsvc.cadences import Calendar, calendars
 from feedsvc.config import Settings
 from feedsvc.logging import fields
 from feedsvc.mail.queue import drain
 from feedsvc.mail.transport import Transport
+from feedsvc.metrics import FEED_BUILDS
+from feedsvc.outputs import EVERYTHING, Rebuild, run_outputs
 from feedsvc.posts import Scan
 from feedsvc.store import leases
 from feedsvc.watch import PostWatcher
-from feedsvc.websub import HubPinger, feed_urls
 
 log = logging.getLogger(__name__)
 
@@ -133,12 +134,15 @@ class Jobs:
         instance_id: str,
         deliveries: DeliveryLoop,
         on_feeds_written: Callable[[], None] | None = None,
+        wakes: Mapping[str, Callable[[], None]] | None = None,
     ) -> None:
+        """`wakes`: output name -> what to call when that output queued something (its delivery loop's wake)."""
         self.settings = settings
         self.engine = engine
         self.instance_id = instance_id
         self.deliveries = deliveries
         self.on_feeds_written = on_feeds_written
+        self.wakes = {"digests": deliveries.wake, **(wakes or {})}
         self.scheduler = AsyncIOScheduler(
             timezone=UTC,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -146,7 +150,6 @@ class Jobs:
         self.heartbeat = Heartbeat()
         self.watcher = PostWatcher(settings, self._on_posts_changed)
         self.builds = BuildProcess(settings, settings.scheduler.rebuild_timeout)
-        self.pinger = HubPinger(settings.feeds.websub_hub) if settings.feeds.websub_hub else None
         self.is_leader = False
         self.stopping = False
         self.ready = False  # the first build is over (whatever its outcome), or this instance does not lead
@@ -231,7 +234,7 @@ class Jobs:
             await self.rebuild("posts-changed", changed=paths)
 
     async def rebuild(self, reason: str, changed: set[Path] | None = None) -> None:
-        """Scan, write changed feeds, ping the hub, announce what is newly published, create due editions."""
+        """Scan and write changed feeds, then run every output (`feedsvc.outputs`)."""
         if not self.is_leader or self.stopping:
             return
         async with self._rebuild_lock:
@@ -249,6 +252,7 @@ class Jobs:
         except BuildFailed as exc:
             if self.stopping:  # at shutdown the build is abandoned on purpose
                 return
+            FEED_BUILDS.labels("failed").inc()
             failed = True
             self._failed(reason, "build", str(exc), changed)
             if self._last_scan is None:
@@ -260,20 +264,19 @@ class Jobs:
             written = list(result.report.written) + list(result.report.removed)
             if written and self.on_feeds_written:
                 self.on_feeds_written()
-            if written and self.pinger:
-                self._in_background(self.pinger.ping(feed_urls(self.settings, written)))
             failed = result.report.error is not None
+            FEED_BUILDS.labels("failed" if failed else "ok").inc()
             if failed:
                 # The feeds not written keep their last complete version; announcing does not depend on them.
                 self._failed(reason, "write", result.report.error or "", changed)
-        editions: list[digests.EditionSummary] = []
-        try:
-            editions = await asyncio.to_thread(digests.run_due, self.settings, self.engine, scan, now)
-        except Exception as exc:  # noqa: BLE001 - the store unreachable, a bug: logged, retried, the rest goes on
+        rebuild = Rebuild(self.settings, self.engine, now, scan, written=tuple(written))
+        outcome = await run_outputs(rebuild, EVERYTHING, detach=self._in_background)
+        for failure in outcome.failed:
             failed = True
-            self._failed(reason, "announce", f"{type(exc).__name__}: {exc}", changed)
-        if editions:
-            self.deliveries.wake()
+            self._failed(reason, failure.output, failure.error, changed)
+        for name, count in outcome.done.items():
+            if count and name in self.wakes:
+                self.wakes[name]()
         self._plan_publication(scan.next_publication(now))
         if not failed:
             self._failures = 0
@@ -285,7 +288,7 @@ class Jobs:
                 posts=len(scan.posts),
                 feeds_written=len(written),
                 problems=len(scan.problems),
-                editions=len(editions),
+                editions=len(rebuild.editions),
                 took_ms=round((time.perf_counter() - started) * 1000, 1),
             ),
         )

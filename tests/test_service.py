@@ -141,6 +141,9 @@ def test_a_saved_post_is_served_within_a_second(tmp_path, services):
     assert elapsed < SERVE_BOUND, f"served after {elapsed:.2f} s"
     health = httpx.get(service.url("/healthz"), timeout=2).json()
     assert health["checks"]["scheduler"] is True and health["checks"]["watcher"] is True, health
+    metrics = httpx.get(service.url("/metrics"), timeout=2).text
+    builds = re.search(r'^feedsvc_feed_builds_total\{outcome="ok"\} (\S+)$', metrics, re.MULTILINE)
+    assert builds and float(builds.group(1)) >= 2, metrics  # the first build and the one for the saved post
     assert service.stop() == 0
 
 
