@@ -7,8 +7,8 @@ Leader jobs (one instance at a time, chosen by the `scheduler-leader` lease; alw
   every scan);
 - the same rebuild at the times of the periodic cadences (`feedsvc.cadences`: daily, weekly, monthly, in the site
   timezone; missed runs coalesce into one, however late).
-Every instance drains the delivery queue: at once when editions were created, and every `drain_interval` for
-retries. Scans and feed writing run in a child process with a deadline (`build_process`), so neither a slow build
+Every instance drains the delivery queue (`mail.delivery_loop`): at once when editions were created, and every
+`drain_interval` for retries. Scans and feed writing run in a child process with a deadline (`build_process`), so neither a slow build
 nor a stuck one holds up the HTTP server, the deliveries or a SIGTERM in the same loop.
 
 Each step of a rebuild stands alone: feeds that cannot be written (a full disk) or a build that failed are one log
@@ -35,8 +35,7 @@ from feedsvc.build_process import BuildFailed, BuildProcess
 from feedsvc.cadences import Calendar, calendars
 from feedsvc.config import Settings
 from feedsvc.logging import fields
-from feedsvc.mail.queue import drain
-from feedsvc.mail.transport import Transport
+from feedsvc.mail.delivery_loop import DeliveryLoop
 from feedsvc.metrics import FEED_BUILDS
 from feedsvc.outputs import EVERYTHING, Rebuild, run_outputs
 from feedsvc.posts import Scan
@@ -83,44 +82,6 @@ class Heartbeat:
 
     def age(self) -> float:
         return time.monotonic() - self.last
-
-
-class DeliveryLoop:
-    """Drains the queue until stopped: when woken (new editions) and every `drain_interval` seconds."""
-
-    def __init__(self, settings: Settings, engine: Engine, transport: Transport, worker_id: str) -> None:
-        self.settings = settings
-        self.engine = engine
-        self.transport = transport
-        self.worker_id = worker_id
-        self.running = False
-        self._wake = asyncio.Event()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def alive(self) -> bool:
-        # A pass over a long queue takes as long as it takes; the loop is alive while it has not ended.
-        return self.running
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """`stop` makes the current pass finish its in-flight messages, release its claims and return."""
-        interval = self.settings.scheduler.drain_interval
-        self.running = True
-        try:
-            while not stop.is_set():
-                self._wake.clear()
-                try:
-                    # drain logs what it did; a failure (store down…) is logged and retried after the interval.
-                    await drain(self.settings, self.engine, self.transport, worker_id=self.worker_id, stop=stop)
-                except Exception:
-                    log.exception("deliveries.drain_failed", extra=fields(worker=self.worker_id))
-                waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())}
-                await asyncio.wait(waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
-                for waiter in waiters:
-                    waiter.cancel()
-        finally:
-            self.running = False
 
 
 class Jobs:

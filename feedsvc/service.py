@@ -23,8 +23,9 @@ from feedsvc.config import Settings
 from feedsvc.inbound import enabled_sources
 from feedsvc.logging import fields
 from feedsvc.mail.deliverability import deliverability_warnings
+from feedsvc.mail.delivery_loop import DeliveryLoop
 from feedsvc.mail.transport import transport_from_settings
-from feedsvc.scheduler import DeliveryLoop, Jobs
+from feedsvc.scheduler import Jobs
 from feedsvc.store import leases, open_engine
 from feedsvc.web.app import create_app
 from feedsvc.web.server import server_config

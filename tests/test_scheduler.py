@@ -16,8 +16,9 @@ import pytest
 from conftest import write_post
 from test_store_leases import holder_of
 
+from feedsvc.mail.delivery_loop import DeliveryLoop
 from feedsvc.mail.transport import transport_from_settings
-from feedsvc.scheduler import DeliveryLoop, Jobs, digest_triggers
+from feedsvc.scheduler import Jobs, digest_triggers
 from feedsvc.store import leases, open_engine
 
 

@@ -32,7 +32,7 @@ from feedsvc.store import rate_limits
 from feedsvc.store.engine import create_store_engine
 from feedsvc.tokens import Purpose, Tokens, confirm_url, preferences_url, unsubscribe_url
 from feedsvc.web import create_app
-from feedsvc.web.feeds import FeedFiles
+from feedsvc.web.feed_server import FeedFiles
 
 ADMIN = {"authorization": "Bearer test-admin-token-of-at-least-32-bytes"}
 

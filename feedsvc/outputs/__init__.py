@@ -24,16 +24,18 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol
-
-from sqlalchemy import Engine
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from feedsvc.config import Settings
-from feedsvc.digests import EditionSummary
 from feedsvc.logging import fields
 from feedsvc.outputs.digests import DigestsOutput
 from feedsvc.outputs.websub import WebSubOutput
 from feedsvc.posts import Scan
+
+if TYPE_CHECKING:  # `feedsvc build` has no store: it does not load one
+    from sqlalchemy import Engine
+
+    from feedsvc.digests import EditionSummary
 
 log = logging.getLogger(__name__)
 

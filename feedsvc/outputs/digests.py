@@ -7,7 +7,6 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from feedsvc.config import Settings
-from feedsvc.digests import run_due
 
 if TYPE_CHECKING:
     from feedsvc.outputs import Reacts, Rebuild
@@ -23,6 +22,8 @@ class DigestsOutput:
 
     async def run(self, rebuild: Rebuild) -> int:
         """The number of editions created; the service wakes its delivery loop when there are any."""
+        from feedsvc.digests import run_due  # with the store: not loaded by `feedsvc build`, which has none
+
         assert rebuild.engine is not None, "run_outputs gives a post output a store"
         rebuild.editions = await asyncio.to_thread(
             run_due,

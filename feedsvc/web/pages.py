@@ -22,7 +22,7 @@ from feedsvc.subscribers import Consent, InvalidInput, Subscriber, SubscriptionR
 from feedsvc.tokens import InvalidToken, Link, Purpose
 from feedsvc.vocabulary import FREQUENCIES
 from feedsvc.web.context import WebContext, web_context
-from feedsvc.web.feeds import CONTENT_TYPES
+from feedsvc.web.feed_server import CONTENT_TYPES
 from feedsvc.web.security import CSRF_FIELD, client_key
 
 RATE_WINDOW = timedelta(hours=1)
