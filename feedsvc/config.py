@@ -17,7 +17,7 @@ import os
 import tomllib
 from datetime import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
@@ -83,6 +83,8 @@ class PostsSettings(_Section):
     # Relative link prefix -> folder on disk, so `feedsvc check` can tell whether an image exists
     asset_dirs: dict[str, Path] = Field(default_factory=dict)
     max_file_bytes: int = 5 * 1024 * 1024
+    # Tags past this many in one post are not used (and `feedsvc check` says so): each tag is a feed of its own.
+    max_tags: Annotated[int, Field(ge=1, le=1000)] = 32
     extensions: list[str] = Field(default_factory=lambda: [".md", ".markdown", ".txt"])
 
     @field_validator("url_pattern")

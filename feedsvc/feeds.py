@@ -13,7 +13,7 @@ import os
 import re
 import tempfile
 from collections.abc import Container, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -24,6 +24,7 @@ from feedgen.feed import FeedGenerator
 from feedsvc.config import Settings
 from feedsvc.parallel import fork_map
 from feedsvc.posts import Collection, Post, Problem, Scan, tag_slug
+from feedsvc.posts.model import failure
 
 RSS_FILE = "rss.xml"
 ATOM_FILE = "atom.xml"
@@ -112,6 +113,7 @@ class FeedSet:
     folder: str  # "" for the site, "tags/<slug>" for a tag
     title: str
     posts: Sequence[Post]
+    tag: str | None = None  # the tag of a tag feed, its items' only category
 
 
 @dataclass(slots=True)
@@ -124,6 +126,8 @@ class FeedsReport:
     # Why the write stopped early (a full disk, a read-only folder): the feeds not reached keep their last
     # complete version, and the writer's next write is a complete one.
     error: str | None = None
+    # Posts left out because they could not be rendered (post id -> why): the others are published all the same.
+    failed: dict[str, str] = field(default_factory=dict)
 
     def count(self, filename: str) -> int:
         """How many feeds of one format (RSS_FILE, ATOM_FILE, JSON_FILE) exist after the write."""
@@ -191,8 +195,9 @@ class FeedRenderer:
         self.home = f"{self.site.url}/"
         self.description = xml_text(self.site.description or self.site.title)
         self.author = xml_text(self.site.author or self.site.title)
-        # Post id -> (post, item): a post object the collection hands over again is not prepared again.
-        self._items: dict[str, tuple[Post, Item]] = {}
+        # Post id -> (post, item or why it cannot be rendered): a post object the collection hands over again is
+        # not prepared again.
+        self._items: dict[str, tuple[Post, Item | str]] = {}
 
     def url(self, feed: FeedSet, filename: str) -> str:
         folder = f"{feed.folder}/" if feed.folder else ""
@@ -200,15 +205,20 @@ class FeedRenderer:
 
     def render(self, feed: FeedSet) -> dict[str, bytes]:
         items = [self.item(post) for post in feed.posts]
+        if feed.tag is not None:
+            # A tag feed's size must not grow with how many other tags its posts carry.
+            category = (xml_text(feed.tag),)
+            items = [replace(item, tags=category) for item in items]
         return {
             RSS_FILE: self.rss(feed, items),
             ATOM_FILE: self.atom(feed, items),
             JSON_FILE: self.json(feed, items),
         }
 
-    def prepare(self, posts: Iterable[Post]) -> None:
+    def prepare(self, posts: Sequence[Post]) -> dict[str, str]:
         """Prepare the items of these posts that are not ready yet: rendering their HTML is most of a cold build,
-        so a large batch of them is shared out over the CPUs."""
+        so a large batch of them is shared out over the CPUs. Returns the posts that cannot be rendered
+        (post id -> why), which must be left out of the feeds."""
         missing = {
             post.id: post
             for post in posts
@@ -216,15 +226,20 @@ class FeedRenderer:
         }
         posts_to_render = list(missing.values())
         items = fork_map(
-            partial(Item.of, default_author=self.author), posts_to_render, min_items=_PARALLEL_RENDER_MIN
+            partial(_item_or_failure, default_author=self.author),
+            posts_to_render,
+            min_items=_PARALLEL_RENDER_MIN,
         )
         for post, item in zip(posts_to_render, items, strict=True):
             self._items[post.id] = (post, item)
+        outcomes = {post.id: self._items[post.id][1] for post in posts}
+        return {post_id: outcome for post_id, outcome in outcomes.items() if isinstance(outcome, str)}
 
     def item(self, post: Post) -> Item:
         cached = self._items.get(post.id)
         if cached is None or cached[0] is not post:
             cached = self._items[post.id] = (post, Item.of(post, self.author))
+        assert isinstance(cached[1], Item), "a post that cannot be rendered is kept out of every feed"
         return cached[1]
 
     def forget_except(self, post_ids: Container[str]) -> None:
@@ -304,6 +319,13 @@ class FeedRenderer:
         return entry
 
 
+def _item_or_failure(post: Post, default_author: str) -> Item | str:
+    try:
+        return Item.of(post, default_author)
+    except Exception as exc:  # noqa: BLE001 - one post that breaks the renderer must not keep the others out
+        return failure(exc)
+
+
 def _json_item(item: Item) -> dict[str, object]:
     document: dict[str, object] = {
         "id": item.id,
@@ -362,9 +384,18 @@ class FeedWriter:
         )
         report = FeedsReport()
         self._previous = None  # a failed write leaves the next one complete
-        groups = tag_groups(posts, self.limit, only)
+        while True:  # a post that cannot be rendered leaves room in its feeds for the next one
+            if report.failed:
+                posts = [post for post in posts if post.id not in report.failed]
+            groups = tag_groups(posts, self.limit, only)
+            failed = self.renderer.prepare(
+                [*posts[: self.limit], *(post for group in groups.values() for post in group.posts)]
+            )
+            if not failed:
+                break
+            report.failed.update(failed)
         feed_sets = [FeedSet("", self.site_title, posts[: self.limit])] + [
-            FeedSet(f"{TAGS_DIR}/{slug}", f"{self.site_title}: {group.name}", group.posts)
+            FeedSet(f"{TAGS_DIR}/{slug}", f"{self.site_title}: {group.name}", group.posts, group.name)
             for slug, group in sorted(groups.items())
         ]
         try:
@@ -372,13 +403,12 @@ class FeedWriter:
             stale = self._tag_folders() if only is None else only
             for slug in sorted(stale - groups.keys()):
                 self._remove(self.output / TAGS_DIR / slug, report)
-            self.renderer.prepare([post for feed in feed_sets for post in feed.posts])
             for feed in feed_sets:
                 self._write(feed, report)
         except OSError as exc:
             report.error = f"cannot write the feeds in {self.output}: {exc.strerror or exc}"
             return report
-        self._previous = current
+        self._previous = {post.id: post.tags for post in posts}
         self.renderer.forget_except(current)
         return report
 
@@ -469,4 +499,16 @@ def build(
     writer = writer or FeedWriter(settings)
     scan = collection.scan(changed)
     published = scan.published(now or datetime.now(UTC))
-    return BuildResult(scan, published, writer.write(published, tags=scan.changed_tags))
+    report = writer.write(published, tags=scan.changed_tags)
+    if report.failed:
+        # What could not be rendered is a problem of its file, and is kept out of mails as well as feeds.
+        problems = [
+            collection.site.problem(
+                post.source, None, f"cannot be rendered: {report.failed[post.id]}; not published"
+            )
+            for post in published
+            if post.id in report.failed
+        ]
+        scan = scan.excluding(set(report.failed), problems)
+        published = [post for post in published if post.id not in report.failed]
+    return BuildResult(scan, published, report)

@@ -68,6 +68,8 @@ SUPPRESSED = frozenset({"unsubscribed", "bounced", "complained"})
 _TAG = re.compile(r"^[\w][\w-]{0,63}$")
 # Control characters, and the Unicode line/paragraph separators some mail software treats as line breaks.
 _UNSAFE_CATEGORIES = {"Cc", "Zl", "Zp"}
+# Bidirectional controls (U+202E right-to-left override and kin): they make text read differently than it is.
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 class InvalidInput(ValueError):
@@ -104,7 +106,7 @@ class Consent:
 
 
 def _has_unsafe_characters(value: str) -> bool:
-    return any(unicodedata.category(char) in _UNSAFE_CATEGORIES for char in value)
+    return any(unicodedata.category(char) in _UNSAFE_CATEGORIES or char in BIDI_CONTROLS for char in value)
 
 
 def _single_line(field_name: str, value: str, max_length: int) -> str:
@@ -122,7 +124,8 @@ def normalise_address(raw: object) -> Address:
     value = _single_line("email", raw.strip(), MAX_ADDRESS_LENGTH)
     try:
         # Non-ASCII local parts need SMTPUTF8 all the way to the reader's mailbox, which relays do not promise.
-        result = validate_email(value, check_deliverability=False, allow_smtputf8=False)
+        # strict: RFC 5321's limit of 64 octets before the @ too.
+        result = validate_email(value, check_deliverability=False, allow_smtputf8=False, strict=True)
     except EmailNotValidError as exc:
         raise InvalidInput("email", f"is not a valid address: {exc}") from None
     email = result.ascii_email or result.normalized
@@ -136,7 +139,8 @@ def clean_name(raw: object) -> str:
         return ""
     if not isinstance(raw, str):
         raise InvalidInput("name", "must be text")
-    return _single_line("name", raw.strip(), MAX_NAME_LENGTH)
+    # Checked before the spaces around it go: a control character at either end is refused, not dropped.
+    return _single_line("name", unicodedata.normalize("NFC", raw), MAX_NAME_LENGTH).strip()
 
 
 def parse_frequency(raw: object, default: str = DEFAULT_FREQUENCY) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -17,8 +18,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from itsdangerous.encoding import base64_encode, int_to_bytes
+from itsdangerous import BadData, BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous.encoding import base64_decode, base64_encode, int_to_bytes
 
 from feedsvc.config import Settings
 from feedsvc.store.subscribers import Subscriber
@@ -38,6 +39,26 @@ class Purpose(StrEnum):
 
 class InvalidToken(Exception):
     """The token is forged, malformed, expired or made for another purpose."""
+
+
+class ExpiredToken(InvalidToken):
+    """The token was genuine, but is older than a confirmation link may be."""
+
+
+# A token as `make` writes it: payload, timestamp and signature, each in unpadded URL-safe base64.
+_CANONICAL = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+
+
+def _canonical(token: str) -> bool:
+    """Whether the token is spelled exactly as it was signed. itsdangerous reads more: it skips non-ASCII
+    characters, accepts `=` padding and ignores the unused low bits of the last base64 character, so one
+    link would have many spellings."""
+    if not _CANONICAL.fullmatch(token):
+        return False
+    try:
+        return all(base64_encode(base64_decode(part)).decode("ascii") == part for part in token.split("."))
+    except BadData:
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +108,12 @@ class Tokens:
         """The link a token carries; whether it opens a row is `Link.opens`. Links signed before links carried
         a key hold the bare subscriber id."""
         max_age = self._confirm_max_age if purpose is Purpose.CONFIRM else None
+        if not _canonical(token):
+            raise InvalidToken("this link is not valid")
         try:
             value, signed_at = self._serializers[purpose].loads(token, max_age=max_age, return_timestamp=True)
         except SignatureExpired:
-            raise InvalidToken("this link has expired") from None
+            raise ExpiredToken("this link has expired") from None
         except BadSignature:
             raise InvalidToken("this link is not valid") from None
         match value:

@@ -737,3 +737,75 @@ def test_an_edit_keeping_slug_and_id_updates_the_scan_as_a_full_rescan_would(set
     scan = collection.scan([undated])
     same_as_cold(scan)
     assert not [problem for problem in scan.problems if problem.path == undated]
+
+
+# --- bounds on untrusted front matter, bodies and tags -------------------------------------------------------
+
+
+def test_yaml_aliases_within_the_bound_are_read_and_a_recursive_one_is_refused(settings: Settings) -> None:
+    write(
+        settings,
+        "aliases.md",
+        "---\ntitle: &name Shared\nsummary: *name\nlist: &l [a, b]\nother: *l\n---\n\nx\n",
+    )
+    assert only(scan(settings)).summary == "Shared"
+    write(settings, "aliases.md", "---\ntitle: Loop\nloop: &loop [*loop]\n---\n\nx\n")
+    assert [str(problem) for problem in scan(settings).problems] == [
+        "posts/aliases.md:1: YAML front matter refers to itself (a recursive alias); not read"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "---\ntitle: x\n" + "x: [" + "a, " * 20_000 + "a]\nk:\n  - b\n---\n\nx\n",
+            "YAML front matter expands to over 10000",
+        ),
+        (
+            "+++\n" + "a = 1\n" * 60_000 + "+++\n\nx\n",
+            "TOML front matter is 360000 characters long, over the 262144",
+        ),
+        (
+            '{"title": "x", "deep": ' + "{" + '"a": {' * 40 + "}" * 41 + "}\n\nx\n",
+            "JSON front matter is nested over 32",
+        ),
+    ],
+    ids=["yaml-wide", "toml-long", "json-deep"],
+)
+def test_front_matter_past_a_bound_is_refused_in_milliseconds(
+    settings: Settings, text: str, message: str
+) -> None:
+    write(settings, "big.md", text)
+    started = datetime.now(UTC)
+    problems = [str(problem) for problem in scan(settings).problems]
+    assert len(problems) == 1 and message in problems[0], problems
+    assert datetime.now(UTC) - started < timedelta(seconds=2)  # ~0.1 s on the shared 2-core machine under load
+
+
+def test_markdown_a_little_nested_is_rendered(settings: Settings) -> None:
+    nested = "> " * 10 + "- item\n\n" + "<div>" * 100 + "x" + "</div>" * 100 + "\n"
+    write(settings, "nested.md", post(body=nested))
+    assert "<blockquote>" in only(scan(settings)).content_html
+
+
+def test_tags_past_max_tags_are_cut_with_a_warning(make_settings: MakeSettings) -> None:
+    settings = make_settings(posts={"max_tags": 3})
+    write(settings, "tags.md", post(tags="[a, b, c, d, e]"))
+    found = scan(settings)
+    assert only(found).tags == ("a", "b", "c")
+    assert [str(problem) for problem in found.problems] == [
+        "posts/tags.md:4: 5 tags, over posts.max_tags (3): only the first 3 are used"
+    ]
+    assert lint(settings, found) == found.problems  # `feedsvc check` shows it
+
+
+@pytest.mark.parametrize("written", ["0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59-23:59", "0001-01-01"])
+def test_dates_at_the_ends_of_time_are_one_problem(settings: Settings, written: str) -> None:
+    write(settings, "edge.md", post(date=written))
+    write(settings, "fine.md", post(title="Fine"))
+    found = scan(settings)
+    assert [post.title for post in found.posts] == ["Fine"]
+    assert [str(problem) for problem in found.problems] == [
+        f"posts/edge.md:3: date {written!r} is out of range (years 1 to 9999 in every time zone)"
+    ]

@@ -288,7 +288,8 @@ def test_two_runs_and_a_worker_share_a_digest_and_survive_a_kill(tmp_path, postg
     addresses = [f"s{index}@example.org" for index in range(5000)]
     engine = open_engine(postgres_url)
     add_subscribers(engine, addresses, frequency="daily", confirmed_at=datetime.now(UTC) - timedelta(hours=1))
-    fires = datetime.now(UTC) + timedelta(seconds=15)
+    # Room for three services to start (each also starts its build process) on a busy two-core machine.
+    fires = datetime.now(UTC) + timedelta(seconds=25)
     config = write_config(
         tmp_path,
         store={"url": postgres_url},

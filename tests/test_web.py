@@ -12,17 +12,21 @@ import subprocess
 import sys
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
+from urllib.parse import urlencode
 
 import feedparser
 import httpx
 import pytest
 import uvicorn
 from conftest import EXAMPLE_POSTS, free_port
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import text
 
@@ -515,7 +519,8 @@ def test_admin_api(serve):
         assert spec["openapi"].startswith("3.") and "/api/subscribers/import" in spec["paths"]
         assert set(spec["paths"]["/api/subscribers"]) == {"get", "post"}
         body = spec["paths"]["/api/subscribers"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-        assert body["properties"]["frequency"]["enum"] == ["instant", "daily", "weekly", "monthly"]
+        model = spec["components"]["schemas"][body["$ref"].rpartition("/")[2]]
+        assert model["properties"]["frequency"]["enum"] == ["instant", "daily", "weekly", "monthly"]
     # The pending address added without consent got its confirmation mail.
     assert [m["To"].addresses[0].addr_spec for m in wait_for_mail(served.outbox)] == ["wait@example.org"]
 
@@ -729,3 +734,299 @@ def test_expired_rate_limit_windows_are_pruned(serve):
         keys = connection.execute(text("SELECT key FROM rate_limits")).scalars().all()
     # What is left: this request's two counters (its client, its address).
     assert sorted(keys) == ["subscribe:address:r@example.org", "subscribe:client:127.0.0.1"]
+
+
+# --- typed input at the edge (issue 16) ------------------------------------------------------------------------
+
+
+def _pending(served: Served, address: str):
+    return subscribers.request_subscription(
+        served.engine, subscribers.subscription_request(address), subscribers.Consent(at=datetime.now(UTC), source="t")
+    )
+
+
+def test_ids_and_offsets_are_bounded_ascii_integers(serve, store_url):
+    served = serve(store={"url": store_url})
+    with served.client(headers=ADMIN) as client:
+        added = client.post("/api/subscribers", json={"email": "n@example.org", "confirmed": True}).json()
+        for id_ in (2**63, 2**64, 10**30):
+            for method in ("GET", "DELETE"):
+                answer = client.request(method, f"/api/subscribers/{id_}")
+                assert answer.status_code == 400 and answer.json()["field"] == "id", (method, id_, answer.text)
+        assert client.get(f"/api/subscribers/{2**63 - 1}").status_code == 404
+        for name in ("limit", "offset"):
+            # '²' and '①' pass str.isdigit() but not int(); Arabic-Indic '٣' passes both.
+            for value in ("²", "①", "٣", "３", " 3", "3.0", "+3", "-1", "0x3", "1_0"):
+                answer = client.get("/api/subscribers", params={name: value})
+                assert answer.status_code == 400 and answer.json()["field"] == name, (name, value, answer.text)
+        # Inside the description's bounds, accepted: offsets far past the end just find nothing.
+        for offset in (10**9 + 1, 2**63 - 1):
+            page = client.get("/api/subscribers", params={"offset": offset})
+            assert page.status_code == 200 and page.json() == {"total": 1, "items": []}
+        assert client.get("/api/subscribers", params={"offset": 2**63}).status_code == 400
+        assert client.get(f"/api/subscribers/{added['subscriber']['id']}").status_code == 200
+
+
+def test_invalid_utf8_in_a_form_is_refused_not_stored_or_mailed(serve):
+    served = serve()
+    with served.client() as client:
+        token = csrf_form(client)
+        form = {"content-type": "application/x-www-form-urlencoded"}
+        for body in (
+            b"email=u1%40example.org&name=Bad%FFName&csrf_token=" + token.encode(),  # an escape that spells no UTF-8
+            b"email=u2%40example.org&name=Bad\xe9Name&csrf_token=" + token.encode(),  # a raw Latin-1 byte
+            b"email=u3%40example.org&name=%ED%A0%80&csrf_token=" + token.encode(),  # an encoded surrogate (CESU-8)
+        ):
+            answer = client.post("/subscribe", content=body, headers=form)
+            assert answer.status_code == 400 and "(name)" in answer.text, body
+        boundary = "b0undary"
+        multipart = (
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"email\"\r\n\r\nu4@example.org\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\n{token}\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n"
+        ).encode() + b"J\xfcrgen\r\n" + f"--{boundary}--\r\n".encode()
+        answer = client.post("/subscribe", content=multipart, headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+        assert answer.status_code == 400 and "(name)" in answer.text
+        # The same multipart form in UTF-8 goes through.
+        fine = multipart.replace(b"J\xfcrgen", "Jürgen".encode()).replace(b"u4@", b"u5@")
+        answer = client.post("/subscribe", content=fine, headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+        assert answer.status_code == 200
+    assert served.subscriber("u5@example.org").name == "Jürgen"
+    assert count_rows(served) == 1
+    assert len(wait_for_mail(served.outbox, count=2, timeout=1.5)) == 1
+
+
+def test_lone_surrogates_in_json_are_refused(serve):
+    served = serve()
+    body = b'{"email": "s@example.org", "name": "\\ud800"}'
+    with served.client() as client:
+        for path, headers in (("/subscribe", {}), ("/api/subscribers", ADMIN)):
+            answer = client.post(path, content=body, headers=headers | {"content-type": "application/json"})
+            assert answer.status_code == 400 and answer.json()["field"] == "name", (path, answer.text)
+        # A surrogate pair is an ordinary character.
+        paired = body.replace(b"\\ud800", b"\\ud83d\\ude00")
+        assert client.post("/subscribe", content=paired, headers={"content-type": "application/json"}).status_code == 202
+    assert served.subscriber("s@example.org").name == "😀"
+
+
+def test_names_are_nfc_and_bidi_overrides_and_controls_are_refused(serve):
+    served = serve()
+    with served.client() as client:
+        for name in ("evil\u202egnp.exe", "a\u2066b", "a\u200fb", "tab\there", "nul\x00", "c1\x85"):
+            answer = client.post("/subscribe", json={"email": "b@example.org", "name": name})
+            assert answer.status_code == 400 and answer.json()["field"] == "name", repr(name)
+        assert count_rows(served) == 0
+        assert client.post("/subscribe", json={"email": "b@example.org", "name": "Zoe\u0308"}).status_code == 202
+    assert served.subscriber("b@example.org").name == "Zo\u00eb"
+
+
+def test_addresses_keep_to_rfc_5321_limits(serve):
+    served = serve()
+    with served.client() as client:
+        too_long_local = "a" * 65 + "@example.org"
+        domain = ".".join(["b" * 60] * 4) + ".org"
+        too_long = "a" * (255 - 1 - len(domain)) + "@" + domain
+        for address in (too_long_local, too_long):
+            for path, headers in (("/subscribe", {}), ("/api/subscribers", ADMIN)):
+                answer = client.post(path, json={"email": address}, headers=headers)
+                assert answer.status_code == 400 and answer.json()["field"] == "email", (address, path)
+        assert client.post("/subscribe", json={"email": "a" * 64 + "@example.org"}).status_code == 202
+    assert len(wait_for_mail(served.outbox, count=2, timeout=1.5)) == 1
+    assert count_rows(served) == 1
+
+
+def test_a_search_for_a_nul_character_is_refused_not_matching_every_row(serve, store_url):
+    served = serve(store={"url": store_url})
+    with served.client(headers=ADMIN) as client:
+        for address in ("one@example.org", "two@example.org"):
+            client.post("/api/subscribers", json={"email": address, "confirmed": True})
+        answer = client.get("/api/subscribers?q=%00")
+        assert answer.status_code == 400 and answer.json()["field"] == "q"
+        assert client.get("/api/subscribers?q=%FF").status_code == 400
+        assert client.get("/api/subscribers", params={"q": "two"}).json()["total"] == 1
+
+
+def test_refusals_on_html_forms_are_in_the_pages_language(serve):
+    served = serve(site={"language": "id"})
+    with served.client() as client:
+        token = csrf_form(client)
+        answer = client.post("/subscribe", data={"email": "not-an-address", "csrf_token": token})
+        assert answer.status_code == 400
+        assert "Ada yang salah" in answer.text and "Isian “Alamat email” (email) tidak dapat dipakai" in answer.text
+        assert "not a valid" not in answer.text
+    assert count_rows(served) == 0
+
+
+def test_the_api_refuses_what_its_description_refuses_and_takes_what_it_allows(serve):
+    served = serve()
+    with served.client(headers=ADMIN) as client:
+        for fields in ({"tags": "AAA"}, {"tags": None}, {"confirmed": None}, {"name": None}, {"confirmed": "true"},
+                       {"frequency": "Daily"}, {"tags": ["ok", "not ok"]}, {"unknown": 1}):
+            answer = client.post("/api/subscribers", json={"email": "t@example.org", **fields})
+            assert answer.status_code == 400 and answer.json()["field"] == next(iter(fields)), fields
+        assert client.post("/api/subscribers", content=b"email=t@example.org", headers={
+            "content-type": "application/x-www-form-urlencoded"}).status_code == 415
+        assert count_rows(served) == 0
+        for body in (b"", None):
+            empty = client.post("/api/subscribers/import", content=body, headers={"content-type": "text/csv"})
+            assert empty.status_code == 200 and empty.json()["added"] == 0
+        assert client.get("/api/subscribers/import").status_code == 405
+
+        spec = client.get("/api/openapi.json").json()
+    item = spec["paths"]["/api/subscribers/{id}"]
+    for method in ("get", "delete"):
+        [parameter] = [p for p in item[method]["parameters"] if p["in"] == "path"]
+        assert parameter == {"name": "id", "in": "path", "required": True,
+                             "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}}
+        assert {"200", "400", "401", "404", "503"} <= set(item[method]["responses"])
+    add = spec["paths"]["/api/subscribers"]["post"]
+    assert {"201", "200", "400", "401", "409", "413", "415", "503"} <= set(add["responses"])
+    fields = spec["components"]["schemas"]["AdminSubscription"]
+    assert fields["additionalProperties"] is False and fields["required"] == ["email"]
+    assert fields["properties"]["tags"]["type"] == "array" and fields["properties"]["confirmed"]["type"] == "boolean"
+    for path in spec["paths"].values():
+        for operation in path.values():
+            for status, answer in operation["responses"].items():
+                assert answer["content"], (operation["operationId"], status)  # every answer has its schema
+
+
+def test_tokens_are_accepted_only_as_signed(serve):
+    served = serve()
+    pending = _pending(served, "canon@example.org")
+    url = confirm_url(served.settings, served.app.state.web.tokens, pending.id, pending.link_key)
+    with served.client() as client:
+        for tail in ("=", "==", "%FF", "%E2%80%8B", "%C3%A9", "%20"):
+            assert client.post(url + tail).status_code == 400, tail
+        # The low bits of the signature's last base64 character carry nothing: another letter, same bytes.
+        last = url[-1]
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+        twin = alphabet[alphabet.index(last) ^ 1]
+        assert client.post(url[:-1] + twin).status_code == 400
+        assert served.subscriber("canon@example.org").status == "pending"
+        assert client.post(url).status_code == 200
+    assert served.subscriber("canon@example.org").status == "active"
+
+
+def test_a_csrf_cookie_planted_from_a_sibling_subdomain_gives_no_valid_form_token(serve):
+    served = serve()
+    planted = {"cookie": "feedsvc_csrf=" + "p" * 43}
+    # The attacker reads the form with the cookie value they plant in the victim's browser…
+    page = httpx.get(served.url + "/", headers=planted)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    assert page.cookies.get("feedsvc_csrf") and page.cookies["feedsvc_csrf"] != "p" * 43  # not honoured
+    # …and the victim's browser posts their form with that cookie.
+    forged = httpx.post(served.url + "/subscribe", data={"email": "victim@example.org", "csrf_token": token}, headers=planted)
+    assert forged.status_code == 403
+    assert served.subscriber("victim@example.org") is None
+    # Tokens and cookies that are not ASCII are refused like any wrong one (found by the fuzzer: a 500 before).
+    with served.client() as client:
+        token = csrf_form(client)
+        assert client.post("/subscribe", data={"email": "x@example.org", "csrf_token": "é" * 64}).status_code == 403
+        session = client.cookies["feedsvc_csrf"].partition(".")[0]
+        odd = {"cookie": f"feedsvc_csrf={session}.{'é' * 64}".encode()}
+        assert httpx.post(served.url + "/subscribe", data={"email": "x@example.org", "csrf_token": token}, headers=odd).status_code == 403
+        # A browser with the cookie the server set gets through.
+        assert client.post("/subscribe", data={"email": "me@example.org", "csrf_token": token}).status_code == 200
+
+
+def test_under_https_the_csrf_cookie_is_host_only(serve):
+    served = serve(web={"public_url": "https://news.example.org"})
+    with served.client() as client:
+        cookie = client.get("/").headers["set-cookie"]
+    assert cookie.startswith("__Host-feedsvc_csrf=")
+    assert "Secure" in cookie and "Path=/" in cookie and "Domain" not in cookie
+
+
+def test_allow_lists_exactly_the_methods_that_work(built):
+    pending = _pending(built, "allow@example.org")
+    tokens = built.app.state.web.tokens
+    unsubscribe = unsubscribe_url(built.settings, tokens, pending.id, pending.link_key)
+    confirm = confirm_url(built.settings, tokens, pending.id, pending.link_key)
+    expected = {
+        unsubscribe: {"GET", "HEAD", "POST"},
+        confirm: {"GET", "HEAD", "POST"},
+        "/subscribe": {"POST"},
+        "/": {"GET", "HEAD"},
+        "/api/subscribers": {"GET", "HEAD", "POST"},
+        "/api/subscribers/1": {"GET", "HEAD", "DELETE"},
+        "/api/subscribers/import": {"POST"},
+        "/rss.xml": {"GET", "HEAD"},
+        "/feed.json": {"GET", "HEAD"},
+    }
+    with built.client(headers=ADMIN) as client:
+        for url, methods in expected.items():
+            for method in ("PUT", "PATCH", "OPTIONS", "POST", "DELETE"):
+                if method in methods:
+                    continue
+                answer = client.request(method, url)
+                assert answer.status_code == 405, (method, url, answer.status_code)
+                assert set(answer.headers["allow"].split(", ")) == methods, (method, url, answer.headers["allow"])
+    assert built.subscriber("allow@example.org").status == "pending"
+
+
+def test_if_modified_since_with_two_dates_or_garbage_is_ignored(built):
+    with built.client() as client:
+        modified = client.get("/rss.xml").headers["last-modified"]
+        assert client.get("/rss.xml", headers={"if-modified-since": modified}).status_code == 304
+        later = "Fri, 31 Dec 2100 23:59:59 GMT"
+        for value in (f"{modified}, {later}", f"{later}, {modified}", "Fri, 31 Dec 2100", "2100-12-31T00:00:00Z", "1e10"):
+            assert client.get("/rss.xml", headers={"if-modified-since": value}).status_code == 200, value
+        # The two obsolete forms RFC 9110 still asks recipients to read.
+        for value in ("Friday, 31-Dec-99 23:59:59 GMT", "Fri Dec 31 23:59:59 2100"):
+            expected = 200 if "99" in value else 304
+            assert client.get("/rss.xml", headers={"if-modified-since": value}).status_code == expected, value
+
+
+FIELD_NAMES = st.sampled_from(["email", "name", "frequency", "tags", "csrf_token", "List-Unsubscribe", "x"])
+FIELD_VALUES = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["a@example.org", "instant", "weekly", "go", "One-Click", "Zoe\u0308", "\u202e", "%FF", "٣"]),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(
+    target=st.sampled_from(["/subscribe", "preferences", "unsubscribe", "confirm"]),
+    encoding=st.sampled_from(["form", "multipart", "json", "raw"]),
+    fields=st.lists(st.tuples(FIELD_NAMES, FIELD_VALUES), max_size=6),
+    raw=st.binary(max_size=200),
+    with_token=st.booleans(),
+)
+def test_the_pages_answer_any_body_without_a_server_error_and_store_only_clean_text(
+    fuzzed_pages, target, encoding, fields, raw, with_token
+):
+    """Hypothesis as a fuzzer for the pages outside the API description, through the real server."""
+    served, client, urls, csrf_token = fuzzed_pages
+    if with_token:
+        fields = [*fields, ("csrf_token", csrf_token)]
+    url = urls.get(target, target)
+    if encoding == "form":
+        form = urlencode(fields, errors="surrogatepass").encode()
+        answer = client.post(url, content=form, headers={"content-type": "application/x-www-form-urlencoded"})
+    elif encoding == "multipart":
+        answer = client.post(url, files={name: (None, value.encode("utf-8", "surrogatepass")) for name, value in fields})
+    elif encoding == "json":
+        content = "{" + ",".join(f'"{name}": "{value}"' for name, value in fields) + "}"
+        answer = client.post(url, content=content.encode("utf-8", "surrogatepass"), headers={"content-type": "application/json"})
+    else:
+        answer = client.post(url, content=raw, headers={"content-type": "application/x-www-form-urlencoded"})
+    assert answer.status_code < 500, (url, encoding, fields, raw, answer.text)
+    assert answer.status_code in (200, 202, 400, 403, 415), answer.status_code
+    with served.engine.connect() as connection:
+        rows = connection.execute(text("SELECT email, name FROM subscribers")).all()
+    for address, name in rows:
+        assert address.isascii() and address.isprintable() and len(address.partition("@")[0]) <= 64
+        assert unicodedata.is_normalized("NFC", name) and name.isprintable() or name == ""
+
+
+@pytest.fixture
+def fuzzed_pages(serve):
+    served = serve()
+    pending = _pending(served, "fuzz@example.org")
+    tokens = served.app.state.web.tokens
+    urls = {
+        purpose: url(served.settings, tokens, pending.id, pending.link_key)
+        for purpose, url in (("preferences", preferences_url), ("unsubscribe", unsubscribe_url), ("confirm", confirm_url))
+    }
+    with served.client() as client:
+        yield served, client, urls, csrf_form(client)

@@ -17,7 +17,7 @@ from typing import BinaryIO
 from feedsvc import __version__
 from feedsvc.config import Settings
 from feedsvc.parallel import fork_map
-from feedsvc.posts.model import Post, Problem, is_published, shown_path, tag_slug
+from feedsvc.posts.model import Post, Problem, brief, is_published, problem_order, shown_path, tag_slug
 from feedsvc.posts.parse import Site, read_post
 
 _CACHE_VERSION = 1  # bump when what a cache entry holds changes
@@ -38,6 +38,83 @@ class Scan:
 
     def next_publication(self, now: datetime) -> datetime | None:
         return min((post.date for post in self.posts if not post.draft and post.date > now), default=None)
+
+    def excluding(self, post_ids: set[str], problems: list[Problem]) -> Scan:
+        """This scan without these posts, which the `problems` found later (at rendering) keep out."""
+        return Scan(
+            [post for post in self.posts if post.id not in post_ids],
+            sorted([*self.problems, *problems], key=problem_order),
+            self.changed_ids,
+            self.changed_tags,
+        )
+
+
+@dataclass(frozen=True)
+class _Bounds:
+    """What the walk may read: files whose path, links resolved, is inside the posts folder, and never
+    feedsvc's own config file, store folder or feeds output folder (even when they sit inside it)."""
+
+    root: str  # the posts folder, links resolved
+    own: dict[str, str]  # folder of feedsvc's own inside `root`, links resolved -> what it is
+    config: str | None  # the config file, links resolved
+    config_file: tuple[int, int] | None  # its device and inode: a hard link to it is refused too
+
+    @classmethod
+    def of(cls, settings: Settings) -> _Bounds:
+        root = os.path.realpath(settings.posts.dir)
+        own = {
+            os.path.realpath(settings.store.dir): "the store folder (store.dir)",
+            os.path.realpath(settings.feeds.output_dir): "the feeds output folder (feeds.output_dir)",
+        }
+        config = os.path.realpath(settings.config_path) if settings.config_path else None
+        try:
+            config_file = _file_id(os.stat(config)) if config else None
+        except OSError:
+            config_file = None
+        inside = {folder: what for folder, what in own.items() if _is_below(folder, root)}
+        return cls(root, inside, config, config_file)
+
+    def refusal(self, real: str, info: os.stat_result, linked: bool) -> str | None:
+        """Why the file or folder at `real` (its path, links resolved) must not be read, or None."""
+        if linked and not (real == self.root or _is_below(real, self.root)):
+            return "symlink to a place outside the posts folder (posts.dir); not read"
+        if real == self.config or (self.config_file is not None and _file_id(info) == self.config_file):
+            return "is feedsvc's config file; never read as a post"
+        for folder, what in self.own.items():
+            # Only a link can lead below one of these without passing through it: a plain entry is checked
+            # as the walk meets it.
+            if real == folder or (linked and _is_below(real, folder)):
+                return f"is {what} or inside it; never read as posts"
+        return None
+
+    def plainly_inside(self, path: Path, relative: str, info: os.stat_result) -> bool:
+        """Whether a file a watcher reported is reached without a link and passes `refusal`."""
+        real = os.path.realpath(path)
+        if real != os.path.join(self.root, *relative.split("/")):
+            return False
+        return self.refusal(real, info, linked=True) is None
+
+    def opened_refusal(self, path: Path, walked: os.stat_result, opened: os.stat_result) -> str | None:
+        """Why an opened file must not be read: it is not the file the walk let through, and where its path
+        leads now is refused (a link swapped in between the walk and the read)."""
+        if _file_id(opened) == _file_id(walked):
+            return None
+        real = os.path.realpath(path)
+        try:
+            now = os.stat(real)
+        except OSError:
+            now = None
+        if now is None or _file_id(now) != _file_id(opened):
+            return "changed while it was being read; read again on the next change"
+        return self.refusal(real, opened, linked=True)
+
+
+def _file_id(info: os.stat_result) -> tuple[int, int]:
+    return info.st_dev, info.st_ino
+
+
+def _is_below(path: str, folder: str) -> bool:
+    return path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +141,7 @@ class Collection:
         self.site = Site.from_settings(settings)
         # What parsing depends on besides the file: entries made under other settings or code are not used.
         fingerprint = (__version__, _CACHE_VERSION, self.site.fingerprint, settings.posts.max_file_bytes)
+        self.bounds = _Bounds.of(settings)
         self.cache = _Cache(cache_path or settings.store.dir / "posts-cache.pickle", fingerprint)
         self.parses = 0  # files this Collection looked into (the others came from the cache)
         self._entries: dict[str, _Entry] | None = None
@@ -110,7 +188,7 @@ class Collection:
         else:
             changed_ids, changed_tags = set(), set()
         problems += self._current.problems
-        problems.sort(key=lambda problem: (str(problem.path), problem.line or 0))
+        problems.sort(key=problem_order)
         return Scan(list(self._current.posts), problems, changed_ids, changed_tags)
 
     def _look_at(self, found: _Found, paths: Iterable[Path]) -> bool:
@@ -135,6 +213,8 @@ class Collection:
                 if info is None and any(known.startswith(relative + "/") for known in found.files):
                     return False  # a folder of posts went away
                 continue
+            if info is not None and not self.bounds.plainly_inside(path, relative, info):
+                return False  # reached through a link, or one of feedsvc's own files: the walk's rules apply
             found.problems = [problem for problem in found.problems if problem.path != path]
             if info is None:
                 found.files.pop(relative, None)
@@ -153,17 +233,19 @@ class Collection:
             )
             return found
         extensions = tuple(extension.lower() for extension in self.settings.posts.extensions)
-        self._walk(root, "", extensions, {(top.st_dev, top.st_ino)}, found)
+        self._walk(root, self.bounds.root, "", extensions, {(top.st_dev, top.st_ino)}, found)
         return found
 
     def _walk(
         self,
         folder: Path,
+        real_folder: str,
         prefix: str,
         extensions: tuple[str, ...],
         seen: set[tuple[int, int]],
         found: _Found,
     ) -> None:
+        """Walk `folder`, whose path with every link resolved is `real_folder`."""
         try:
             entries = list(os.scandir(folder))
         except OSError as exc:
@@ -185,6 +267,14 @@ class Collection:
                         self.site.problem(Path(entry.path), None, _stat_failure(entry, exc))
                     )
                 continue
+            linked = entry.is_symlink()
+            real = os.path.realpath(entry.path) if linked else os.path.join(real_folder, name)
+            refusal = self.bounds.refusal(real, info, linked)
+            if refusal is not None:
+                # A link is someone's doing; one of feedsvc's folders in the posts folder is the config's.
+                severity = "warning" if stat.S_ISDIR(info.st_mode) and not linked else "error"
+                found.problems.append(self.site.problem(Path(entry.path), None, refusal, severity))
+                continue
             if stat.S_ISDIR(info.st_mode):
                 if is_post:
                     found.problems.append(
@@ -196,7 +286,7 @@ class Collection:
                     )
                 if (info.st_dev, info.st_ino) not in seen:  # a symlink back up the tree is walked once
                     seen.add((info.st_dev, info.st_ino))
-                    self._walk(Path(entry.path), relative + "/", extensions, seen, found)
+                    self._walk(Path(entry.path), real, relative + "/", extensions, seen, found)
             elif is_post:
                 if stat.S_ISREG(info.st_mode):
                     found.files[relative] = info
@@ -236,6 +326,11 @@ class Collection:
             )
         try:
             with path.open("rb") as file:
+                # The file opened must be one the walk let through: not a link swapped in since.
+                refusal = self.bounds.opened_refusal(path, info, os.fstat(file.fileno()))
+                if refusal is not None:
+                    problems.append(self.site.problem(path, None, refusal))
+                    return None
                 # Asking for exactly what stat said (read(n) allocates n bytes up front); more only if it grew.
                 data = file.read(info.st_size + 1)
                 if len(data) > info.st_size:
@@ -271,7 +366,9 @@ class Collection:
                     other = shown_path(index[key].source, self.site.root)
                     problems.append(
                         self.site.problem(
-                            post.source, None, f"duplicate {what} {key!r}: {other} already uses it; skipped"
+                            post.source,
+                            None,
+                            f"duplicate {what} {brief(key)}: {other} already uses it; skipped",
                         )
                     )
                     break
@@ -362,7 +459,7 @@ def _stat_failure(entry: os.DirEntry[str], exc: OSError) -> str:
     if exc.errno == errno.ELOOP:
         return "symlink loop: the link points back to itself"
     if entry.is_symlink() and exc.errno == errno.ENOENT:
-        return f"dangling symlink: its target {os.readlink(entry.path)!r} does not exist"
+        return f"dangling symlink: its target {brief(os.readlink(entry.path))} does not exist"
     return f"cannot read the file: {_reason(exc)}"
 
 

@@ -7,7 +7,7 @@ from urllib.parse import unquote, urlsplit
 
 from feedsvc.config import Settings
 from feedsvc.posts.collection import Scan
-from feedsvc.posts.model import Post, Problem, shown_path
+from feedsvc.posts.model import Post, Problem, brief, failure, problem_order, shown_path
 from feedsvc.posts.parse import Site
 from feedsvc.posts.render import sanitize, to_html
 from feedsvc.posts.source import SourceError, decode, split
@@ -18,8 +18,11 @@ def lint(settings: Settings, scan: Scan) -> list[Problem]:
     asset_dirs = sorted(settings.posts.asset_dirs.items(), key=lambda item: len(item[0]), reverse=True)
     problems = list(scan.problems)
     for post in scan.posts:
-        problems += _check_post(post, site, asset_dirs)
-    problems.sort(key=lambda problem: (str(problem.path), problem.line or 0))
+        try:
+            problems += _check_post(post, site, asset_dirs)
+        except Exception as exc:  # noqa: BLE001 - one post that breaks the checks must not hide the others'
+            problems.append(site.problem(post.source, None, f"cannot be checked: {failure(exc)}"))
+    problems.sort(key=problem_order)
     return problems
 
 
@@ -48,7 +51,7 @@ def _check_post(post: Post, site: Site, asset_dirs: list[tuple[str, Path]]) -> l
                     post.source,
                     line,
                     (
-                        f"{what} {written!r} cannot be resolved to a URL of the site "
+                        f"{what} {brief(written)} cannot be resolved to a URL of the site "
                         f"(it climbs above {site.url}/): "
                         "map its prefix in posts.asset_urls"
                     ),
@@ -60,7 +63,7 @@ def _check_post(post: Post, site: Site, asset_dirs: list[tuple[str, Path]]) -> l
                 site.problem(
                     post.source,
                     line,
-                    (f"image {written!r} not found: no file {shown_path(missing, site.root)}"),
+                    (f"image {brief(written)} not found: no file {shown_path(missing, site.root)}"),
                     "warning",
                 )
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import reprlib
 import unicodedata
 import zlib
 from dataclasses import InitVar, dataclass, field
@@ -94,6 +95,26 @@ class Problem:
     def __str__(self) -> str:
         shown = shown_path(self.path, self.root)
         return f"{shown}:{self.line}: {self.message}" if self.line else f"{shown}: {self.message}"
+
+
+_BRIEF = reprlib.Repr()
+_BRIEF.maxlevel, _BRIEF.maxstring, _BRIEF.maxother, _BRIEF.maxlist, _BRIEF.maxdict = 2, 200, 200, 4, 4
+
+
+def brief(value: object) -> str:
+    """repr() cut short: a value from a post file goes into a message, never its whole (maybe huge) self."""
+    return _BRIEF.repr(value)
+
+
+def failure(exc: BaseException) -> str:
+    """An unexpected exception as one bounded line for a problem."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text if len(text) <= 200 else text[:197] + '...'}"
+
+
+def problem_order(problem: Problem) -> tuple[str, int]:
+    """Problems are listed by file, then line."""
+    return str(problem.path), problem.line or 0
 
 
 def shown_path(path: Path, root: Path | None) -> str:

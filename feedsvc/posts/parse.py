@@ -7,20 +7,25 @@ import hashlib
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urljoin
 from zoneinfo import ZoneInfo
 
 from feedsvc.config import Settings
-from feedsvc.posts.model import Post, Problem, slugify
-from feedsvc.posts.render import AssetUrls, Markup, absolute_url, sorted_asset_urls
+from feedsvc.posts.model import Post, Problem, brief, failure, slugify
+from feedsvc.posts.render import AssetUrls, Markup, absolute_url, markdown_problem, sorted_asset_urls
 from feedsvc.posts.source import Source, SourceError, decode, split, title_line
 
 _DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}[-_]")
 _MARKUPS: dict[str, Markup] = {"markdown": "markdown", "md": "markdown", "text": "text", "plain": "text"}
 _TRUTH = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+# A day inside datetime's range on both ends: any date between converts to every time zone without overflow.
+_EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+_LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+# Longer tag names are dropped: a tag is a folder name (tags/<slug>/) and a line in every feed of its posts.
+MAX_TAG_LENGTH = 100
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,7 @@ class Site:
     url_pattern: str
     asset_urls: AssetUrls
     posts_dir: Path
+    max_tags: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Site:
@@ -43,6 +49,7 @@ class Site:
             url_pattern=settings.posts.url_pattern,
             asset_urls=sorted_asset_urls(settings.posts.asset_urls),
             posts_dir=settings.posts.dir,
+            max_tags=settings.posts.max_tags,
         )
 
     @property
@@ -54,7 +61,15 @@ class Site:
     def fingerprint(self) -> str:
         return hashlib.sha256(
             repr(
-                (self.url, self.tz.key, self.author, self.url_pattern, self.asset_urls, str(self.posts_dir))
+                (
+                    self.url,
+                    self.tz.key,
+                    self.author,
+                    self.url_pattern,
+                    self.asset_urls,
+                    str(self.posts_dir),
+                    self.max_tags,
+                )
             ).encode()
         ).hexdigest()
 
@@ -70,7 +85,8 @@ class Site:
 
 
 def read_post(path: Path, data: bytes, mtime_ns: int, site: Site) -> tuple[Post | None, list[Problem]]:
-    """Parse one file. Errors come back as a single error Problem and no post."""
+    """Parse one file. Errors come back as a single error Problem and no post: whatever goes wrong with one
+    file (the folder is untrusted input) must not stop the others."""
     warnings: list[Problem] = []
     try:
         source = split(decode(data))
@@ -84,6 +100,8 @@ def read_post(path: Path, data: bytes, mtime_ns: int, site: Site) -> tuple[Post 
         )
     except SourceError as exc:
         return None, [site.problem(path, exc.line, exc.message)]
+    except Exception as exc:  # noqa: BLE001 - a file that breaks the reader is that file's problem alone
+        return None, [site.problem(path, None, f"cannot be read as a post: {failure(exc)}")]
     return post, warnings
 
 
@@ -93,7 +111,8 @@ def _build(path: Path, source: Source, size: int, mtime_ns: int, site: Site, war
     if "markup" in meta:
         if meta["markup"] not in _MARKUPS:
             raise SourceError(
-                f"unknown markup {meta['markup']!r} (use 'markdown' or 'text')", source.key_line("markup")
+                f"unknown markup {_describe(meta['markup'])} (use 'markdown' or 'text')",
+                source.key_line("markup"),
             )
         markup = _MARKUPS[meta["markup"]]
 
@@ -106,7 +125,7 @@ def _build(path: Path, source: Source, size: int, mtime_ns: int, site: Site, war
 
     when = _date(meta, source, "date", site.tz)
     if when is None:
-        when = datetime.fromtimestamp(mtime_ns / 1e9, site.tz).replace(microsecond=0)
+        when = _file_date(mtime_ns, site.tz)
         warn(None, f"no date: using the file's modification time {when.isoformat()}")
     updated = _date(meta, source, "updated", site.tz)
 
@@ -117,6 +136,13 @@ def _build(path: Path, source: Source, size: int, mtime_ns: int, site: Site, war
         or f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'{site.url}/{slug}')}"
     )
     summary = _text(meta, source, "summary") or _text(meta, source, "description")
+    if markup == "markdown":
+        for text, key in ((summary, "summary"), (source.body, None)):
+            problem = markdown_problem(text)
+            if problem is not None:
+                raise SourceError(
+                    f"{problem}; not published", source.key_line(key) if key else source.body_line
+                )
     image = _text(meta, source, "image") or _text(meta, source, "cover")
     return Post(
         id=post_id,
@@ -125,7 +151,7 @@ def _build(path: Path, source: Source, size: int, mtime_ns: int, site: Site, war
         date=when,
         updated=updated,
         url=url,
-        tags=_tags(meta, source),
+        tags=_tags(meta, source, site.max_tags, warn),
         author=_author(meta, source) or site.author,
         image=absolute_url(image, url, site.asset_urls) if image else None,
         draft=_flag(meta, source, "draft"),
@@ -158,7 +184,30 @@ def _date(meta: dict[str, Any], source: Source, key: str, tz: ZoneInfo) -> datet
             f"invalid {key} {_describe(value)} (use e.g. 2025-04-08 or 2025-04-08T09:30:00+07:00)",
             source.key_line(key),
         )
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
+    if not _in_range(parsed):
+        raise SourceError(
+            f"{key} {_describe(value)} is out of range (years 1 to 9999 in every time zone)",
+            source.key_line(key),
+        )
+    return parsed
+
+
+def _file_date(mtime_ns: int, tz: ZoneInfo) -> datetime:
+    try:
+        when = datetime.fromtimestamp(mtime_ns / 1e9, tz).replace(microsecond=0)
+    except (OverflowError, OSError, ValueError):
+        when = None
+    if when is None or not _in_range(when):
+        raise SourceError("no date, and the file's modification time is out of range: set a date")
+    return when
+
+
+def _in_range(moment: datetime) -> bool:
+    try:
+        return _EARLIEST <= moment.astimezone(UTC) <= _LATEST
+    except OverflowError:
+        return False
 
 
 def parse_date(value: Any) -> datetime | None:
@@ -185,13 +234,13 @@ def _slug(meta: dict[str, Any], source: Source, path: Path) -> str:
     if written:
         slug = slugify(written)
         if not slug:
-            raise SourceError(f"slug {written!r} has no letters or digits", source.key_line("slug"))
+            raise SourceError(f"slug {brief(written)} has no letters or digits", source.key_line("slug"))
         return slug
     stem = _DATE_PREFIX.sub("", path.stem) or path.stem
     return slugify(stem) or f"post-{hashlib.sha1(path.name.encode()).hexdigest()[:8]}"
 
 
-def _tags(meta: dict[str, Any], source: Source) -> tuple[str, ...]:
+def _tags(meta: dict[str, Any], source: Source, limit: int, warn: Any) -> tuple[str, ...]:
     names: list[str] = []
     for key in ("tags", "categories"):
         value = meta.get(key)
@@ -208,10 +257,23 @@ def _tags(meta: dict[str, Any], source: Source) -> tuple[str, ...]:
     seen: set[str] = set()
     tags = []
     for name in (name.strip() for name in names):
-        if name and name.casefold() not in seen:
+        if len(name) > MAX_TAG_LENGTH:
+            warn(_tags_line(source), f"tag {brief(name)} is over {MAX_TAG_LENGTH} characters long; dropped")
+        elif name and name.casefold() not in seen:
             seen.add(name.casefold())
             tags.append(name)
+    if len(tags) > limit:
+        # Each tag is a feed of its own: thousands of them would multiply the output (and the time to write it).
+        warn(
+            _tags_line(source),
+            f"{len(tags)} tags, over posts.max_tags ({limit}): only the first {limit} are used",
+        )
+        del tags[limit:]
     return tuple(tags)
+
+
+def _tags_line(source: Source) -> int | None:
+    return source.key_line("tags") or source.key_line("categories")
 
 
 def _author(meta: dict[str, Any], source: Source) -> str:
@@ -231,6 +293,5 @@ def _flag(meta: dict[str, Any], source: Source, key: str) -> bool:
 
 
 def _describe(value: Any) -> str:
-    shown = repr(value)
-    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    shown = brief(value)
     return shown if isinstance(value, str) else f"{type(value).__name__} {shown}"

@@ -39,6 +39,47 @@ _TRAILING_PUNCTUATION = ".,;:!?)]}\"'”’»"
 # (tag, attribute, URL as written) for each link or image; `lint` collects them while rendering.
 LinkSink = Callable[[str, str, str], None]
 
+# Bounds on a Markdown body, checked before it is rendered (the folder is untrusted input). Past them the
+# renderers misbehave: markdown-it-pyrs overflows its stack (the process dies) on some 50,000 nested quotes or
+# list items, its emphasis and link matching is quadratic in the delimiters of a paragraph, and nh3's is in the
+# depth of the HTML. Real posts stay far below: a few levels of nesting, dozens of delimiters per paragraph.
+MAX_NESTING = 32  # container markers (> - + * 1.) opening one line
+MAX_HTML_DEPTH = 256  # raw HTML elements open at once
+MAX_DELIMITER_WORK = 20_000_000  # sum over paragraphs of (their * _ ~ [ characters) squared
+# Searched in the text after a "\n": a pattern starting with a literal is found by a fast scan for it, where `^`
+# would be tried at every character (a third of the cost of reading a post).
+_DEEP_LINE = re.compile(
+    rf"\n[ \t]*(?:(?:>|[-+*](?=[ \t]|$)|\d{{1,9}}[.)](?=[ \t]|$))[ \t]*){{{MAX_NESTING + 1}}}", re.MULTILINE
+)
+_DELIMITERS = "*_~["
+_HTML_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)[^<>]*?(/?)>")
+# Elements that never hold others (void) or that the HTML parser closes by itself when the next one starts.
+_FLAT_ELEMENTS = frozenset(
+    [
+        "area",
+        "base",
+        "br",
+        "col",
+        "embed",
+        "hr",
+        "img",
+        "input",
+        "link",
+        "meta",
+        "source",
+        "track",
+        "wbr",
+        "p",
+        "li",
+        "dt",
+        "dd",
+        "option",
+        "tr",
+        "td",
+        "th",
+    ]
+)
+
 
 def sorted_asset_urls(asset_urls: dict[str, str]) -> AssetUrls:
     return tuple(sorted(asset_urls.items(), key=lambda item: len(item[0]), reverse=True))
@@ -90,9 +131,49 @@ def _link_urls(line: str) -> str:
     return "".join(out)
 
 
+def markdown_problem(text: str) -> str | None:
+    """Why this Markdown must not be rendered (nested or tangled past the bounds above), or None."""
+    lines = "\n" + text
+    deep = _DEEP_LINE.search(lines)
+    if deep is not None:
+        return f"Markdown nested over {MAX_NESTING} levels deep on one line (line {lines.count(chr(10), 0, deep.start()) + 1} of the text)"
+    # Counted only when there may be enough of them: most posts are shorter than the square root of the bound.
+    delimiters = sum(text.count(char) for char in _DELIMITERS) if len(text) ** 2 > MAX_DELIMITER_WORK else 0
+    if delimiters * delimiters > MAX_DELIMITER_WORK:
+        work = sum(sum(block.count(char) for char in _DELIMITERS) ** 2 for block in _BLANK_LINES.split(text))
+        if work > MAX_DELIMITER_WORK:
+            return "Markdown with too many emphasis or link markers (* _ ~ [) in its paragraphs"
+    if text.count("<") > MAX_HTML_DEPTH and _html_depth(text) > MAX_HTML_DEPTH:
+        return f"HTML nested over {MAX_HTML_DEPTH} elements deep"
+    return None
+
+
+def _html_depth(text: str) -> int:
+    depth = deepest = 0
+    for tag in _HTML_TAG.finditer(text):
+        if tag.group(3) or tag.group(2).lower() in _FLAT_ELEMENTS:
+            continue
+        depth = max(depth - 1, 0) if tag.group(1) else depth + 1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+class UnsafeMarkdown(ValueError):
+    """Markdown past the bounds of `markdown_problem` (a file that changed since its scan checked it)."""
+
+
+def _check_markdown(text: str) -> None:
+    problem = markdown_problem(text)
+    if problem is not None:
+        raise UnsafeMarkdown(problem)
+
+
 def to_html(markup: Markup, body: str) -> str:
     """Unsanitized HTML, relative URLs as written."""
-    return _fast_markdown.render(body) if markup == "markdown" else text_to_html(body)
+    if markup == "text":
+        return text_to_html(body)
+    _check_markdown(body)
+    return _fast_markdown.render(body)
 
 
 def render_body(markup: Markup, body: str, base_url: str, asset_urls: AssetUrls) -> str:
@@ -110,6 +191,7 @@ def render_summary(markup: Markup, summary: str, body: str, base_url: str, asset
             next((block for block in _BLANK_LINES.split(body.strip()) if block.strip()), "")
         )
     else:
+        _check_markdown(body)
         fragment = _first_markdown_paragraph(body)
     return sanitize(fragment, base_url, asset_urls)
 

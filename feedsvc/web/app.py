@@ -33,11 +33,11 @@ from feedsvc.tokens import Tokens, load_secret
 from feedsvc.web.api import IMPORT_PATH, api_routes
 from feedsvc.web.context import WebContext, web_context
 from feedsvc.web.feed_server import FeedFiles, FeedsMiddleware
+from feedsvc.web.forms import BadInput
 from feedsvc.web.hooks import routes as hook_routes
-from feedsvc.web.pages import BadInput
 from feedsvc.web.pages import routes as page_routes
 from feedsvc.web.security import BodyLimit, Csrf, OperatorOnly
-from feedsvc.web.strings import web_translator
+from feedsvc.web.strings import FIELD_LABELS, web_translator
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,14 @@ async def http_error(request: Request, exc: Exception) -> Response:
         return JSONResponse(body, status_code=exc.status_code, headers=headers)
     key = _ERROR_KEYS.get(exc.status_code, "bad_request")
     default = web.translate(key)
-    paragraphs = [default] if exc.detail in (default, None, "") or exc.status_code in (404, 405) else [exc.detail]
+    if isinstance(exc, BadInput):
+        # In the page's language: which field, by the label the form shows.
+        label = web.translate(exc.field) if exc.field in FIELD_LABELS else exc.field
+        paragraphs = [web.translate("invalid_field", label=label, field=exc.field)]
+    elif exc.detail in (default, None, "") or exc.status_code in (404, 405):
+        paragraphs = [default]
+    else:
+        paragraphs = [exc.detail]
     response = web.message(web.translate("error_title"), *paragraphs, status=exc.status_code)
     response.headers.update(headers)
     return response

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -11,7 +11,8 @@ from urllib.parse import urlsplit
 from jinja2 import Environment
 from sqlalchemy import Engine
 from starlette.requests import Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
 
 from feedsvc.config import Settings
 from feedsvc.mail.strings import language_of
@@ -64,3 +65,20 @@ class WebContext:
 
 def web_context(request: Request) -> WebContext:
     return request.app.state.web
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def route(path: str, **handlers: Handler) -> Route:
+    """One route for all the methods a path answers (`get=…, post=…`), so that a 405 for any other method
+    lists every one of them in `Allow` (RFC 9110 15.5.6); HEAD goes where GET goes."""
+    by_method = {method.upper(): handler for method, handler in handlers.items()}
+
+    async def dispatch(request: Request) -> Response:
+        handler = by_method["GET" if request.method == "HEAD" else request.method]
+        request.scope["endpoint"] = handler  # the metrics count requests by handler
+        return await handler(request)
+
+    dispatch.__name__ = "_".join(handler.__name__ for handler in dict.fromkeys(by_method.values()))
+    return Route(path, dispatch, methods=list(by_method))

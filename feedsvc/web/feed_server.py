@@ -16,10 +16,12 @@ import hashlib
 import os
 import time
 from dataclasses import dataclass
-from email.utils import formatdate, parsedate_to_datetime
+from datetime import UTC, datetime
+from email.utils import formatdate
 from functools import lru_cache
 from pathlib import Path
 
+from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from feedsvc.metrics import HTTP_REQUESTS
@@ -137,12 +139,21 @@ class FeedFiles:
         return path if path.resolve().is_relative_to(self.root) else None
 
 
+# The three forms of an HTTP-date (RFC 9110 5.6.7): IMF-fixdate, and the obsolete RFC 850 and asctime forms.
+_HTTP_DATE_FORMATS = ("%a, %d %b %Y %H:%M:%S GMT", "%A, %d-%b-%y %H:%M:%S GMT", "%a %b %d %H:%M:%S %Y")
+
+
 @lru_cache(maxsize=256)
 def _http_date(value: bytes) -> float | None:
-    try:
-        return parsedate_to_datetime(value.decode("latin-1")).timestamp()
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
+    """The time an HTTP-date names; None for anything else (a list of dates too: RFC 9110 13.1.3 then
+    says to ignore the header)."""
+    text = value.decode("latin-1").strip()
+    for form in _HTTP_DATE_FORMATS:
+        try:
+            return datetime.strptime(text, form).replace(tzinfo=UTC).timestamp()
+        except ValueError:
+            continue
+    return None
 
 
 def _quality(params: bytes) -> float:
@@ -177,7 +188,8 @@ def _etag_matches(value: bytes, entry: FeedFile) -> bool:
 
 
 class FeedsMiddleware:
-    """Answers GET/HEAD for feed files before the router; everything else goes on to `app`."""
+    """Answers requests for feed files before the router (GET and HEAD; 405 for other methods); everything
+    else goes on to `app`."""
 
     def __init__(self, app: ASGIApp, files: FeedFiles) -> None:
         self.app = app
@@ -185,12 +197,17 @@ class FeedsMiddleware:
         self._counters: dict[tuple[str, int], object] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         entry = self.files.get(scope["path"])
         if entry is None:
             await self.app(scope, receive, send)
+            return
+        if scope["method"] not in ("GET", "HEAD"):
+            refusal = PlainTextResponse("method not allowed: a feed is only read\n", 405, headers={"allow": "GET, HEAD"})
+            await refusal(scope, receive, send)
+            self._count(scope["method"], 405)
             return
         if_none_match = if_modified_since = None
         use_gzip = False

@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from itsdangerous import SignatureExpired
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
 
 from feedsvc import subscribers, tokens
 from feedsvc.metrics import CONFIRMATION_MAILS
 from feedsvc.store import rate_limits
-from feedsvc.subscribers import Consent, InvalidInput, Subscriber, SubscriptionRequest
-from feedsvc.tokens import InvalidToken, Link, Purpose
-from feedsvc.vocabulary import FREQUENCIES
-from feedsvc.web.context import WebContext, web_context
+from feedsvc.subscribers import Consent, Subscriber, SubscriptionRequest
+from feedsvc.tokens import ExpiredToken, InvalidToken, Link, Purpose
+from feedsvc.vocabulary import DEFAULT_FREQUENCY, FREQUENCIES
+from feedsvc.web import forms
+from feedsvc.web.context import WebContext, route, web_context
 from feedsvc.web.feed_server import CONTENT_TYPES
+from feedsvc.web.forms import EmailAddress, Frequency, Name, Tags
 from feedsvc.web.security import CSRF_FIELD, client_key
 
 RATE_WINDOW = timedelta(hours=1)
@@ -30,50 +29,48 @@ RATE_PRUNE_INTERVAL = timedelta(minutes=10)
 _FEED_LABELS = {"rss.xml": "feed_rss", "atom.xml": "feed_atom", "feed.json": "feed_json"}
 
 
-class BadInput(HTTPException):
-    """400 naming the field and the problem."""
+# --- the fields each page reads --------------------------------------------------------------------------------
 
-    def __init__(self, problem: InvalidInput) -> None:
-        super().__init__(400, str(problem))
-        self.field = problem.field
+
+class SubscribeFields(BaseModel):
+    """The subscribe form (and its JSON twin)."""
+
+    model_config = ConfigDict(extra="forbid")
+    email: EmailAddress
+    name: Name = ""
+    frequency: Frequency = DEFAULT_FREQUENCY
+    tags: Tags = ()
+
+    def request(self) -> SubscriptionRequest:
+        return SubscriptionRequest(address=self.email, name=self.name, frequency=self.frequency, tags=self.tags)
+
+
+class PreferencesFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    frequency: Frequency
+    tags: Tags = ()
+
+
+class OneClickFields(BaseModel):
+    """RFC 8058: a mail client's `List-Unsubscribe=One-Click` (the page's own button sends nothing)."""
+
+    model_config = ConfigDict(extra="forbid")
+    one_click: str = Field("", alias="List-Unsubscribe", max_length=64)
+
+
+class LinkPath(BaseModel):
+    token: str = Field(max_length=512)
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-# --- reading requests ------------------------------------------------------------------------------------------
-
-
-async def read_fields(request: Request) -> tuple[dict[str, Any], bool]:
-    """The submitted fields, and whether they came as JSON (else a browser form)."""
-    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    if media_type == "application/json":
-        body = await request.body()
-        try:
-            data = json.loads(body)
-        except (ValueError, RecursionError):
-            raise HTTPException(400, "the body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise HTTPException(400, "the body must be a JSON object")
-        return data, True
-    if media_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.form(max_files=0, max_fields=100)
-        fields: dict[str, Any] = {key: form.get(key) for key in form}
-        fields["tags"] = form.getlist("tags")
-        if not all(isinstance(value, str) for value in [*fields.values(), *fields["tags"]] if not isinstance(value, list)):
-            raise HTTPException(400, "the form carries a file; only text fields are accepted")
-        return fields, False
-    raise HTTPException(
-        415, "send application/x-www-form-urlencoded, multipart/form-data or application/json"
-    )
-
-
 def _link(web: WebContext, purpose: Purpose, request: Request) -> Link:
     try:
-        return web.tokens.read(purpose, request.path_params["token"])
+        return web.tokens.read(purpose, forms.path(LinkPath, request).token)
     except InvalidToken as exc:
-        expired = isinstance(exc.__context__, SignatureExpired)
+        expired = isinstance(exc, ExpiredToken)
         raise HTTPException(400, web.translate("link_expired" if expired else "link_invalid")) from None
 
 
@@ -162,8 +159,8 @@ def _record_subscription(web: WebContext, request: SubscriptionRequest, consent:
 
 async def subscribe(request: Request) -> Response:
     web = web_context(request)
-    fields, as_json = await read_fields(request)
-    if not as_json and not web.csrf.valid(request, fields.get(CSRF_FIELD)):
+    fields, as_json = await forms.body_fields(request)
+    if not as_json and not web.csrf.valid(request, forms.form_value(fields, CSRF_FIELD)):
         raise HTTPException(403, web.translate("form_expired"))
     # The client limit comes first, so that floods of junk count too.
     per_client = await run_in_threadpool(
@@ -171,12 +168,7 @@ async def subscribe(request: Request) -> Response:
     )
     if not per_client.allowed:
         raise HTTPException(429, web.translate("too_many"), headers={"Retry-After": str(int(per_client.retry_after) + 1)})
-    try:
-        subscription = subscribers.subscription_request(
-            fields.get("email"), fields.get("name"), fields.get("frequency"), fields.get("tags")
-        )
-    except InvalidInput as exc:
-        raise BadInput(exc) from None
+    subscription = forms.form_or_json(SubscribeFields, fields).request()
     consent = Consent(
         at=_now(),
         source="web-json" if as_json else "web-form",
@@ -259,8 +251,8 @@ async def unsubscribe(request: Request) -> Response:
     link = _link(web, Purpose.UNSUBSCRIBE, request)
     one_click = False
     if request.headers.get("content-type"):
-        fields, _ = await read_fields(request)
-        one_click = fields.get("List-Unsubscribe") == "One-Click"
+        fields, _ = await forms.body_fields(request)
+        one_click = forms.form_or_json(OneClickFields, fields).one_click == "One-Click"
     subscriber = await _change_linked(web, link, subscribers.unsubscribe, _now())
     if one_click:
         # An erased subscriber is as unsubscribed as can be: the mail client gets its 200 either way.
@@ -275,17 +267,11 @@ async def preferences(request: Request) -> Response:
     link = _link(web, Purpose.PREFERENCES, request)
     saved = False
     if request.method == "POST":
-        fields, as_json = await read_fields(request)
-        if not as_json and not web.csrf.valid(request, fields.get(CSRF_FIELD)):
+        fields, as_json = await forms.body_fields(request)
+        if not as_json and not web.csrf.valid(request, forms.form_value(fields, CSRF_FIELD)):
             raise HTTPException(403, web.translate("form_expired"))
-        try:
-            frequency = subscribers.parse_frequency(fields.get("frequency"), default="")
-            if not frequency:
-                raise InvalidInput("frequency", f"is required: one of {', '.join(FREQUENCIES)}")
-            tags = subscribers.parse_tags(fields.get("tags"))
-        except InvalidInput as exc:
-            raise BadInput(exc) from None
-        subscriber = await _change_linked(web, link, subscribers.update_preferences, frequency, tags)
+        chosen = forms.form_or_json(PreferencesFields, fields)
+        subscriber = await _change_linked(web, link, subscribers.update_preferences, chosen.frequency, chosen.tags)
         saved = True
     else:
         subscriber = await _linked_subscriber(web, link)
@@ -307,11 +293,9 @@ async def preferences(request: Request) -> Response:
 
 
 routes = [
-    Route("/", home, methods=["GET"]),
-    Route("/subscribe", subscribe, methods=["POST"]),
-    Route("/confirm/{token}", confirm_page, methods=["GET"]),
-    Route("/confirm/{token}", confirm, methods=["POST"]),
-    Route("/unsubscribe/{token}", unsubscribe_page, methods=["GET"]),
-    Route("/unsubscribe/{token}", unsubscribe, methods=["POST"]),
-    Route("/preferences/{token}", preferences, methods=["GET", "POST"]),
+    route("/", get=home),
+    route("/subscribe", post=subscribe),
+    route("/confirm/{token}", get=confirm_page, post=confirm),
+    route("/unsubscribe/{token}", get=unsubscribe_page, post=unsubscribe),
+    route("/preferences/{token}", get=preferences, post=preferences),
 ]

@@ -64,37 +64,56 @@ class OperatorOnly:
         return any(address in network for network in self._networks)
 
 
-class Csrf:
-    """Signed double submit: a random cookie, and in the form an HMAC of it under the service secret.
+def _same(expected: str, given: str) -> bool:
+    """Constant-time comparison that takes any text given (compare_digest refuses non-ASCII strings)."""
+    return hmac.compare_digest(expected.encode(), given.encode("utf-8", "surrogatepass"))
 
-    A cross-site page can make the browser send the cookie but can neither read it nor compute the
-    matching form value; a cookie planted from a sibling subdomain is useless without the secret.
+
+class Csrf:
+    """Signed double submit, bound to a session secret the server chose.
+
+    The server sets a random session secret in a cookie, signed under the service secret (a value it never
+    issued is not honoured: a new one replaces it), and the form carries an HMAC of that secret. A cross-site
+    page can make the browser send the cookie but can neither read it nor compute the form token. Under https
+    the cookie has the `__Host-` prefix: browsers then take it only from this very host over https, for path /,
+    so a sibling subdomain can neither plant nor overwrite it (plain http has no such guard).
     """
 
     def __init__(self, secret: str, *, secure: bool) -> None:
-        self._key = hashlib.sha256(b"feedsvc.csrf\x00" + secret.encode()).digest()
+        key = hashlib.sha256(b"feedsvc.csrf\x00" + secret.encode()).digest()
+        self._cookie_key = hmac.new(key, b"cookie", hashlib.sha256).digest()
+        self._form_key = hmac.new(key, b"form", hashlib.sha256).digest()
         self._secure = secure
+        self.cookie = ("__Host-" if secure else "") + CSRF_COOKIE
 
-    def _sign(self, nonce: str) -> str:
-        return hmac.new(self._key, nonce.encode(), hashlib.sha256).hexdigest()
+    @staticmethod
+    def _mac(key: bytes, session: str) -> str:
+        return hmac.new(key, session.encode(), hashlib.sha256).hexdigest()
+
+    def _session(self, request: Request) -> str | None:
+        """The session secret this server issued to this browser, if the cookie holds one."""
+        session, _, mac = request.cookies.get(self.cookie, "").partition(".")
+        if len(session) == 43 and session.isascii() and _same(self._mac(self._cookie_key, session), mac):
+            return session
+        return None
 
     def token(self, request: Request) -> tuple[str, str | None]:
-        """The form token for this browser, and a new cookie value to set when it has none yet."""
-        nonce = request.cookies.get(CSRF_COOKIE, "")
-        if len(nonce) == 43 and nonce.isascii():
-            return self._sign(nonce), None
-        nonce = secrets.token_urlsafe(32)
-        return self._sign(nonce), nonce
+        """The form token for this browser, and a new cookie value to set when it has no valid one yet."""
+        session = self._session(request)
+        if session is not None:
+            return self._mac(self._form_key, session), None
+        session = secrets.token_urlsafe(32)
+        return self._mac(self._form_key, session), f"{session}.{self._mac(self._cookie_key, session)}"
 
-    def set_cookie(self, response: Response, nonce: str | None) -> None:
-        if nonce:
-            response.set_cookie(CSRF_COOKIE, nonce, httponly=True, samesite="lax", secure=self._secure, path="/")
+    def set_cookie(self, response: Response, value: str | None) -> None:
+        if value:
+            response.set_cookie(self.cookie, value, httponly=True, samesite="lax", secure=self._secure, path="/")
 
     def valid(self, request: Request, submitted: object) -> bool:
-        nonce = request.cookies.get(CSRF_COOKIE, "")
-        if not nonce or not isinstance(submitted, str):
+        session = self._session(request)
+        if session is None or not isinstance(submitted, str):
             return False
-        return hmac.compare_digest(self._sign(nonce), submitted)
+        return _same(self._mac(self._form_key, session), submitted)
 
 
 class BodyLimit:

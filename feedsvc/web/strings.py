@@ -56,6 +56,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "server_error": "Something went wrong on our side. Please try again later.",
         "store_busy": "We are busy for a moment. Please try again in a minute.",
         "bad_request": "The request could not be understood.",
+        "invalid_field": "“{label}” ({field}) cannot be used as it is. Please check it and try again.",
+        "body": "The form",
         "back_home": "Back to {site}",
     },
     "id": {
@@ -107,9 +109,15 @@ STRINGS: dict[str, dict[str, str]] = {
         "server_error": "Terjadi kesalahan di pihak kami. Coba lagi nanti.",
         "store_busy": "Kami sedang sibuk sebentar. Coba lagi dalam satu menit.",
         "bad_request": "Permintaan tidak dapat dipahami.",
+        "invalid_field": "Isian “{label}” ({field}) tidak dapat dipakai. Periksa lagi lalu coba kembali.",
+        "body": "Formulir",
         "back_home": "Kembali ke {site}",
     },
 }
+
+
+# Fields a refusal may name that the pages have a label for (else the field's own name is shown).
+FIELD_LABELS = frozenset({"email", "name", "frequency", "tags", "body"})
 
 
 def web_translator(site_language: str) -> Callable[..., str]:
