@@ -38,7 +38,7 @@ OutOption = Annotated[
 
 @app.command("build")
 def build_command(config: ConfigOption = None, posts: PostsOption = None, out: OutOption = None) -> None:
-    """Write the RSS, Atom and JSON feeds once and ping the WebSub hub for those that changed (with
+    """Write the feeds (RSS, Atom, JSON Feed) once and ping the WebSub hub for those that changed (with
     feeds.websub_hub). Exit 1 when posts had to be skipped or an output failed."""
     settings = _settings(config, posts, out)
     result = feeds.build(settings)
@@ -53,11 +53,8 @@ def build_command(config: ConfigOption = None, posts: PostsOption = None, out: O
         highlight=False,
         soft_wrap=True,
     )
-    console.print(
-        f"  RSS {report.count(feeds.RSS_FILE)}, Atom {report.count(feeds.ATOM_FILE)}, "
-        f"JSON Feed {report.count(feeds.JSON_FILE)} (site-wide + one per tag)",
-        highlight=False,
-    )
+    counts = ", ".join(f"{feed_format.label} {report.count(feed_format.file_name)}" for feed_format in feeds.FORMATS)
+    console.print(f"  {counts} (site-wide + one per tag)", highlight=False)
     groups = feeds.tag_groups(result.published, limit=len(result.published))
     tags = ", ".join(f"{group.name} ({len(group.posts)})" for _, group in sorted(groups.items()))
     console.print(f"  tags: {escape(tags) or '(none)'}", highlight=False, soft_wrap=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from feedsvc.config import Settings
+from feedsvc.feeds.formats import FEED_FILES
 from feedsvc.logging import fields
 
 if TYPE_CHECKING:
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FEED_FILES = frozenset({"rss.xml", "atom.xml", "feed.json"})
 
 
 class HubRefused(Exception):
