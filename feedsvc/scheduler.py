@@ -8,8 +8,8 @@ Leader jobs (one instance at a time, chosen by the `scheduler-leader` lease; alw
 - the same rebuild at the times of the periodic cadences (`feedsvc.cadences`: daily, weekly, monthly, in the site
   timezone; missed runs coalesce into one, however late).
 Every instance drains the delivery queue (`mail.delivery_loop`): at once when editions were created, and every
-`drain_interval` for retries. Scans and feed writing run in a child process with a deadline (`build_process`), so neither a slow build
-nor a stuck one holds up the HTTP server, the deliveries or a SIGTERM in the same loop.
+`drain_interval` for retries. Scans and feed writing run in a child process with a deadline (`build_process`), so
+neither a slow build nor a stuck one holds up the HTTP server, the deliveries or a SIGTERM in the same loop.
 
 Each step of a rebuild stands alone: feeds that cannot be written (a full disk) or a build that failed are one log
 line and a retry later, with back-off, and never keep the posts that were scanned from being announced.
@@ -101,7 +101,6 @@ class Jobs:
         self.settings = settings
         self.engine = engine
         self.instance_id = instance_id
-        self.deliveries = deliveries
         self.on_feeds_written = on_feeds_written
         self.wakes = {"digests": deliveries.wake, **(wakes or {})}
         self.scheduler = AsyncIOScheduler(
