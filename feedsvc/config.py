@@ -196,6 +196,9 @@ class DigestSettings(_Section):
     daily_time: time = time(8, 0)
     weekly_day: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = "mon"
     weekly_time: time = time(8, 0)
+    # The day of the month (1-31; past a shorter month's end, its last day) and the time of the monthly digest.
+    monthly_day: int = Field(default=1, ge=1, le=31)
+    monthly_time: time = time(8, 0)
     # Past this many bytes of HTML a digest shows summaries and links instead of full posts (Gmail clips at 102 KB).
     html_budget_bytes: int = 90_000
 

@@ -1,14 +1,15 @@
 """The jobs of a running service, wired on one APScheduler `AsyncIOScheduler`.
 
 Leader jobs (one instance at a time, chosen by the `scheduler-leader` lease; always this process on SQLite):
-- rebuild on post changes (the watcher) — scan, write the feeds, ping the WebSub hub, announce and create editions;
+- rebuild on post changes (the watcher) — scan and write the feeds, then the outputs (`feedsvc.outputs`: ping the
+  WebSub hub, announce and create editions, …);
 - the same rebuild at the exact publication time of the next future-dated post (a DateTrigger re-planned after
   every scan);
-- the same rebuild at the daily and weekly digest times (CronTriggers in the site timezone; missed runs coalesce
-  into one, however late).
-Every instance drains the delivery queue: at once when editions were created, and every `drain_interval` for
-retries. Scans and feed writing run in a child process with a deadline (`build_process`), so neither a slow build
-nor a stuck one holds up the HTTP server, the deliveries or a SIGTERM in the same loop.
+- the same rebuild at the times of the periodic cadences (`feedsvc.cadences`: daily, weekly, monthly, in the site
+  timezone; missed runs coalesce into one, however late).
+Every instance drains the delivery queue (`mail.delivery_loop`): at once when editions were created, and every
+`drain_interval` for retries. Scans and feed writing run in a child process with a deadline (`build_process`), so
+neither a slow build nor a stuck one holds up the HTTP server, the deliveries or a SIGTERM in the same loop.
 
 Each step of a rebuild stands alone: feeds that cannot be written (a full disk) or a build that failed are one log
 line and a retry later, with back-off, and never keep the posts that were scanned from being announced.
@@ -19,28 +20,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
 
-from feedsvc import digests
 from feedsvc.build_process import BuildFailed, BuildProcess
+from feedsvc.cadences import Calendar, calendars
 from feedsvc.config import Settings
-from feedsvc.fediverse.outbox import publish_to_followers
 from feedsvc.logging import fields
-from feedsvc.mail.queue import drain
-from feedsvc.mail.transport import Transport
+from feedsvc.mail.delivery_loop import DeliveryLoop
+from feedsvc.metrics import FEED_BUILDS
+from feedsvc.outputs import EVERYTHING, Rebuild, run_outputs
 from feedsvc.posts import Scan
 from feedsvc.store import leases
 from feedsvc.watch import PostWatcher
-from feedsvc.websub import HubPinger, feed_urls
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +53,24 @@ RETRY_FIRST_SECONDS = 2.0
 RETRY_MAX_SECONDS = 300.0
 
 
-def digest_triggers(settings: Settings) -> dict[str, CronTrigger]:
-    """The daily and weekly digest times as cron triggers in the site's timezone (DST handled by the trigger)."""
-    return {
-        f"digest-{schedule.frequency}": CronTrigger(
-            day_of_week=schedule.day_of_week,
-            hour=schedule.hour,
-            minute=schedule.minute,
-            second=schedule.second,
-            timezone=schedule.tz,
-        )
-        for schedule in digests.schedules(settings)
-    }
+class CalendarTrigger(BaseTrigger):
+    """Fires at the runs of a cadence's calendar: the digests' periods and the scheduler's wake-ups come from the
+    same definition of "when"."""
+
+    def __init__(self, calendar: Calendar) -> None:
+        self.calendar = calendar
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime:
+        # After a run: the next one. At the start: the first at or after now.
+        return self.calendar.next_run(previous_fire_time or now - timedelta(microseconds=1))
+
+    def __str__(self) -> str:
+        return f"calendar[{self.calendar.name}]"
+
+
+def digest_triggers(settings: Settings) -> dict[str, CalendarTrigger]:
+    """A trigger per periodic cadence, by job id."""
+    return {f"digest-{calendar.name}": CalendarTrigger(calendar) for calendar in calendars(settings)}
 
 
 class Heartbeat:
@@ -78,55 +84,6 @@ class Heartbeat:
         return time.monotonic() - self.last
 
 
-class DeliveryLoop:
-    """Drains the queue until stopped: when woken (new editions) and every `drain_interval` seconds."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        engine: Engine,
-        transport: Transport,
-        worker_id: str,
-        drain_pass: Callable[[asyncio.Event], Awaitable[object]] | None = None,
-    ) -> None:
-        self.settings = settings
-        self.engine = engine
-        self.transport = transport
-        self.worker_id = worker_id
-        # One pass over a queue: the mail queue's by default, the fediverse's for its own loop.
-        self.drain_pass = drain_pass or (
-            lambda stop: drain(self.settings, self.engine, self.transport, worker_id=self.worker_id, stop=stop)
-        )
-        self.running = False
-        self._wake = asyncio.Event()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def alive(self) -> bool:
-        # A pass over a long queue takes as long as it takes; the loop is alive while it has not ended.
-        return self.running
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """`stop` makes the current pass finish its in-flight messages, release its claims and return."""
-        interval = self.settings.scheduler.drain_interval
-        self.running = True
-        try:
-            while not stop.is_set():
-                self._wake.clear()
-                try:
-                    # drain logs what it did; a failure (store down…) is logged and retried after the interval.
-                    await self.drain_pass(stop)
-                except Exception:
-                    log.exception("deliveries.drain_failed", extra=fields(worker=self.worker_id))
-                waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())}
-                await asyncio.wait(waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
-                for waiter in waiters:
-                    waiter.cancel()
-        finally:
-            self.running = False
-
-
 class Jobs:
     """The leader's jobs plus the liveness checks /healthz reports."""
 
@@ -138,14 +95,14 @@ class Jobs:
         instance_id: str,
         deliveries: DeliveryLoop,
         on_feeds_written: Callable[[], None] | None = None,
-        fediverse_deliveries: DeliveryLoop | None = None,
+        wakes: Mapping[str, Callable[[], None]] | None = None,
     ) -> None:
+        """`wakes`: output name -> what to call when that output queued something (its delivery loop's wake)."""
         self.settings = settings
         self.engine = engine
         self.instance_id = instance_id
-        self.deliveries = deliveries
-        self.fediverse_deliveries = fediverse_deliveries
         self.on_feeds_written = on_feeds_written
+        self.wakes = {"digests": deliveries.wake, **(wakes or {})}
         self.scheduler = AsyncIOScheduler(
             timezone=UTC,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -153,7 +110,6 @@ class Jobs:
         self.heartbeat = Heartbeat()
         self.watcher = PostWatcher(settings, self._on_posts_changed)
         self.builds = BuildProcess(settings, settings.scheduler.rebuild_timeout)
-        self.pinger = HubPinger(settings.feeds.websub_hub) if settings.feeds.websub_hub else None
         self.is_leader = False
         self.stopping = False
         self.ready = False  # the first build is over (whatever its outcome), or this instance does not lead
@@ -238,7 +194,7 @@ class Jobs:
             await self.rebuild("posts-changed", changed=paths)
 
     async def rebuild(self, reason: str, changed: set[Path] | None = None) -> None:
-        """Scan, write changed feeds, ping the hub, announce what is newly published, create due editions."""
+        """Scan and write changed feeds, then run every output (`feedsvc.outputs`)."""
         if not self.is_leader or self.stopping:
             return
         async with self._rebuild_lock:
@@ -256,6 +212,7 @@ class Jobs:
         except BuildFailed as exc:
             if self.stopping:  # at shutdown the build is abandoned on purpose
                 return
+            FEED_BUILDS.labels("failed").inc()
             failed = True
             self._failed(reason, "build", str(exc), changed)
             if self._last_scan is None:
@@ -267,28 +224,19 @@ class Jobs:
             written = list(result.report.written) + list(result.report.removed)
             if written and self.on_feeds_written:
                 self.on_feeds_written()
-            if written and self.pinger:
-                self._in_background(self.pinger.ping(feed_urls(self.settings, written)))
             failed = result.report.error is not None
+            FEED_BUILDS.labels("failed" if failed else "ok").inc()
             if failed:
                 # The feeds not written keep their last complete version; announcing does not depend on them.
                 self._failed(reason, "write", result.report.error or "", changed)
-        editions: list[digests.EditionSummary] = []
-        try:
-            editions = await asyncio.to_thread(digests.run_due, self.settings, self.engine, scan, now)
-        except Exception as exc:  # noqa: BLE001 - the store unreachable, a bug: logged, retried, the rest goes on
+        rebuild = Rebuild(self.settings, self.engine, now, scan, written=tuple(written))
+        outcome = await run_outputs(rebuild, EVERYTHING, detach=self._in_background)
+        for failure in outcome.failed:
             failed = True
-            self._failed(reason, "announce", f"{type(exc).__name__}: {exc}", changed)
-        if editions:
-            self.deliveries.wake()
-        try:
-            federated = await asyncio.to_thread(publish_to_followers, self.settings, self.engine, scan, now)
-        except Exception as exc:  # noqa: BLE001 - as for announcing: logged, retried, the rest goes on
-            failed = True
-            self._failed(reason, "fediverse", f"{type(exc).__name__}: {exc}", changed)
-        else:
-            if federated.any and self.fediverse_deliveries:
-                self.fediverse_deliveries.wake()
+            self._failed(reason, failure.output, failure.error, changed)
+        for name, count in outcome.done.items():
+            if count and name in self.wakes:
+                self.wakes[name]()
         self._plan_publication(scan.next_publication(now))
         if not failed:
             self._failures = 0
@@ -300,7 +248,7 @@ class Jobs:
                 posts=len(scan.posts),
                 feeds_written=len(written),
                 problems=len(scan.problems),
-                editions=len(editions),
+                editions=len(rebuild.editions),
                 took_ms=round((time.perf_counter() - started) * 1000, 1),
             ),
         )

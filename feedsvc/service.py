@@ -25,8 +25,9 @@ from feedsvc.fediverse.delivery import deliver
 from feedsvc.inbound import enabled_sources
 from feedsvc.logging import fields
 from feedsvc.mail.deliverability import deliverability_warnings
+from feedsvc.mail.delivery_loop import DeliveryLoop
 from feedsvc.mail.transport import transport_from_settings
-from feedsvc.scheduler import DeliveryLoop, Jobs
+from feedsvc.scheduler import Jobs
 from feedsvc.store import leases, open_engine
 from feedsvc.web.app import create_app
 from feedsvc.web.server import server_config
@@ -106,8 +107,14 @@ async def _serve(settings: Settings, *, with_scheduler: bool, host: str | None, 
     server: _Server | None = None
     if with_scheduler:
         app = create_app(settings, engine=engine, transport=transport)
-        jobs = Jobs(settings, engine, instance_id=me, deliveries=deliveries, on_feeds_written=app.state.web.feeds.refresh,
-                    fediverse_deliveries=fediverse_deliveries)
+        jobs = Jobs(
+            settings,
+            engine,
+            instance_id=me,
+            deliveries=deliveries,
+            on_feeds_written=app.state.web.feeds.refresh,
+            wakes={"fediverse": fediverse_deliveries.wake} if fediverse_deliveries else None,
+        )
         if fediverse_deliveries:
             app.state.fediverse.wake = fediverse_deliveries.wake
         app.state.health_checks.update(

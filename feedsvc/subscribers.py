@@ -37,9 +37,9 @@ from feedsvc.mail.transport import SendError, Transport
 from feedsvc.metrics import CONFIRMATION_MAILS
 from feedsvc.store import deliveries as delivery_store
 from feedsvc.store import subscribers as store
-from feedsvc.store.schema import FREQUENCIES, STATUSES
 from feedsvc.store.subscribers import Subscriber
 from feedsvc.tokens import Tokens, preferences_url, unsubscribe_url
+from feedsvc.vocabulary import DEFAULT_FREQUENCY, FREQUENCIES, STATUSES
 
 __all__ = [
     "AddOutcome",
@@ -91,7 +91,7 @@ class Address:
 class SubscriptionRequest:
     address: Address
     name: str = ""
-    frequency: str = "instant"
+    frequency: str = DEFAULT_FREQUENCY
     tags: tuple[str, ...] = ()
 
 
@@ -143,7 +143,7 @@ def clean_name(raw: object) -> str:
     return _single_line("name", unicodedata.normalize("NFC", raw), MAX_NAME_LENGTH).strip()
 
 
-def parse_frequency(raw: object, default: str = "instant") -> str:
+def parse_frequency(raw: object, default: str = DEFAULT_FREQUENCY) -> str:
     if raw is None or raw == "":
         return default
     if not isinstance(raw, str) or raw.strip().lower() not in FREQUENCIES:

@@ -44,7 +44,7 @@ def test_db_upgrade_then_add_list_remove(settings):
     first = run(settings, "db", "upgrade")
     assert first.returncode == 0 and "upgraded" in first.stdout
 
-    added = run(settings, "subscribers", "add", "Ann@Example.org", "--name", "Ann", "--frequency", "weekly", "--confirmed")
+    added = run(settings, "subscribers", "add", "Ann@Example.org", "--name", "Ann", "--frequency", "monthly", "--confirmed")
     assert added.returncode == 0, added.stderr
     assert "added Ann@example.org (active)" in added.stdout
     pending = run(settings, "subscribers", "add", "bo@example.org", "--tags", "python,go")
@@ -56,7 +56,7 @@ def test_db_upgrade_then_add_list_remove(settings):
 
     listed = run(settings, "subscribers", "list")
     assert listed.stdout.splitlines() == [
-        "Ann@example.org\tactive\tweekly\t\tAnn",
+        "Ann@example.org\tactive\tmonthly\t\tAnn",
         "bo@example.org\tpending\tinstant\tgo,python\t",
     ]
     assert "2 of 2 subscribers" in listed.stderr
@@ -81,7 +81,7 @@ def test_import_reports_bad_rows_and_keeps_suppressions(settings, tmp_path):
     source = tmp_path / "list.csv"
     source.write_text(
         "email,name,frequency\n"
-        "cy@example.org,Cy,daily\n"
+        "cy@example.org,Cy,monthly\n"
         "bad address,Nope,\n"
         "gone@example.org,Gone,\n"
         "dee@example.org,Dee,fortnightly\n"
@@ -91,12 +91,13 @@ def test_import_reports_bad_rows_and_keeps_suppressions(settings, tmp_path):
     result = run(settings, "subscribers", "import", str(source), "--confirmed")
     assert result.returncode == 1
     assert f"{source}:3: email: is not a valid address" in result.stderr
-    assert f"{source}:5: frequency: must be one of instant, daily, weekly" in result.stderr
+    assert f"{source}:5: frequency: must be one of instant, daily, weekly, monthly\n" in result.stderr
     assert "imported 2 new (0 pending" in result.stdout and "suppressed (not resubscribed) 1" in result.stdout
 
     exported = run(settings, "subscribers", "export")
     assert exported.returncode == 0
     rows = {row["email"]: row for row in csv.DictReader(io.StringIO(exported.stdout))}
+    assert rows["cy@example.org"]["frequency"] == "monthly"
     assert rows["gone@example.org"]["status"] == "unsubscribed"
     assert rows["cy@example.org"]["status"] == "active" and rows["cy@example.org"]["consent_source"] == "operator-import"
     assert rows["eve@xn--bcher-kva.example"]["status"] == "active"

@@ -12,9 +12,9 @@ import pytest
 from conftest import add_subscribers, write_post
 from sqlalchemy import Engine, select
 
-from feedsvc.config import Settings
-from feedsvc.digests import next_run_times, run_due, schedules
-from feedsvc.digests.schedule import schedule_for
+from feedsvc.cadences import CADENCES, calendars
+from feedsvc.config import ConfigError, Settings
+from feedsvc.digests import run_due
 from feedsvc.posts import Collection
 from feedsvc.store import open_engine
 from feedsvc.store.schema import announcements, deliveries, digest_periods, editions
@@ -241,26 +241,63 @@ def test_posts_found_in_one_scan_go_out_in_one_instant_mail(site):
 
 def test_schedule_is_local_wall_clock_time_across_dst(make_settings):
     settings = make_settings(site={"timezone": "Europe/Berlin"}, digest={"daily_time": time(8, 0), "weekly_day": "sun"})
-    daily = schedule_for(settings, "daily")
+    daily = CADENCES["daily"].calendar(settings)
     # 08:00 in Berlin is 07:00 UTC in winter and 06:00 UTC in summer; the switch night of 2026-03-29 is short.
     assert daily.latest_run(datetime(2026, 3, 28, 12, 0, tzinfo=UTC)) == datetime(2026, 3, 28, 7, 0, tzinfo=UTC)
     assert daily.latest_run(datetime(2026, 3, 29, 12, 0, tzinfo=UTC)) == datetime(2026, 3, 29, 6, 0, tzinfo=UTC)
     assert daily.next_run(datetime(2026, 10, 24, 12, 0, tzinfo=UTC)) == datetime(2026, 10, 25, 7, 0, tzinfo=UTC)
-    assert next_run_times(settings, datetime(2026, 3, 25, 12, 0, tzinfo=UTC)) == {
+    assert {c.name: c.next_run(datetime(2026, 3, 25, 12, 0, tzinfo=UTC)) for c in calendars(settings)} == {
         "daily": datetime(2026, 3, 26, 7, 0, tzinfo=UTC),
         "weekly": datetime(2026, 3, 29, 6, 0, tzinfo=UTC),
+        "monthly": datetime(2026, 4, 1, 6, 0, tzinfo=UTC),
     }
     # A wall time the DST jump skips (02:30 on 2026-03-29) happens at the jump: 03:30 CEST, 01:30 UTC.
     settings = make_settings(site={"timezone": "Europe/Berlin"}, digest={"daily_time": time(2, 30)})
-    assert schedule_for(settings, "daily").next_run(datetime(2026, 3, 29, 0, 0, tzinfo=UTC)) == datetime(
+    assert CADENCES["daily"].calendar(settings).next_run(datetime(2026, 3, 29, 0, 0, tzinfo=UTC)) == datetime(
         2026, 3, 29, 1, 30, tzinfo=UTC
     )
-    # The schedule as data, for cron triggers.
-    jakarta = make_settings(site={"timezone": "Asia/Jakarta"}, digest={"weekly_day": "fri", "weekly_time": time(7, 15, 30)})
-    assert [(s.frequency, s.hour, s.minute, s.second, s.day_of_week, s.timezone) for s in schedules(jakarta)] == [
-        ("daily", 8, 0, 0, None, "Asia/Jakarta"),
-        ("weekly", 7, 15, 30, "fri", "Asia/Jakarta"),
+    # The wall time happens once when the clocks go back (02:30 on 2026-10-25 comes twice): at the first.
+    assert CADENCES["daily"].calendar(settings).next_run(datetime(2026, 10, 24, 12, 0, tzinfo=UTC)) == datetime(
+        2026, 10, 25, 0, 30, tzinfo=UTC
+    )
+    assert CADENCES["daily"].calendar(settings).next_run(datetime(2026, 10, 25, 0, 30, tzinfo=UTC)) == datetime(
+        2026, 10, 26, 1, 30, tzinfo=UTC
+    )
+
+
+def test_the_monthly_day_is_the_last_day_of_shorter_months(make_settings):
+    settings = make_settings(site={"timezone": "Asia/Jakarta"}, digest={"monthly_day": 31, "monthly_time": time(7, 15, 30)})
+    monthly = CADENCES["monthly"].calendar(settings)
+    jakarta = ZoneInfo("Asia/Jakarta")
+    runs = [datetime(2026, 1, 1, tzinfo=jakarta)]
+    for _ in range(5):
+        runs.append(monthly.next_run(runs[-1]))
+    assert [run.astimezone(jakarta).replace(tzinfo=None) for run in runs[1:]] == [
+        datetime(2026, 1, 31, 7, 15, 30),
+        datetime(2026, 2, 28, 7, 15, 30),
+        datetime(2026, 3, 31, 7, 15, 30),
+        datetime(2026, 4, 30, 7, 15, 30),
+        datetime(2026, 5, 31, 7, 15, 30),
     ]
+    assert monthly.latest_run(datetime(2026, 3, 30, tzinfo=jakarta)) == runs[2]
+    assert monthly.period_key(runs[2]) == "monthly:2026-02-28T07:15:30"
+
+
+def test_a_monthly_day_outside_1_to_31_is_refused(make_settings):
+    with pytest.raises(ConfigError, match="monthly_day"):
+        make_settings(digest={"monthly_day": 32})
+
+
+def test_every_cadence_has_its_words_in_every_language():
+    from feedsvc.mail.strings import STRINGS as MAIL_STRINGS
+    from feedsvc.web.strings import STRINGS as WEB_STRINGS
+
+    for language in MAIL_STRINGS:
+        for cadence in CADENCES.values():
+            assert cadence.choice_key in WEB_STRINGS[language], (language, cadence.name)
+            assert cadence.heading_key in MAIL_STRINGS[language], (language, cadence.name)
+            if cadence.periodic:
+                assert cadence.subject_key in MAIL_STRINGS[language], (language, cadence.name)
 
 
 def test_daily_windows_follow_local_time_through_a_dst_change(site):
@@ -319,6 +356,29 @@ def test_weekly_digest_in_a_timezone_without_dst(site):
     assert end == datetime(2026, 11, 9, 1, 0, tzinfo=UTC)  # 08:00 in Jakarta, UTC+7 all year
     summaries = run(settings, engine, datetime(2026, 11, 16, 8, 0, tzinfo=jakarta))
     assert [titles(settings, s.post_ids) for s in summaries] == [["Monday late"]]
+
+
+def test_a_monthly_digest_holds_the_months_posts_and_not_the_archive(site):
+    settings, engine = site(site={"timezone": "Asia/Jakarta"}, digest={"monthly_day": 1, "monthly_time": time(9, 0)})
+    jakarta = ZoneInfo("Asia/Jakarta")
+    posts = settings.posts.dir
+    write_post(posts, "old.md", title="Archive", date=datetime(2026, 9, 20, 9, 0, tzinfo=jakarta))
+    ids = add_subscribers(engine, ["month@example.org"], frequency="monthly", confirmed_at=datetime(2026, 9, 1, tzinfo=UTC))
+    add_subscribers(engine, ["day@example.org"], frequency="daily", confirmed_at=datetime(2026, 9, 1, tzinfo=UTC))
+    assert run(settings, engine, datetime(2026, 10, 3, 10, 0, tzinfo=jakarta)) == []  # the first run: the archive
+
+    write_post(posts, "oct.md", title="October", date=datetime(2026, 10, 10, 9, 0, tzinfo=jakarta))
+    write_post(posts, "late.md", title="Just after", date=datetime(2026, 11, 1, 9, 30, tzinfo=jakarta))
+    before = run(settings, engine, datetime(2026, 11, 1, 8, 59, tzinfo=jakarta))
+    assert [s.frequency for s in before] == ["daily"]  # the daily ones went out every day; no monthly yet
+    summaries = [s for s in run(settings, engine, datetime(2026, 11, 1, 9, 45, tzinfo=jakarta)) if s.frequency == "monthly"]
+    assert [(s.period_key, titles(settings, s.post_ids)) for s in summaries] == [("monthly:2026-11-01T09:00:00", ["October"])]
+    assert delivered(engine)[ids[0]] == [summaries[0].post_ids]
+    # The same moment again, and the days after: nothing more until 1 December.
+    assert [s for s in run(settings, engine, datetime(2026, 11, 20, tzinfo=jakarta)) if s.frequency == "monthly"] == []
+    summaries = [s for s in run(settings, engine, datetime(2026, 12, 1, 9, 0, tzinfo=jakarta)) if s.frequency == "monthly"]
+    assert [titles(settings, s.post_ids) for s in summaries] == [["Just after"]]
+    assert len(delivered(engine)[ids[0]]) == 2
 
 
 def test_a_service_down_for_days_catches_up_with_one_digest(site):

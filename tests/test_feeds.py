@@ -519,7 +519,7 @@ def test_items_rendered_in_forked_processes_give_the_same_bytes(make_settings, m
     out = settings.feeds.output_dir
     serial = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
 
-    monkeypatch.setattr("feedsvc.feeds._PARALLEL_RENDER_MIN", 2)
+    monkeypatch.setattr("feedsvc.feeds.render._PARALLEL_RENDER_MIN", 2)
     assert threading.active_count() == 1 and (os.cpu_count() or 1) > 1  # else the items would not be forked
     for path in serial:
         path.unlink()

@@ -20,7 +20,7 @@ from feedsvc.posts.parse import Site, parse_date, read_post
 from feedsvc.subscribers import InvalidInput, normalise_address
 from feedsvc.tokens import InvalidToken, Link, Purpose, Tokens
 from feedsvc.web.api import ListQuery, SubscriberPath
-from feedsvc.web.feeds import _http_date
+from feedsvc.web.feed_server import _http_date
 from feedsvc.web.forms import BadInput, parse_json_object, parse_urlencoded, validated
 
 TOKENS = Tokens("property-secret", confirm_max_age=3600)

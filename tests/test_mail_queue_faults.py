@@ -27,9 +27,9 @@ from sqlalchemy.exc import OperationalError
 from test_mail_queue import Clock, add_edition, add_subscribers, rows, statuses
 from test_mail_smtp import ScriptedServer
 
+from feedsvc.mail.delivery_loop import DeliveryLoop
 from feedsvc.mail.queue import DrainReport, drain
 from feedsvc.mail.smtp import SmtpTransport
-from feedsvc.scheduler import DeliveryLoop
 from feedsvc.store import deliveries as delivery_store
 from feedsvc.store.engine import open_engine
 from feedsvc.store.schema import deliveries

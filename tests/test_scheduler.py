@@ -14,9 +14,11 @@ from zoneinfo import ZoneInfo
 import feedparser
 import pytest
 from conftest import write_post
+from test_store_leases import holder_of
 
+from feedsvc.mail.delivery_loop import DeliveryLoop
 from feedsvc.mail.transport import transport_from_settings
-from feedsvc.scheduler import DeliveryLoop, Jobs, digest_triggers
+from feedsvc.scheduler import Jobs, digest_triggers
 from feedsvc.store import leases, open_engine
 
 
@@ -137,7 +139,7 @@ def test_only_one_instance_leads_and_a_stopped_leader_hands_over(make_settings):
         await second.jobs.rebuild("posts-changed")
         assert second.refreshed == 0
         await first.close()
-        assert leases.holder_of(second.engine, leases.LEADER, now=datetime.now(UTC)) is None
+        assert holder_of(second.engine, leases.LEADER, now=datetime.now(UTC)) is None
         await second.until(lambda: second.jobs.is_leader, timeout=3)  # at its next renewal (ttl / 3)
         await second.close()
 

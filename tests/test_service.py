@@ -131,6 +131,9 @@ def test_a_saved_post_is_served_within_a_second(tmp_path, services):
     assert elapsed < SERVE_BOUND, f"served after {elapsed:.2f} s"
     health = httpx.get(service.url("/healthz"), timeout=2).json()
     assert health["checks"]["scheduler"] is True and health["checks"]["watcher"] is True, health
+    metrics = httpx.get(service.url("/metrics"), timeout=2).text
+    builds = re.search(r'^feedsvc_feed_builds_total\{outcome="ok"\} (\S+)$', metrics, re.MULTILINE)
+    assert builds and float(builds.group(1)) >= 2, metrics  # the first build and the one for the saved post
     assert service.stop() == 0
 
 
@@ -170,6 +173,45 @@ def test_the_daily_digest_fires_at_its_time(tmp_path, services, smtp_server):
     assert "News of the day" in mails[0].message.get_body(("plain",)).get_content()
     time.sleep(1)
     assert len(smtp_server.messages_to("daily@example.org")) == 1
+    assert service.stop() == 0
+
+
+def test_a_subscriber_who_chooses_monthly_gets_one_digest_of_the_months_posts(tmp_path, services, smtp_server):
+    port = free_port()
+    fires = (datetime.now(UTC) + timedelta(seconds=15)).replace(microsecond=0)
+    config = write_config(
+        tmp_path,
+        mail={"smtp_url": smtp_server.url},
+        web={"port": port, "public_url": f"http://127.0.0.1:{port}"},
+        digest={"monthly_day": fires.day, "monthly_time": fires.time()},
+    )
+    write_post(tmp_path / "posts", "old.md", title="From the archive", date=datetime.now(UTC) - timedelta(days=40))
+    service = services(config, port=port)
+    service.wait_healthy()
+    with httpx.Client(base_url=service.url(""), timeout=5) as client:
+        home = client.get("/")
+        assert '<option value="monthly">Monthly digest</option>' in home.text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', home.text).group(1)
+        sent = client.post("/subscribe", data={"email": "month@example.org", "frequency": "monthly", "csrf_token": token})
+        assert sent.status_code == 200, sent.text
+        [confirmation] = wait_for(lambda: smtp_server.messages_to("month@example.org"), 10, "the confirmation mail")
+        body = confirmation.message.get_body(("plain",)).get_content()
+        link = re.search(r"http://127\.0\.0\.1:\d+/confirm/\S+", body).group(0)
+        assert client.post(link).status_code == 200
+    write_post(tmp_path / "posts", "news.md", title="News of the month", date=datetime.now(UTC))
+    wait_for(lambda: feed_has(service, "News of the month"), 3, "the post in the feed")
+    assert datetime.now(UTC) < fires, "the set-up took longer than the time left before the monthly digest"
+
+    def digests() -> list[Any]:
+        return [mail for mail in smtp_server.messages_to("month@example.org") if "monthly digest" in mail.message["Subject"]]
+
+    [digest] = wait_for(digests, 30, "the monthly digest", interval=0.1)
+    assert datetime.now(UTC) >= fires
+    text = digest.message.get_body(("plain",)).get_content()
+    assert "News of the month" in text and "From the archive" not in text
+    assert digest.message["Subject"].startswith("Service Blog — monthly digest, ")
+    time.sleep(1.5)
+    assert len(digests()) == 1
     assert service.stop() == 0
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine, select
 
 from feedsvc.store import open_engine
 from feedsvc.store.leases import (
@@ -16,12 +17,20 @@ from feedsvc.store.leases import (
     SqliteGuard,
     StoreInUse,
     acquire,
-    holder_of,
     release,
     single_instance_guard,
 )
+from feedsvc.store.schema import leases
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def holder_of(engine: Engine, name: str, *, now: datetime) -> str | None:
+    """Who holds the lease `name` at `now`, read from its row (the service itself never needs to ask)."""
+    with engine.connect() as connection:
+        return connection.execute(
+            select(leases.c.holder).where(leases.c.name == name, leases.c.expires_at >= now)
+        ).scalar_one_or_none()
 
 
 def test_one_holder_at_a_time_until_the_lease_expires(store_url):

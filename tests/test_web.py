@@ -36,7 +36,7 @@ from feedsvc.store import rate_limits
 from feedsvc.store.engine import create_store_engine
 from feedsvc.tokens import Purpose, Tokens, confirm_url, preferences_url, unsubscribe_url
 from feedsvc.web import create_app
-from feedsvc.web.feeds import FeedFiles
+from feedsvc.web.feed_server import FeedFiles
 
 ADMIN = {"authorization": "Bearer test-admin-token-of-at-least-32-bytes"}
 
@@ -197,6 +197,10 @@ def test_preferences_page_changes_frequency_and_tags(serve):
         assert refused.status_code == 400 and "frequency" in refused.text
         assert client.post(url, data={"frequency": "daily"}).status_code == 403  # no CSRF token
         assert served.subscriber("cici@example.org").frequency == "weekly"
+        assert '<option value="monthly">Monthly digest</option>' in saved.text
+        monthly = client.post(url, data={"frequency": "monthly", "tags": ["go"], "csrf_token": token})
+        assert monthly.status_code == 200 and 'value="monthly" selected' in monthly.text
+        assert served.subscriber("cici@example.org").frequency == "monthly"
 
 
 # --- no enumeration, rate limits -------------------------------------------------------------------------------
@@ -472,8 +476,9 @@ def test_admin_api(serve):
         added = client.post("/api/subscribers", headers=ADMIN, json={"email": "Api@Example.org", "name": "Api", "confirmed": True})
         assert added.status_code == 201 and added.json()["subscriber"]["status"] == "active"
         assert added.json()["subscriber"]["consent_source"] == "operator-api"
-        pending = client.post("/api/subscribers", headers=ADMIN, json={"email": "wait@example.org"})
+        pending = client.post("/api/subscribers", headers=ADMIN, json={"email": "wait@example.org", "frequency": "monthly"})
         assert pending.status_code == 201 and pending.json()["subscriber"]["status"] == "pending"
+        assert pending.json()["subscriber"]["frequency"] == "monthly"
         assert client.post("/api/subscribers", headers=ADMIN, json={"email": "api@example.org"}).json()["outcome"] == "exists"
         assert client.post("/api/subscribers", headers=ADMIN, json={"email": "bad"}).status_code == 400
         assert client.post("/api/subscribers", headers=ADMIN, json={"email": "a@example.org", "confirmed": "yes"}).status_code == 400
@@ -513,6 +518,9 @@ def test_admin_api(serve):
         spec = client.get("/api/openapi.json").json()
         assert spec["openapi"].startswith("3.") and "/api/subscribers/import" in spec["paths"]
         assert set(spec["paths"]["/api/subscribers"]) == {"get", "post"}
+        body = spec["paths"]["/api/subscribers"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        model = spec["components"]["schemas"][body["$ref"].rpartition("/")[2]]
+        assert model["properties"]["frequency"]["enum"] == ["instant", "daily", "weekly", "monthly"]
     # The pending address added without consent got its confirmation mail.
     assert [m["To"].addresses[0].addr_spec for m in wait_for_mail(served.outbox)] == ["wait@example.org"]
 

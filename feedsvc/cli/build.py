@@ -1,7 +1,10 @@
-"""`feedsvc build` (write the feeds once) and `feedsvc check` (lint the posts, write nothing)."""
+"""`feedsvc build` (write the feeds once, then the outputs reacting to feeds) and `feedsvc check` (lint the posts,
+write nothing)."""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -16,10 +19,12 @@ from feedsvc.cli.common import (
     ConfigOption,
     app,
     console,
+    describe_failure,
     errors,
     settings_or_exit,
 )
 from feedsvc.config import Settings
+from feedsvc.outputs import FEEDS, Rebuild, run_outputs
 from feedsvc.posts import Collection, Problem, lint
 
 PostsOption = Annotated[
@@ -33,10 +38,14 @@ OutOption = Annotated[
 
 @app.command("build")
 def build_command(config: ConfigOption = None, posts: PostsOption = None, out: OutOption = None) -> None:
-    """Write the RSS, Atom and JSON feeds once. Exit 1 when posts had to be skipped."""
+    """Write the feeds (RSS, Atom, JSON Feed) once and ping the WebSub hub for those that changed (with
+    feeds.websub_hub). Exit 1 when posts had to be skipped or an output failed."""
     settings = _settings(config, posts, out)
     result = feeds.build(settings)
     report = result.report
+    written = (*report.written, *report.removed)
+    rebuild = Rebuild(settings, None, datetime.now(UTC), result.scan, written=written)
+    outcome = asyncio.run(run_outputs(rebuild, FEEDS))
     shown = _shown(settings.feeds.output_dir)
     console.print(
         f"feeds in {escape(shown)}: {len(report.written)} written, {len(report.unchanged)} unchanged, "
@@ -44,21 +53,24 @@ def build_command(config: ConfigOption = None, posts: PostsOption = None, out: O
         highlight=False,
         soft_wrap=True,
     )
-    console.print(
-        f"  RSS {report.count(feeds.RSS_FILE)}, Atom {report.count(feeds.ATOM_FILE)}, "
-        f"JSON Feed {report.count(feeds.JSON_FILE)} (site-wide + one per tag)",
-        highlight=False,
-    )
+    counts = ", ".join(f"{feed_format.label} {report.count(feed_format.file_name)}" for feed_format in feeds.FORMATS)
+    console.print(f"  {counts} (site-wide + one per tag)", highlight=False)
     groups = feeds.tag_groups(result.published, limit=len(result.published))
     tags = ", ".join(f"{group.name} ({len(group.posts)})" for _, group in sorted(groups.items()))
     console.print(f"  tags: {escape(tags) or '(none)'}", highlight=False, soft_wrap=True)
     console.print(
         f"  posts: {len(result.published)} published of {len(result.scan.posts)} read", highlight=False
     )
+    for name, count in outcome.done.items():
+        console.print(f"  {name}: {count}", highlight=False)
     _print_problems(result.problems, error_label="skipped")
     if report.error:
         errors.print(f"[bold red]feeds not written:[/] {escape(report.error)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(EXIT_PROBLEMS if result.skipped or report.error else EXIT_OK)
+    for failure in outcome.failed:
+        errors.print(
+            f"[bold red]{failure.output} failed:[/] {escape(describe_failure(failure.exception))}", highlight=False
+        )
+    raise typer.Exit(EXIT_PROBLEMS if result.skipped or report.error or outcome.failed else EXIT_OK)
 
 
 @app.command("check")

@@ -19,14 +19,23 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from feedsvc.cli.common import EXIT_OK, EXIT_PROBLEMS, ConfigOption, app, console, errors, settings_or_exit
+from feedsvc.cli.common import (
+    EXIT_OK,
+    EXIT_PROBLEMS,
+    ConfigOption,
+    app,
+    console,
+    describe_failure,
+    errors,
+    settings_or_exit,
+)
 from feedsvc.config import Settings
-from feedsvc.digests import EditionSummary, run_due
+from feedsvc.digests import EditionSummary
 from feedsvc.digests.preview import PreviewError, preview
-from feedsvc.fediverse.outbox import publish_to_followers
 from feedsvc.logging import configure_logging, fields
 from feedsvc.mail.queue import drain
 from feedsvc.mail.transport import transport_from_settings
+from feedsvc.outputs import POSTS, Rebuild, run_outputs
 from feedsvc.posts import Collection
 from feedsvc.store import deliveries, editions, leases, open_engine
 from feedsvc.subscribers import InvalidInput
@@ -116,12 +125,18 @@ def send_command(
         for problem in skipped:
             errors.print(f"[yellow]skipped[/] {escape(str(problem))}", highlight=False, soft_wrap=True)
         now = datetime.now(UTC)
-        summaries = run_due(settings, engine, scan, now, include_archive=include_archive, dry_run=dry_run)
+        rebuild = Rebuild(settings, engine, now, scan, include_archive=include_archive, dry_run=dry_run)
+        outcome = asyncio.run(run_outputs(rebuild, POSTS))
+        for failure in outcome.failed:
+            errors.print(
+                f"[bold red]error:[/] {failure.output}: {escape(describe_failure(failure.exception))}", highlight=False
+            )
+        if outcome.failed:
+            raise typer.Exit(EXIT_PROBLEMS)
+        summaries = rebuild.editions
         if dry_run:
             _print_plan(summaries, engine, now)
             raise typer.Exit(EXIT_OK)
-        # Queued for `feedsvc fediverse deliver` (cron) or a running service to POST.
-        publish_to_followers(settings, engine, scan, now)
         with engine.connect() as connection:
             waiting = editions.unfinished_editions(connection)
         stopped = asyncio.run(_send(settings, engine, worker_id))

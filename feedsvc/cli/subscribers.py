@@ -19,8 +19,8 @@ from feedsvc.cli.common import EXIT_PROBLEMS, ConfigOption, app, console, errors
 from feedsvc.config import Settings
 from feedsvc.mail.transport import transport_from_settings
 from feedsvc.store import open_engine
-from feedsvc.store.schema import STATUSES
 from feedsvc.subscribers import AddOutcome, Consent, ImportFileError, InvalidInput, Subscriber
+from feedsvc.vocabulary import DEFAULT_FREQUENCY, FREQUENCIES, STATUSES
 
 subscribers_app = typer.Typer(help="Manage subscribers (add, remove, list, import, export).", no_args_is_help=True)
 app.add_typer(subscribers_app, name="subscribers")
@@ -68,7 +68,7 @@ def _send_confirmations(settings: Settings, pending: list[Subscriber]) -> int:
 def add(
     email: Annotated[str, typer.Argument(help="The address to add.")],
     name: Annotated[str, typer.Option(help="The person's name.")] = "",
-    frequency: Annotated[str, typer.Option(help="instant, daily or weekly.")] = "instant",
+    frequency: Annotated[str, typer.Option(help=f"One of {', '.join(FREQUENCIES)}.")] = DEFAULT_FREQUENCY,
     tags: Annotated[str, typer.Option(help="Only posts with these tags (space or comma separated); empty: all.")] = "",
     confirmed: ConfirmedOption = False,
     config: ConfigOption = None,

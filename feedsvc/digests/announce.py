@@ -16,7 +16,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
-from feedsvc.digests.schedule import PERIODIC
+from feedsvc.cadences import PERIODIC
 from feedsvc.logging import fields
 from feedsvc.posts import Post, tag_slug
 from feedsvc.store import announcements, editions

@@ -1,7 +1,8 @@
 """Editions and deliveries: which posts each subscriber gets, in which mail, for which period.
 
 A period is a window of announcements handed to the subscribers of one frequency: one batch for instant
-subscribers, [end of the previous period, scheduled time) for daily and weekly ones. Its row is written before
+subscribers, [end of the previous period, scheduled time) for the periodic cadences (daily, weekly, monthly:
+their calendars in `feedsvc.cadences`). Its row is written before
 its deliveries and completed after them, so a restart (or a second scheduler) redoes it with the same window,
 and unique keys make every edition and every delivery exist once.
 """
@@ -19,10 +20,10 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine
 
+from feedsvc.cadences import INSTANT, Calendar, calendars
 from feedsvc.config import Settings
 from feedsvc.digests.announce import announce
 from feedsvc.digests.archive import edition_url
-from feedsvc.digests.schedule import DigestSchedule, schedules
 from feedsvc.logging import fields
 from feedsvc.mail.render import render_edition
 from feedsvc.posts import Post, Scan, tag_slug
@@ -90,8 +91,8 @@ def run_due(
                 log.info("digest.renamed", extra=fields(post=new_id, announced_as=announced_id))
             posts = {post.id: post for post in published}
             summaries = _instant(settings, connection, posts, now, commit)
-            for schedule in schedules(settings):
-                summaries += _periodic(settings, connection, schedule, posts, now, commit)
+            for calendar in calendars(settings):
+                summaries += _periodic(settings, connection, calendar, posts, now, commit)
             return summaries
         finally:
             connection.rollback()
@@ -104,7 +105,7 @@ def _instant(
     for batch in announcements.unfinished_batches(connection):
         batch_posts = announcements.in_batch(connection, batch)
         times = [item.announced_at for item in batch_posts]
-        period = editions.open_period(connection, f"instant:{batch}", "instant", min(times), max(times), now)
+        period = editions.open_period(connection, f"{INSTANT}:{batch}", INSTANT, min(times), max(times), now)
         commit()
         summaries += _fill(settings, connection, period, batch_posts, posts, now, commit)
     return summaries
@@ -113,24 +114,24 @@ def _instant(
 def _periodic(
     settings: Settings,
     connection: Connection,
-    schedule: DigestSchedule,
+    calendar: Calendar,
     posts: Mapping[str, Post],
     now: datetime,
     commit: Callable[[], None],
 ) -> list[EditionSummary]:
     summaries: list[EditionSummary] = []
     while True:
-        last = editions.latest_period(connection, schedule.frequency)
+        last = editions.latest_period(connection, calendar.name)
         if last is not None and last.completed_at is None:
             period = last  # interrupted: finish it with the window it was given
         else:
-            due = schedule.latest_run(now)
+            due = calendar.latest_run(now)
             # Contiguous windows: after downtime, one period covers everything since the last one.
             start = last.period_end if last else announcements.archive_recorded_at(connection)
             if start is None or due <= start:
                 return summaries
-            key = schedule.period_key(due)
-            period = editions.open_period(connection, key, schedule.frequency, start, due, now)
+            key = calendar.period_key(due)
+            period = editions.open_period(connection, key, calendar.name, start, due, now)
             commit()
         window = announcements.in_window(connection, period.period_start, period.period_end)
         summaries += _fill(settings, connection, period, window, posts, now, commit)

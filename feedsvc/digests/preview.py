@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine
 
+from feedsvc.cadences import CADENCES
 from feedsvc.config import Settings
 from feedsvc.digests.announce import announced_at, announcement_floor, unannounced
 from feedsvc.digests.editions import news, posts_for, reading_key
@@ -82,7 +83,7 @@ def _pending(connection: Connection, published: list[Post], frequency: str, now:
     archive = announcements.archive_recorded_at(connection)
     if archive is None:
         return []  # the first run records the existing blog as the archive: nothing is news yet
-    if frequency == "instant":
+    if not CADENCES[frequency].periodic:
         pending = [item for batch in announcements.unfinished_batches(connection) for item in announcements.in_batch(connection, batch)]
     else:
         last = editions.latest_period(connection, frequency)

@@ -33,6 +33,7 @@ from inscriptis.model.tag import CustomHtmlTagHandlerMapping  # type: ignore[imp
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, TemplateError
 from markupsafe import Markup
 
+from feedsvc.cadences import CADENCES
 from feedsvc.config import Settings
 from feedsvc.mail.dkim import DkimSigner
 from feedsvc.mail.message import (
@@ -279,9 +280,10 @@ def edition_subject(settings: Settings, posts: Sequence[Post], frequency: str, p
     24 Nov 2026"); an instant mail of one post is that post's title."""
     translate = translator(language_of(settings.site.language))
     site = settings.site.title
-    if frequency in ("daily", "weekly"):
+    cadence = CADENCES[frequency]
+    if cadence.periodic:
         day = format_date(period_end.astimezone(settings.site.tz), format="medium", locale=_babel_locale(settings.site.language))
-        return translate("subject_digest", site=site, cadence=translate(f"cadence_{frequency}"), date=day)
+        return translate("subject_digest", site=site, cadence=translate(cadence.subject_key), date=day)
     return posts[0].title if len(posts) == 1 else translate("subject_many", site=site, count=len(posts))
 
 
@@ -308,8 +310,10 @@ def render_edition(
     locale = _babel_locale(settings.site.language)
     site = settings.site.title
     subject = edition_subject(settings, posts, frequency, period_end)
-    heading = translate(f"heading_{frequency}" if frequency in ("instant", "daily", "weekly") else "heading_instant", site=site)
-    period = "" if frequency == "instant" else _period_text(settings, period_start, period_end, locale, translate)
+    cadence = CADENCES[frequency]
+    heading = translate(cadence.heading_key, site=site)
+    period = _period_text(settings, period_start, period_end, locale, translate) if cadence.periodic else ""
+    # The edition's web copy when the archive serves one; else one post's own page, or the site's front page.
     browser_url = browser_url or (posts[0].url if len(posts) == 1 else f"{settings.site.url}/")
     preheader = _one_line(posts[0].summary_html)[:150] if len(posts) == 1 else " · ".join(p.title for p in posts)[:150]
     views: dict[tuple[int, PostPlan], PostView] = {}

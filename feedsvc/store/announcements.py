@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, literal, select, update
 
+from feedsvc.cadences import INSTANT
 from feedsvc.store.dialects import insert_ignoring_conflicts
 from feedsvc.store.schema import announcements, digest_periods
 
@@ -73,7 +74,7 @@ def release_archive(connection: Connection, batch: str, now: datetime) -> int:
 
 def unfinished_batches(connection: Connection) -> list[str]:
     """Mailable batches whose instant period is not completed, oldest first."""
-    period_key = literal("instant:") + announcements.c.batch
+    period_key = literal(f"{INSTANT}:") + announcements.c.batch
     statement = (
         select(announcements.c.batch)
         .select_from(announcements.outerjoin(digest_periods, digest_periods.c.key == period_key))

@@ -47,14 +47,6 @@ def release(engine: Engine, name: str, holder: str) -> None:
         connection.execute(delete(leases).where(and_(leases.c.name == name, leases.c.holder == holder)))
 
 
-def holder_of(engine: Engine, name: str, *, now: datetime) -> str | None:
-    with engine.connect() as connection:
-        row = connection.execute(
-            select(leases.c.holder).where(leases.c.name == name, leases.c.expires_at >= now)
-        ).first()
-    return row.holder if row else None
-
-
 class StoreInUse(ExplainedFailure):
     """Another feedsvc process already runs on this SQLite database."""
 

@@ -26,6 +26,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
+from feedsvc.vocabulary import DEFAULT_FREQUENCY, INITIAL_STATUS
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -58,9 +60,6 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-# Subscriber status and frequency values (kept as plain strings so both backends agree).
-STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
-FREQUENCIES = ("instant", "daily", "weekly")
 # Delivery states: queued -> sending -> sent | retry (-> sending ...) | failed | bounced
 DELIVERY_STATES = ("queued", "sending", "sent", "retry", "failed", "bounced")
 # What a delivery carries: an edition to an active subscriber, or the double opt-in mail to a pending one.
@@ -81,8 +80,9 @@ subscribers = Table(
     # Lower-cased address: the case-insensitive unique key.
     Column("email_key", String(320), nullable=False, unique=True),
     Column("name", String(200), nullable=False, default=""),
-    Column("status", String(16), nullable=False, default="pending"),
-    Column("frequency", String(16), nullable=False, default="instant"),
+    # One of vocabulary.STATUSES and vocabulary.FREQUENCIES.
+    Column("status", String(16), nullable=False, default=INITIAL_STATUS),
+    Column("frequency", String(16), nullable=False, default=DEFAULT_FREQUENCY),
     # Tag slugs; empty list = every post.
     Column("tags", JSON, nullable=False, default=list),
     Column("created_at", UtcDateTime, nullable=False),

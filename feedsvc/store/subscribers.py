@@ -11,7 +11,8 @@ from typing import Any
 from sqlalchemy import Connection, Row, delete, func, or_, select, update
 
 from feedsvc.store.dialects import insert_ignoring_conflicts
-from feedsvc.store.schema import STATUSES, subscribers
+from feedsvc.store.schema import subscribers
+from feedsvc.vocabulary import STATUSES
 
 
 @dataclass(frozen=True, slots=True)

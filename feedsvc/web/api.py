@@ -23,8 +23,8 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from feedsvc import __version__, subscribers
-from feedsvc.store.schema import STATUSES
 from feedsvc.subscribers import AddOutcome, Consent, ImportFileError, ImportReport, Subscriber
+from feedsvc.vocabulary import STATUSES
 from feedsvc.web import forms
 from feedsvc.web.context import Handler, WebContext, route, web_context
 from feedsvc.web.forms import Flag, Id, Offset, PageSize, SearchText, Status

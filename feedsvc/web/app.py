@@ -34,7 +34,7 @@ from feedsvc.tokens import Tokens, load_secret
 from feedsvc.web.api import IMPORT_PATH, api_routes
 from feedsvc.web.archive import WebCopies, archive_routes
 from feedsvc.web.context import WebContext, web_context
-from feedsvc.web.feeds import FeedFiles, FeedsMiddleware
+from feedsvc.web.feed_server import FeedFiles, FeedsMiddleware
 from feedsvc.web.forms import BadInput
 from feedsvc.web.hooks import routes as hook_routes
 from feedsvc.web.pages import routes as page_routes

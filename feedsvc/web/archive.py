@@ -34,19 +34,18 @@ from feedsvc.config import Settings
 from feedsvc.digests.archive import ARCHIVE_PATH, archived_editions, edition_path, find_edition
 from feedsvc.digests.editions import reading_key
 from feedsvc.fediverse.objects import ACTIVITY_JSON, Urls
-from feedsvc.feeds import plain_text
+from feedsvc.feeds import BY_FILE_NAME
+from feedsvc.feeds.items import plain_text
 from feedsvc.mail.render import focusable_tables, posts_html
 from feedsvc.mail.strings import language_of
 from feedsvc.posts import Collection, Post
 from feedsvc.store.editions import SentEdition
-from feedsvc.store.schema import FREQUENCIES
+from feedsvc.vocabulary import FREQUENCIES
 from feedsvc.web.context import WebContext, web_context
-from feedsvc.web.feeds import CONTENT_TYPES
 
 RESCAN_SECONDS = 1.0
 CACHED_PAGES = 256
 _CSRF_PLACEHOLDER = "__FEEDSVC_CSRF_TOKEN__"
-_FEED_TITLES = {"rss.xml": "RSS", "atom.xml": "Atom", "feed.json": "JSON Feed"}
 _DESCRIPTION_CHARS = 200
 
 
@@ -131,9 +130,9 @@ def _copy_headers(web: WebContext) -> dict[str, str]:
 
 def site_feed_links(web: WebContext) -> list[dict[str, str]]:
     return [
-        {"type": CONTENT_TYPES[name].partition(b";")[0].decode(), "title": f"{web.settings.site.title} ({_FEED_TITLES[name]})", "url": web.url(path)}
+        {"type": feed.media_type, "title": f"{web.settings.site.title} ({feed.label})", "url": web.url(path)}
         for path in web.feeds.paths()
-        if not path.startswith("/tags/") and (name := path.lstrip("/")) in CONTENT_TYPES
+        if not path.startswith("/tags/") and (feed := BY_FILE_NAME.get(path.lstrip("/"))) is not None
     ]
 
 

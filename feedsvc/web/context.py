@@ -19,7 +19,7 @@ from feedsvc.digests.archive import ARCHIVE_PATH
 from feedsvc.mail.strings import language_of
 from feedsvc.mail.transport import Transport
 from feedsvc.tokens import Tokens
-from feedsvc.web.feeds import FeedFiles
+from feedsvc.web.feed_server import FeedFiles
 from feedsvc.web.security import Csrf, OperatorOnly, page_headers
 
 LONG_AGO = datetime.min.replace(tzinfo=UTC)

@@ -26,8 +26,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from feedsvc import subscribers
-from feedsvc.store.schema import FREQUENCIES, STATUSES
 from feedsvc.subscribers import Address, InvalidInput
+from feedsvc.vocabulary import FREQUENCIES, STATUSES
 
 MAX_FIELDS = 100
 JSON_TYPE = "application/json"

@@ -13,20 +13,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from feedsvc import subscribers, tokens
+from feedsvc.feeds.formats import BY_FILE_NAME
 from feedsvc.metrics import CONFIRMATION_MAILS
 from feedsvc.store import rate_limits
-from feedsvc.store.schema import FREQUENCIES
 from feedsvc.subscribers import Consent, Subscriber, SubscriptionRequest
 from feedsvc.tokens import ExpiredToken, InvalidToken, Link, Purpose
+from feedsvc.vocabulary import DEFAULT_FREQUENCY, FREQUENCIES
 from feedsvc.web import forms
 from feedsvc.web.context import WebContext, route, web_context
-from feedsvc.web.feeds import CONTENT_TYPES
 from feedsvc.web.forms import EmailAddress, Frequency, Name, Tags
 from feedsvc.web.security import CSRF_FIELD, client_key
 
 RATE_WINDOW = timedelta(hours=1)
 RATE_PRUNE_INTERVAL = timedelta(minutes=10)
-_FEED_LABELS = {"rss.xml": "feed_rss", "atom.xml": "feed_atom", "feed.json": "feed_json"}
 
 
 # --- the fields each page reads --------------------------------------------------------------------------------
@@ -38,7 +37,7 @@ class SubscribeFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
     email: EmailAddress
     name: Name = ""
-    frequency: Frequency = "instant"
+    frequency: Frequency = DEFAULT_FREQUENCY
     tags: Tags = ()
 
     def request(self) -> SubscriptionRequest:
@@ -112,8 +111,8 @@ async def home(request: Request) -> Response:
     tag_feeds: dict[str, list[dict[str, str]]] = {}
     for path in web.feeds.paths():
         name = path.rpartition("/")[2]
-        feed = {"url": web.url(path), "type": CONTENT_TYPES[name].partition(b";")[0].decode(),
-                "label": web.translate(_FEED_LABELS[name])}
+        feed_format = BY_FILE_NAME[name]
+        feed = {"url": web.url(path), "type": feed_format.media_type, "label": feed_format.label}
         if path.startswith("/tags/"):
             tag_feeds.setdefault(path.split("/")[2], []).append(feed)
         else:

@@ -1,4 +1,4 @@
-"""Serving the feed files (rss.xml, atom.xml, feed.json, tags/<tag>/…) from `feeds.output_dir`.
+"""Serving the feed files (one per format of `feeds.FORMATS`, and tags/<tag>/…) from `feeds.output_dir`.
 
 The hot path answers from memory: each feed file is held with its precomputed strong ETag, Last-Modified and
 gzip body, so a plain GET does no compression and a 304 touches no file and no database.
@@ -24,13 +24,11 @@ from pathlib import Path
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from feedsvc.feeds.formats import FORMATS
 from feedsvc.metrics import HTTP_REQUESTS
 
-CONTENT_TYPES = {
-    "rss.xml": b"application/rss+xml; charset=utf-8",
-    "atom.xml": b"application/atom+xml; charset=utf-8",
-    "feed.json": b"application/feed+json; charset=utf-8",
-}
+# File name -> Content-Type: only these files are served.
+CONTENT_TYPES = {feed_format.file_name: f"{feed_format.media_type}; charset=utf-8".encode() for feed_format in FORMATS}
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,7 @@
-"""`feedsvc run`, `feedsvc worker` and `feedsvc init`."""
+"""`feedsvc init`: a new site's configuration, templates and first post."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,11 +10,9 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from feedsvc.cli.common import EXIT_PROBLEMS, ConfigOption, app, console, errors, settings_or_exit
+from feedsvc.cli.common import EXIT_PROBLEMS, app, console, errors
 from feedsvc.config import CONFIG_FILENAME
-from feedsvc.logging import configure_logging
 from feedsvc.resources import bundled_path
-from feedsvc.store.leases import StoreInUse
 
 INIT_TEMPLATE = Path(__file__).resolve().parent / "init_template.toml"
 
@@ -29,35 +26,6 @@ summary: The first post of this blog.
 This is the first post. Write posts as Markdown files in this folder; `feedsvc run` publishes each one
 as soon as it is saved (or at its `date`, when that lies in the future).
 """
-
-
-def _serve(config: Path | None, *, with_scheduler: bool, host: str | None = None, port: int | None = None) -> None:
-    from feedsvc import service  # the service pulls in every layer; `feedsvc init` needs none of them
-
-    settings = settings_or_exit(config)
-    configure_logging(settings.log)
-    try:
-        status = asyncio.run(service.run(settings, with_scheduler=with_scheduler, host=host, port=port))
-    except (StoreInUse, service.CannotListen) as exc:
-        errors.print(f"[bold red]cannot start:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_PROBLEMS) from None
-    raise typer.Exit(status)
-
-
-@app.command()
-def run(
-    config: ConfigOption = None,
-    host: Annotated[str | None, typer.Option(help="Address to listen on (default: web.host).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on (default: web.port).")] = None,
-) -> None:
-    """Run the service: feeds rebuilt on every save, scheduled posts and digests, mail delivery, the web app."""
-    _serve(config, with_scheduler=True, host=host, port=port)
-
-
-@app.command()
-def worker(config: ConfigOption = None) -> None:
-    """Only deliver queued mail (run any number beside `feedsvc run` when the store is PostgreSQL)."""
-    _serve(config, with_scheduler=False)
 
 
 @app.command()

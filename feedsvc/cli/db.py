@@ -1,8 +1,7 @@
-"""`feedsvc db upgrade`, `feedsvc backup FILE` and `feedsvc restore FILE`: the store's schema and its copies."""
+"""`feedsvc db upgrade`: the store's schema."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,7 +9,6 @@ from rich.markup import escape
 
 from feedsvc.cli.common import ConfigOption, app, console, settings_or_exit
 from feedsvc.logging import configure_logging
-from feedsvc.store.backup import Summary, backup, restore
 from feedsvc.store.engine import (
     connect,
     create_store_engine,
@@ -51,33 +49,3 @@ def db_upgrade(
         console.print(f"the store is upgraded from schema {current} to {steps[-1].revision}{escape(saved)}", highlight=False)
     finally:
         engine.dispose()
-
-
-def _describe(summary: Summary) -> str:
-    counts = ", ".join(f"{count} {table}" for table, count in sorted(summary.rows.items()))
-    return f"schema {summary.revision}: {counts}"
-
-
-@app.command("backup")
-def backup_command(
-    file: Annotated[Path, typer.Argument(help="The backup file to write (an SQLite database; replaced when complete).")],
-    config: ConfigOption = None,
-) -> None:
-    """Write a consistent copy of the whole store, also while the service runs and sends."""
-    settings = settings_or_exit(config)
-    summary = backup(settings.store.database_url, file)
-    console.print(f"backup written to {escape(str(file))}: {escape(_describe(summary))}", highlight=False)
-
-
-@app.command("restore")
-def restore_command(
-    file: Annotated[Path, typer.Argument(help="A file written by `feedsvc backup`.")],
-    config: ConfigOption = None,
-) -> None:
-    """Copy a backup into the configured store, which must be empty (stop feedsvc first)."""
-    settings = settings_or_exit(config)
-    summary = restore(file, settings.store.database_url, connect_timeout=settings.store.connect_timeout)
-    console.print(
-        f"restored {escape(str(file))} into {escape(masked_url(settings.store.database_url))}: {escape(_describe(summary))}",
-        highlight=False,
-    )

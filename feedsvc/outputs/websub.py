@@ -1,4 +1,4 @@
-"""WebSub publisher pings: tell the hub (`feeds.websub_hub`) which feeds changed so it pushes them to readers.
+"""The WebSub output: tell the hub (`feeds.websub_hub`) which feeds changed so it pushes them to readers.
 
 The ping is a form POST `hub.mode=publish&hub.url=<feed url>`, one per changed feed. A hub that is down or
 answers 5xx/429 is asked again with exponential backoff; any other 4xx means the hub refuses this feed and
@@ -14,13 +14,17 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from feedsvc.config import Settings
+from feedsvc.feeds.formats import FEED_FILES
 from feedsvc.logging import fields
+
+if TYPE_CHECKING:
+    from feedsvc.outputs import Reacts, Rebuild
 
 log = logging.getLogger(__name__)
 
-FEED_FILES = frozenset({"rss.xml", "atom.xml", "feed.json"})
 
 
 class HubRefused(Exception):
@@ -92,3 +96,21 @@ class HubPinger:
         urls = list(urls)
         results = await asyncio.gather(*(self.ping_one(url) for url in urls))
         return dict(zip(urls, results, strict=True))
+
+
+class WebSubOutput:
+    name = "websub"
+    reacts_to: Reacts = "feeds"
+    # The hub's retries take seconds; nothing after the ping waits for it.
+    detached = True
+
+    def wanted(self, settings: Settings) -> bool:
+        return bool(settings.feeds.websub_hub)
+
+    async def run(self, rebuild: Rebuild) -> int:
+        """The number of changed feeds the hub accepted."""
+        urls = feed_urls(rebuild.settings, rebuild.written)
+        if not urls or rebuild.dry_run:
+            return 0
+        accepted = await HubPinger(rebuild.settings.feeds.websub_hub).ping(urls)
+        return sum(accepted.values())

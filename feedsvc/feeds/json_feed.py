@@ -1,0 +1,53 @@
+"""JSON Feed 1.1, written with the standard library's C encoder."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from feedsvc.feeds.items import FeedSet, Item, plain_text, xml_text
+
+if TYPE_CHECKING:
+    from feedsvc.feeds.render import FeedRenderer
+
+FILE_NAME = "feed.json"
+MEDIA_TYPE = "application/feed+json"
+JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
+
+
+def render_json(renderer: FeedRenderer, feed: FeedSet, items: list[Item]) -> bytes:
+    document: dict[str, object] = {
+        "version": JSON_FEED_VERSION,
+        "title": xml_text(feed.title),
+        "home_page_url": renderer.home,
+        "feed_url": renderer.url(feed, FILE_NAME),
+        "description": renderer.description,
+        "language": renderer.site.language,
+        "authors": [{"name": renderer.author}],
+    }
+    if renderer.hub:
+        document["hubs"] = [{"type": "WebSub", "url": renderer.hub}]
+    document["items"] = [_json_item(item) for item in items]
+    # No indent: json's C encoder only runs without one, and feeds are for programs.
+    return (json.dumps(document, ensure_ascii=False) + "\n").encode()
+
+
+def _json_item(item: Item) -> dict[str, object]:
+    document: dict[str, object] = {
+        "id": item.id,
+        "url": item.url,
+        "title": item.title,
+        "content_html": item.content_html,
+    }
+    summary = plain_text(item.summary_html)
+    if summary:
+        document["summary"] = summary
+    if item.image:
+        document["image"] = item.image
+    document["date_published"] = item.published.isoformat()
+    if item.updated:
+        document["date_modified"] = item.updated.isoformat()
+    document["authors"] = [{"name": item.author}]
+    if item.tags:
+        document["tags"] = list(item.tags)
+    return document

@@ -1,0 +1,105 @@
+"""The feeds' bytes: one FeedSet rendered in every format of the registry, items prepared once per post."""
+
+from __future__ import annotations
+
+from collections.abc import Container, Sequence
+from dataclasses import replace
+from functools import partial
+
+from feedgen.feed import FeedGenerator
+
+from feedsvc.config import Settings
+from feedsvc.feeds.formats import FORMATS
+from feedsvc.feeds.items import FeedSet, Item, _item_or_failure, feed_updated, xml_text
+from feedsvc.parallel import fork_map
+from feedsvc.posts import Post
+
+# Items to render at once (a cold build) from which the rendering is shared over the CPUs.
+_PARALLEL_RENDER_MIN = 200
+
+
+class FeedRenderer:
+    """Turns one FeedSet into the bytes of its file in each format of `FORMATS`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.site = settings.site
+        self.hub = settings.feeds.websub_hub
+        self.home = f"{self.site.url}/"
+        self.description = xml_text(self.site.description or self.site.title)
+        self.author = xml_text(self.site.author or self.site.title)
+        # Post id -> (post, item or why it cannot be rendered): a post object the collection hands over again is
+        # not prepared again.
+        self._items: dict[str, tuple[Post, Item | str]] = {}
+
+    def url(self, feed: FeedSet, filename: str) -> str:
+        folder = f"{feed.folder}/" if feed.folder else ""
+        return f"{self.site.url}/{folder}{filename}"
+
+    def render(self, feed: FeedSet) -> dict[str, bytes]:
+        items = [self.item(post) for post in feed.posts]
+        if feed.tag is not None:
+            # A tag feed's size must not grow with how many other tags its posts carry.
+            category = (xml_text(feed.tag),)
+            items = [replace(item, tags=category) for item in items]
+        return {feed_format.file_name: feed_format.render(self, feed, items) for feed_format in FORMATS}
+
+    def prepare(self, posts: Sequence[Post]) -> dict[str, str]:
+        """Prepare the items of these posts that are not ready yet: rendering their HTML is most of a cold build,
+        so a large batch of them is shared out over the CPUs. Returns the posts that cannot be rendered
+        (post id -> why), which must be left out of the feeds."""
+        missing = {
+            post.id: post
+            for post in posts
+            if (cached := self._items.get(post.id)) is None or cached[0] is not post
+        }
+        posts_to_render = list(missing.values())
+        items = fork_map(
+            partial(_item_or_failure, default_author=self.author),
+            posts_to_render,
+            min_items=_PARALLEL_RENDER_MIN,
+        )
+        for post, item in zip(posts_to_render, items, strict=True):
+            self._items[post.id] = (post, item)
+        outcomes = {post.id: self._items[post.id][1] for post in posts}
+        return {post_id: outcome for post_id, outcome in outcomes.items() if isinstance(outcome, str)}
+
+    def item(self, post: Post) -> Item:
+        cached = self._items.get(post.id)
+        if cached is None or cached[0] is not post:
+            cached = self._items[post.id] = (post, Item.of(post, self.author))
+        assert isinstance(cached[1], Item), "a post that cannot be rendered is kept out of every feed"
+        return cached[1]
+
+    def forget_except(self, post_ids: Container[str]) -> None:
+        """Drop the prepared items of posts no longer published."""
+        for post_id in [post_id for post_id in self._items if post_id not in post_ids]:
+            del self._items[post_id]
+
+    def generator(self, feed: FeedSet, items: list[Item], filename: str, media_type: str) -> FeedGenerator:
+        generator = FeedGenerator()
+        generator.id(self.url(feed, filename))
+        generator.title(xml_text(feed.title))
+        generator.description(self.description)  # RSS <description>, Atom <subtitle>
+        generator.author(name=self.author, email=self.site.author_email or None)
+        generator.language(self.site.language)
+        generator.generator("feedsvc")
+        generator.docs("")
+        generator.updated(feed_updated(items))
+        # Order matters: feedgen takes the RSS channel <link> from the last link given.
+        generator.link(href=self.url(feed, filename), rel="self", type=media_type)
+        if self.hub:
+            generator.link(href=self.hub, rel="hub")
+        generator.link(href=self.home, rel="alternate", type="text/html")
+        return generator
+
+    @staticmethod
+    def entry(generator: FeedGenerator, item: Item):  # type: ignore[no-untyped-def]
+        entry = generator.add_entry(order="append")
+        entry.guid(item.id, permalink=False)
+        entry.title(item.title)
+        entry.link(href=item.url, rel="alternate", type="text/html")
+        entry.published(item.published)
+        entry.updated(item.last_change)
+        if item.tags:
+            entry.category([{"term": name} for name in item.tags])
+        return entry

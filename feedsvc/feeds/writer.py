@@ -1,0 +1,194 @@
+"""Writing the feeds into `feeds.output_dir`, rewriting only what changed, and `build`: scan, then write."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from feedsvc.config import Settings
+from feedsvc.feeds.formats import FEED_FILES
+from feedsvc.feeds.items import FeedSet, _tag_slugs, tag_groups
+from feedsvc.feeds.render import FeedRenderer
+from feedsvc.posts import Collection, Post, Problem, Scan
+
+TAGS_DIR = "tags"
+
+
+@dataclass(slots=True)
+class FeedsReport:
+    """What a write did, as absolute paths inside `feeds.output_dir`."""
+
+    written: list[Path] = field(default_factory=list)
+    unchanged: list[Path] = field(default_factory=list)
+    removed: list[Path] = field(default_factory=list)
+    # Why the write stopped early (a full disk, a read-only folder): the feeds not reached keep their last
+    # complete version, and the writer's next write is a complete one.
+    error: str | None = None
+    # Posts left out because they could not be rendered (post id -> why): the others are published all the same.
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def count(self, filename: str) -> int:
+        """How many feeds of one format (a file name of `FORMATS`) exist after the write."""
+        return sum(1 for path in (*self.written, *self.unchanged) if path.name == filename)
+
+
+class FeedWriter:
+    """Writes the feeds of a collection, rewriting only what changed.
+
+    It remembers the published posts (id -> tags) of its previous write, so posts that became due or
+    disappeared since get their tag feeds rewritten even when the caller does not name those tags.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.output = settings.feeds.output_dir.resolve()
+        self.limit = settings.feeds.items
+        self.renderer = FeedRenderer(settings)
+        self.site_title = settings.site.title
+        self._previous: dict[str, tuple[str, ...]] | None = None  # post id -> tags
+
+    def write(self, posts: Sequence[Post], tags: Iterable[str] | None = None) -> FeedsReport:
+        """Write the feeds of `posts` (published, newest first).
+
+        `tags=None` rewrites every feed and removes stale tag folders; a set of tag slugs limits the per-tag feeds
+        to those (the site-wide feeds are always written). The first write of a writer is always complete.
+        """
+        current = {post.id: post.tags for post in posts}
+        only = (
+            None
+            if tags is None or self._previous is None
+            else set(tags) | _moved_tags(self._previous, current)
+        )
+        report = FeedsReport()
+        self._previous = None  # a failed write leaves the next one complete
+        while True:  # a post that cannot be rendered leaves room in its feeds for the next one
+            if report.failed:
+                posts = [post for post in posts if post.id not in report.failed]
+            groups = tag_groups(posts, self.limit, only)
+            failed = self.renderer.prepare(
+                [*posts[: self.limit], *(post for group in groups.values() for post in group.posts)]
+            )
+            if not failed:
+                break
+            report.failed.update(failed)
+        feed_sets = [FeedSet("", self.site_title, posts[: self.limit])] + [
+            FeedSet(f"{TAGS_DIR}/{slug}", f"{self.site_title}: {group.name}", group.posts, group.name)
+            for slug, group in sorted(groups.items())
+        ]
+        try:
+            # Stale tag feeds go first: on a full disk, removing posts is what makes room for the rest.
+            stale = self._tag_folders() if only is None else only
+            for slug in sorted(stale - groups.keys()):
+                self._remove(self.output / TAGS_DIR / slug, report)
+            for feed in feed_sets:
+                self._write(feed, report)
+        except OSError as exc:
+            report.error = f"cannot write the feeds in {self.output}: {exc.strerror or exc}"
+            return report
+        self._previous = {post.id: post.tags for post in posts}
+        self.renderer.forget_except(current)
+        return report
+
+    def _write(self, feed: FeedSet, report: FeedsReport) -> None:
+        folder = self.output / feed.folder
+        folder.mkdir(parents=True, exist_ok=True)
+        for filename, data in self.renderer.render(feed).items():
+            path = folder / filename
+            (report.written if write_if_changed(path, data) else report.unchanged).append(path)
+
+    def _tag_folders(self) -> set[str]:
+        tags = self.output / TAGS_DIR
+        return {entry.name for entry in tags.iterdir() if entry.is_dir()} if tags.is_dir() else set()
+
+    def _remove(self, folder: Path, report: FeedsReport) -> None:
+        # Only our own files go; a folder holding anything else is left in place.
+        for filename in FEED_FILES:
+            path = folder / filename
+            if path.is_file():
+                path.unlink()
+                report.removed.append(path)
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
+
+
+def _moved_tags(previous: dict[str, tuple[str, ...]], current: dict[str, tuple[str, ...]]) -> set[str]:
+    """Slugs of the tags of posts that entered or left the published set, or whose tags changed."""
+    moved: set[str] = set()
+    for post_id, tags in current.items():
+        before = previous.get(post_id)
+        if before != tags:
+            moved.update(slug for slug, _ in _tag_slugs(tags) + _tag_slugs(before or ()))
+    for post_id in previous.keys() - current.keys():
+        moved.update(slug for slug, _ in _tag_slugs(previous[post_id]))
+    return moved
+
+
+def write_if_changed(path: Path, data: bytes) -> bool:
+    """Atomically replace `path` with `data` unless it already holds exactly these bytes; True when written."""
+    try:
+        if path.stat().st_size == len(data) and path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o644)  # served by a web server, possibly as another user
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class BuildResult:
+    scan: Scan
+    published: list[Post]
+    report: FeedsReport
+
+    @property
+    def problems(self) -> list[Problem]:
+        return list(self.scan.problems)
+
+    @property
+    def skipped(self) -> list[Problem]:
+        """Problems that kept a post out of the feeds."""
+        return [problem for problem in self.scan.problems if problem.severity == "error"]
+
+
+def build(
+    settings: Settings,
+    collection: Collection | None = None,
+    writer: FeedWriter | None = None,
+    now: datetime | None = None,
+    changed: Iterable[Path] | None = None,
+) -> BuildResult:
+    """One pass: scan the posts, write the feeds of those published at `now`. The CLI and the service call this;
+    the service keeps its Collection and FeedWriter between calls so each pass only redoes what changed, and
+    passes the files its watcher reported (`changed`) so the scan need not walk the whole folder."""
+    collection = collection or Collection(settings)
+    writer = writer or FeedWriter(settings)
+    scan = collection.scan(changed)
+    published = scan.published(now or datetime.now(UTC))
+    report = writer.write(published, tags=scan.changed_tags)
+    if report.failed:
+        # What could not be rendered is a problem of its file, and is kept out of mails as well as feeds.
+        problems = [
+            collection.site.problem(
+                post.source, None, f"cannot be rendered: {report.failed[post.id]}; not published"
+            )
+            for post in published
+            if post.id in report.failed
+        ]
+        scan = scan.excluding(set(report.failed), problems)
+        published = [post for post in published if post.id not in report.failed]
+    return BuildResult(scan, published, report)
