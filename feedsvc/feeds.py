@@ -25,6 +25,7 @@ from feedsvc.config import Settings
 from feedsvc.parallel import fork_map
 from feedsvc.posts import Collection, Post, Problem, Scan, tag_slug
 from feedsvc.posts.model import failure
+from feedsvc.posts.render import rendered
 
 RSS_FILE = "rss.xml"
 ATOM_FILE = "atom.xml"
@@ -168,14 +169,15 @@ class Item:
 
     @classmethod
     def of(cls, post: Post, default_author: str) -> Item:
+        html = rendered(post)
         return cls(
             id=entry_id(post.id),
             url=post.url,
             title=xml_text(post.title).strip() or post.slug or post.id,
             author=xml_text(post.author) or default_author,
             tags=tuple(xml_text(name) for name in post.tags),
-            summary_html=xml_text(post.summary_html),
-            content_html=xml_text(post.content_html),
+            summary_html=xml_text(html.summary_html),
+            content_html=xml_text(html.content_html),
             image=post.image,
             published=_date(post.date),
             updated=_date(post.updated) if post.updated else None,

@@ -1,0 +1,89 @@
+"""`Convention`: how one site generator's folder is read. Each generator (and feedsvc's own plain folder) is a
+subclass in a module of its own, listed once in `feedsvc.posts.readers.CONVENTIONS`."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from feedsvc.posts.fields import Site
+from feedsvc.posts.markup import markdown_problem
+from feedsvc.posts.model import Post
+from feedsvc.posts.source import Source, SourceError
+
+# (line in the file or None, message): a warning about the file being read.
+Warn = Callable[[int | None, str], None]
+
+
+def ignore(line: int | None, message: str) -> None:
+    """The `Warn` of a render: what there is to say about a file was said when it was read."""
+
+
+class Convention:
+    """Which files of a site folder are posts, what their front matter means, and what the macros of their
+    bodies (shortcodes, Liquid) become. Instances are plain data (the site's settings and the generator's own
+    config as read), kept by every post read with them so that its body renders by the same rules."""
+
+    name: ClassVar[str]
+    # Files whose presence in a folder shows it is this generator's site (any one of them).
+    marks: ClassVar[tuple[str, ...]] = ()
+    # Names of post files it reads; None: those of posts.extensions.
+    extensions: ClassVar[tuple[str, ...] | None] = None
+
+    def __init__(self, site: Site, config: dict[str, Any]) -> None:
+        self.site = site
+        self.config = config
+
+    @classmethod
+    def detect(cls, folder: Path) -> bool:
+        return any((folder / mark).exists() for mark in cls.marks)
+
+    @classmethod
+    def load(cls, site: Site) -> Convention:
+        return cls(site, cls.read_config(site.posts_dir))
+
+    @classmethod
+    def read_config(cls, folder: Path) -> dict[str, Any]:
+        """The generator's site config in `folder`, as a mapping; SourceError when it cannot be read."""
+        return {}
+
+    @property
+    def folder(self) -> Path:
+        return self.site.posts_dir
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever a post read under this convention would."""
+        return hashlib.sha256(repr((self.name, self.config)).encode()).hexdigest()
+
+    def walks(self, relative: str) -> bool:
+        """Whether the folder at this path (relative to posts.dir, '/'-separated) may hold posts."""
+        return True
+
+    def is_post_file(self, relative: str) -> bool:
+        """Whether the file at this path (with a post extension) is a post, not a page, section or resource."""
+        return True
+
+    def build(self, path: Path, source: Source, version: tuple[int, int], warn: Warn) -> Post:
+        raise NotImplementedError
+
+    def body(self, path: Path, source: Source, warn: Warn) -> str:
+        """The text to render as the post's markup: the body with the generator's macros expanded."""
+        return source.body
+
+    def init_settings(self) -> dict[str, dict[str, Any]]:
+        """feedsvc.toml sections matching this site: `feedsvc init --from` writes them."""
+        return {}
+
+    def relative(self, path: Path) -> str:
+        return path.relative_to(self.folder).as_posix()
+
+
+def check_markdown(source: Source, summary: str, body: str) -> None:
+    """Refuse a post whose Markdown is past the renderer's bounds (see markup.markdown_problem)."""
+    for text, key in ((summary, "summary"), (body, None)):
+        problem = markdown_problem(text)
+        if problem is not None:
+            raise SourceError(f"{problem}; not published", source.key_line(key) if key else source.body_line)

@@ -1,0 +1,5 @@
+from feedsvc.posts.readers.base import Convention
+
+
+class Hugo(Convention):
+    name = "hugo"
