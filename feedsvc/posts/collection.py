@@ -17,8 +17,8 @@ from typing import BinaryIO
 from feedsvc import __version__
 from feedsvc.config import Settings
 from feedsvc.parallel import fork_map
-from feedsvc.posts.model import Post, Problem, brief, is_published, problem_order, shown_path, tag_slug
 from feedsvc.posts.fields import Site
+from feedsvc.posts.model import Post, Problem, brief, is_published, problem_order, shown_path, tag_slug
 from feedsvc.posts.parse import read_post
 from feedsvc.posts.readers import convention_for
 

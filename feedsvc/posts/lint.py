@@ -7,9 +7,9 @@ from urllib.parse import unquote, urlsplit
 
 from feedsvc.config import Settings
 from feedsvc.posts.collection import Scan
-from feedsvc.posts.model import Post, Problem, brief, failure, problem_order, shown_path
 from feedsvc.posts.fields import Site
 from feedsvc.posts.markup import sanitize, to_html
+from feedsvc.posts.model import Post, Problem, brief, failure, problem_order, shown_path
 from feedsvc.posts.readers import split
 from feedsvc.posts.render import SourceChanged, body, read_as_read
 from feedsvc.posts.source import SourceError, decode

@@ -19,7 +19,7 @@ import nh3
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-Markup = Literal["markdown", "text"]
+Markup = Literal["markdown", "text", "html"]
 AssetUrls = tuple[tuple[str, str], ...]  # (relative prefix, absolute prefix), longest prefix first
 
 MORE = "<!--more-->"
@@ -87,7 +87,9 @@ def sorted_asset_urls(asset_urls: dict[str, str]) -> AssetUrls:
 
 def absolute_url(url: str, base_url: str, asset_urls: AssetUrls) -> str:
     """Resolve a URL written in a post: mapped asset prefixes first (longest wins), else against the post."""
-    if _SCHEME.match(url) or url.startswith("//"):
+    if url.startswith("//"):
+        return "https:" + url  # protocol-relative: a feed or a mail has no page protocol to borrow
+    if _SCHEME.match(url):
         return url
     for prefix, target in asset_urls:
         if url.startswith(prefix):
@@ -104,7 +106,43 @@ def sanitize(fragment: str, base_url: str, asset_urls: AssetUrls, links: LinkSin
         return absolute_url(value, base_url, asset_urls)
 
     # nh3 has already dropped javascript: and other unknown schemes when `rewrite` runs.
-    return nh3.clean(fragment, attributes=_ATTRIBUTES, attribute_filter=rewrite, link_rel=None)
+    return nh3.clean(embeds_to_links(fragment), attributes=_ATTRIBUTES, attribute_filter=rewrite, link_rel=None)
+
+
+# Elements that readers and mail clients do not show (and nh3 removes): each becomes a link to what it shows,
+# with its poster image where it has one, rather than vanishing.
+_EMBED = re.compile(
+    r"<(iframe|video|audio|object|embed|script)\b([^>]*)>(?:(.*?)</\1\s*>)?", re.IGNORECASE | re.DOTALL
+)
+_EMBED_ATTRIBUTE = re.compile(r"""\b(src|data|poster|title)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.IGNORECASE)
+_EMBED_NAMES = {"iframe": "Embedded content", "video": "Video", "audio": "Audio", "object": "Embedded content",
+                "embed": "Embedded content", "script": "Script"}
+_YOUTUBE_EMBED = re.compile(r"^(?:https?:)?//(?:www\.)?youtube(?:-nocookie)?\.com/embed/([\w-]+)")
+
+
+def embeds_to_links(fragment: str) -> str:
+    if "<" not in fragment:
+        return fragment
+    return _EMBED.sub(_embed_link, fragment)
+
+
+def _embed_link(found: re.Match[str]) -> str:
+    element = found.group(1).lower()
+    attributes = {
+        match.group(1).lower(): html.unescape(match.group(2) or match.group(3) or match.group(4) or "")
+        for match in _EMBED_ATTRIBUTE.finditer(found.group(2) + " " + (found.group(3) or ""))
+    }
+    target = attributes.get("src") or attributes.get("data")
+    if not target:
+        return ""  # an inline script shows nothing by itself
+    poster = attributes.get("poster")
+    youtube = _YOUTUBE_EMBED.match(target)
+    if youtube:
+        target = f"https://www.youtube.com/watch?v={youtube.group(1)}"
+        poster = poster or f"https://i.ytimg.com/vi/{youtube.group(1)}/hqdefault.jpg"
+    label = html.escape(attributes.get("title") or _EMBED_NAMES[element])
+    shown = f'<img src="{html.escape(poster)}" alt="{label}">' if poster else f"{label}: {html.escape(target)}"
+    return f'<a href="{html.escape(target)}">{shown}</a>'
 
 
 def text_to_html(text: str) -> str:
@@ -172,6 +210,8 @@ def to_html(markup: Markup, body: str) -> str:
     """Unsanitized HTML, relative URLs as written."""
     if markup == "text":
         return text_to_html(body)
+    if markup == "html":
+        return body
     _check_markdown(body)
     return _fast_markdown.render(body)
 
@@ -186,6 +226,8 @@ def render_summary(markup: Markup, summary: str, body: str, base_url: str, asset
         fragment = to_html(markup, summary)
     elif (more := body.find(MORE)) >= 0:
         fragment = to_html(markup, body[:more])
+    elif markup == "html":
+        fragment = body[: end + 4] if (end := body.find("</p>")) >= 0 else body
     elif markup == "text":
         fragment = text_to_html(
             next((block for block in _BLANK_LINES.split(body.strip()) if block.strip()), "")

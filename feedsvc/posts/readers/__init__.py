@@ -9,23 +9,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from feedsvc.config import ConfigError
 from feedsvc.posts.fields import Site
-from feedsvc.posts.readers import hugo, jekyll, json_front_matter, toml_front_matter, yaml_front_matter
+from feedsvc.posts.readers import hugo, jekyll
 from feedsvc.posts.readers.base import Convention
 from feedsvc.posts.readers.feedsvc import Feedsvc
-from feedsvc.posts.source import Source, SourceError
+from feedsvc.posts.readers.formats import FORMATS, split
+from feedsvc.posts.source import SourceError
 
 __all__ = ["CONVENTIONS", "FORMATS", "Convention", "convention_for", "detect", "split"]
-
-FORMATS: tuple[tuple[tuple[str, ...], Callable[[str], Source]], ...] = (
-    (yaml_front_matter.OPENINGS, yaml_front_matter.split),
-    (toml_front_matter.OPENINGS, toml_front_matter.split),
-    (json_front_matter.OPENINGS, json_front_matter.split),
-)
 
 # Detection tries them in this order; the plain feedsvc folder is what is left.
 CONVENTIONS: dict[str, type[Convention]] = {
@@ -33,14 +27,6 @@ CONVENTIONS: dict[str, type[Convention]] = {
     "jekyll": jekyll.Jekyll,
     "feedsvc": Feedsvc,
 }
-
-
-def split(text: str) -> Source:
-    """A post file's text to its front matter (by the format its opening shows) and body."""
-    for openings, reader in FORMATS:
-        if text.startswith(openings):
-            return reader(text)
-    return Source(None, text, 1)
 
 
 def detect(folder: Path) -> str:

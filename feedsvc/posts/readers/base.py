@@ -4,14 +4,20 @@ subclass in a module of its own, listed once in `feedsvc.posts.readers.CONVENTIO
 from __future__ import annotations
 
 import hashlib
+import json
+import tomllib
 from collections.abc import Callable
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, ClassVar
 
+import yaml
+
 from feedsvc.posts.fields import Site
 from feedsvc.posts.markup import markdown_problem
-from feedsvc.posts.model import Post
-from feedsvc.posts.source import Source, SourceError
+from feedsvc.posts.model import Post, failure
+from feedsvc.posts.readers.formats import split
+from feedsvc.posts.source import Source, SourceError, decode
 
 # (line in the file or None, message): a warning about the file being read.
 Warn = Callable[[int | None, str], None]
@@ -79,6 +85,43 @@ class Convention:
 
     def relative(self, path: Path) -> str:
         return path.relative_to(self.folder).as_posix()
+
+    def url_of(self, path: Path) -> str | None:
+        """The URL of another post file of the site (a link between posts); None when it cannot be read, or
+        when it is being read already (two posts that link to each other)."""
+        resolving = _resolving.get()
+        if path in resolving:
+            return None
+        token = _resolving.set(resolving | {path})
+        try:
+            data = path.read_bytes()
+            return self.build(path, split(decode(data)), (len(data), path.stat().st_mtime_ns), ignore).url
+        except (OSError, SourceError):
+            return None
+        finally:
+            _resolving.reset(token)
+
+
+_resolving: ContextVar[frozenset[Path]] = ContextVar("resolving", default=frozenset())
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """A generator's config file (TOML, YAML or JSON by its name) as a mapping; SourceError when it is not one."""
+    try:
+        text = decode(path.read_bytes())
+        if path.suffix == ".toml":
+            config = tomllib.loads(text)
+        elif path.suffix == ".json":
+            config = json.loads(text)
+        else:
+            config = yaml.safe_load(text)
+    except OSError as exc:
+        raise SourceError(f"{path.name} cannot be read: {exc.strerror or exc}") from None
+    except (ValueError, yaml.YAMLError) as exc:
+        raise SourceError(f"{path.name} is not valid {path.suffix.lstrip('.').upper()}: {failure(exc)}") from None
+    if not isinstance(config, dict):
+        raise SourceError(f"{path.name} does not hold a mapping of settings")
+    return config
 
 
 def check_markdown(source: Source, summary: str, body: str) -> None:

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import json
 
-from feedsvc.posts.source import LONG_NUMBER, MAX_DEPTH, Source, SourceError, check_shape, check_size, mapping, value_children
+from feedsvc.posts.source import (
+    LONG_NUMBER,
+    MAX_DEPTH,
+    Source,
+    SourceError,
+    check_shape,
+    check_size,
+    mapping,
+    value_children,
+)
 
 OPENINGS = ("{",)
 

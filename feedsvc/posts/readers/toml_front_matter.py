@@ -6,7 +6,15 @@ import re
 import tomllib
 from typing import Any
 
-from feedsvc.posts.source import LONG_NUMBER, MAX_DEPTH, Source, SourceError, check_shape, fenced, value_children
+from feedsvc.posts.source import (
+    LONG_NUMBER,
+    MAX_DEPTH,
+    Source,
+    SourceError,
+    check_shape,
+    fenced,
+    value_children,
+)
 
 _TOML_LINE = re.compile(r"at line (\d+)")
 _TOML_END = re.compile(r"^\+\+\+[ \t]*$", re.MULTILINE)
