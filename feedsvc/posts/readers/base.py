@@ -10,6 +10,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, ClassVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
@@ -103,6 +104,16 @@ class Convention:
 
 
 _resolving: ContextVar[frozenset[Path]] = ContextVar("resolving", default=frozenset())
+
+
+def zone(name: object, default: ZoneInfo) -> ZoneInfo:
+    """The time zone a generator's config names, else `default` (also for a name that is no time zone)."""
+    if not isinstance(name, str) or not name:
+        return default
+    try:
+        return ZoneInfo(name)
+    except (ValueError, ZoneInfoNotFoundError):
+        return default
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

@@ -17,11 +17,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from feedsvc.posts.fields import author_name, date_field, file_date, flag, tag_names, text
 from feedsvc.posts.markup import Markup, absolute_url
 from feedsvc.posts.model import Post, slugify
-from feedsvc.posts.readers.base import Convention, Warn, check_markdown, read_config_file
+from feedsvc.posts.readers.base import Convention, Warn, check_markdown, read_config_file, zone
 from feedsvc.posts.source import Source
 
 CONFIG_FILES = ("hugo.toml", "hugo.yaml", "hugo.yml", "hugo.json", "config.toml", "config.yaml", "config.yml", "config.json")
@@ -55,6 +56,11 @@ class Hugo(Convention):
                 if (base / name).is_file():
                     return _lower_keys(read_config_file(base / name))
         return {}
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """Dates without an offset are in the site's timeZone; Hugo's default is UTC."""
+        return zone(self.config.get("timezone"), ZoneInfo("UTC"))
 
     @property
     def content(self) -> str:
@@ -93,10 +99,10 @@ class Hugo(Convention):
         if not title:
             title = name.replace("-", " ").replace("_", " ").strip()
             warn(source.meta_line, f"no title in the front matter: using {title!r} from the file name")
-        date = _first_date(meta, source, _DATE_KEYS, site)
-        published = _first_date(meta, source, _PUBLISH_KEYS, site) or date
+        date = _first_date(meta, source, _DATE_KEYS, self.tz)
+        published = _first_date(meta, source, _PUBLISH_KEYS, self.tz) or date
         if date is None or published is None:
-            date = published = file_date(version[1], site.tz)
+            date = published = file_date(version[1], self.tz)
             warn(None, f"no date: using the file's modification time {date.isoformat()}")
         slug = text(meta, source, "slug", numbers=True)
         url = self._url(meta, source, date, title, slug, name, folders)
@@ -113,7 +119,7 @@ class Hugo(Convention):
             slug=slugify(slug or name) or name,
             title=title,
             date=published,
-            updated=_first_date(meta, source, _LASTMOD_KEYS, site),
+            updated=_first_date(meta, source, _LASTMOD_KEYS, self.tz),
             url=url,
             tags=tag_names(
                 meta, source, site.max_tags, warn, keys=self._taxonomies(), split=lambda value: [value]
@@ -126,7 +132,7 @@ class Hugo(Convention):
             summary=summary,
             asset_urls=site.asset_urls,
             version=version,
-            expires=_first_date(meta, source, _EXPIRY_KEYS, site),
+            expires=_first_date(meta, source, _EXPIRY_KEYS, self.tz),
             convention=self,
         )
 
@@ -154,7 +160,7 @@ class Hugo(Convention):
         if pattern is None:
             path = "/".join((*folders, slug or name))
             return self._absolute(_urlize(path) + "/")
-        local = date.astimezone(self.site.tz)
+        local = date.astimezone(self.tz)
         tokens = {
             ":year": f"{local:%Y}",
             ":month": f"{local:%m}",
@@ -326,9 +332,9 @@ def _lower_keys(meta: dict[str, Any]) -> dict[str, Any]:
     return {str(key).lower(): value for key, value in meta.items()}
 
 
-def _first_date(meta: dict[str, Any], source: Source, keys: tuple[str, ...], site: Any) -> datetime | None:
+def _first_date(meta: dict[str, Any], source: Source, keys: tuple[str, ...], tz: ZoneInfo) -> datetime | None:
     for key in keys:
-        found = date_field(meta, source, key, site.tz)
+        found = date_field(meta, source, key, tz)
         if found is not None:
             return found
     return None
