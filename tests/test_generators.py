@@ -106,3 +106,50 @@ def test_hugo_publishes_the_same_posts_as_feedsvc(tmp_path: Path) -> None:
     assert got == expected
     assert len(expected) == 8
     assert "unknown shortcode {{< notice >}}" in output
+
+
+# --- Jekyll -----------------------------------------------------------------------------------------------------
+
+JEKYLL_SITE = {
+    "_config.yml": (
+        'title: Jekyll site\nurl: "https://example.com"\nbaseurl: "/blog"\ntimezone: Asia/Jakarta\nlang: id\n'
+        "permalink: /:categories/:year/:month/:day/:title:output_ext\nplugins:\n  - jekyll-feed\n"
+        "feed:\n  posts_limit: 100\nauthor: Site Author\n"
+    ),
+    # No title and no date: both come from the file name.
+    "_posts/2016-03-02-first-post.md": "---\nlayout: post\n---\nFrom the file name. {{ site.title }}\n",
+    "_posts/2017-01-05-with-date.md": (
+        '---\ntitle: "With date"\ndate: 2017-01-05 8:30:00 +0200\ncategories: Tech Linux\ntags: one two\n---\n'
+        "Body {% highlight ruby %}\nputs 1\n{% endhighlight %}\nSee {% post_url 2016-03-02-first-post %}.\n"
+    ),
+    "_posts/2018-02-03-unpublished.md": "---\ntitle: Hidden\npublished: false\n---\nx\n",
+    "_posts/2099-02-03-future.md": "---\ntitle: Future\n---\nx\n",
+    "_posts/2019-04-05-permalink.md": (
+        "---\ntitle: Own permalink\npermalink: /custom/:title/\ncategory: Single\nlast_modified_at: 2020-01-01\n---\nx\n"
+    ),
+    "_posts/2021-09-09-same-name.md": "---\ntitle: Same name, other day\n---\nx\n",
+    "_posts/2021-09-10-same-name.md": "---\ntitle: Same name, next day\n---\ny\n",
+    "news/_posts/2020-06-07-in-news.markdown": (
+        "---\ntitle: In news\nslug: Renamed Slug\n---\nx {% include note.html %} {% assign x = 1 %}\n"
+    ),
+    "_posts/notes.md": "---\ntitle: Not dated, not a post\n---\nx\n",
+    "_includes/note.html": "<b>note</b>\n",
+    "_drafts/a-draft.md": "---\ntitle: Draft\n---\nd\n",
+    "about.md": "---\ntitle: About\n---\nA page, not a post.\n",
+}
+
+
+def test_jekyll_publishes_the_same_posts_as_feedsvc(tmp_path: Path) -> None:
+    jekyll = tool("jekyll", "apt-get install jekyll ruby-jekyll-feed")
+    site = write_tree(tmp_path / "site", JEKYLL_SITE)
+    built = subprocess.run(
+        [jekyll, "build", "-d", str(tmp_path / "jekyll-out")], cwd=site, capture_output=True, text=True, timeout=300
+    )
+    if "jekyll-feed" in built.stderr and built.returncode != 0:
+        pytest.skip("jekyll-feed is not installed (apt-get install ruby-jekyll-feed)")
+    assert built.returncode == 0, built.stderr
+    expected = feed_items(tmp_path / "jekyll-out" / "feed.xml")
+    got, output = feedsvc_items(tmp_path, site, url="https://example.com/blog")
+    assert got == expected
+    assert len(expected) == 6
+    assert "unknown Liquid tag {% assign %}: removed" in output

@@ -106,6 +106,23 @@ class Convention:
 _resolving: ContextVar[frozenset[Path]] = ContextVar("resolving", default=frozenset())
 
 
+def site_settings(
+    config: dict[str, Any], url: str, title: str, language: tuple[str, ...], timezone: str
+) -> dict[str, dict[str, Any]]:
+    """The [site] settings of feedsvc.toml from a generator's config, given the names of its keys."""
+    site: dict[str, Any] = {}
+    if isinstance(config.get(url), str) and config[url]:
+        site["url"] = config[url].rstrip("/")
+    if isinstance(config.get(title), str):
+        site["title"] = config[title]
+    found_language = next((config[key] for key in language if isinstance(config.get(key), str)), "")
+    if found_language:
+        site["language"] = found_language.split("-")[0].split("_")[0]
+    if isinstance(config.get(timezone), str) and config[timezone]:
+        site["timezone"] = config[timezone]
+    return {"site": site}
+
+
 def zone(name: object, default: ZoneInfo) -> ZoneInfo:
     """The time zone a generator's config names, else `default` (also for a name that is no time zone)."""
     if not isinstance(name, str) or not name:

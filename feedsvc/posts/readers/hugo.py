@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from feedsvc.posts.fields import author_name, date_field, file_date, flag, tag_names, text
 from feedsvc.posts.markup import Markup, absolute_url
 from feedsvc.posts.model import Post, slugify
-from feedsvc.posts.readers.base import Convention, Warn, check_markdown, read_config_file, zone
+from feedsvc.posts.readers.base import Convention, Warn, check_markdown, read_config_file, site_settings, zone
 from feedsvc.posts.source import Source
 
 CONFIG_FILES = ("hugo.toml", "hugo.yaml", "hugo.yml", "hugo.json", "config.toml", "config.yaml", "config.yml", "config.json")
@@ -261,7 +261,7 @@ class Hugo(Convention):
             )
             return f"<figure>{image}" + (f"<figcaption>{caption}</figcaption>" if caption else "") + "</figure>"
         if name == "highlight":
-            return f"\n```{argument(0)}\n{(inner or '').strip(chr(10))}\n```\n"
+            return f"\n\n```{argument(0)}\n{(inner or '').strip(chr(10))}\n```\n\n"
         if name == "youtube":
             video = argument("id", 0)
             return (
@@ -311,21 +311,7 @@ class Hugo(Convention):
         return page.get(name.lower(), site.get(name.lower(), ""))
 
     def init_settings(self) -> dict[str, dict[str, Any]]:
-        return _site_settings(self.config, "baseurl", "title", ("locale", "languagecode"), "timezone")
-
-
-def _site_settings(config: dict[str, Any], url: str, title: str, language: tuple[str, ...], timezone: str) -> dict[str, dict[str, Any]]:
-    site: dict[str, Any] = {}
-    if isinstance(config.get(url), str) and config[url]:
-        site["url"] = config[url].rstrip("/")
-    if isinstance(config.get(title), str):
-        site["title"] = config[title]
-    found_language = next((config[key] for key in language if isinstance(config.get(key), str)), "")
-    if found_language:
-        site["language"] = found_language.split("-")[0].split("_")[0]
-    if isinstance(config.get(timezone), str) and config[timezone]:
-        site["timezone"] = config[timezone]
-    return {"site": site}
+        return site_settings(self.config, "baseurl", "title", ("locale", "languagecode"), "timezone")
 
 
 def _lower_keys(meta: dict[str, Any]) -> dict[str, Any]:
