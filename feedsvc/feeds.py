@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
+from urllib.parse import quote
 
 from feedgen.ext.base import BaseExtension
 from feedgen.feed import FeedGenerator
@@ -44,6 +45,8 @@ EMPTY_FEED_DATE = datetime(1970, 1, 1, tzinfo=UTC)
 _PARALLEL_RENDER_MIN = 200
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _TAG = re.compile(r"<[^>]*>")
+# Tags that end a line of text; the others (<em>, <a>...) sit inside a word's spacing and leave none of their own.
+_BREAKING_TAG = re.compile(r"</?(?:p|br|div|li|h[1-6]|tr|td|th|blockquote|pre|figure|figcaption|hr|img)\b[^>]*>", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
 _URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
 
@@ -54,7 +57,7 @@ def xml_text(text: str) -> str:
 
 def plain_text(fragment: str) -> str:
     """The text of an HTML fragment on one line (JSON Feed's `summary` is plain text)."""
-    return _SPACE.sub(" ", html.unescape(_TAG.sub(" ", xml_text(fragment)))).strip()
+    return _SPACE.sub(" ", html.unescape(_TAG.sub("", _BREAKING_TAG.sub(" ", xml_text(fragment))))).strip()
 
 
 def entry_id(post_id: str) -> str:
@@ -203,7 +206,7 @@ class FeedRenderer:
 
     def url(self, feed: FeedSet, filename: str) -> str:
         folder = f"{feed.folder}/" if feed.folder else ""
-        return f"{self.site.url}/{folder}{filename}"
+        return f"{self.site.url}/{quote(folder)}{filename}"  # a tag slug may hold non-ASCII letters
 
     def render(self, feed: FeedSet) -> dict[str, bytes]:
         items = [self.item(post) for post in feed.posts]

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 
 from feedsvc.posts.fields import Site
 from feedsvc.posts.markup import markdown_problem
 from feedsvc.posts.model import Post, failure
 from feedsvc.posts.readers.formats import split
+from feedsvc.posts.readers.yaml_front_matter import YAMLError, load_yaml
 from feedsvc.posts.source import Source, SourceError, decode
 
 # (line in the file or None, message): a warning about the file being read.
@@ -80,7 +80,8 @@ class Convention:
         """The text to render as the post's markup: the body with the generator's macros expanded."""
         return source.body
 
-    def init_settings(self) -> dict[str, dict[str, Any]]:
+    @classmethod
+    def init_settings(cls, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
         """feedsvc.toml sections matching this site: `feedsvc init --from` writes them."""
         return {}
 
@@ -142,10 +143,10 @@ def read_config_file(path: Path) -> dict[str, Any]:
         elif path.suffix == ".json":
             config = json.loads(text)
         else:
-            config = yaml.safe_load(text)
+            config = load_yaml(text)
     except OSError as exc:
         raise SourceError(f"{path.name} cannot be read: {exc.strerror or exc}") from None
-    except (ValueError, yaml.YAMLError) as exc:
+    except (ValueError, YAMLError) as exc:
         raise SourceError(f"{path.name} is not valid {path.suffix.lstrip('.').upper()}: {failure(exc)}") from None
     if not isinstance(config, dict):
         raise SourceError(f"{path.name} does not hold a mapping of settings")

@@ -187,7 +187,8 @@ class Hugo(Convention):
         permalinks = self.config.get("permalinks")
         if not isinstance(permalinks, dict):
             return None
-        pages = permalinks.get("page") if isinstance(permalinks.get("page"), dict) else permalinks
+        page = permalinks.get("page")  # Hugo 0.131+: permalinks by page kind
+        pages: dict[Any, Any] = page if isinstance(page, dict) else permalinks
         pattern = {str(key).lower(): value for key, value in pages.items()}.get(section.lower())
         return pattern if isinstance(pattern, str) else None
 
@@ -310,8 +311,9 @@ class Hugo(Convention):
         site = _lower_keys(params) if isinstance(params, dict) else {}
         return page.get(name.lower(), site.get(name.lower(), ""))
 
-    def init_settings(self) -> dict[str, dict[str, Any]]:
-        return site_settings(self.config, "baseurl", "title", ("locale", "languagecode"), "timezone")
+    @classmethod
+    def init_settings(cls, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        return site_settings(config, "baseurl", "title", ("locale", "languagecode"), "timezone")
 
 
 def _lower_keys(meta: dict[str, Any]) -> dict[str, Any]:

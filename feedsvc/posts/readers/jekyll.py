@@ -255,11 +255,12 @@ class Jekyll(Convention):
                 warn(line, f"Liquid filter {applied!r} in {{{{ {expression} }}}}: not applied")
         return shown
 
-    def init_settings(self) -> dict[str, dict[str, Any]]:
-        url = str(self.config.get("url") or "").rstrip("/") + str(self.config.get("baseurl") or "").rstrip("/")
-        sections = site_settings({**self.config, "url": url}, "url", "title", ("lang", "locale"), "timezone")
-        if isinstance(self.config.get("description"), str):
-            sections["site"]["description"] = self.config["description"]
+    @classmethod
+    def init_settings(cls, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        url = str(config.get("url") or "").rstrip("/") + str(config.get("baseurl") or "").rstrip("/")
+        sections = site_settings({**config, "url": url}, "url", "title", ("lang", "locale"), "timezone")
+        if isinstance(config.get("description"), str):
+            sections["site"]["description"] = config["description"]
         return sections
 
 

@@ -19,6 +19,12 @@ _YAML_LOADER = getattr(yaml, "CBaseLoader", yaml.BaseLoader)
 _YAML_END = re.compile(r"^(?:---|\.\.\.)[ \t]*$", re.MULTILINE)
 
 OPENINGS = ("---\n", "--- \n")
+YAMLError = yaml.YAMLError
+
+
+def load_yaml(text: str) -> Any:
+    """A whole YAML document with YAML's own types (a generator's config file, not a post's front matter)."""
+    return yaml.safe_load(text)
 
 
 def split(text: str) -> Source:
