@@ -153,3 +153,49 @@ def test_jekyll_publishes_the_same_posts_as_feedsvc(tmp_path: Path) -> None:
     assert got == expected
     assert len(expected) == 6
     assert "unknown Liquid tag {% assign %}: removed" in output
+
+
+# --- Pelican ----------------------------------------------------------------------------------------------------
+
+PELICAN_SITE = {
+    "pelicanconf.py": (
+        "AUTHOR = 'Ana'\nSITENAME = 'Pelican site'\nSITEURL = 'https://example.net/blog'\nPATH = 'content'\n"
+        "TIMEZONE = 'Asia/Jakarta'\nDEFAULT_LANG = 'en'\nFEED_ALL_ATOM = 'feeds/all.atom.xml'\n"
+        "CATEGORY_FEED_ATOM = None\nAUTHOR_FEED_ATOM = None\nAUTHOR_FEED_RSS = None\n"
+        "ARTICLE_URL = '{date:%Y}/{date:%m}/{slug}/'\nARTICLE_SAVE_AS = '{date:%Y}/{date:%m}/{slug}/index.html'\n"
+        "WITH_FUTURE_DATES = False\nDEFAULT_PAGINATION = False\n"
+    ),
+    "content/first.md": (
+        "Title: My first post\nDate: 2010-12-03 10:20\nModified: 2010-12-05 19:30\nCategory: Python\n"
+        "Tags: pelican, publishing\nSlug: my-super-post\nAuthors: Alexis Metaireau, Conan Doyle\n"
+        "Summary: Short version for index and feeds\n\n"
+        "The content. See [other]({filename}/python/2012-01-02-second.md).\n"
+    ),
+    # No Date: the one in the file name; no Category: the folder's.
+    "content/python/2012-01-02-second.md": "Title: Second, dated by file name\nTags: python\n\nBody.\n",
+    "content/draft.md": "Title: Draft one\nDate: 2011-01-01\nStatus: draft\n\nd\n",
+    "content/hidden.md": "Title: Hidden one\nDate: 2011-01-02\nStatus: hidden\n\nh\n",
+    "content/future.md": "Title: Future\nDate: 2099-01-01\n\nf\n",
+    "content/nodate.md": "Title: No date\n\nn\n",
+    "content/yaml-style.md": "---\nTitle: Front matter style\nDate: 2013-04-05 6:07\n---\n\ny\n",
+    "content/pages/about.md": "Title: About\nDate: 2011-01-01\n\npage\n",
+}
+
+
+def test_pelican_publishes_the_same_posts_as_feedsvc(tmp_path: Path) -> None:
+    pelican = tool("pelican", "pip install pelican markdown")
+    site = write_tree(tmp_path / "site", PELICAN_SITE)
+    built = subprocess.run(
+        [pelican, "content", "-s", "pelicanconf.py", "-o", str(tmp_path / "pelican-out")],
+        check=False,
+        cwd=site,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert (tmp_path / "pelican-out" / "feeds" / "all.atom.xml").is_file(), built.stdout + built.stderr
+    expected = feed_items(tmp_path / "pelican-out" / "feeds" / "all.atom.xml")
+    got, output = feedsvc_items(tmp_path, site, url="https://example.net/blog")
+    assert got == expected
+    assert len(expected) == 3
+    assert "no Date, and none in the file name" in output
