@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-
 from feedsvc.posts.fields import Site
 from feedsvc.posts.markup import markdown_problem
 from feedsvc.posts.model import Post, failure

@@ -178,7 +178,7 @@ def _with_header(source: Source) -> Source:
     meta: dict[str, Any] = {}
     key = None
     index = 0
-    for index, line in enumerate(lines):  # noqa: B007 - the index after the loop is where the body starts
+    for index, line in enumerate(lines):
         header = _HEADER_LINE.match(line)
         continued = _CONTINUED.match(line) if key else None
         if header:
