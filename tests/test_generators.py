@@ -31,7 +31,9 @@ def feed_items(path: Path) -> Items:
     parsed = feedparser.parse(path.read_bytes())
     assert not parsed.bozo, parsed.bozo_exception
     return {
-        (entry.link, entry.title, calendar.timegm(entry.published_parsed)) for entry in parsed.entries
+        # Eleventy's Atom feed gives each entry only its <updated>: the post's date.
+        (entry.link, entry.title, calendar.timegm(entry.get("published_parsed") or entry.updated_parsed))
+        for entry in parsed.entries
     }
 
 
@@ -199,3 +201,52 @@ def test_pelican_publishes_the_same_posts_as_feedsvc(tmp_path: Path) -> None:
     assert got == expected
     assert len(expected) == 3
     assert "no Date, and none in the file name" in output
+
+
+# --- Eleventy ---------------------------------------------------------------------------------------------------
+
+ELEVENTY_INSTALL = (
+    "npm install --prefix DIR @11ty/eleventy @11ty/eleventy-plugin-rss && export ELEVENTY_NODE_MODULES=DIR/node_modules"
+)
+ELEVENTY_SITE = {
+    "package.json": '{"type": "module"}\n',
+    "eleventy.config.js": (
+        'import { feedPlugin } from "@11ty/eleventy-plugin-rss";\n'
+        "export default function (eleventyConfig) {\n"
+        "  eleventyConfig.addPlugin(feedPlugin, {\n"
+        '    type: "atom", outputPath: "/feed.xml", collection: { name: "posts", limit: 0 },\n'
+        '    metadata: { language: "en", title: "Eleventy site", base: "https://example.io/", author: { name: "Ana" } },\n'
+        "  });\n}\n"
+        'export const config = { dir: { input: "content", output: "_site" } };\n'
+    ),
+    # The folder's data file puts its templates in the posts collection.
+    "content/blog/blog.11tydata.json": '{"tags": ["posts"]}\n',
+    "content/blog/2018-01-01-dated-name.md": "---\ntitle: Dated by name\n---\nx\n",
+    "content/blog/first.md": "---\ntitle: First\ndate: 2021-10-01 8:30:00+00:00\ntags: [news, C#]\n---\n{{ title }}\n",
+    "content/blog/naive.md": "---\ntitle: Naive date\ndate: 2020-05-06\n---\ny\n",
+    "content/blog/custom.md": (
+        '---\ntitle: Custom permalink\ndate: 2019-05-06T10:00:00+02:00\npermalink: "/elsewhere/{{ page.fileSlug }}/"\n---\ny\n'
+    ),
+    "content/blog/excluded.md": "---\ntitle: Excluded\ndate: 2019-05-07\neleventyExcludeFromCollections: true\n---\ny\n",
+    "content/blog/bundle/index.md": "---\ntitle: Index in folder\ndate: 2019-05-09\n---\ny\n",
+    "content/nowrite.md": "---\ntitle: No output\ndate: 2019-05-08\npermalink: false\ntags: posts-not\n---\ny\n",
+    "content/about.md": "---\ntitle: About\ndate: 2019-05-09\n---\nA page.\n",
+    "content/tagged.md": "---\ntitle: Tagged post outside blog\ndate: 2017-03-04\ntags: posts\n---\nz\n",
+}
+
+
+def test_eleventy_publishes_the_same_posts_as_feedsvc(tmp_path: Path) -> None:
+    modules = Path(os.environ.get("ELEVENTY_NODE_MODULES", "/nonexistent"))
+    if not (modules / ".bin" / "eleventy").is_file() or not (modules / "@11ty" / "eleventy-plugin-rss").is_dir():
+        pytest.skip(f"Eleventy and its RSS plugin are not installed (install them with: {ELEVENTY_INSTALL})")
+    tool("node", "apt-get install nodejs npm")
+    site = write_tree(tmp_path / "site", ELEVENTY_SITE)
+    (site / "node_modules").symlink_to(modules)  # where the config's import finds the plugin
+    built = subprocess.run(
+        [str(modules / ".bin" / "eleventy"), "--quiet"], check=False, cwd=site, capture_output=True, text=True, timeout=300
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    expected = feed_items(site / "_site" / "feed.xml")
+    got, _ = feedsvc_items(tmp_path, site, url="https://example.io")
+    assert got == expected
+    assert len(expected) == 6

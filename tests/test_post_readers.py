@@ -237,4 +237,4 @@ def test_init_from_a_hugo_site_writes_its_settings(tmp_path: Path) -> None:
         timeout=60,
     )
     assert refused.returncode == 1
-    assert "is not a site folder feedsvc knows (Hugo, Jekyll)" in refused.stderr
+    assert "is not a site folder feedsvc knows (Hugo, Jekyll, Pelican, Eleventy)" in refused.stderr

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from feedsvc.config import ConfigError
 from feedsvc.posts.fields import Site
-from feedsvc.posts.readers import hugo, jekyll, pelican
+from feedsvc.posts.readers import eleventy, hugo, jekyll, pelican
 from feedsvc.posts.readers.base import Convention
 from feedsvc.posts.readers.feedsvc import Feedsvc
 from feedsvc.posts.readers.formats import FORMATS, split
@@ -26,6 +26,7 @@ CONVENTIONS: dict[str, type[Convention]] = {
     "hugo": hugo.Hugo,
     "jekyll": jekyll.Jekyll,
     "pelican": pelican.Pelican,
+    "eleventy": eleventy.Eleventy,
     "feedsvc": Feedsvc,
 }
 

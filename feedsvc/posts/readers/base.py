@@ -72,7 +72,8 @@ class Convention:
         """Whether the file at this path (with a post extension) is a post, not a page, section or resource."""
         return True
 
-    def build(self, path: Path, source: Source, version: tuple[int, int], warn: Warn) -> Post:
+    def build(self, path: Path, source: Source, version: tuple[int, int], warn: Warn) -> Post | None:
+        """The post this file is; None when it is a page of the site, not a post (Eleventy's collections)."""
         raise NotImplementedError
 
     def body(self, path: Path, source: Source, warn: Warn) -> str:
@@ -96,7 +97,8 @@ class Convention:
         token = _resolving.set(resolving | {path})
         try:
             data = path.read_bytes()
-            return self.build(path, split(decode(data)), (len(data), path.stat().st_mtime_ns), ignore).url
+            post = self.build(path, split(decode(data)), (len(data), path.stat().st_mtime_ns), ignore)
+            return post.url if post else None
         except (OSError, SourceError):
             return None
         finally:
@@ -150,6 +152,11 @@ def read_config_file(path: Path) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise SourceError(f"{path.name} does not hold a mapping of settings")
     return config
+
+
+def body_line(source: Source, fragment: str) -> int:
+    """The line of the file where `fragment` (a macro) first appears in the body."""
+    return source.body_line + source.body.count("\n", 0, max(source.body.find(fragment), 0))
 
 
 def check_markdown(source: Source, summary: str, body: str) -> None:

@@ -22,7 +22,15 @@ from zoneinfo import ZoneInfo
 from feedsvc.posts.fields import author_name, date_field, file_date, flag, tag_names, text
 from feedsvc.posts.markup import Markup, absolute_url
 from feedsvc.posts.model import Post, slugify
-from feedsvc.posts.readers.base import Convention, Warn, check_markdown, read_config_file, site_settings, zone
+from feedsvc.posts.readers.base import (
+    Convention,
+    Warn,
+    body_line,
+    check_markdown,
+    read_config_file,
+    site_settings,
+    zone,
+)
 from feedsvc.posts.source import Source
 
 CONFIG_FILES = ("hugo.toml", "hugo.yaml", "hugo.yml", "hugo.json", "config.toml", "config.yaml", "config.yml", "config.json")
@@ -217,7 +225,7 @@ class Hugo(Convention):
         while (found := _SHORTCODE.search(text, position)) is not None:
             out.append(text[position : found.start()])
             closing, name, arguments, self_closed = found.group(2), found.group(3), found.group(4), found.group(5)
-            line = source.body_line + source.body.count("\n", 0, source.body.find(found.group(0)))
+            line = body_line(source, found.group(0))
             if closing:
                 warn(line, f"shortcode closing {{{{< /{name} >}}}} without its opening; removed")
                 position = found.end()

@@ -10,7 +10,6 @@ else is removed (its inner text kept) with a warning naming the file and line.
 
 from __future__ import annotations
 
-import html
 import re
 from datetime import datetime
 from pathlib import Path
@@ -19,9 +18,10 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from feedsvc.posts.fields import author_name, date_field, flag, tag_names, text
-from feedsvc.posts.markup import MORE, Markup, absolute_url
+from feedsvc.posts.markup import Markup, absolute_url
 from feedsvc.posts.model import Post, slugify
-from feedsvc.posts.readers.base import Convention, Warn, check_markdown, read_config_file, site_settings, zone
+from feedsvc.posts.readers.base import Warn, check_markdown, read_config_file, site_settings, zone
+from feedsvc.posts.readers.liquid import Liquid
 from feedsvc.posts.source import Source, SourceError
 
 _FILE_NAME = re.compile(r"^(\d{2,4})-(\d{1,2})-(\d{1,2})-(.+)\.[^.]+$")
@@ -34,14 +34,9 @@ _STYLES = {
 }
 _SKIPPED_FOLDERS = frozenset(["_site", "node_modules", "vendor"])
 _NOT_PRETTY = re.compile(r"[^\w._~!$&'()+,;=@]+")
-_LIQUID = re.compile(r"\{%-?\s*(\w+)(.*?)-?%\}|\{\{-?\s*(.*?)\s*-?\}\}", re.DOTALL)
-_KEPT_BLOCK = re.compile(r"\{%-?\s*raw\s*-?%\}(.*?)\{%-?\s*endraw\s*-?%\}", re.DOTALL)
-_COMMENT = re.compile(r"\{%-?\s*comment\s*-?%\}.*?\{%-?\s*endcomment\s*-?%\}", re.DOTALL)
-_HIGHLIGHT = re.compile(r"\{%-?\s*highlight\s+(\S+)[^%]*%\}\n?(.*?)\{%-?\s*endhighlight\s*-?%\}", re.DOTALL)
-_MAX_INCLUDE_DEPTH = 4
 
 
-class Jekyll(Convention):
+class Jekyll(Liquid):
     name = "jekyll"
     marks = ("_config.yml", "_config.yaml")
     extensions = (".md", ".markdown", ".mkd", ".mkdn", ".html")
@@ -168,32 +163,16 @@ class Jekyll(Convention):
 
     # --- Liquid ----------------------------------------------------------------------------------------------
 
-    def body(self, path: Path, source: Source, warn: Warn) -> str:
-        return self._liquid(source.body, path, source, warn, 0)
+    def liquid_values(self, source: Source) -> dict[str, Any]:
+        return {
+            "site": {**self.config, "url": self.config.get("url", ""), "baseurl": self.config.get("baseurl", "")},
+            "page": dict(source.meta or {}),
+        }
 
-    def _liquid(self, text: str, path: Path, source: Source, warn: Warn, depth: int) -> str:
-        if "{" not in text:
-            return text
-        kept: list[str] = []
+    def base_path(self) -> str:
+        return str(self.config.get("baseurl") or "")
 
-        def keep(value: str) -> str:
-            kept.append(value)
-            return f"\x00{len(kept) - 1}\x00"
-
-        text = _KEPT_BLOCK.sub(lambda found: keep(found.group(1)), text)
-        text = _COMMENT.sub("", text)
-        text = _HIGHLIGHT.sub(lambda found: keep(f"\n\n```{found.group(1)}\n{found.group(2).strip(chr(10))}\n```\n\n"), text)
-
-        def expand(found: re.Match[str]) -> str:
-            line = source.body_line + source.body.count("\n", 0, max(source.body.find(found.group(0)), 0))
-            if found.group(3) is not None:
-                return self._variable(found.group(3), source, line, warn)
-            return self._tag(found.group(1), found.group(2).strip(), path, source, line, warn, depth)
-
-        text = _LIQUID.sub(expand, text)
-        return re.sub(r"\x00(\d+)\x00", lambda found: kept[int(found.group(1))], text)
-
-    def _tag(
+    def liquid_tag(
         self, name: str, argument: str, path: Path, source: Source, line: int, warn: Warn, depth: int
     ) -> str:
         if name == "post_url":
@@ -211,49 +190,7 @@ class Jekyll(Convention):
                 return self.url_of(target) or ""
             page = "/" + self.relative(target).rsplit(".", 1)[0] + ".html"
             return self.site.url + quote(page)
-        if name == "include" and depth < _MAX_INCLUDE_DEPTH:
-            included = (self.folder / "_includes" / argument.split()[0]) if argument else None
-            if included is not None and included.is_file() and included.resolve().is_relative_to(self.folder.resolve()):
-                try:
-                    return self._liquid(included.read_text(encoding="utf-8"), path, source, warn, depth + 1)
-                except (OSError, UnicodeDecodeError):
-                    pass
-            warn(line, f"{{% include {argument} %}}: no such file in _includes; removed")
-            return ""
-        if name == "more":
-            return MORE
-        warn(line, f"unknown Liquid tag {{% {name} %}}: removed")
-        return ""
-
-    def _variable(self, expression: str, source: Source, line: int, warn: Warn) -> str:
-        name, *filters = (part.strip() for part in expression.split("|"))
-        scope, _, key = name.partition(".")
-        values: dict[str, Any] = {}
-        if scope == "site":
-            values = {**self.config, "url": self.config.get("url", ""), "baseurl": self.config.get("baseurl", "")}
-        elif scope == "page":
-            values = dict(source.meta or {})
-        value: Any = values
-        for part in key.split(".") if key else []:
-            value = value.get(part) if isinstance(value, dict) else None
-        if scope not in ("site", "page") or value is None or isinstance(value, dict):
-            warn(line, f"Liquid {{{{ {expression} }}}}: not a site or page value feedsvc knows; removed")
-            return ""
-        shown = " ".join(map(str, value)) if isinstance(value, list) else str(value)
-        for applied in filters:
-            if applied == "relative_url":
-                shown = str(self.config.get("baseurl") or "") + "/" + shown.lstrip("/")
-            elif applied == "absolute_url":
-                shown = self.site.url + "/" + shown.lstrip("/")
-            elif applied in ("escape", "xml_escape"):
-                shown = html.escape(shown)
-            elif applied == "upcase":
-                shown = shown.upper()
-            elif applied == "downcase":
-                shown = shown.lower()
-            else:
-                warn(line, f"Liquid filter {applied!r} in {{{{ {expression} }}}}: not applied")
-        return shown
+        return super().liquid_tag(name, argument, path, source, line, warn, depth)
 
     @classmethod
     def init_settings(cls, config: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 from feedsvc.posts.fields import author_name, date_field, tag_names, text
 from feedsvc.posts.markup import absolute_url
 from feedsvc.posts.model import Post, slugify
-from feedsvc.posts.readers.base import Convention, Warn, check_markdown, site_settings, zone
+from feedsvc.posts.readers.base import Convention, Warn, body_line, check_markdown, site_settings, zone
 from feedsvc.posts.source import Source, SourceError
 
 _HEADER_LINE = re.compile(r"^[ ]{0,3}([A-Za-z0-9_-]+):\s*(.*)$")
@@ -159,7 +159,7 @@ class Pelican(Convention):
                     return url
             if kind != "filename":
                 return self.site.url + "/" + quote(file.relative_to(content).as_posix() if file.is_relative_to(content) else target)
-            line = source.body_line + source.body.count("\n", 0, max(source.body.find(found.group(0)), 0))
+            line = body_line(source, found.group(0))
             warn(line, f"link {found.group(0)}: no such article; left as written")
             return target
 
