@@ -1,7 +1,7 @@
 """YAML front matter between `---` lines (Jekyll, Hugo, Eleventy, feedsvc's own posts).
 
 The fence is split here and only the front matter goes to PyYAML's C loader, after the common `key: value`
-lines have been tried without it (see benchmarks/frontmatter.py for what that saves against python-frontmatter).
+lines have been tried without it (see benchmarks/front_matter.py for what that saves against python-frontmatter).
 """
 
 from __future__ import annotations
