@@ -16,7 +16,7 @@ from test_generators import write_tree
 from feedsvc import feeds
 from feedsvc.config import Settings
 from feedsvc.feeds import plain_text
-from feedsvc.posts import Collection, Post, Scan
+from feedsvc.posts import Collection, Post, Scan, lint
 from feedsvc.posts.render import rendered
 
 NOW = datetime.now(UTC)
@@ -69,6 +69,7 @@ def test_hugo_bundles_sections_resources_and_dates(make_settings, tmp_path: Path
         datetime(2020, 2, 2, tzinfo=ZoneInfo("Asia/Jakarta")),
     )
     assert {post.title for post in scan.published(NOW)} == {"Trip", "Other", "Mod"}
+    assert scan.next_publication(datetime(2020, 5, 1, tzinfo=UTC)) == datetime(2020, 6, 1, tzinfo=ZoneInfo("Asia/Jakarta"))
     assert {post.title for post in scan.published(NOW + timedelta(days=3))} == {"Trip", "Other", "Mod", "Later"}
     assert scan.problems == []
 
@@ -125,6 +126,7 @@ def test_hugo_shortcodes_render_or_are_removed_with_a_warning(make_settings, tmp
         "site/content/posts/a.md:15: unknown shortcode {{< notice >}}: removed (its inner text is kept)",
         "site/content/posts/a.md:15: unknown shortcode {{< unknown-thing >}}: removed",
     ]
+    assert [str(problem) for problem in lint(settings, scan)] == messages(scan)  # what `feedsvc check` lists
 
 
 def test_jekyll_posts_dates_urls_and_liquid(make_settings, tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from feedsvc.posts.model import Post, Problem, brief, is_published, problem_orde
 from feedsvc.posts.parse import read_post
 from feedsvc.posts.readers import convention_for
 
-_CACHE_VERSION = 1  # bump when what a cache entry holds changes
+_CACHE_VERSION = 2  # bump when what a cache entry holds changes
 # Hidden files and editors' scratch files: vim (.x.swp, x~, 4913), emacs (.#x, #x#), JetBrains (x___jb_tmp___),
 # backups and partial downloads. The watcher uses the same rule, so such a file never triggers a rebuild.
 _IGNORED_NAME = re.compile(r"(^[.#]|~$|\.sw[a-p]$|^4913$|\.(tmp|bak|part|crdownload)$|___jb_\w+___$)")
@@ -39,7 +39,15 @@ class Scan:
         return [post for post in self.posts if is_published(post, now)]
 
     def next_publication(self, now: datetime) -> datetime | None:
-        return min((post.date for post in self.posts if not post.draft and post.date > now), default=None)
+        """When the published posts next change: a post's date comes, or its expiry date (Hugo's)."""
+        moments = (
+            moment
+            for post in self.posts
+            if not post.draft
+            for moment in (post.date, post.expires)
+            if moment is not None and moment > now
+        )
+        return min(moments, default=None)
 
     def excluding(self, post_ids: set[str], problems: list[Problem]) -> Scan:
         """This scan without these posts, which the `problems` found later (at rendering) keep out."""
