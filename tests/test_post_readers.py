@@ -240,3 +240,23 @@ def test_init_from_a_hugo_site_writes_its_settings(tmp_path: Path) -> None:
     )
     assert refused.returncode == 1
     assert "is not a site folder feedsvc knows (Hugo, Jekyll, Pelican, Eleventy)" in refused.stderr
+
+
+def test_includes_and_links_never_read_outside_the_site(make_settings, tmp_path: Path) -> None:
+    (tmp_path / "secret.html").write_text("SECRET")
+    settings = site_settings(
+        make_settings,
+        tmp_path,
+        {
+            "_config.yml": JEKYLL_CONFIG,
+            "_posts/2020-01-01-sneaky.md": (
+                "---\ntitle: Sneaky\n---\n{% include ../../secret.html %} {% include ../../../secret.html %}\n"
+            ),
+        },
+    )
+    scan = Collection(settings).scan()
+    assert "SECRET" not in rendered(scan.posts[0]).content_html
+    assert [problem.message for problem in scan.problems] == [
+        "{% include ../../secret.html %}: no such file in _includes; removed",
+        "{% include ../../../secret.html %}: no such file in _includes; removed",
+    ]

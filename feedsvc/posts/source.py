@@ -42,7 +42,10 @@ class Source:
 
     def key_line(self, key: str) -> int | None:
         """The line where a front matter key is set (YAML `key:`, TOML `key =`, JSON `"key":`)."""
-        found = re.search(rf'^[ \t]*["\']?{re.escape(key)}["\']?[ \t]*[:=]', self.meta_text, re.MULTILINE)
+        # Keys are matched without case: Hugo's and Pelican's keys are case-insensitive.
+        found = re.search(
+            rf'^[ \t]*["\']?{re.escape(key)}["\']?[ \t]*[:=]', self.meta_text, re.MULTILINE | re.IGNORECASE
+        )
         return self.meta_line + self.meta_text.count("\n", 0, found.start()) if found else None
 
 

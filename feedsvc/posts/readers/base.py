@@ -23,6 +23,10 @@ from feedsvc.posts.source import Source, SourceError, decode
 Warn = Callable[[int | None, str], None]
 
 
+# Files a post refers to are read whole: an include or a linked post is a post's size, not gigabytes.
+MAX_REFERRED_BYTES = 5 * 1024 * 1024
+
+
 def ignore(line: int | None, message: str) -> None:
     """The `Warn` of a render: what there is to say about a file was said when it was read."""
 
@@ -96,13 +100,28 @@ class Convention:
             return None
         token = _resolving.set(resolving | {path})
         try:
-            data = path.read_bytes()
+            data = self.read_site_file(path)
+            if data is None:
+                return None
             post = self.build(path, split(decode(data)), (len(data), path.stat().st_mtime_ns), ignore)
             return post.url if post else None
         except (OSError, SourceError):
             return None
         finally:
             _resolving.reset(token)
+
+    def read_site_file(self, path: Path) -> bytes | None:
+        """A file a post refers to (another post, an include): only a regular file inside the site folder, links
+        resolved, and of a post's size at most; None otherwise."""
+        try:
+            real = path.resolve()
+            if not real.is_relative_to(self.folder.resolve()) or not real.is_file():
+                return None
+            with real.open("rb") as file:
+                data = file.read(MAX_REFERRED_BYTES + 1)
+        except OSError:
+            return None
+        return data if len(data) <= MAX_REFERRED_BYTES else None
 
 
 _resolving: ContextVar[frozenset[Path]] = ContextVar("resolving", default=frozenset())

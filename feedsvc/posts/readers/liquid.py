@@ -12,7 +12,7 @@ from typing import Any
 
 from feedsvc.posts.markup import MORE
 from feedsvc.posts.readers.base import Convention, Warn, body_line
-from feedsvc.posts.source import Source
+from feedsvc.posts.source import Source, SourceError, decode
 
 _LIQUID = re.compile(r"\{%-?\s*(\w+)(.*?)-?%\}|\{\{-?\s*(.*?)\s*-?\}\}", re.DOTALL)
 _KEPT_BLOCK = re.compile(r"\{%-?\s*raw\s*-?%\}(.*?)\{%-?\s*endraw\s*-?%\}", re.DOTALL)
@@ -68,11 +68,11 @@ class Liquid(Convention):
     ) -> str:
         if name == "include" and depth < _MAX_INCLUDE_DEPTH:
             folder = self.folder / self.includes_folder()
-            included = folder / argument.split()[0].strip("'\"") if argument else None
-            if included is not None and included.is_file() and included.resolve().is_relative_to(self.folder.resolve()):
+            data = self.read_site_file(folder / argument.split()[0].strip("'\"")) if argument else None
+            if data is not None:
                 try:
-                    return self.liquid(included.read_text(encoding="utf-8"), path, source, warn, depth + 1)
-                except (OSError, UnicodeDecodeError):
+                    return self.liquid(decode(data), path, source, warn, depth + 1)
+                except SourceError:
                     pass
             warn(line, f"{{% include {argument} %}}: no such file in {self.includes_folder()}; removed")
             return ""
