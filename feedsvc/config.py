@@ -86,6 +86,9 @@ class PostsSettings(_Section):
     # Tags past this many in one post are not used (and `feedsvc check` says so): each tag is a feed of its own.
     max_tags: Annotated[int, Field(ge=1, le=1000)] = 32
     extensions: list[str] = Field(default_factory=lambda: [".md", ".markdown", ".txt"])
+    # Whose rules the folder is read by: "auto" (detected from the folder's hugo.toml, _config.yml + _posts/...),
+    # "feedsvc" (any post file, url_pattern), or a site generator's name.
+    convention: Literal["auto", "feedsvc", "hugo", "jekyll", "pelican", "eleventy"] = "auto"
 
     @field_validator("url_pattern")
     @classmethod

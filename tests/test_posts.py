@@ -20,7 +20,8 @@ from conftest import EXAMPLE_POSTS
 
 from feedsvc.config import ConfigError, Settings
 from feedsvc.posts import Collection, Post, Problem, Scan, is_published, lint, tag_slug
-from feedsvc.posts.source import simple_yaml
+from feedsvc.posts.readers.yaml_front_matter import simple_yaml
+from feedsvc.posts.render import SourceChanged, rendered
 
 SITE = "https://blog.example.org"
 WIB = ZoneInfo("Asia/Jakarta")
@@ -95,14 +96,14 @@ def test_seed_000_markdown_in_a_txt_file_keeps_its_text_and_maps_its_image(setti
     assert seed.tags == ("Random", "Journey")
     assert seed.url == f"{SITE}/setahun-jadi-backend-developer/"
     assert seed.author == "Test Author"
-    content = seed.content_html
+    content = rendered(seed).content_html
     assert "<h2>Pembuka</h2>" in content  # Markdown, although the file is .txt
     for text in ("agak lebay 😅", "lewat LinkedIn—dan ketemu satu", "Love you all! ❤️"):
         assert text in source and text in content
     assert f'<img src="{SITE}/assets/blogs/chat.png" alt="Chat">' in content
     assert_absolute(content)
-    assert_absolute(seed.summary_html)
-    assert seed.summary_html.startswith("<p>Halo semuanya, ini postingan pertamaku di Artikel.")
+    assert_absolute(rendered(seed).summary_html)
+    assert rendered(seed).summary_html.startswith("<p>Halo semuanya, ini postingan pertamaku di Artikel.")
 
 
 def test_seed_003_without_front_matter_is_readable_plain_text(settings: Settings, seeds: Path) -> None:
@@ -119,7 +120,7 @@ def test_seed_003_without_front_matter_is_readable_plain_text(settings: Settings
     assert "modification time" in str(found.problems[0])
     assert str(found.problems[0]).startswith(f"posts/{SEED_003}: ")
 
-    content = seed.content_html
+    content = rendered(seed).content_html
     assert not content.startswith("<p>Jalan Pintas")  # the title line is not repeated in the body
     assert "“orang belakang layar”" in content
     lines = {segment.strip() for segment in re.split(r"<br>|</?p>", content)}
@@ -128,7 +129,7 @@ def test_seed_003_without_front_matter_is_readable_plain_text(settings: Settings
     assert len(listed) >= 15
     for line in listed:
         assert html.escape(line, quote=False) in lines, f"{line!r} is not on a line of its own"
-    assert seed.summary_html.startswith("<p>Siapa bilang jadi backend developer")
+    assert rendered(seed).summary_html.startswith("<p>Siapa bilang jadi backend developer")
 
 
 # --- front matter -------------------------------------------------------------------------------------------
@@ -156,7 +157,7 @@ def test_front_matter_formats(settings: Settings, text: str) -> None:
         datetime(2025, 5, 2, 9, 30, tzinfo=WIB),
         ("A", "B"),
     )
-    assert hello.content_html == "<p>Body <em>here</em>.</p>\n"
+    assert rendered(hello).content_html == "<p>Body <em>here</em>.</p>\n"
 
 
 def test_bom_and_crlf(settings: Settings) -> None:
@@ -169,7 +170,7 @@ def test_bom_and_crlf(settings: Settings) -> None:
     windows = only(found)
     assert found.problems == []
     assert windows.title == "Windows"
-    assert windows.content_html == "<p>Line one</p>\n<p>Line two</p>\n"
+    assert rendered(windows).content_html == "<p>Line one</p>\n<p>Line two</p>\n"
 
 
 @pytest.mark.parametrize(
@@ -259,7 +260,7 @@ def test_summaries(settings: Settings) -> None:
         "code.md",
         post(title="Code", body="    an indented code block\n\n    more code\n\nProse *after* it."),
     )
-    summaries = {found.title: found.summary_html for found in scan(settings).posts}
+    summaries = {found.title: rendered(found).summary_html for found in scan(settings).posts}
     assert summaries["Given"] == f'<p>See <a href="{SITE}/other/">the other</a> <strong>now</strong></p>\n'
     assert summaries["More"] == f'<p>Teaser <a href="{SITE}/more/#part">link</a>.</p>\n'
     assert summaries["First"] == "<p>The <em>first</em> paragraph.</p>\n"
@@ -278,13 +279,13 @@ def test_markup_choice_and_override(settings: Settings) -> None:
     )
     write(settings, "txt-as-markdown.txt", post(title="Markdown", body="*emphasis*"))
     write(settings, "plain.md", "# Plain heading\n\nSome *markdown* body.\n")
-    rendered = {found.title: found.content_html for found in scan(settings).posts}
-    assert rendered["Text"] == (
+    html_of = {found.title: rendered(found).content_html for found in scan(settings).posts}
+    assert html_of["Text"] == (
         "<p>*not emphasis*<br>\nsecond line &lt;b&gt;x&lt;/b&gt;<br>\n"
         'see <a href="https://example.org/a">https://example.org/a</a>.</p>'
     )
-    assert rendered["Markdown"] == "<p><em>emphasis</em></p>\n"
-    assert rendered["Plain heading"] == "<p>Some <em>markdown</em> body.</p>\n"
+    assert html_of["Markdown"] == "<p><em>emphasis</em></p>\n"
+    assert html_of["Plain heading"] == "<p>Some <em>markdown</em> body.</p>\n"
 
 
 def test_links_become_absolute_and_unsafe_ones_go(settings: Settings) -> None:
@@ -297,7 +298,7 @@ def test_links_become_absolute_and_unsafe_ones_go(settings: Settings) -> None:
     )
     write(settings, "links.md", post(title="Links", body=body, image="../../assets/cover.png"))
     links = only(scan(settings))
-    content = links.content_html
+    content = rendered(links).content_html
     assert URL_ATTRIBUTE.findall(content) == [
         f"{SITE}/other/",
         f"{SITE}/links/#part",
@@ -328,7 +329,9 @@ def test_tags_and_categories(settings: Settings) -> None:
         ("Café Crème", "cafe-creme"),
         ("Straße", "strasse"),
         ("日本語", "日本語"),
-        ("C++", "c"),
+        ("C++", "c-plus-plus"),  # C, C# and C++ are three tags: three feeds
+        ("C#", "c-sharp"),
+        ("C", "c"),
     ],
 )
 def test_tag_slug(tag: str, slug: str) -> None:
@@ -355,7 +358,7 @@ def test_a_post_built_by_hand_keeps_its_html() -> None:
         source=Path("s.md"),
         content_html="<p>C</p>",
     )
-    assert (built.summary_html, built.content_html) == ("<p>S</p>", "<p>C</p>")
+    assert (rendered(built).summary_html, rendered(built).content_html) == ("<p>S</p>", "<p>C</p>")
 
 
 # --- bad input ----------------------------------------------------------------------------------------------
@@ -536,7 +539,7 @@ def test_cache_survives_a_restart(settings: Settings) -> None:
     assert restarted.parses == 0
     assert after.changed_ids == {item.id for item in before.posts}  # the first scan of a process: everything
     assert {item.title for item in after.posts} == {"Post 0", "Post 1 edited", "Post 2", "Post 3"}
-    assert after.posts[0].content_html == "<p>Hello.</p>\n"
+    assert rendered(after.posts[0]).content_html == "<p>Hello.</p>\n"
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])
@@ -701,7 +704,7 @@ def test_a_large_cold_parse_shared_out_over_processes_gives_the_same_scan(settin
         (p.id, p.title, p.date, p.tags, p.url) for p in serial.posts
     ]
     assert [str(problem) for problem in parallel.problems] == [str(problem) for problem in serial.problems]
-    assert parallel.posts[0].content_html == serial.posts[0].content_html
+    assert rendered(parallel.posts[0]).content_html == rendered(serial.posts[0]).content_html
     # The entries the children parsed were cached like any others: a new process re-parses nothing.
     again = Collection(settings, cache_path=settings.store.dir / "forked.pickle")
     again.scan()
@@ -786,7 +789,7 @@ def test_front_matter_past_a_bound_is_refused_in_milliseconds(
 def test_markdown_a_little_nested_is_rendered(settings: Settings) -> None:
     nested = "> " * 10 + "- item\n\n" + "<div>" * 100 + "x" + "</div>" * 100 + "\n"
     write(settings, "nested.md", post(body=nested))
-    assert "<blockquote>" in only(scan(settings)).content_html
+    assert "<blockquote>" in rendered(only(scan(settings))).content_html
 
 
 def test_tags_past_max_tags_are_cut_with_a_warning(make_settings: MakeSettings) -> None:
@@ -809,3 +812,16 @@ def test_dates_at_the_ends_of_time_are_one_problem(settings: Settings, written: 
     assert [str(problem) for problem in found.problems] == [
         f"posts/edge.md:3: date {written!r} is out of range (years 1 to 9999 in every time zone)"
     ]
+
+
+def test_a_post_renders_the_file_it_was_read_from_never_a_newer_one(settings: Settings) -> None:
+    path = write(settings, "edited.md", post(title="First", body="First *body*."))
+    first = only(scan(settings))
+    assert rendered(first).content_html == "<p>First <em>body</em>.</p>\n"
+    path.write_text(post(title="Second", body="Second body, longer than the first."), encoding="utf-8")
+    os.utime(path, ns=(first.version[1] + 10**9, first.version[1] + 10**9))
+    stale = Post(**{**{name: getattr(first, name) for name in first.__dataclass_fields__}, "url": f"{SITE}/moved/"})
+    with pytest.raises(SourceChanged, match="changed since it was read"):
+        rendered(stale)  # the old post's title with the new file's body would be a post that never existed
+    second = only(scan(settings))
+    assert (second.title, rendered(second).content_html) == ("Second", "<p>Second body, longer than the first.</p>\n")

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from feedsvc.cli.common import EXIT_PROBLEMS, app, console, errors
-from feedsvc.config import CONFIG_FILENAME
+from feedsvc.config import CONFIG_FILENAME, ConfigError
 from feedsvc.resources import bundled_path
 
 INIT_TEMPLATE = Path(__file__).resolve().parent / "init_template.toml"
@@ -32,8 +32,13 @@ as soon as it is saved (or at its `date`, when that lies in the future).
 def init(
     directory: Annotated[Path, typer.Argument(help="Folder for the new site (created if missing).")] = Path("."),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing feedsvc.toml and templates.")] = False,
+    site: Annotated[
+        Path | None,
+        typer.Option("--from", help="A Hugo or Jekyll site folder: its posts, read as its generator publishes them."),
+    ] = None,
 ) -> None:
-    """Write a commented feedsvc.toml, the default templates to edit, and a sample post."""
+    """Write a commented feedsvc.toml, the default templates to edit, and a sample post (or, with --from, the
+    settings of an existing site)."""
     config_path = directory / CONFIG_FILENAME
     templates = directory / "templates"
     existing = [path for path in (config_path, templates) if path.exists()]
@@ -41,16 +46,27 @@ def init(
         names = ", ".join(str(path) for path in existing)
         errors.print(f"[bold red]not overwriting[/] {escape(names)} (use --force to replace)", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_PROBLEMS)
+    template = INIT_TEMPLATE.read_text(encoding="utf-8")
+    if site is not None:
+        from feedsvc.cli.init_from import config_from_site
+
+        try:
+            template, generator = config_from_site(template, site.resolve(), directory.resolve())
+        except ConfigError as exc:
+            errors.print(f"[bold red]cannot init from {escape(str(site))}:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_PROBLEMS) from None
+        console.print(f"Found a {generator} site in {escape(str(site))}: its posts are read as {generator} publishes them.")
     directory.mkdir(parents=True, exist_ok=True)
-    config_path.write_text(INIT_TEMPLATE.read_text(encoding="utf-8"), encoding="utf-8")
+    config_path.write_text(template, encoding="utf-8")
     shutil.copytree(bundled_path("templates"), templates, dirs_exist_ok=True)
     posts = directory / "posts"
-    posts.mkdir(exist_ok=True)
     sample = posts / "hello-world.md"
-    if not sample.exists():
+    if site is None and not sample.exists():
+        posts.mkdir(exist_ok=True)
         sample.write_text(SAMPLE_POST.format(date=datetime.now(UTC).date().isoformat()), encoding="utf-8")
 
-    console.print(f"Wrote {escape(str(config_path))}, {escape(str(templates))}/ and {escape(str(sample))}.")
+    wrote = f" and {escape(str(sample))}" if site is None else ""
+    console.print(f"Wrote {escape(str(config_path))}, {escape(str(templates))}/{wrote}.")
     console.print("Next steps:")
     for step in (
         f"Edit {config_path}: at least [site] title and url, and [mail] from_address.",

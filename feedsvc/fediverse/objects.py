@@ -15,6 +15,7 @@ from urllib.parse import quote, urlsplit
 
 from feedsvc.config import Settings
 from feedsvc.posts import Post, tag_slug
+from feedsvc.posts.render import Rendered
 
 ACTIVITY_JSON = "application/activity+json"
 LD_JSON = 'application/ld+json; profile="https://www.w3.org/ns/activitystreams"'
@@ -138,10 +139,13 @@ def _plain_text(html: str) -> str:
     return " ".join(re.sub(r"<[^>]+>", " ", html).split())
 
 
-def post_object(settings: Settings, urls: Urls, post: Post, *, untitled: bool = False) -> dict[str, Any]:
-    """The post as an `Article`, addressed to the public and the followers; as a `Note` (a status, its first
-    line part of the text) when `untitled` and at most NOTE_MAX_CHARS long."""
-    content = post.content_html
+def post_object(
+    settings: Settings, urls: Urls, post: Post, html: Rendered, *, untitled: bool = False
+) -> dict[str, Any]:
+    """The post (its `html` as `posts.render.rendered` gives it) as an `Article`, addressed to the public and the
+    followers; as a `Note` (a status, its first line part of the text) when `untitled` and at most
+    NOTE_MAX_CHARS long."""
+    content = html.content_html
     is_note = untitled and len(post.title) + len(_plain_text(content)) <= NOTE_MAX_CHARS
     if is_note:
         content = f"<p>{_escape(post.title)}</p>{content}"
@@ -163,12 +167,12 @@ def post_object(settings: Settings, urls: Urls, post: Post, *, untitled: bool = 
     }
     if not is_note:
         document["name"] = post.title
-        document["summary"] = post.summary_html
+        document["summary"] = html.summary_html
         # Servers that show only Notes (Mastodon before 4.x shows Articles as a link) show this.
         document["preview"] = {
             "type": "Note",
             "attributedTo": urls.actor,
-            "content": f'<p><a href="{post.url}">{_escape(post.title)}</a></p>{post.summary_html}',
+            "content": f'<p><a href="{post.url}">{_escape(post.title)}</a></p>{html.summary_html}',
         }
     if post.updated and post.updated > post.date:
         document["updated"] = iso(post.updated)

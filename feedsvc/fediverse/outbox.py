@@ -23,7 +23,9 @@ from feedsvc.fediverse import objects
 from feedsvc.fediverse.objects import Urls
 from feedsvc.logging import fields
 from feedsvc.posts import Post, Scan
-from feedsvc.posts.source import SourceError, decode, split
+from feedsvc.posts.readers import split
+from feedsvc.posts.render import rendered
+from feedsvc.posts.source import SourceError, decode
 from feedsvc.store import announcements
 from feedsvc.store import fediverse as store
 
@@ -61,7 +63,7 @@ def publish_to_followers(settings: Settings, engine: Engine, scan: Scan, now: da
             source_version = "{}:{}".format(*post.version)
             if before is not None and not before.deleted and before.source_version == source_version:
                 continue  # the file is as it was: nothing to render
-            obj = objects.post_object(settings, urls, post, untitled=is_untitled(post))
+            obj = objects.post_object(settings, urls, post, rendered(post), untitled=is_untitled(post))
             digest = objects.digest(obj)
             kind = "Create" if before is None or before.deleted else "Update"
             if kind == "Update" and before is not None and before.digest == digest:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from feedsvc.posts import Post, tag_slug
 from feedsvc.posts.model import failure
+from feedsvc.posts.render import rendered
 
 # An empty feed still needs a date; a fixed one keeps its bytes stable.
 EMPTY_FEED_DATE = datetime(1970, 1, 1, tzinfo=UTC)
@@ -19,6 +20,8 @@ EMPTY_FEED_DATE = datetime(1970, 1, 1, tzinfo=UTC)
 # them and readers choke on them, so they are dropped from every text that goes into a feed.
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _TAG = re.compile(r"<[^>]*>")
+# Tags that end a line of text; the others (<em>, <a>...) sit inside a word's spacing and leave none of their own.
+_BREAKING_TAG = re.compile(r"</?(?:p|br|div|li|h[1-6]|tr|td|th|blockquote|pre|figure|figcaption|hr|img)\b[^>]*>", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
 _URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
 
@@ -29,7 +32,7 @@ def xml_text(text: str) -> str:
 
 def plain_text(fragment: str) -> str:
     """The text of an HTML fragment on one line (JSON Feed's `summary` is plain text)."""
-    return _SPACE.sub(" ", html.unescape(_TAG.sub(" ", xml_text(fragment)))).strip()
+    return _SPACE.sub(" ", html.unescape(_TAG.sub("", _BREAKING_TAG.sub(" ", xml_text(fragment))))).strip()
 
 
 def entry_id(post_id: str) -> str:
@@ -109,14 +112,15 @@ class Item:
 
     @classmethod
     def of(cls, post: Post, default_author: str) -> Item:
+        html = rendered(post)
         return cls(
             id=entry_id(post.id),
             url=post.url,
             title=xml_text(post.title).strip() or post.slug or post.id,
             author=xml_text(post.author) or default_author,
             tags=tuple(xml_text(name) for name in post.tags),
-            summary_html=xml_text(post.summary_html),
-            content_html=xml_text(post.content_html),
+            summary_html=xml_text(html.summary_html),
+            content_html=xml_text(html.content_html),
             image=post.image,
             published=_date(post.date),
             updated=_date(post.updated) if post.updated else None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Container, Sequence
 from dataclasses import replace
 from functools import partial
+from urllib.parse import quote
 
 from feedgen.feed import FeedGenerator
 
@@ -33,7 +34,7 @@ class FeedRenderer:
 
     def url(self, feed: FeedSet, filename: str) -> str:
         folder = f"{feed.folder}/" if feed.folder else ""
-        return f"{self.site.url}/{folder}{filename}"
+        return f"{self.site.url}/{quote(folder)}{filename}"  # a tag slug may hold non-ASCII letters
 
     def render(self, feed: FeedSet) -> dict[str, bytes]:
         items = [self.item(post) for post in feed.posts]

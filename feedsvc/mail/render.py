@@ -46,6 +46,7 @@ from feedsvc.mail.message import (
 )
 from feedsvc.mail.strings import language_of, translator
 from feedsvc.mail.transport import Outgoing
+from feedsvc.posts.render import rendered
 from feedsvc.resources import bundled_path
 
 if TYPE_CHECKING:
@@ -244,7 +245,8 @@ def _blocks(fragment: str) -> tuple[str, ...]:
 
 def _post_view(settings: Settings, post: Post, plan: PostPlan, locale: Locale, anchor: str) -> PostView:
     mode, blocks = plan
-    whole = _mail_fragment(post.content_html, post.url) if mode in ("full", "excerpt") else ""
+    html = rendered(post)
+    whole = _mail_fragment(html.content_html, post.url) if mode in ("full", "excerpt") else ""
     content_html = "".join(_blocks(whole)[:blocks]) if mode == "excerpt" else whole
     return PostView(
         title=post.title,
@@ -254,8 +256,8 @@ def _post_view(settings: Settings, post: Post, plan: PostPlan, locale: Locale, a
         author=post.author,
         tags=tuple(post.tags),
         image=urljoin(post.url, post.image) if post.image else None,
-        summary_html=_mail_fragment(post.summary_html, post.url),
-        summary_text=html_to_text(post.summary_html, footnotes=False),
+        summary_html=_mail_fragment(html.summary_html, post.url),
+        summary_text=html_to_text(html.summary_html, footnotes=False),
         content_html=content_html,
         mode=mode,
     )
@@ -315,7 +317,7 @@ def render_edition(
     period = _period_text(settings, period_start, period_end, locale, translate) if cadence.periodic else ""
     # The edition's web copy when the archive serves one; else one post's own page, or the site's front page.
     browser_url = browser_url or (posts[0].url if len(posts) == 1 else f"{settings.site.url}/")
-    preheader = _one_line(posts[0].summary_html)[:150] if len(posts) == 1 else " · ".join(p.title for p in posts)[:150]
+    preheader = _one_line(rendered(posts[0]).summary_html)[:150] if len(posts) == 1 else " · ".join(p.title for p in posts)[:150]
     views: dict[tuple[int, PostPlan], PostView] = {}
 
     def view(index: int, plan: PostPlan) -> PostView:
@@ -348,9 +350,9 @@ def render_edition(
         )
         return _INLINER.inline(_render(settings, "mail/digest.html.j2", context)), context
 
-    full_sizes = [len(post.content_html) for post in posts]
-    summary_sizes = [len(post.summary_html) for post in posts]
-    block_counts = [len(_blocks(post.content_html)) for post in posts]
+    full_sizes = [len(rendered(post).content_html) for post in posts]
+    summary_sizes = [len(rendered(post).summary_html) for post in posts]
+    block_counts = [len(_blocks(rendered(post).content_html)) for post in posts]
     html_part, context = _fit(render, full_sizes, summary_sizes, block_counts, settings.digest.html_budget_bytes)
     # The text part only for the chosen render: converting to text is the slow half.
     text_part = _render(settings, "mail/digest.txt.j2", {**context, "posts_text": html_to_text(context["posts_html"])})

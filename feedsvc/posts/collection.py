@@ -17,10 +17,12 @@ from typing import BinaryIO
 from feedsvc import __version__
 from feedsvc.config import Settings
 from feedsvc.parallel import fork_map
+from feedsvc.posts.fields import Site
 from feedsvc.posts.model import Post, Problem, brief, is_published, problem_order, shown_path, tag_slug
-from feedsvc.posts.parse import Site, read_post
+from feedsvc.posts.parse import read_post
+from feedsvc.posts.readers import convention_for
 
-_CACHE_VERSION = 1  # bump when what a cache entry holds changes
+_CACHE_VERSION = 2  # bump when what a cache entry holds changes
 # Hidden files and editors' scratch files: vim (.x.swp, x~, 4913), emacs (.#x, #x#), JetBrains (x___jb_tmp___),
 # backups and partial downloads. The watcher uses the same rule, so such a file never triggers a rebuild.
 _IGNORED_NAME = re.compile(r"(^[.#]|~$|\.sw[a-p]$|^4913$|\.(tmp|bak|part|crdownload)$|___jb_\w+___$)")
@@ -37,7 +39,15 @@ class Scan:
         return [post for post in self.posts if is_published(post, now)]
 
     def next_publication(self, now: datetime) -> datetime | None:
-        return min((post.date for post in self.posts if not post.draft and post.date > now), default=None)
+        """When the published posts next change: a post's date comes, or its expiry date (Hugo's)."""
+        moments = (
+            moment
+            for post in self.posts
+            if not post.draft
+            for moment in (post.date, post.expires)
+            if moment is not None and moment > now
+        )
+        return min(moments, default=None)
 
     def excluding(self, post_ids: set[str], problems: list[Problem]) -> Scan:
         """This scan without these posts, which the `problems` found later (at rendering) keep out."""
@@ -139,8 +149,15 @@ class Collection:
     def __init__(self, settings: Settings, cache_path: Path | None = None) -> None:
         self.settings = settings
         self.site = Site.from_settings(settings)
+        self.convention = convention_for(self.site)
         # What parsing depends on besides the file: entries made under other settings or code are not used.
-        fingerprint = (__version__, _CACHE_VERSION, self.site.fingerprint, settings.posts.max_file_bytes)
+        fingerprint = (
+            __version__,
+            _CACHE_VERSION,
+            self.site.fingerprint,
+            self.convention.fingerprint,
+            settings.posts.max_file_bytes,
+        )
         self.bounds = _Bounds.of(settings)
         self.cache = _Cache(cache_path or settings.store.dir / "posts-cache.pickle", fingerprint)
         self.parses = 0  # files this Collection looked into (the others came from the cache)
@@ -179,12 +196,12 @@ class Collection:
 
         if changes or self._current is None:
             previous = self._current
-            edited = previous and _edited_in_place(previous, before, changes)
+            edited = _edited_in_place(previous, before, changes) if previous else None
             if edited:
                 self._current, changed_ids, changed_tags = edited
             else:
                 self._current = self._unique_posts()
-                changed_ids, changed_tags = _changes(previous and previous.by_id, self._current.by_id)
+                changed_ids, changed_tags = _changes(previous.by_id if previous else None, self._current.by_id)
         else:
             changed_ids, changed_tags = set(), set()
         problems += self._current.problems
@@ -193,7 +210,7 @@ class Collection:
 
     def _look_at(self, found: _Found, paths: Iterable[Path]) -> bool:
         """Update `found` for these paths alone; False when one needs a full walk (a folder, a link...)."""
-        extensions = tuple(extension.lower() for extension in self.settings.posts.extensions)
+        extensions = self._extensions()
         for path in paths:
             path = Path(path)
             if not path.is_relative_to(self.site.posts_dir):
@@ -207,9 +224,7 @@ class Collection:
                 return False
             if info is not None and not stat.S_ISREG(info.st_mode):
                 return False  # a folder appeared or went, a symlink, a device: let the walk sort it out
-            if any(is_ignored_name(part) for part in relative.split("/")) or not relative.lower().endswith(
-                extensions
-            ):
+            if not self._is_post_file(relative, extensions):
                 if info is None and any(known.startswith(relative + "/") for known in found.files):
                     return False  # a folder of posts went away
                 continue
@@ -232,7 +247,7 @@ class Collection:
                 self.site.problem(root, None, f"posts folder cannot be read: {_reason(exc)}")
             )
             return found
-        extensions = tuple(extension.lower() for extension in self.settings.posts.extensions)
+        extensions = self._extensions()
         self._walk(root, self.bounds.root, "", extensions, {(top.st_dev, top.st_ino)}, found)
         return found
 
@@ -255,10 +270,10 @@ class Collection:
             name = entry.name
             if is_ignored_name(name):
                 continue
-            is_post = name.lower().endswith(extensions)
-            if not is_post and not _is_folder(entry):
-                continue  # images and other files beside the posts: not even a stat
             relative = prefix + name
+            is_post = name.lower().endswith(extensions) and self.convention.is_post_file(relative)
+            if not is_post and not (_is_folder(entry) and self.convention.walks(relative)):
+                continue  # images and other files beside the posts: not even a stat
             try:
                 info = entry.stat()
             except OSError as exc:
@@ -292,6 +307,19 @@ class Collection:
                     found.files[relative] = info
                 else:
                     found.problems.append(self.site.problem(Path(entry.path), None, "not a regular file"))
+
+    def _extensions(self) -> tuple[str, ...]:
+        extensions = self.convention.extensions or self.settings.posts.extensions
+        return tuple(extension.lower() for extension in extensions)
+
+    def _is_post_file(self, relative: str, extensions: tuple[str, ...]) -> bool:
+        parts = relative.split("/")
+        return (
+            not any(is_ignored_name(part) for part in parts)
+            and relative.lower().endswith(extensions)
+            and all(self.convention.walks("/".join(parts[:depth])) for depth in range(1, len(parts)))
+            and self.convention.is_post_file(relative)
+        )
 
     def _parse_all(
         self, stale: list[tuple[str, os.stat_result]]
@@ -343,15 +371,16 @@ class Collection:
                 self.site.problem(path, None, f"file is over posts.max_file_bytes ({limit}); not read")
             )
             return None
-        post, found = read_post(path, data, info.st_mtime_ns, self.site)
+        post, found = read_post(path, data, info.st_mtime_ns, self.convention)
         return _Entry(
             info.st_size, info.st_mtime_ns, post, tuple(found), post.date.timestamp() if post else 0.0
         )
 
     def _unique_posts(self) -> _Posts:
-        """Every parsed post whose slug and id no earlier file (in path order) uses, newest first."""
+        """Every parsed post whose URL and id no earlier file (in path order) uses, newest first. Posts may share
+        a slug where their URLs differ (a URL pattern with the date in it)."""
         assert self._entries is not None
-        by_slug: dict[str, Post] = {}
+        by_url: dict[str, Post] = {}
         by_id: dict[str, Post] = {}
         ranked: list[tuple[float, str, Post]] = []
         problems: list[Problem] = []
@@ -361,19 +390,26 @@ class Collection:
             post = entry.post
             if post is None:
                 continue
-            for key, index, what in ((post.slug, by_slug, "slug"), (post.id, by_id, "id")):
-                if key in index:
-                    other = shown_path(index[key].source, self.site.root)
-                    problems.append(
-                        self.site.problem(
-                            post.source,
-                            None,
-                            f"duplicate {what} {brief(key)}: {other} already uses it; skipped",
-                        )
-                    )
-                    break
+            clash = next(
+                (
+                    (what, index[key])
+                    for key, index, what in ((post.url, by_url, "URL"), (post.id, by_id, "id"))
+                    if key in index
+                ),
+                None,
+            )
+            if clash is not None:
+                what, first = clash
+                # A URL clash is most often a slug used twice: say it in the words of the file.
+                shown = f"slug {brief(post.slug)}" if what == "URL" and first.slug == post.slug else (
+                    f"{what} {brief(post.url if what == 'URL' else post.id)}"
+                )
+                other = shown_path(first.source, self.site.root)
+                problems.append(
+                    self.site.problem(post.source, None, f"duplicate {shown}: {other} already uses it; skipped")
+                )
             else:
-                by_slug[post.slug] = by_id[post.id] = post
+                by_url[post.url] = by_id[post.id] = post
                 ranked.append((entry.timestamp, post.slug, post))
         ranked.sort(reverse=True)
         return _Posts([post for _, _, post in ranked], by_id, problems)
@@ -391,19 +427,21 @@ class _Posts:
 def _edited_in_place(
     current: _Posts, before: dict[str, _Entry | None], after: dict[str, _Entry | None]
 ) -> tuple[_Posts, set[str], set[str]] | None:
-    """The common case of a rebuild, files edited with their slug and id kept: the new posts take the old ones'
+    """The common case of a rebuild, files edited with their URL and id kept: the new posts take the old ones'
     places without going over every file again (10,000 posts: 1 ms instead of 30). None when anything else
-    changed (a file added, removed, broken or renamed, a slug or id changed, a duplicate involved)."""
+    changed (a file added, removed, broken or renamed, a URL or id changed, a duplicate involved)."""
     replaced: dict[int, Post] = {}
     paths: set[Path] = set()
     new_problems: list[Problem] = []
     for relative, entry in after.items():
         old_entry = before.get(relative)
-        old, new = old_entry and old_entry.post, entry and entry.post
+        old = old_entry.post if old_entry else None
+        new = entry.post if entry else None
         if (
-            old is None
+            entry is None
+            or old is None
             or new is None
-            or (old.slug, old.id) != (new.slug, new.id)
+            or (old.url, old.id) != (new.url, new.id)
             or current.by_id.get(old.id) is not old
         ):
             return None

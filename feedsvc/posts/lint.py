@@ -7,10 +7,12 @@ from urllib.parse import unquote, urlsplit
 
 from feedsvc.config import Settings
 from feedsvc.posts.collection import Scan
+from feedsvc.posts.fields import Site
+from feedsvc.posts.markup import sanitize, to_html
 from feedsvc.posts.model import Post, Problem, brief, failure, problem_order, shown_path
-from feedsvc.posts.parse import Site
-from feedsvc.posts.render import sanitize, to_html
-from feedsvc.posts.source import SourceError, decode, split
+from feedsvc.posts.readers import split
+from feedsvc.posts.render import SourceChanged, body, read_as_read
+from feedsvc.posts.source import SourceError, decode
 
 
 def lint(settings: Settings, scan: Scan) -> list[Problem]:
@@ -28,12 +30,13 @@ def lint(settings: Settings, scan: Scan) -> list[Problem]:
 
 def _check_post(post: Post, site: Site, asset_dirs: list[tuple[str, Path]]) -> list[Problem]:
     try:
-        text = decode(post.source.read_bytes())
+        text = decode(read_as_read(post.source, post.version))
         meta = split(text).meta or {}
-    except (OSError, SourceError):
+        markup_text = body(post)
+    except (SourceChanged, SourceError):
         return []  # changed since the scan; the next scan reports it
     links: list[tuple[str, str, str]] = []
-    sanitize(to_html(post.markup, post.body), post.url, post.asset_urls, lambda *link: links.append(link))
+    sanitize(to_html(post.markup, markup_text), post.url, post.asset_urls, lambda *link: links.append(link))
     for key in ("image", "cover"):
         if isinstance(meta.get(key), str):
             links.append(("img", key, meta[key].strip()))

@@ -6,18 +6,24 @@ import re
 import reprlib
 import unicodedata
 import zlib
-from dataclasses import InitVar, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from feedsvc.posts.render import AssetUrls, Markup, render_body, render_summary
-from feedsvc.posts.source import post_body
+from feedsvc.posts.markup import AssetUrls, Markup
+
+if TYPE_CHECKING:
+    from feedsvc.posts.readers.base import Convention
 
 
 @dataclass(frozen=True, slots=True)
 class Post:
+    """A post as read from its file: data only. Its HTML is made by `feedsvc.posts.render.rendered`, from the file
+    as it was read (`version`): only the posts that reach a feed or a mail pay for Markdown, and bodies stay on
+    disk rather than in memory."""
+
     id: str
     slug: str
     title: str
@@ -29,58 +35,21 @@ class Post:
     image: str | None
     draft: bool
     source: Path
-    # Ready HTML, or None to render it on first use from the file: only the posts that reach a feed or a mail
-    # pay for Markdown, and bodies stay on disk rather than in memory. Read as properties of the same names.
-    summary_html: InitVar[str | None] = None
-    content_html: InitVar[str | None] = None
+    # HTML given ready by whoever made the post (not read from a file); None: rendered from `source`.
+    summary_html: str | None = field(default=None, repr=False)
+    content_html: str | None = field(default=None, repr=False)
     markup: Markup = "markdown"
     summary: str = field(default="", repr=False)  # front matter summary/description, as written
     asset_urls: AssetUrls = field(default=(), repr=False)
     version: tuple[int, int] = field(default=(0, 0), repr=False)  # size and mtime_ns of `source` when read
-    _summary_html: str | None = field(default=None, init=False, repr=False)
-    _content_html: str | None = field(default=None, init=False, repr=False)
-
-    def __post_init__(self, summary_html: str | None, content_html: str | None) -> None:
-        object.__setattr__(self, "_summary_html", summary_html)
-        object.__setattr__(self, "_content_html", content_html)
-
-    @property
-    def body(self) -> str:
-        """The post's text below its front matter (and title line), as it is in the file now."""
-        return post_body(self.source)
-
-
-def _content_html(post: Post) -> str:
-    """Full sanitized HTML with absolute URLs."""
-    return post._content_html if post._content_html is not None else _rendered_content(post)
-
-
-def _summary_html(post: Post) -> str:
-    """The front matter summary, else the text before <!--more-->, else the first paragraph; as HTML."""
-    return post._summary_html if post._summary_html is not None else _rendered_summary(post)
-
-
-# Bounded memos keyed by the post itself (its fields include the file's version): a feed rebuild after one
-# edit renders one post again, not the fifty in the feed.
-@lru_cache(maxsize=1024)
-def _rendered_content(post: Post) -> str:
-    return render_body(post.markup, post.body, post.url, post.asset_urls)
-
-
-@lru_cache(maxsize=4096)
-def _rendered_summary(post: Post) -> str:
-    body = "" if post.summary else post.body
-    return render_summary(post.markup, post.summary, body, post.url, post.asset_urls)
-
-
-# Set after the class is built: in the class body, a property would become the default of the init argument
-# of the same name.
-Post.content_html = property(_content_html)  # type: ignore[assignment,method-assign]
-Post.summary_html = property(_summary_html)  # type: ignore[assignment,method-assign]
+    expires: datetime | None = None  # no longer published from then on (Hugo's expiryDate)
+    # The site generator's rules the file was read by (its body's shortcodes or Liquid are theirs); None: a
+    # plain feedsvc post.
+    convention: Convention | None = field(default=None, repr=False, compare=False)
 
 
 def is_published(post: Post, now: datetime) -> bool:
-    return not post.draft and post.date <= now
+    return not post.draft and post.date <= now and (post.expires is None or now < post.expires)
 
 
 @dataclass(frozen=True)
@@ -154,5 +123,10 @@ def slugify(text: str) -> str:
 
 @lru_cache(maxsize=4096)  # a collection has few distinct tags, used over and over
 def tag_slug(tag: str) -> str:
-    """'Belajar Go!' -> 'belajar-go'. Never empty: a tag of only symbols gets a stable 'tag-<hash>'."""
-    return slugify(tag) or f"tag-{zlib.crc32(tag.encode()):08x}"
+    """'Belajar Go!' -> 'belajar-go'; 'C#' -> 'c-sharp', 'C++' -> 'c-plus-plus' (distinct tags, distinct feeds).
+    Never empty: a tag of only symbols gets a stable 'tag-<hash>'."""
+    return slugify(tag.translate(_TAG_SYMBOLS)) or f"tag-{zlib.crc32(tag.encode()):08x}"
+
+
+# Symbols that tell tags apart (C, C#, C++, F#) and that slugify would drop.
+_TAG_SYMBOLS = str.maketrans({"#": " sharp ", "+": " plus "})

@@ -1,221 +1,86 @@
-"""Post bodies to sanitized HTML whose links and images are absolute URLs.
+"""A post's HTML, rendered from its file as it was when read, and cached by (source, version).
 
-Markdown is CommonMark + tables + strikethrough with raw HTML allowed: whole bodies are rendered by
-markdown-it-pyrs (the Rust port of markdown-it: the same HTML, over ten times faster, which is what lets a cold
-build of a large blog beat Hugo), while the summary's first paragraph is found on markdown-it-py's token stream.
-Plain text is escaped and kept line for line; both then go through nh3, which also rewrites every URL.
+`Post` is data; this is where its file is read again and rendered. Only the posts that reach a feed or a mail
+pay for Markdown, and bodies stay on disk rather than in memory. A file that changed since its scan is not
+rendered (its newer text would not match the post's title, date and URL): the scan that follows the change
+reads it again.
 """
 
 from __future__ import annotations
 
-import html
-import re
-from collections.abc import Callable
-from typing import Literal
-from urllib.parse import urljoin
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from threading import Lock
 
-import markdown_it_pyrs
-import nh3
-from markdown_it import MarkdownIt
-from markdown_it.token import Token
-
-Markup = Literal["markdown", "text"]
-AssetUrls = tuple[tuple[str, str], ...]  # (relative prefix, absolute prefix), longest prefix first
-
-MORE = "<!--more-->"
-
-_markdown = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
-_fast_markdown = markdown_it_pyrs.MarkdownIt("commonmark").enable("table").enable("strikethrough")
-_URL_ATTRIBUTES = {"href", "src", "cite"}
-_ATTRIBUTES = {tag: set(names) for tag, names in nh3.ALLOWED_ATTRIBUTES.items()}
-_ATTRIBUTES["a"] = _ATTRIBUTES["a"] | {"title"}
-_ATTRIBUTES["img"] = _ATTRIBUTES["img"] | {"title"}
-_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
-_BARE_URL = re.compile(r"\bhttps?://[^\s<>\"']+")
-_BLANK_LINES = re.compile(r"\n[ \t]*\n")
-_LEADING_BLANK_LINES = re.compile(r"^(?:[ \t]*\n)+")
-_TRAILING_PUNCTUATION = ".,;:!?)]}\"'”’»"
-
-# (tag, attribute, URL as written) for each link or image; `lint` collects them while rendering.
-LinkSink = Callable[[str, str, str], None]
-
-# Bounds on a Markdown body, checked before it is rendered (the folder is untrusted input). Past them the
-# renderers misbehave: markdown-it-pyrs overflows its stack (the process dies) on some 50,000 nested quotes or
-# list items, its emphasis and link matching is quadratic in the delimiters of a paragraph, and nh3's is in the
-# depth of the HTML. Real posts stay far below: a few levels of nesting, dozens of delimiters per paragraph.
-MAX_NESTING = 32  # container markers (> - + * 1.) opening one line
-MAX_HTML_DEPTH = 256  # raw HTML elements open at once
-MAX_DELIMITER_WORK = 20_000_000  # sum over paragraphs of (their * _ ~ [ characters) squared
-# Searched in the text after a "\n": a pattern starting with a literal is found by a fast scan for it, where `^`
-# would be tried at every character (a third of the cost of reading a post).
-_DEEP_LINE = re.compile(
-    rf"\n[ \t]*(?:(?:>|[-+*](?=[ \t]|$)|\d{{1,9}}[.)](?=[ \t]|$))[ \t]*){{{MAX_NESTING + 1}}}", re.MULTILINE
-)
-_DELIMITERS = "*_~["
-_HTML_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)[^<>]*?(/?)>")
-# Elements that never hold others (void) or that the HTML parser closes by itself when the next one starts.
-_FLAT_ELEMENTS = frozenset(
-    [
-        "area",
-        "base",
-        "br",
-        "col",
-        "embed",
-        "hr",
-        "img",
-        "input",
-        "link",
-        "meta",
-        "source",
-        "track",
-        "wbr",
-        "p",
-        "li",
-        "dt",
-        "dd",
-        "option",
-        "tr",
-        "td",
-        "th",
-    ]
-)
+from feedsvc.posts.markup import render_body, render_summary
+from feedsvc.posts.model import Post
+from feedsvc.posts.readers import split
+from feedsvc.posts.readers.base import ignore
+from feedsvc.posts.source import decode, plain_body
 
 
-def sorted_asset_urls(asset_urls: dict[str, str]) -> AssetUrls:
-    return tuple(sorted(asset_urls.items(), key=lambda item: len(item[0]), reverse=True))
+class SourceChanged(ValueError):
+    """The post's file is no longer the one it was read from."""
 
 
-def absolute_url(url: str, base_url: str, asset_urls: AssetUrls) -> str:
-    """Resolve a URL written in a post: mapped asset prefixes first (longest wins), else against the post."""
-    if _SCHEME.match(url) or url.startswith("//"):
-        return url
-    for prefix, target in asset_urls:
-        if url.startswith(prefix):
-            return target + url[len(prefix) :]
-    return urljoin(base_url, url)
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    content_html: str  # full sanitized HTML with absolute URLs
+    summary_html: str  # the front matter summary, else the text before <!--more-->, else the first paragraph
 
 
-def sanitize(fragment: str, base_url: str, asset_urls: AssetUrls, links: LinkSink | None = None) -> str:
-    def rewrite(tag: str, attribute: str, value: str) -> str | None:
-        if attribute not in _URL_ATTRIBUTES:
-            return value
-        if links is not None:
-            links(tag, attribute, value)
-        return absolute_url(value, base_url, asset_urls)
-
-    # nh3 has already dropped javascript: and other unknown schemes when `rewrite` runs.
-    return nh3.clean(fragment, attributes=_ATTRIBUTES, attribute_filter=rewrite, link_rel=None)
-
-
-def text_to_html(text: str) -> str:
-    """Plain text: paragraphs on blank lines, each line kept (joined by <br>), bare URLs linked."""
-    paragraphs = []
-    for block in _BLANK_LINES.split(text.strip()):
-        lines = [_link_urls(line.strip()) for line in block.splitlines() if line.strip()]
-        if lines:
-            paragraphs.append("<p>" + "<br>\n".join(lines) + "</p>")
-    return "\n".join(paragraphs)
-
-
-def _link_urls(line: str) -> str:
-    out, last = [], 0
-    for match in _BARE_URL.finditer(line):
-        url = match.group().rstrip(_TRAILING_PUNCTUATION)
-        shown = html.escape(url, quote=False)
-        out += [
-            html.escape(line[last : match.start()], quote=False),
-            f'<a href="{html.escape(url)}">{shown}</a>',
-        ]
-        last = match.start() + len(url)
-    out.append(html.escape(line[last:], quote=False))
-    return "".join(out)
+def rendered(post: Post) -> Rendered:
+    if post.content_html is not None and post.summary_html is not None:
+        return Rendered(post.content_html, post.summary_html)
+    # Besides the file, what the HTML depends on: a post whose URL or asset mapping changed renders again.
+    key = (post.source, post.version, post.url, post.markup, post.summary, post.asset_urls)
+    with _lock:
+        found = _cache.get(key)
+        if found is not None:
+            _cache.move_to_end(key)
+            return found
+    made = Rendered(
+        post.content_html if post.content_html is not None else _content(post),
+        post.summary_html if post.summary_html is not None else _summary(post),
+    )
+    with _lock:
+        _cache[key] = made
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return made
 
 
-def markdown_problem(text: str) -> str | None:
-    """Why this Markdown must not be rendered (nested or tangled past the bounds above), or None."""
-    lines = "\n" + text
-    deep = _DEEP_LINE.search(lines)
-    if deep is not None:
-        return f"Markdown nested over {MAX_NESTING} levels deep on one line (line {lines.count(chr(10), 0, deep.start()) + 1} of the text)"
-    # Counted only when there may be enough of them: most posts are shorter than the square root of the bound.
-    delimiters = sum(text.count(char) for char in _DELIMITERS) if len(text) ** 2 > MAX_DELIMITER_WORK else 0
-    if delimiters * delimiters > MAX_DELIMITER_WORK:
-        work = sum(sum(block.count(char) for char in _DELIMITERS) ** 2 for block in _BLANK_LINES.split(text))
-        if work > MAX_DELIMITER_WORK:
-            return "Markdown with too many emphasis or link markers (* _ ~ [) in its paragraphs"
-    if text.count("<") > MAX_HTML_DEPTH and _html_depth(text) > MAX_HTML_DEPTH:
-        return f"HTML nested over {MAX_HTML_DEPTH} elements deep"
-    return None
+def body(post: Post) -> str:
+    """The text below the post's front matter (and title line), macros expanded, from its file as read."""
+    source = split(decode(read_as_read(post.source, post.version)))
+    if post.convention is None:
+        return plain_body(source)
+    return post.convention.body(post.source, source, ignore)
 
 
-def _html_depth(text: str) -> int:
-    depth = deepest = 0
-    for tag in _HTML_TAG.finditer(text):
-        if tag.group(3) or tag.group(2).lower() in _FLAT_ELEMENTS:
-            continue
-        depth = max(depth - 1, 0) if tag.group(1) else depth + 1
-        deepest = max(deepest, depth)
-    return deepest
+def read_as_read(path: Path, version: tuple[int, int]) -> bytes:
+    """The file's bytes if it still has this (size, mtime_ns); SourceChanged otherwise."""
+    try:
+        with path.open("rb") as file:
+            info = os.fstat(file.fileno())
+            if (info.st_size, info.st_mtime_ns) != version:
+                raise SourceChanged(f"{path.name} changed since it was read; it is read again on the next scan")
+            return file.read(info.st_size + 1)
+    except OSError as exc:
+        raise SourceChanged(f"{path.name} cannot be read any more: {exc.strerror or exc}") from None
 
 
-class UnsafeMarkdown(ValueError):
-    """Markdown past the bounds of `markdown_problem` (a file that changed since its scan checked it)."""
+def _content(post: Post) -> str:
+    return render_body(post.markup, body(post), post.url, post.asset_urls)
 
 
-def _check_markdown(text: str) -> None:
-    problem = markdown_problem(text)
-    if problem is not None:
-        raise UnsafeMarkdown(problem)
+def _summary(post: Post) -> str:
+    return render_summary(post.markup, post.summary, "" if post.summary else body(post), post.url, post.asset_urls)
 
 
-def to_html(markup: Markup, body: str) -> str:
-    """Unsanitized HTML, relative URLs as written."""
-    if markup == "text":
-        return text_to_html(body)
-    _check_markdown(body)
-    return _fast_markdown.render(body)
-
-
-def render_body(markup: Markup, body: str, base_url: str, asset_urls: AssetUrls) -> str:
-    return sanitize(to_html(markup, body), base_url, asset_urls)
-
-
-def render_summary(markup: Markup, summary: str, body: str, base_url: str, asset_urls: AssetUrls) -> str:
-    """`summary` as written, else the text before <!--more-->, else the first paragraph that has text."""
-    if summary:
-        fragment = to_html(markup, summary)
-    elif (more := body.find(MORE)) >= 0:
-        fragment = to_html(markup, body[:more])
-    elif markup == "text":
-        fragment = text_to_html(
-            next((block for block in _BLANK_LINES.split(body.strip()) if block.strip()), "")
-        )
-    else:
-        _check_markdown(body)
-        fragment = _first_markdown_paragraph(body)
-    return sanitize(fragment, base_url, asset_urls)
-
-
-def _first_markdown_paragraph(body: str) -> str:
-    # Parse a growing prefix (cut at blank lines) until it holds a top-level paragraph with text in it: a
-    # long body is not parsed whole.
-    blocks = _BLANK_LINES.split(_LEADING_BLANK_LINES.sub("", body))  # keeps the indentation of line one
-    taken = 1
-    while True:
-        tokens = _markdown.parse("\n\n".join(blocks[:taken]))
-        for index, token in enumerate(tokens):
-            if token.type == "paragraph_open" and token.level == 0:
-                inline = tokens[index + 1]
-                if _has_text(inline):
-                    return (
-                        "<p>"
-                        + _markdown.renderer.render(inline.children or [], _markdown.options, {})
-                        + "</p>\n"
-                    )
-        if taken >= len(blocks):
-            return ""
-        taken *= 2
-
-
-def _has_text(inline: Token) -> bool:
-    return any(child.type == "text" and child.content.strip() for child in inline.children or [])
+# A feed rebuild after one edit renders one post again, not the fifty in the feed.
+_CACHE_SIZE = 1024
+_cache: OrderedDict[tuple[object, ...], Rendered] = OrderedDict()
+_lock = Lock()

@@ -39,6 +39,7 @@ from feedsvc.feeds.items import plain_text
 from feedsvc.mail.render import focusable_tables, posts_html
 from feedsvc.mail.strings import language_of
 from feedsvc.posts import Collection, Post
+from feedsvc.posts.render import SourceChanged, rendered
 from feedsvc.store.editions import SentEdition
 from feedsvc.vocabulary import FREQUENCIES
 from feedsvc.web.context import WebContext, web_context
@@ -183,7 +184,11 @@ async def _post_page(request: Request, web: WebContext, copies: WebCopies, post:
     fediverse = [("fediverse:creator", f"@{Urls.of(web.settings).account}")] if web.settings.fediverse.enabled else []
 
     def values() -> dict[str, object]:
-        description = plain_text(post.summary_html)
+        try:
+            html = rendered(post)
+        except SourceChanged:  # saved since the last scan: the next look at the posts (within a second) has it
+            raise HTTPException(503, headers={"Retry-After": "1"}) from None
+        description = plain_text(html.summary_html)
         if len(description) > _DESCRIPTION_CHARS:
             description = description[: _DESCRIPTION_CHARS - 1].rstrip() + "…"
         image = urljoin(post.url, post.image) if post.image else None
@@ -191,7 +196,7 @@ async def _post_page(request: Request, web: WebContext, copies: WebCopies, post:
         og.append(("article:published_time", post.date.isoformat()))
         return {
             "post": post,
-            "content_html": Markup(focusable_tables(post.content_html)),
+            "content_html": Markup(focusable_tables(html.content_html)),
             "date_text": _date_text(web, post.date),
             "image_url": image,
             "canonical_url": post.url,
