@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from feedsvc import subscribers
+from feedsvc import subscriptions
 from feedsvc.store import open_engine
 
-CONSENT = subscribers.Consent(at=datetime(2026, 11, 1, tzinfo=UTC), source="test")
+CONSENT = subscriptions.Consent(at=datetime(2026, 11, 1, tzinfo=UTC), source="test")
 
 
 def run(settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -72,10 +72,10 @@ def test_db_upgrade_then_add_list_remove(settings):
 def test_import_reports_bad_rows_and_keeps_suppressions(settings, tmp_path):
     engine = open_engine(settings.store.database_url)
     try:
-        subscribers.add(
-            engine, subscribers.subscription_request("gone@example.org"), confirmed=True, consent=CONSENT
+        subscriptions.add(
+            engine, subscriptions.subscription_request("gone@example.org"), confirmed=True, consent=CONSENT
         )
-        subscribers.remove(engine, "gone@example.org", CONSENT.at)
+        subscriptions.remove(engine, "gone@example.org", CONSENT.at)
     finally:
         engine.dispose()
     source = tmp_path / "list.csv"

@@ -14,13 +14,13 @@ import typer
 from rich.markup import escape
 from sqlalchemy import Engine
 
-from feedsvc import subscribers
+from feedsvc import subscriptions
 from feedsvc.cli.common import EXIT_PROBLEMS, ConfigOption, app, console, errors, settings_or_exit
 from feedsvc.config import Settings
 from feedsvc.mail.transport import transport_from_settings
 from feedsvc.store import open_engine
 from feedsvc.store.schema import STATUSES
-from feedsvc.subscribers import AddOutcome, Consent, ImportFileError, InvalidInput, Subscriber
+from feedsvc.subscriptions import AddOutcome, Consent, ImportFileError, InvalidInput, Subscriber
 
 subscribers_app = typer.Typer(help="Manage subscribers (add, remove, list, import, export).", no_args_is_help=True)
 app.add_typer(subscribers_app, name="subscribers")
@@ -57,7 +57,7 @@ def _send_confirmations(settings: Settings, pending: list[Subscriber]) -> int:
         transport = transport_from_settings(settings)
         try:
             with _store(settings) as engine:
-                return await subscribers.send_confirmations(settings, engine, transport)
+                return await subscriptions.send_confirmations(settings, engine, transport)
         finally:
             await transport.aclose()
 
@@ -76,11 +76,11 @@ def add(
     """Add an address: pending with a confirmation mail, or active at once with --confirmed."""
     settings = settings_or_exit(config)
     try:
-        request = subscribers.subscription_request(email, name, frequency, tags)
+        request = subscriptions.subscription_request(email, name, frequency, tags)
     except InvalidInput as exc:
         raise _fail(str(exc)) from None
     with _store(settings) as engine:
-        result = subscribers.add(
+        result = subscriptions.add(
             engine, request, confirmed=confirmed, consent=_operator_consent("operator-import" if confirmed else "operator-add")
         )
     subscriber = result.subscriber
@@ -112,7 +112,7 @@ def remove(
     settings = settings_or_exit(config)
     with _store(settings) as engine:
         try:
-            removed = subscribers.remove(engine, email, datetime.now(UTC), forget=forget)
+            removed = subscriptions.remove(engine, email, datetime.now(UTC), forget=forget)
         except InvalidInput as exc:
             raise _fail(str(exc)) from None
     if removed is None:
@@ -135,7 +135,7 @@ def list_(
     if status is not None and status not in STATUSES:
         raise _fail(f"--status must be one of {', '.join(STATUSES)}")
     with _store(settings) as engine:
-        total, found = subscribers.search(engine, status=status, query=search, limit=limit)
+        total, found = subscriptions.search(engine, status=status, query=search, limit=limit)
     for subscriber in found:
         # Plain print, not rich: the list is for pipes and scripts, and names must not be read as markup.
         print("\t".join([subscriber.email, subscriber.status, subscriber.frequency, ",".join(subscriber.tags), subscriber.name]))
@@ -156,7 +156,7 @@ def import_(
         raise _fail(f"cannot read {file}: {exc.strerror or exc}") from None
     with _store(settings) as engine:
         try:
-            report = subscribers.import_csv(engine, data, confirmed=confirmed, consent=_operator_consent("operator-import"))
+            report = subscriptions.import_csv(engine, data, confirmed=confirmed, consent=_operator_consent("operator-import"))
         except ImportFileError as exc:
             raise _fail(f"{file}: {exc}") from None
     sent = _send_confirmations(settings, report.to_confirm)
@@ -181,8 +181,8 @@ def export(
     settings = settings_or_exit(config)
     with _store(settings) as engine:
         if out is None:
-            count = subscribers.export_csv(engine, sys.stdout)
+            count = subscriptions.export_csv(engine, sys.stdout)
         else:
             with out.open("w", encoding="utf-8", newline="") as handle:
-                count = subscribers.export_csv(engine, handle)
+                count = subscriptions.export_csv(engine, handle)
     errors.print(f"exported {count} subscribers" + (f" to {out}" if out else ""), highlight=False)

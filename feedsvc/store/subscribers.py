@@ -1,5 +1,5 @@
 """Subscriber rows: reading, writing and searching them. The rules (who may become what) live in
-`feedsvc.subscribers`; this module only runs the statements."""
+`feedsvc.subscriptions`; this module only runs the statements."""
 
 from __future__ import annotations
 

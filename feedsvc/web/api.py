@@ -22,9 +22,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from feedsvc import __version__, subscribers
+from feedsvc import __version__, subscriptions
 from feedsvc.store.schema import STATUSES
-from feedsvc.subscribers import AddOutcome, Consent, ImportFileError, ImportReport, Subscriber
+from feedsvc.subscriptions import AddOutcome, Consent, ImportFileError, ImportReport, Subscriber
 from feedsvc.web import forms
 from feedsvc.web.context import Handler, WebContext, route, web_context
 from feedsvc.web.forms import Flag, Id, Offset, PageSize, SearchText, Status
@@ -151,7 +151,7 @@ def _operator_consent(request: Request, source: str) -> Consent:
 def _confirmations(web: WebContext, pending: list[Subscriber]) -> BackgroundTask | None:
     if not pending:
         return None
-    return BackgroundTask(subscribers.send_confirmations, web.settings, web.engine, web.transport)
+    return BackgroundTask(subscriptions.send_confirmations, web.settings, web.engine, web.transport)
 
 
 # --- the endpoints ---------------------------------------------------------------------------------------------
@@ -161,7 +161,7 @@ async def list_subscribers(request: Request) -> Response:
     web = web_context(request)
     params = forms.query(ListQuery, request)
     total, items = await run_in_threadpool(
-        lambda: subscribers.search(
+        lambda: subscriptions.search(
             web.engine, status=params.status, query=params.q or None, limit=params.limit, offset=params.offset
         )
     )
@@ -176,7 +176,7 @@ async def add_subscriber(request: Request) -> Response:
     added = forms.validated(AdminSubscription, fields)
     consent = _operator_consent(request, "operator-api")
     result = await run_in_threadpool(
-        lambda: subscribers.add(web.engine, added.request(), confirmed=added.confirmed, consent=consent)
+        lambda: subscriptions.add(web.engine, added.request(), confirmed=added.confirmed, consent=consent)
     )
     status = {AddOutcome.ADDED: 201, AddOutcome.SUPPRESSED: 409}.get(result.outcome, 200)
     return _json(
@@ -189,7 +189,7 @@ async def add_subscriber(request: Request) -> Response:
 
 async def _subscriber_or_404(request: Request) -> Subscriber:
     subscriber_id = forms.path(SubscriberPath, request).id
-    subscriber = await run_in_threadpool(subscribers.get, web_context(request).engine, subscriber_id)
+    subscriber = await run_in_threadpool(subscriptions.get, web_context(request).engine, subscriber_id)
     if subscriber is None:
         raise HTTPException(404, "no such subscriber")
     return subscriber
@@ -204,7 +204,7 @@ async def remove_subscriber(request: Request) -> Response:
     forget = forms.query(RemoveQuery, request).forget
     subscriber = await _subscriber_or_404(request)
     removed = await run_in_threadpool(
-        lambda: subscribers.remove(web.engine, subscriber.email, datetime.now(UTC), forget=forget)
+        lambda: subscriptions.remove(web.engine, subscriber.email, datetime.now(UTC), forget=forget)
     )
     if removed is None:
         raise HTTPException(404, "no such subscriber")
@@ -213,7 +213,7 @@ async def remove_subscriber(request: Request) -> Response:
 
 async def counts(request: Request) -> Response:
     web = web_context(request)
-    return _json(CountsJson, await run_in_threadpool(subscribers.counts, web.engine))
+    return _json(CountsJson, await run_in_threadpool(subscriptions.counts, web.engine))
 
 
 async def import_subscribers(request: Request) -> Response:
@@ -225,7 +225,7 @@ async def import_subscribers(request: Request) -> Response:
     consent = _operator_consent(request, "operator-import")
     try:
         report = await run_in_threadpool(
-            lambda: subscribers.import_csv(web.engine, data, confirmed=confirmed, consent=consent)
+            lambda: subscriptions.import_csv(web.engine, data, confirmed=confirmed, consent=consent)
         )
     except ImportFileError as exc:
         raise HTTPException(400, str(exc)) from None
@@ -235,7 +235,7 @@ async def import_subscribers(request: Request) -> Response:
 async def export_subscribers(request: Request) -> Response:
     web = web_context(request)
     buffer = io.StringIO()
-    await run_in_threadpool(subscribers.export_csv, web.engine, buffer)
+    await run_in_threadpool(subscriptions.export_csv, web.engine, buffer)
     return Response(
         buffer.getvalue(),
         media_type="text/csv; charset=utf-8",

@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from feedsvc import mail_events, subscribers
+from feedsvc import mail_events, subscriptions
 from feedsvc.config import Settings
 from feedsvc.mail.render import environment
 from feedsvc.mail.transport import Transport, transport_from_settings
@@ -148,7 +148,7 @@ async def metrics(request: Request) -> Response:
     web = web_context(request)
     web.operator_only.require(request)
     try:
-        counts = await run_in_threadpool(subscribers.counts, web.engine)
+        counts = await run_in_threadpool(subscriptions.counts, web.engine)
         events = await run_in_threadpool(mail_events.counts, web.engine)
     except Exception:
         log.warning("metrics: subscriber counts unavailable", exc_info=True)
