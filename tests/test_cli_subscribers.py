@@ -92,7 +92,7 @@ def test_import_reports_bad_rows_and_keeps_suppressions(settings, tmp_path):
     assert result.returncode == 1
     assert f"{source}:3: email: is not a valid address" in result.stderr
     assert f"{source}:5: frequency: must be one of instant, daily, weekly" in result.stderr
-    assert "imported 2 new (0 pending" in result.stdout and "suppressed (not resubscribed) 1" in result.stdout
+    assert "imported 2 (0 pending" in result.stdout and "skipped 1 (already there or kept as suppressions)" in result.stdout
 
     exported = run(settings, "subscribers", "export")
     assert exported.returncode == 0

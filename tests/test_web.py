@@ -482,8 +482,8 @@ def test_admin_api(serve):
         report = client.post("/api/subscribers/import?confirmed=true", headers=ADMIN | {"content-type": "text/csv"}, content=csv_body)
         assert report.status_code == 200
         assert report.json() == {
-            "added": 1, "activated": 1, "existing": 0, "suppressed": 0,
-            "problems": [{"line": 3, "reason": "email: is not a valid address: An email address must have an @-sign."}],
+            "imported": 1, "pending": 0, "updated": 1, "skipped": 0,
+            "refused": [{"line": 3, "reason": "email: is not a valid address: An email address must have an @-sign."}],
         }
         assert client.post("/api/subscribers/import", headers=ADMIN, content=b"name\nx\n").status_code == 400
 
@@ -861,7 +861,7 @@ def test_the_api_refuses_what_its_description_refuses_and_takes_what_it_allows(s
         assert count_rows(served) == 0
         for body in (b"", None):
             empty = client.post("/api/subscribers/import", content=body, headers={"content-type": "text/csv"})
-            assert empty.status_code == 200 and empty.json()["added"] == 0
+            assert empty.status_code == 200 and empty.json()["imported"] == 0
         assert client.get("/api/subscribers/import").status_code == 405
 
         spec = client.get("/api/openapi.json").json()

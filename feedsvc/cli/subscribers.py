@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
+from rich.progress import Progress
 from sqlalchemy import Engine
 
 from feedsvc import subscriptions
@@ -20,7 +21,7 @@ from feedsvc.config import Settings
 from feedsvc.mail.transport import transport_from_settings
 from feedsvc.store import open_engine
 from feedsvc.store.schema import STATUSES
-from feedsvc.subscriptions import AddOutcome, Consent, ImportFileError, InvalidInput, Subscriber
+from feedsvc.subscriptions import AddOutcome, Consent, ImportFileError, InvalidInput
 
 subscribers_app = typer.Typer(help="Manage subscribers (add, remove, list, import, export).", no_args_is_help=True)
 app.add_typer(subscribers_app, name="subscribers")
@@ -49,8 +50,8 @@ def _operator_consent(source: str) -> Consent:
     return Consent(at=datetime.now(UTC), source=source, user_agent="feedsvc cli")
 
 
-def _send_confirmations(settings: Settings, pending: list[Subscriber]) -> int:
-    if not pending:
+def _send_confirmations(settings: Settings, due: bool) -> int:
+    if not due:
         return 0
 
     async def send() -> int:
@@ -93,7 +94,7 @@ def add(
         console.print(f"{escape(subscriber.email)} is already on the list ({subscriber.status})", highlight=False)
         return
     if result.needs_confirmation:
-        sent = _send_confirmations(settings, [subscriber])
+        sent = _send_confirmations(settings, True)
         note = "confirmation mail sent" if sent else "the confirmation mail is queued for a retry (see the log)"
         console.print(f"added {escape(subscriber.email)} (pending: {note})", highlight=False)
         return
@@ -148,27 +149,32 @@ def import_(
     confirmed: ConfirmedOption = False,
     config: ConfigOption = None,
 ) -> None:
-    """Import a CSV. Bad rows are reported by line and skipped; suppressed addresses are not resubscribed."""
+    """Import a CSV (an export restores its list). Bad rows are reported by line and skipped; suppressed
+    addresses are not resubscribed; running an interrupted import again finishes it."""
     settings = settings_or_exit(config)
     try:
         data = file.read_bytes()
     except OSError as exc:
         raise _fail(f"cannot read {file}: {exc.strerror or exc}") from None
-    with _store(settings) as engine:
+    with _store(settings) as engine, Progress(console=errors, transient=True) as progress:
+        task = progress.add_task("importing", total=None)
         try:
-            report = subscriptions.import_csv(engine, data, confirmed=confirmed, consent=_operator_consent("operator-import"))
+            report = subscriptions.import_csv(
+                engine, data, confirmed=confirmed, consent=_operator_consent("operator-import"),
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
         except ImportFileError as exc:
             raise _fail(f"{file}: {exc}") from None
-    sent = _send_confirmations(settings, report.to_confirm)
-    for line, reason in report.problems:
+    sent = _send_confirmations(settings, report.pending > 0)
+    for line, reason in report.refused:
         errors.print(f"{escape(str(file))}:{line}: {escape(reason)}", highlight=False)
     console.print(
-        f"imported {len(report.added)} new ({len(report.to_confirm)} pending, {sent} confirmation mails sent), "
-        f"activated {len(report.activated)}, already there {len(report.existing)}, "
-        f"suppressed (not resubscribed) {len(report.suppressed)}, rows with problems {len(report.problems)}",
+        f"imported {report.imported} ({report.pending} pending, {sent} confirmation mails sent), "
+        f"updated {report.updated}, skipped {report.skipped} (already there or kept as suppressions), "
+        f"refused {len(report.refused)}",
         highlight=False,
     )
-    if report.problems:
+    if report.refused:
         raise typer.Exit(EXIT_PROBLEMS)
 
 

@@ -1,21 +1,38 @@
-"""The subscriber list as CSV: import (the operator's file or the admin API's body) and export."""
+"""The subscriber list as CSV: import (the operator's file or the admin API's body) and export.
+
+An export imported elsewhere restores the list: statuses, cadences, topics, the dates and each consent record
+as they were. An import never holds the store for long: the file is read and checked whole first (a fault in
+its structure refuses it whole, before anything is written), then its rows are written in transactions of
+about BATCH_SECONDS each, with a pause between them in which the service's own writes (subscribes, the leader's
+lease) go through. A crashed import is resumed by running it again: the rows already written are found as they
+are and skipped, nothing is added twice.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import IO, Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from feedsvc.store import subscribers as store
 from feedsvc.store.schema import STATUSES
 from feedsvc.store.subscribers import Subscriber
 from feedsvc.subscriptions.addresses import InvalidInput, SubscriptionRequest, subscription_request
-from feedsvc.subscriptions.lifecycle import SUPPRESSED, AddOutcome, Consent, add_within, new_row
+from feedsvc.subscriptions.lifecycle import (
+    SUPPRESSED,
+    AddOutcome,
+    Consent,
+    add_within,
+    consent_values,
+    new_row,
+)
 
 EXPORT_COLUMNS = (
     "email",
@@ -32,32 +49,70 @@ EXPORT_COLUMNS = (
     "consent_user_agent",
     "consent_source",
 )
+TIME_COLUMNS = ("created_at", "confirmed_at", "unsubscribed_at", "consent_at")
+# How long one import transaction may hold the store, and the pause after it: SQLite has one writer at a time,
+# and a subscribe waiting for it retries every few tens of milliseconds.
+BATCH_SECONDS = 0.05
+PAUSE_SECONDS = 0.03
+
+# A cell a spreadsheet would run as a formula (CSV injection) starts with one of these...
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# ...unless it is a number or a plain address, which a spreadsheet shows as they are.
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_PLAIN_ADDRESS = re.compile(r"[\w.+-]+@[\w.-]+")
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def _runs_in_a_spreadsheet(value: str) -> bool:
+    """Whether the export writes this cell with a `'` before it. A cell that already starts with `'` before
+    such a cell gets one more, so that the import, which takes one off, gives back exactly what was there."""
+    if value.startswith("'"):
+        return _runs_in_a_spreadsheet(value[1:])
+    return value.startswith(_FORMULA_STARTS) and not _NUMBER.fullmatch(value) and not _PLAIN_ADDRESS.fullmatch(value)
+
+
+def spreadsheet_safe(value: str) -> str:
+    return "'" + value if _runs_in_a_spreadsheet(value) else value
+
+
+def undo_spreadsheet_safe(value: str) -> str:
+    return value[1:] if value.startswith("'") and _runs_in_a_spreadsheet(value[1:]) else value
 
 
 @dataclass
 class ImportReport:
-    added: list[Subscriber] = field(default_factory=list)
-    activated: list[Subscriber] = field(default_factory=list)
-    existing: list[Subscriber] = field(default_factory=list)
-    suppressed: list[Subscriber] = field(default_factory=list)
-    problems: list[tuple[int, str]] = field(default_factory=list)  # (line number, reason)
+    """What an import did, row by row counted: `imported` new addresses (of which `pending` await their
+    confirmation mail), `updated` ones already on the list (activated, or suppressed as the file says),
+    `skipped` ones already there as they are or kept as suppressions, and the `refused` rows by line."""
 
-    @property
-    def to_confirm(self) -> list[Subscriber]:
-        return [subscriber for subscriber in self.added if subscriber.status == "pending"]
+    imported: int = 0
+    pending: int = 0
+    updated: int = 0
+    skipped: int = 0
+    refused: list[tuple[int, str]] = field(default_factory=list)  # (line number, reason)
 
     def summary(self) -> dict[str, Any]:
         return {
-            "added": len(self.added),
-            "activated": len(self.activated),
-            "existing": len(self.existing),
-            "suppressed": len(self.suppressed),
-            "problems": [{"line": line, "reason": reason} for line, reason in self.problems],
+            "imported": self.imported,
+            "pending": self.pending,
+            "updated": self.updated,
+            "skipped": self.skipped,
+            "refused": [{"line": line, "reason": reason} for line, reason in self.refused],
         }
 
 
 class ImportFileError(ValueError):
-    """The file as a whole cannot be imported (no header, no email column, not UTF-8)."""
+    """The file as a whole cannot be imported (no header, no email column, not UTF-8, a broken quote);
+    nothing of it was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImportRow:
+    line: int
+    request: SubscriptionRequest
+    status: str  # "" when the file does not say
+    consent: Consent | None  # the row's own consent record, when the file has one
+    history: dict[str, Any]  # created_at, confirmed_at, unsubscribed_at, status_reason as the file gives them
 
 
 def decode_csv(data: bytes) -> str:
@@ -65,96 +120,191 @@ def decode_csv(data: bytes) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ImportFileError(f"line {line}: the file is not UTF-8 text (save it as CSV UTF-8)") from None
+        line = len(_LINE_BREAK.findall(data[: exc.start].decode("utf-8-sig", errors="replace"))) + 1
+        raise ImportFileError(
+            f"line {line}: the file is not UTF-8 text (byte 0x{data[exc.start]:02x}; save it as CSV UTF-8); "
+            "nothing was imported"
+        ) from None
 
 
-def import_csv(engine: Engine, data: bytes, *, confirmed: bool, consent: Consent) -> ImportReport:
-    """Import a CSV with a header row naming at least `email` (also: name, frequency, tags, status).
+def _records(reader: Any) -> Iterator[tuple[int, list[str]]]:
+    """(line where the record starts, its fields); a broken record refuses the file, naming its line."""
+    start = 1
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            reason = "a quoted field opened on this line is never closed" if "end of data" in str(exc) else str(exc)
+            raise ImportFileError(f"line {start}: {reason}; nothing was imported") from None
+        yield start, fields
+        start = reader.line_num + 1
 
-    Each bad row is reported with its line number and skipped; the others are imported. A row whose status
-    column says unsubscribed/bounced/complained (an export from another list) is kept as a suppression.
-    Imported rows record `consent.source` (e.g. operator-import) in their consent record.
-    """
-    reader = csv.DictReader(io.StringIO(decode_csv(data), newline=""))
-    try:
-        header = reader.fieldnames
-    except csv.Error as exc:
-        raise ImportFileError(f"cannot read the header row: {exc}") from None
-    if not header:
-        raise ImportFileError("the file is empty: a header row naming an 'email' column is required")
-    columns = {str(name).strip().lower(): name for name in header if name is not None}
+
+def _columns(header: list[str]) -> dict[str, int]:
+    columns: dict[str, int] = {}
+    for position, raw in enumerate(header):
+        name = raw.strip().lower()
+        if not name:
+            continue
+        if name in columns:
+            raise ImportFileError(
+                f"line 1: the header row names the column {name!r} twice (columns {columns[name] + 1} and "
+                f"{position + 1}); nothing was imported"
+            )
+        columns[name] = position
     if "email" not in columns:
-        raise ImportFileError(f"the header row has no 'email' column (found: {', '.join(map(str, header))})")
-    report = ImportReport()
+        raise ImportFileError(f"the header row has no 'email' column (found: {', '.join(header)})")
+    return columns
+
+
+def _time(column: str, raw: str) -> datetime | None:
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise InvalidInput(column, "is not a date and time (ISO 8601, as the export writes it)") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _import_row(line: int, row: dict[str, str]) -> ImportRow:
+    request = subscription_request(row["email"], row.get("name"), row.get("frequency"), row.get("tags"))
+    status = row.get("status", "").strip().lower()
+    if status and status not in STATUSES:
+        raise InvalidInput("status", f"must be one of {', '.join(STATUSES)}")
+    times = {column: _time(column, row.get(column, "").strip()) for column in TIME_COLUMNS}
+    consent_at = times.pop("consent_at")
+    consent = None
+    if consent_at is not None:
+        consent = Consent(
+            at=consent_at,
+            source=row.get("consent_source", ""),
+            ip=row.get("consent_ip", ""),
+            user_agent=row.get("consent_user_agent", ""),
+        )
+    history: dict[str, Any] = {column: value for column, value in times.items() if value is not None}
+    if row.get("status_reason"):
+        history["status_reason"] = row["status_reason"]
+    return ImportRow(line, request, status, consent, history)
+
+
+def read_csv(data: bytes) -> tuple[list[ImportRow], list[tuple[int, str]]]:
+    """The rows of a CSV whose header names at least `email` (also: name, frequency, tags, status and the
+    other columns of the export), and the refused ones by line (a bad field, an address given twice)."""
+    records = _records(csv.reader(io.StringIO(decode_csv(data), newline=""), strict=True))
+    first = next(records, None)
+    if first is None or not any(cell.strip() for cell in first[1]):
+        raise ImportFileError("the file is empty: a header row naming an 'email' column is required")
+    header = first[1]
+    columns = _columns(header)
+    rows: list[ImportRow] = []
+    refused: list[tuple[int, str]] = []
     seen: dict[str, int] = {}
-    with engine.begin() as connection:
-        while True:
-            try:
-                raw = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                report.problems.append((reader.line_num, f"unreadable row: {exc}"))
-                continue
-            line = reader.line_num
-            row = {key: raw.get(original) for key, original in columns.items()}
-            if None in raw:
-                report.problems.append((line, "more fields than the header row names"))
-                continue
-            try:
-                request = subscription_request(row["email"], row.get("name"), row.get("frequency"), row.get("tags"))
-                status = (row.get("status") or "").strip().lower()
-                if status and status not in STATUSES:
-                    raise InvalidInput("status", f"must be one of {', '.join(STATUSES)}")
-            except InvalidInput as exc:
-                report.problems.append((line, str(exc)))
-                continue
-            if request.address.key in seen:
-                report.problems.append((line, f"email: {request.address.email} is already on line {seen[request.address.key]}"))
-                continue
-            seen[request.address.key] = line
-            if status in SUPPRESSED:
-                _import_suppression(connection, request, status, consent, report)
-                continue
-            result = add_within(connection, request, confirmed=confirmed, consent=consent)
-            {
-                AddOutcome.ADDED: report.added,
-                AddOutcome.ACTIVATED: report.activated,
-                AddOutcome.EXISTS: report.existing,
-                AddOutcome.SUPPRESSED: report.suppressed,
-            }[result.outcome].append(result.subscriber)
+    for line, fields in records:
+        if not any(fields):
+            continue  # a blank line
+        if len(fields) > len(header):
+            refused.append((line, "more fields than the header row names"))
+            continue
+        cells = {name: undo_spreadsheet_safe(fields[position]) if position < len(fields) else ""
+                 for name, position in columns.items()}
+        try:
+            row = _import_row(line, cells)
+        except InvalidInput as exc:
+            refused.append((line, str(exc)))
+            continue
+        key = row.request.address.key
+        if key in seen:
+            refused.append((line, f"email: {row.request.address.email} is already on line {seen[key]}"))
+            continue
+        seen[key] = line
+        rows.append(row)
+    return rows, refused
+
+
+Progress = Callable[[int, int], None]  # (rows written, rows in all), after each transaction
+
+
+def import_csv(
+    engine: Engine, data: bytes, *, confirmed: bool, consent: Consent, progress: Progress | None = None
+) -> ImportReport:
+    """Import a CSV (see `read_csv`). Each refused row is reported with its line number; the others are
+    written. `confirmed` (the operator holds these people's consent) counts for rows the file gives no status;
+    a row's status is kept as the file says it, a pending one stays pending (and gets its confirmation mail),
+    an unsubscribed, bounced or complained one is kept as a suppression. A row without its own consent record
+    records `consent` (e.g. operator-import). Addresses already on the list are never resubscribed."""
+    rows, refused = read_csv(data)
+    report = ImportReport(refused=refused)
+    for done in _in_transactions(engine, rows, lambda connection, row: _write(connection, row, confirmed, consent, report)):
+        if progress:
+            progress(done, len(rows))
     return report
 
 
-def _import_suppression(connection, request: SubscriptionRequest, status: str, consent: Consent, report: ImportReport) -> None:
-    row = new_row(request, status, consent.at) | {"status_reason": "imported as " + status}
-    if status == "unsubscribed":
-        row["unsubscribed_at"] = consent.at
-    if store.insert_if_absent(connection, **row):
-        report.suppressed.append(store.find(connection, request.address.key))  # type: ignore[arg-type]
+def _in_transactions(engine: Engine, rows: Sequence[ImportRow], write: Callable[[Connection, ImportRow], None]) -> Iterator[int]:
+    """Write the rows in transactions of about BATCH_SECONDS, pausing between them; yield the rows written."""
+    done = 0
+    while done < len(rows):
+        started = time.monotonic()
+        with engine.begin() as connection:
+            while done < len(rows) and time.monotonic() - started < BATCH_SECONDS:
+                write(connection, rows[done])
+                done += 1
+        yield done
+        if done < len(rows):
+            time.sleep(PAUSE_SECONDS)
+
+
+def _write(connection: Connection, row: ImportRow, confirmed: bool, consent: Consent, report: ImportReport) -> None:
+    if row.status in SUPPRESSED:
+        _write_suppression(connection, row, consent, report)
         return
-    existing = store.find(connection, request.address.key)
+    result = add_within(
+        connection,
+        row.request,
+        confirmed=row.status == "active" if row.status else confirmed,
+        consent=row.consent or consent,
+        history=row.history,
+    )
+    if result.outcome is AddOutcome.ADDED:
+        report.imported += 1
+        report.pending += result.needs_confirmation
+    elif result.outcome is AddOutcome.ACTIVATED:
+        report.updated += 1
+    else:
+        report.skipped += 1
+
+
+def _write_suppression(connection: Connection, row: ImportRow, consent: Consent, report: ImportReport) -> None:
+    record = row.consent or consent
+    values = new_row(row.request, row.status, record.at) | {"status_reason": "imported as " + row.status}
+    if row.consent:
+        values |= consent_values(record)
+    if row.status == "unsubscribed":
+        values["unsubscribed_at"] = consent.at
+    values |= row.history
+    if store.insert_if_absent(connection, **values):
+        report.imported += 1
+        return
+    existing = store.find(connection, row.request.address.key)
     assert existing is not None
-    if existing.status in ("pending", "active"):
-        # The other list says this person left: honour it here too.
-        store.change(connection, existing.id, status=status, unsubscribed_at=row.get("unsubscribed_at"),
-                     status_reason=row["status_reason"])
-        existing = store.get(connection, existing.id)
-    report.suppressed.append(existing)  # type: ignore[arg-type]
+    if existing.status in SUPPRESSED:
+        report.skipped += 1
+        return
+    # The other list says this person left: honour it here too.
+    store.change(connection, existing.id, status=row.status, unsubscribed_at=values.get("unsubscribed_at"),
+                 status_reason=values["status_reason"])
+    report.updated += 1
 
 
 def export_row(subscriber: Subscriber) -> dict[str, str]:
-    values: Mapping[str, Any] = {name: getattr(subscriber, name) for name in EXPORT_COLUMNS}
+    values = {name: getattr(subscriber, name) for name in EXPORT_COLUMNS}
     return {
         name: (" ".join(value) if isinstance(value, tuple) else value.isoformat() if isinstance(value, datetime) else str(value or ""))
         for name, value in values.items()
     }
-
-
-def _spreadsheet_safe(value: str) -> str:
-    # A cell starting like a formula runs as one when the file is opened in a spreadsheet (CSV injection).
-    return "'" + value if value.startswith(("=", "+", "-", "@", "\t", "\r")) else value
 
 
 def export_csv(engine: Engine, out: IO[str]) -> int:
@@ -164,6 +314,6 @@ def export_csv(engine: Engine, out: IO[str]) -> int:
     written = 0
     with engine.connect() as connection:
         for subscriber in store.every(connection):
-            writer.writerow({name: _spreadsheet_safe(value) for name, value in export_row(subscriber).items()})
+            writer.writerow({name: spreadsheet_safe(value) for name, value in export_row(subscriber).items()})
             written += 1
     return written

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -166,11 +166,22 @@ def add(engine: Engine, request: SubscriptionRequest, *, confirmed: bool, consen
         return add_within(connection, request, confirmed=confirmed, consent=consent)
 
 
-def add_within(connection: Connection, request: SubscriptionRequest, *, confirmed: bool, consent: Consent) -> AddResult:
+def add_within(
+    connection: Connection,
+    request: SubscriptionRequest,
+    *,
+    confirmed: bool,
+    consent: Consent,
+    history: Mapping[str, Any] | None = None,
+) -> AddResult:
+    """`add` inside the caller's transaction. `history`: what another list recorded of this address
+    (created_at, confirmed_at, status_reason), kept instead of the values of today."""
+    history = history or {}
     status = "active" if confirmed else "pending"
     row = new_row(request, status, consent.at) | consent_values(consent)
     if confirmed:
         row["confirmed_at"] = consent.at
+    row.update(history)
     if store.insert_if_absent(connection, **row):
         subscriber = store.find(connection, request.address.key)
         assert subscriber is not None
@@ -182,7 +193,8 @@ def add_within(connection: Connection, request: SubscriptionRequest, *, confirme
     if existing.status in SUPPRESSED:
         return AddResult(AddOutcome.SUPPRESSED, existing)
     if confirmed and existing.status == "pending":
-        store.change(connection, existing.id, status="active", confirmed_at=consent.at, **consent_values(consent))
+        confirmed_at = history.get("confirmed_at") or consent.at
+        store.change(connection, existing.id, status="active", confirmed_at=confirmed_at, **consent_values(consent))
         activated = store.get(connection, existing.id)
         assert activated is not None
         return AddResult(AddOutcome.ACTIVATED, activated)

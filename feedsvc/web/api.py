@@ -117,11 +117,13 @@ class ImportProblem(BaseModel):
 
 
 class ImportJson(BaseModel):
-    added: int
-    activated: int
-    existing: int
-    suppressed: int
-    problems: list[ImportProblem]
+    """`ImportReport.summary()`."""
+
+    imported: int
+    pending: int
+    updated: int
+    skipped: int
+    refused: list[ImportProblem]
 
 
 class ErrorJson(BaseModel):
@@ -148,8 +150,8 @@ def _operator_consent(request: Request, source: str) -> Consent:
     )
 
 
-def _confirmations(web: WebContext, pending: list[Subscriber]) -> BackgroundTask | None:
-    if not pending:
+def _confirmations(web: WebContext, due: bool) -> BackgroundTask | None:
+    if not due:
         return None
     return BackgroundTask(subscriptions.send_confirmations, web.settings, web.engine, web.transport)
 
@@ -183,7 +185,7 @@ async def add_subscriber(request: Request) -> Response:
         AddedJson,
         {"outcome": result.outcome, "subscriber": subscriber_json(result.subscriber)},
         status_code=status,
-        background=_confirmations(web, [result.subscriber] if result.needs_confirmation else []),
+        background=_confirmations(web, result.needs_confirmation),
     )
 
 
@@ -229,7 +231,7 @@ async def import_subscribers(request: Request) -> Response:
         )
     except ImportFileError as exc:
         raise HTTPException(400, str(exc)) from None
-    return _json(ImportJson, report.summary(), background=_confirmations(web, report.to_confirm))
+    return _json(ImportJson, report.summary(), background=_confirmations(web, report.pending > 0))
 
 
 async def export_subscribers(request: Request) -> Response:
@@ -307,10 +309,12 @@ OPERATIONS = [
         query_model=ImportQuery,
         body=CSV_IMPORT,
         description=(
-            "A header row with at least `email` (also name, frequency, tags, status). Bad rows are reported by "
-            "line and skipped; unsubscribed or bounced addresses are never resubscribed. `confirmed`: you hold "
-            "these people's consent (else they get a confirmation mail). No body or an empty one imports "
-            "nothing; a file that cannot be read as a whole (no `email` column, not UTF-8) is refused with 400."
+            "A header row with at least `email` (also name, frequency, tags, status and the other columns of the "
+            "export, which restores its list). Bad rows are refused by line and skipped; unsubscribed or bounced "
+            "addresses are never resubscribed. `confirmed`: you hold the consent of the people on rows without a "
+            "status (else they get a confirmation mail). No body or an empty one imports nothing; a file that "
+            "cannot be read as a whole (no `email` column, a column named twice, not UTF-8, a quote never closed) "
+            "is refused with 400 and nothing of it is imported."
         ),
     ),
     Operation(
