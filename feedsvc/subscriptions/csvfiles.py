@@ -14,13 +14,14 @@ import csv
 import io
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
 
 from sqlalchemy import Connection, Engine
 
+from feedsvc.store import deliveries as delivery_store
 from feedsvc.store import subscribers as store
 from feedsvc.store.schema import STATUSES
 from feedsvc.store.subscribers import Subscriber
@@ -29,7 +30,8 @@ from feedsvc.subscriptions.lifecycle import (
     SUPPRESSED,
     AddOutcome,
     Consent,
-    add_within,
+    add_existing,
+    added_row,
     consent_values,
     new_row,
 )
@@ -54,6 +56,7 @@ TIME_COLUMNS = ("created_at", "confirmed_at", "unsubscribed_at", "consent_at")
 # and a subscribe waiting for it retries every few tens of milliseconds.
 BATCH_SECONDS = 0.05
 PAUSE_SECONDS = 0.03
+CHUNK_ROWS = 100  # rows per statement
 
 # A cell a spreadsheet would run as a formula (CSV injection) starts with one of these...
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -237,66 +240,63 @@ def import_csv(
     records `consent` (e.g. operator-import). Addresses already on the list are never resubscribed."""
     rows, refused = read_csv(data)
     report = ImportReport(refused=refused)
-    for done in _in_transactions(engine, rows, lambda connection, row: _write(connection, row, confirmed, consent, report)):
-        if progress:
-            progress(done, len(rows))
-    return report
-
-
-def _in_transactions(engine: Engine, rows: Sequence[ImportRow], write: Callable[[Connection, ImportRow], None]) -> Iterator[int]:
-    """Write the rows in transactions of about BATCH_SECONDS, pausing between them; yield the rows written."""
     done = 0
     while done < len(rows):
+        # One transaction of about BATCH_SECONDS, written a chunk at a time, then a pause.
         started = time.monotonic()
         with engine.begin() as connection:
             while done < len(rows) and time.monotonic() - started < BATCH_SECONDS:
-                write(connection, rows[done])
-                done += 1
-        yield done
+                chunk = rows[done : done + CHUNK_ROWS]
+                _write(connection, chunk, confirmed, consent, report)
+                done += len(chunk)
+        if progress:
+            progress(done, len(rows))
         if done < len(rows):
             time.sleep(PAUSE_SECONDS)
+    return report
 
 
-def _write(connection: Connection, row: ImportRow, confirmed: bool, consent: Consent, report: ImportReport) -> None:
-    if row.status in SUPPRESSED:
-        _write_suppression(connection, row, consent, report)
-        return
-    result = add_within(
-        connection,
-        row.request,
-        confirmed=row.status == "active" if row.status else confirmed,
-        consent=row.consent or consent,
-        history=row.history,
-    )
-    if result.outcome is AddOutcome.ADDED:
-        report.imported += 1
-        report.pending += result.needs_confirmation
-    elif result.outcome is AddOutcome.ACTIVATED:
-        report.updated += 1
-    else:
-        report.skipped += 1
+def _write(connection: Connection, chunk: list[ImportRow], confirmed: bool, consent: Consent, report: ImportReport) -> None:
+    values = [_values(row, confirmed, consent) for row in chunk]
+    inserted = store.insert_many_if_absent(connection, values)
+    for row, row_values in zip(chunk, values, strict=True):
+        key = row.request.address.key
+        if key in inserted:
+            report.imported += 1
+            if row_values["status"] == "pending":
+                delivery_store.queue_confirmation(connection, inserted[key], consent.at)
+                report.pending += 1
+            continue
+        existing = store.find(connection, key)
+        assert existing is not None
+        if row.status in SUPPRESSED:
+            if existing.status in SUPPRESSED:
+                report.skipped += 1
+                continue
+            # The other list says this person left: honour it here too.
+            store.change(connection, existing.id, status=row.status, unsubscribed_at=row_values.get("unsubscribed_at"),
+                         status_reason=row_values["status_reason"])
+            report.updated += 1
+            continue
+        result = add_existing(connection, existing, confirmed=row_values["status"] == "active",
+                              consent=row.consent or consent, confirmed_at=row.history.get("confirmed_at"))
+        if result.outcome is AddOutcome.ACTIVATED:
+            report.updated += 1
+        else:
+            report.skipped += 1
 
 
-def _write_suppression(connection: Connection, row: ImportRow, consent: Consent, report: ImportReport) -> None:
-    record = row.consent or consent
-    values = new_row(row.request, row.status, record.at) | {"status_reason": "imported as " + row.status}
+def _values(row: ImportRow, confirmed: bool, consent: Consent) -> dict[str, Any]:
+    """The new row for an import row: its status as the file says, else active with `confirmed`."""
+    if row.status not in SUPPRESSED:
+        activate = row.status == "active" if row.status else confirmed
+        return added_row(row.request, confirmed=activate, consent=row.consent or consent, history=row.history)
+    values = new_row(row.request, row.status, (row.consent or consent).at) | {"status_reason": "imported as " + row.status}
     if row.consent:
-        values |= consent_values(record)
+        values |= consent_values(row.consent)
     if row.status == "unsubscribed":
         values["unsubscribed_at"] = consent.at
-    values |= row.history
-    if store.insert_if_absent(connection, **values):
-        report.imported += 1
-        return
-    existing = store.find(connection, row.request.address.key)
-    assert existing is not None
-    if existing.status in SUPPRESSED:
-        report.skipped += 1
-        return
-    # The other list says this person left: honour it here too.
-    store.change(connection, existing.id, status=row.status, unsubscribed_at=values.get("unsubscribed_at"),
-                 status_reason=values["status_reason"])
-    report.updated += 1
+    return values | row.history
 
 
 def export_row(subscriber: Subscriber) -> dict[str, str]:

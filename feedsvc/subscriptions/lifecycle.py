@@ -166,23 +166,21 @@ def add(engine: Engine, request: SubscriptionRequest, *, confirmed: bool, consen
         return add_within(connection, request, confirmed=confirmed, consent=consent)
 
 
-def add_within(
-    connection: Connection,
-    request: SubscriptionRequest,
-    *,
-    confirmed: bool,
-    consent: Consent,
-    history: Mapping[str, Any] | None = None,
-) -> AddResult:
-    """`add` inside the caller's transaction. `history`: what another list recorded of this address
-    (created_at, confirmed_at, status_reason), kept instead of the values of today."""
-    history = history or {}
-    status = "active" if confirmed else "pending"
-    row = new_row(request, status, consent.at) | consent_values(consent)
+def added_row(
+    request: SubscriptionRequest, *, confirmed: bool, consent: Consent, history: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The row of an address the operator adds. `history`: what another list recorded of it (created_at,
+    confirmed_at, status_reason), kept instead of the values of today."""
+    row = new_row(request, "active" if confirmed else "pending", consent.at) | consent_values(consent)
     if confirmed:
         row["confirmed_at"] = consent.at
-    row.update(history)
-    if store.insert_if_absent(connection, **row):
+    row.update(history or {})
+    return row
+
+
+def add_within(connection: Connection, request: SubscriptionRequest, *, confirmed: bool, consent: Consent) -> AddResult:
+    """`add` inside the caller's transaction."""
+    if store.insert_if_absent(connection, **added_row(request, confirmed=confirmed, consent=consent)):
         subscriber = store.find(connection, request.address.key)
         assert subscriber is not None
         if not confirmed:
@@ -190,11 +188,19 @@ def add_within(
         return AddResult(AddOutcome.ADDED, subscriber)
     existing = store.find(connection, request.address.key)
     assert existing is not None
+    return add_existing(connection, existing, confirmed=confirmed, consent=consent)
+
+
+def add_existing(
+    connection: Connection, existing: Subscriber, *, confirmed: bool, consent: Consent, confirmed_at: datetime | None = None
+) -> AddResult:
+    """The operator adds an address already on the list: a suppression stays, a pending one the operator holds
+    consent for becomes active (confirmed at `confirmed_at`, by default the consent's time)."""
     if existing.status in SUPPRESSED:
         return AddResult(AddOutcome.SUPPRESSED, existing)
     if confirmed and existing.status == "pending":
-        confirmed_at = history.get("confirmed_at") or consent.at
-        store.change(connection, existing.id, status="active", confirmed_at=confirmed_at, **consent_values(consent))
+        store.change(connection, existing.id, status="active", confirmed_at=confirmed_at or consent.at,
+                     **consent_values(consent))
         activated = store.get(connection, existing.id)
         assert activated is not None
         return AddResult(AddOutcome.ACTIVATED, activated)
