@@ -34,7 +34,7 @@ def free_port() -> int:
 
 def make_site(root: Path, port: int, database_url: str) -> Path:
     (root / "posts").mkdir()
-    store = f'dir = "subscribers"\ndatabase_url = "{database_url}"\n' if database_url else 'dir = "subscribers"\n'
+    store = f'dir = "subscribers"\nurl = "{database_url}"\n' if database_url else 'dir = "subscribers"\n'
     config = root / "feedsvc.toml"
     config.write_text(
         '[site]\ntitle = "Import bench"\nurl = "https://blog.example.org"\n'
