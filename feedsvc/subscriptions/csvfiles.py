@@ -130,8 +130,15 @@ def decode_csv(data: bytes) -> str:
         ) from None
 
 
-def _records(reader: Any) -> Iterator[tuple[int, list[str]]]:
-    """(line where the record starts, its fields); a broken record refuses the file, naming its line."""
+@dataclass(frozen=True, slots=True)
+class Record:
+    line: int  # where it starts
+    fields: list[str]
+    fault: str = ""  # why it cannot be read (its fields are then empty)
+
+
+def _records(reader: Any) -> Iterator[Record]:
+    """The file's records; one that cannot be read says why, and the reader goes on at the next line."""
     start = 1
     while True:
         try:
@@ -139,9 +146,14 @@ def _records(reader: Any) -> Iterator[tuple[int, list[str]]]:
         except StopIteration:
             return
         except csv.Error as exc:
-            reason = "a quoted field opened on this line is never closed" if "end of data" in str(exc) else str(exc)
-            raise ImportFileError(f"line {start}: {reason}; nothing was imported") from None
-        yield start, fields
+            if "end of data" in str(exc):
+                # The quote swallowed every line after it: none of them can be read as rows.
+                yield Record(start, [], "a quoted field opened on this line is never closed: nothing from this "
+                                        "line to the end of the file was imported")
+                return
+            yield Record(start, [], f"unreadable row: {exc}")
+        else:
+            yield Record(start, fields)
         start = reader.line_num + 1
 
 
@@ -149,8 +161,8 @@ def _columns(header: list[str]) -> dict[str, int]:
     columns: dict[str, int] = {}
     for position, raw in enumerate(header):
         name = raw.strip().lower()
-        if not name:
-            continue
+        if name not in EXPORT_COLUMNS:
+            continue  # not read: a spreadsheet's own columns may be anything
         if name in columns:
             raise ImportFileError(
                 f"line 1: the header row names the column {name!r} twice (columns {columns[name] + 1} and "
@@ -198,14 +210,20 @@ def read_csv(data: bytes) -> tuple[list[ImportRow], list[tuple[int, str]]]:
     other columns of the export), and the refused ones by line (a bad field, an address given twice)."""
     records = _records(csv.reader(io.StringIO(decode_csv(data), newline=""), strict=True))
     first = next(records, None)
-    if first is None or not any(cell.strip() for cell in first[1]):
+    if first is not None and first.fault:
+        raise ImportFileError(f"line 1: the header row cannot be read: {first.fault}")
+    if first is None or not any(cell.strip() for cell in first.fields):
         raise ImportFileError("the file is empty: a header row naming an 'email' column is required")
-    header = first[1]
+    header = first.fields
     columns = _columns(header)
     rows: list[ImportRow] = []
     refused: list[tuple[int, str]] = []
     seen: dict[str, int] = {}
-    for line, fields in records:
+    for record in records:
+        line, fields = record.line, record.fields
+        if record.fault:
+            refused.append((line, record.fault))
+            continue
         if not any(fields):
             continue  # a blank line
         if len(fields) > len(header):

@@ -41,10 +41,13 @@ _CONTROLS = r"\u0000-\u001f\u007f-\u009f\u2028\u2029"
 _NAME_PATTERN = "^[^" + _CONTROLS + "".join(f"\\u{ord(char):04x}" for char in sorted(subscriptions.BIDI_CONTROLS)) + "]*$"
 _SPACE = r"[^\S\r\n]*"  # what str.strip() takes off, short of a line break
 _EMAIL = "[Ee][Mm][Aa][Ii][Ll]"
-_CSV_HEADER = f'({_SPACE}{_EMAIL}{_SPACE}|"{_SPACE}{_EMAIL}{_SPACE}"{_SPACE})'
-# What the import reads as a whole: nothing at all, or a header row with an `email` column (rows are judged
-# one by one, each refusal reported by line).
-CSV_PATTERN = r"^$|^\ufeff?([^\r\n]*,)?" + _CSV_HEADER + r"(,|\r|\n|$)"
+# A header cell as the import's strict CSV reader takes it: unquoted (not starting with a quote), or quoted
+# with its quotes doubled.
+_CSV_CELL = r'([^",\r\n][^,\r\n]*|"([^"]|"")*")?'
+_CSV_HEADER = f'({_SPACE}{_EMAIL}{_SPACE}|"{_SPACE}{_EMAIL}{_SPACE}")'
+# What the import reads as a whole: nothing at all, or a header row that reads as CSV with an `email` column
+# (rows are judged one by one, each refusal reported by line).
+CSV_PATTERN = r"^$|^\ufeff?(" + _CSV_CELL + ",)*" + _CSV_HEADER + "(," + _CSV_CELL + r")*(\r|\n|$)"
 
 # email-validator refuses domains under the special-use names (RFC 6761: test, invalid, onion…).
 _SPECIAL_USE = "|".join(
