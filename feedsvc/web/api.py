@@ -313,8 +313,9 @@ OPERATIONS = [
             "export, which restores its list). Bad rows are refused by line and skipped; unsubscribed or bounced "
             "addresses are never resubscribed. `confirmed`: you hold the consent of the people on rows without a "
             "status (else they get a confirmation mail). No body or an empty one imports nothing; a file that "
-            "cannot be read as a whole (no `email` column, a column named twice, not UTF-8, a quote never closed) "
-            "is refused with 400 and nothing of it is imported."
+            "cannot be read as a whole (no `email` column, a column named twice, a header that is not CSV, not "
+            "UTF-8) is refused with 400 and nothing of it is imported; a quote never closed is refused at its line "
+            "with nothing after it imported."
         ),
     ),
     Operation(
