@@ -105,13 +105,12 @@ class ImportReport:
 
 
 class ImportFileError(ValueError):
-    """The file as a whole cannot be imported (no header, no email column, not UTF-8, a broken quote);
-    nothing of it was written."""
+    """The file as a whole cannot be imported (no header, a header that is not CSV, no email column, a column
+    named twice, not UTF-8); nothing of it was written."""
 
 
 @dataclass(frozen=True, slots=True)
 class ImportRow:
-    line: int
     request: SubscriptionRequest
     status: str  # "" when the file does not say
     consent: Consent | None  # the row's own consent record, when the file has one
@@ -184,7 +183,7 @@ def _time(column: str, raw: str) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _import_row(line: int, row: dict[str, str]) -> ImportRow:
+def _import_row(row: dict[str, str]) -> ImportRow:
     request = subscription_request(row["email"], row.get("name"), row.get("frequency"), row.get("tags"))
     status = row.get("status", "").strip().lower()
     if status and status not in STATUSES:
@@ -202,7 +201,7 @@ def _import_row(line: int, row: dict[str, str]) -> ImportRow:
     history: dict[str, Any] = {column: value for column, value in times.items() if value is not None}
     if row.get("status_reason"):
         history["status_reason"] = row["status_reason"]
-    return ImportRow(line, request, status, consent, history)
+    return ImportRow(request, status, consent, history)
 
 
 def read_csv(data: bytes) -> tuple[list[ImportRow], list[tuple[int, str]]]:
@@ -232,7 +231,7 @@ def read_csv(data: bytes) -> tuple[list[ImportRow], list[tuple[int, str]]]:
         cells = {name: undo_spreadsheet_safe(fields[position]) if position < len(fields) else ""
                  for name, position in columns.items()}
         try:
-            row = _import_row(line, cells)
+            row = _import_row(cells)
         except InvalidInput as exc:
             refused.append((line, str(exc)))
             continue
