@@ -25,7 +25,7 @@ from feedsvc.metrics import MAIL_EVENTS
 from feedsvc.store import mail_events as store
 from feedsvc.store import subscribers as subscriber_store
 from feedsvc.store.mail_events import MailEvent
-from feedsvc.subscribers import InvalidInput, normalise_address
+from feedsvc.subscriptions import InvalidInput, normalise_address
 
 __all__ = ["Kind", "MailEvent", "Outcome", "Report", "apply", "clear", "recent"]
 

@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from feedsvc import subscribers
+from feedsvc import subscriptions
 from feedsvc.store import open_engine
 
-CONSENT = subscribers.Consent(at=datetime(2026, 11, 1, tzinfo=UTC), source="test")
+CONSENT = subscriptions.Consent(at=datetime(2026, 11, 1, tzinfo=UTC), source="test")
 
 
 def run(settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -72,10 +72,10 @@ def test_db_upgrade_then_add_list_remove(settings):
 def test_import_reports_bad_rows_and_keeps_suppressions(settings, tmp_path):
     engine = open_engine(settings.store.database_url)
     try:
-        subscribers.add(
-            engine, subscribers.subscription_request("gone@example.org"), confirmed=True, consent=CONSENT
+        subscriptions.add(
+            engine, subscriptions.subscription_request("gone@example.org"), confirmed=True, consent=CONSENT
         )
-        subscribers.remove(engine, "gone@example.org", CONSENT.at)
+        subscriptions.remove(engine, "gone@example.org", CONSENT.at)
     finally:
         engine.dispose()
     source = tmp_path / "list.csv"
@@ -92,7 +92,7 @@ def test_import_reports_bad_rows_and_keeps_suppressions(settings, tmp_path):
     assert result.returncode == 1
     assert f"{source}:3: email: is not a valid address" in result.stderr
     assert f"{source}:5: frequency: must be one of instant, daily, weekly, monthly\n" in result.stderr
-    assert "imported 2 new (0 pending" in result.stdout and "suppressed (not resubscribed) 1" in result.stdout
+    assert "imported 2 (0 pending" in result.stdout and "skipped 1 (already there or kept as suppressions)" in result.stdout
 
     exported = run(settings, "subscribers", "export")
     assert exported.returncode == 0

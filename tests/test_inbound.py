@@ -16,7 +16,7 @@ import pytest
 from conftest import add_subscribers, free_port, write_post
 from sqlalchemy import func, select
 
-from feedsvc import mail_events, subscribers
+from feedsvc import mail_events, subscriptions
 from feedsvc.digests import run_due
 from feedsvc.inbound import handle
 from feedsvc.inbound.maildir import Source as MaildirSource
@@ -54,7 +54,7 @@ def loop_site(make_settings, store_url, tmp_path):
 
 
 def status_of(engine, subscriber_id: int) -> str:
-    return subscribers.get(engine, subscriber_id).status
+    return subscriptions.get(engine, subscriber_id).status
 
 
 def deliver_to_maildir(maildir: Path, raw: bytes, name: str) -> None:
@@ -167,7 +167,7 @@ def test_policy_hard_soft_complaint_and_resubscription(loop_site):
     assert status_of(engine, soft) == "active"
     assert report(Kind.SOFT_BOUNCE, soft, "s2", START + timedelta(days=2)) is Outcome.RECORDED
     assert status_of(engine, soft) == "bounced"
-    assert "3 soft bounces within 7 days" in subscribers.get(engine, soft).status_reason
+    assert "3 soft bounces within 7 days" in subscriptions.get(engine, soft).status_reason
     # Spread wider than the window: never suppressed.
     for n in range(4):
         report(Kind.SOFT_BOUNCE, slow, f"w{n}", START + timedelta(days=8 * n))
@@ -178,13 +178,13 @@ def test_policy_hard_soft_complaint_and_resubscription(loop_site):
 
     # Back through the form: allowed after a bounce, not after a complaint until the operator clears it.
     def again(address):
-        consent = subscribers.Consent(at=START, source="form")
-        return subscribers.request_subscription(engine, subscribers.subscription_request(address), consent)
+        consent = subscriptions.Consent(at=START, source="form")
+        return subscriptions.request_subscription(engine, subscriptions.subscription_request(address), consent)
 
     assert again("hard@example.com").status == "pending"
     assert again("c@example.com") is None
-    assert subscribers.add(engine, subscribers.subscription_request("c@example.com"), confirmed=True,
-                           consent=subscribers.Consent(at=START, source="import")).outcome.value == "suppressed"
+    assert subscriptions.add(engine, subscriptions.subscription_request("c@example.com"), confirmed=True,
+                           consent=subscriptions.Consent(at=START, source="import")).outcome.value == "suppressed"
     assert mail_events.clear(engine, "c@example.com", START + timedelta(days=40), "clear-1") == "complained"
     assert again("c@example.com").status == "pending"
     kinds = [(e.email, e.kind) for e in mail_events.recent(engine, limit=3)]
@@ -348,7 +348,7 @@ def test_maildir_killed_mid_way_loses_nothing_and_counts_nothing_twice(loop_site
     done = {p.name.split(":2,")[0] for p in (maildir / "cur").iterdir()}
     assert 20 <= len(done) < count, "the kill should land mid-way"
     unsubscribed = {address for address in (f"r{n}@example.com" for n in range(count))
-                    if subscribers.find(engine, address).status == "unsubscribed"}
+                    if subscriptions.find(engine, address).status == "unsubscribed"}
     # Marked processed implies stored (the reverse may not hold: killed between the two).
     assert {f"r{int(name[1:])}@example.com" for name in done} <= unsubscribed
 
@@ -357,7 +357,7 @@ def test_maildir_killed_mid_way_loses_nothing_and_counts_nothing_twice(loop_site
     assert len(list((maildir / "cur").iterdir())) == count and not list((maildir / "new").iterdir())
     with engine.connect() as connection:
         assert connection.execute(select(func.count()).select_from(mail_events_table)).scalar_one() == count
-    assert subscribers.counts(engine)["unsubscribed"] == count
+    assert subscriptions.counts(engine)["unsubscribed"] == count
 
 
 def test_a_message_the_bounce_detectors_choke_on_is_set_aside_not_retried_forever(loop_site):

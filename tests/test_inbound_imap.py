@@ -25,7 +25,7 @@ from conftest import add_subscribers, free_port
 from sqlalchemy import func, select
 from tls_certs import issue, make_ca
 
-from feedsvc import subscribers
+from feedsvc import subscriptions
 from feedsvc.inbound.imap import Source as ImapSource
 from feedsvc.store.engine import open_engine
 from feedsvc.store.schema import mail_events
@@ -179,7 +179,7 @@ def test_imap_bounces_and_complaints_suppress_and_are_moved_once_stored(imap_ser
 
     source = ImapSource(settings, engine, tokens)
     assert source.process_new() == 5
-    statuses = {s: subscribers.get(engine, i).status for s, i in
+    statuses = {s: subscriptions.get(engine, i).status for s, i in
                 [("hard", hard), ("angry", angry), ("leaving", leaving), ("fine", fine)]}
     assert statuses == {"hard": "bounced", "angry": "complained", "leaving": "unsubscribed", "fine": "active"}
     assert (imap_server.count("INBOX"), imap_server.count("Processed")) == (0, 5)
@@ -202,7 +202,7 @@ def test_imap_message_stays_unseen_until_its_effect_is_stored(imap_server, loop_
     assert imap_server.count("INBOX", "UNSEEN") == 1
     # Next time, with the store back, it takes effect and is flagged \Seen (no processed folder set).
     assert ImapSource(settings, engine, tokens).process_new() == 1
-    assert subscribers.get(engine, leaving).status == "unsubscribed"
+    assert subscriptions.get(engine, leaving).status == "unsubscribed"
     assert (imap_server.count("INBOX", "UNSEEN"), imap_server.count("INBOX", "SEEN")) == (0, 1)
     assert ImapSource(settings, engine, tokens).process_new() == 0
 
@@ -248,7 +248,7 @@ def test_imap_fetch_killed_mid_way_loses_nothing_and_counts_nothing_twice(imap_s
     moved = set(senders_in(imap_server, "Done"))
     assert 10 <= len(moved) < count, "the kill should land mid-way"
     # Moved implies stored (the reverse may not hold: killed between the two).
-    assert all(subscribers.find(engine, address).status == "unsubscribed" for address in moved)
+    assert all(subscriptions.find(engine, address).status == "unsubscribed" for address in moved)
 
     finished = subprocess.run(command, check=False, capture_output=True, text=True, timeout=120)
     assert finished.returncode == 0, finished.stderr
@@ -258,4 +258,4 @@ def test_imap_fetch_killed_mid_way_loses_nothing_and_counts_nothing_twice(imap_s
     assert imap_server.count("INBOX") == 0 and set(done) == set(addresses) and len(done) <= count + 1
     with engine.connect() as connection:
         assert connection.execute(select(func.count()).select_from(mail_events)).scalar_one() == count
-    assert subscribers.counts(engine)["unsubscribed"] == count
+    assert subscriptions.counts(engine)["unsubscribed"] == count

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from feedsvc.config import Settings
 from feedsvc.posts.parse import Site, parse_date, read_post
-from feedsvc.subscribers import InvalidInput, normalise_address
+from feedsvc.subscriptions import InvalidInput, normalise_address
 from feedsvc.tokens import InvalidToken, Link, Purpose, Tokens
 from feedsvc.web.api import ListQuery, SubscriberPath
 from feedsvc.web.feed_server import _http_date

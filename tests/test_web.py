@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import text
 
-from feedsvc import feeds, subscribers
+from feedsvc import feeds, subscriptions
 from feedsvc.config import ConfigError, Settings
 from feedsvc.store import rate_limits
 from feedsvc.store.engine import create_store_engine
@@ -59,7 +59,7 @@ class Served:
         return self.settings.store.outbox_dir
 
     def subscriber(self, address: str):
-        return subscribers.find(self.engine, address)
+        return subscriptions.find(self.engine, address)
 
 
 @pytest.fixture
@@ -179,10 +179,10 @@ def test_round_trip_through_a_real_smtp_server_and_one_click_unsubscribe(serve, 
 
 def test_preferences_page_changes_frequency_and_tags(serve):
     served = serve()
-    pending = subscribers.request_subscription(
+    pending = subscriptions.request_subscription(
         served.engine,
-        subscribers.subscription_request("cici@example.org", tags=["go"]),
-        subscribers.Consent(at=datetime.now(UTC), source="test"),
+        subscriptions.subscription_request("cici@example.org", tags=["go"]),
+        subscriptions.Consent(at=datetime.now(UTC), source="test"),
     )
     url = preferences_url(served.settings, served.app.state.web.tokens, pending.id, pending.link_key)
     with served.client() as client:
@@ -208,13 +208,13 @@ def test_preferences_page_changes_frequency_and_tags(serve):
 
 def _make_states(served: Served) -> None:
     now = datetime.now(UTC)
-    consent = subscribers.Consent(at=now, source="test")
+    consent = subscriptions.Consent(at=now, source="test")
     for address in ("pending@example.org", "active@example.org", "left@example.org"):
         # mail=False: these states are the background; only the requests below ask for confirmation mails.
-        subscribers.request_subscription(served.engine, subscribers.subscription_request(address), consent, mail=False)
-    subscribers.confirm(served.engine, served.subscriber("active@example.org").id, now)
-    subscribers.confirm(served.engine, served.subscriber("left@example.org").id, now)
-    subscribers.unsubscribe(served.engine, served.subscriber("left@example.org").id, now)
+        subscriptions.request_subscription(served.engine, subscriptions.subscription_request(address), consent, mail=False)
+    subscriptions.confirm(served.engine, served.subscriber("active@example.org").id, now)
+    subscriptions.confirm(served.engine, served.subscriber("left@example.org").id, now)
+    subscriptions.unsubscribe(served.engine, served.subscriber("left@example.org").id, now)
 
 
 def test_answers_are_identical_whatever_the_address_state(serve):
@@ -263,8 +263,8 @@ def test_rate_limits_per_client_and_per_address(serve):
 def test_forged_expired_and_wrong_purpose_tokens_are_refused(serve):
     served = serve(web={"confirm_token_max_age": 1})
     tokens = served.app.state.web.tokens
-    pending = subscribers.request_subscription(
-        served.engine, subscribers.subscription_request("tok@example.org"), subscribers.Consent(at=datetime.now(UTC), source="t")
+    pending = subscriptions.request_subscription(
+        served.engine, subscriptions.subscription_request("tok@example.org"), subscriptions.Consent(at=datetime.now(UTC), source="t")
     )
     confirm = confirm_url(served.settings, tokens, pending.id, pending.link_key)
     unsubscribe = unsubscribe_url(served.settings, tokens, pending.id, pending.link_key)
@@ -487,8 +487,8 @@ def test_admin_api(serve):
         report = client.post("/api/subscribers/import?confirmed=true", headers=ADMIN | {"content-type": "text/csv"}, content=csv_body)
         assert report.status_code == 200
         assert report.json() == {
-            "added": 1, "activated": 1, "existing": 0, "suppressed": 0,
-            "problems": [{"line": 3, "reason": "email: is not a valid address: An email address must have an @-sign."}],
+            "imported": 1, "pending": 0, "updated": 1, "skipped": 0,
+            "refused": [{"line": 3, "reason": "email: is not a valid address: An email address must have an @-sign."}],
         }
         assert client.post("/api/subscribers/import", headers=ADMIN, content=b"name\nx\n").status_code == 400
 
@@ -597,8 +597,8 @@ def test_an_erased_subscribers_links_never_open_the_next_subscribers_row(serve, 
 
 def test_confirm_links_change_nothing_on_get_or_head(serve):
     served = serve()
-    pending = subscribers.request_subscription(
-        served.engine, subscribers.subscription_request("scan@example.org"), subscribers.Consent(at=datetime.now(UTC), source="t")
+    pending = subscriptions.request_subscription(
+        served.engine, subscriptions.subscription_request("scan@example.org"), subscriptions.Consent(at=datetime.now(UTC), source="t")
     )
     url = confirm_url(served.settings, served.app.state.web.tokens, pending.id, pending.link_key)
     with served.client() as client:
@@ -619,8 +619,8 @@ def test_confirm_links_change_nothing_on_get_or_head(serve):
 
 def test_html_pages_carry_a_content_security_policy_and_token_pages_are_not_stored(serve):
     served = serve()
-    pending = subscribers.request_subscription(
-        served.engine, subscribers.subscription_request("h@example.org"), subscribers.Consent(at=datetime.now(UTC), source="t")
+    pending = subscriptions.request_subscription(
+        served.engine, subscriptions.subscription_request("h@example.org"), subscriptions.Consent(at=datetime.now(UTC), source="t")
     )
     tokens = served.app.state.web.tokens
     pages = [
@@ -740,8 +740,8 @@ def test_expired_rate_limit_windows_are_pruned(serve):
 
 
 def _pending(served: Served, address: str):
-    return subscribers.request_subscription(
-        served.engine, subscribers.subscription_request(address), subscribers.Consent(at=datetime.now(UTC), source="t")
+    return subscriptions.request_subscription(
+        served.engine, subscriptions.subscription_request(address), subscriptions.Consent(at=datetime.now(UTC), source="t")
     )
 
 
@@ -869,7 +869,7 @@ def test_the_api_refuses_what_its_description_refuses_and_takes_what_it_allows(s
         assert count_rows(served) == 0
         for body in (b"", None):
             empty = client.post("/api/subscribers/import", content=body, headers={"content-type": "text/csv"})
-            assert empty.status_code == 200 and empty.json()["added"] == 0
+            assert empty.status_code == 200 and empty.json()["imported"] == 0
         assert client.get("/api/subscribers/import").status_code == 405
 
         spec = client.get("/api/openapi.json").json()

@@ -20,7 +20,7 @@ from conftest import add_subscribers, free_port
 from test_web import confirm_link, wait_for_mail
 from test_web_copies import T0, send_digests, view_in_browser_link
 
-from feedsvc import subscribers
+from feedsvc import subscriptions
 from feedsvc.config import load_settings
 from feedsvc.store import open_engine
 from feedsvc.tokens import Tokens, confirm_url, load_secret, preferences_url, unsubscribe_url
@@ -71,7 +71,7 @@ def site(tmp_path_factory) -> dict[str, str]:
         tokens = Tokens(load_secret(settings.web.secret_key, settings.store.dir), settings.web.confirm_token_max_age)
 
         def link(make, address: str) -> str:
-            subscriber = subscribers.find(engine, address)
+            subscriber = subscriptions.find(engine, address)
             return make(settings, tokens, subscriber.id, subscriber.link_key)
 
         pages = {

@@ -20,7 +20,7 @@ from conftest import EXAMPLE_POSTS, add_subscribers, free_port, write_post
 from test_service import wait_for, write_config
 from test_web import confirm_link, csrf_form, wait_for_mail
 
-from feedsvc import feeds, subscribers
+from feedsvc import feeds, subscriptions
 from feedsvc.digests import run_due
 from feedsvc.fediverse.outbox import publish_to_followers
 from feedsvc.mail.queue import drain
@@ -72,7 +72,7 @@ def test_a_post_page_carries_the_feeds_html_feed_links_open_graph_and_a_working_
         token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
         answer = client.post("/subscribe", data={"csrf_token": token, "email": "reader@example.org", "frequency": "weekly"})
         assert answer.status_code == 200
-        assert subscribers.find(served.engine, "reader@example.org").status == "pending"
+        assert subscriptions.find(served.engine, "reader@example.org").status == "pending"
         assert client.get("/posts/not-yet/").status_code == 404  # a draft
         assert client.get("/posts/nothing-here/").status_code == 404
         # The back link goes to the site, not to feedsvc's root.
@@ -228,7 +228,7 @@ def test_without_the_archive_the_mail_links_the_site_and_no_copies_are_served(se
 # --- after unsubscribing -----------------------------------------------------------------------------------------
 
 
-def _subscribed(served, client, address: str) -> subscribers.Subscriber:
+def _subscribed(served, client, address: str) -> subscriptions.Subscriber:
     token = csrf_form(client)
     client.post("/subscribe", data={"csrf_token": token, "email": address, "frequency": "daily", "tags": ["go"]})
     client.post(confirm_link(wait_for_mail(served.outbox, 1)[0]))

@@ -17,7 +17,7 @@ from feedsvc.inbound.imap import Source as ImapSource
 from feedsvc.inbound.maildir import Source as MaildirSource
 from feedsvc.store import open_engine
 from feedsvc.store.schema import MAIL_EVENT_KINDS
-from feedsvc.subscribers import InvalidInput
+from feedsvc.subscriptions import InvalidInput
 from feedsvc.tokens import tokens_for
 
 bounces_app = typer.Typer(help="Bounces, complaints and mailto unsubscribes reported by mail systems.")

@@ -38,7 +38,7 @@ from feedsvc.mail.transport import transport_from_settings
 from feedsvc.outputs import POSTS, Rebuild, run_outputs
 from feedsvc.posts import Collection
 from feedsvc.store import deliveries, editions, leases, open_engine
-from feedsvc.subscribers import InvalidInput
+from feedsvc.subscriptions import InvalidInput
 
 digest_app = typer.Typer(help="Email digests: preview the next one, send what is due.", no_args_is_help=True)
 app.add_typer(digest_app, name="digest")

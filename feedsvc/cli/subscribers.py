@@ -12,14 +12,15 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
+from rich.progress import Progress
 from sqlalchemy import Engine
 
-from feedsvc import subscribers
+from feedsvc import subscriptions
 from feedsvc.cli.common import EXIT_PROBLEMS, ConfigOption, app, console, errors, settings_or_exit
 from feedsvc.config import Settings
 from feedsvc.mail.transport import transport_from_settings
 from feedsvc.store import open_engine
-from feedsvc.subscribers import AddOutcome, Consent, ImportFileError, InvalidInput, Subscriber
+from feedsvc.subscriptions import AddOutcome, Consent, ImportFileError, InvalidInput
 from feedsvc.vocabulary import DEFAULT_FREQUENCY, FREQUENCIES, STATUSES
 
 subscribers_app = typer.Typer(help="Manage subscribers (add, remove, list, import, export).", no_args_is_help=True)
@@ -49,15 +50,15 @@ def _operator_consent(source: str) -> Consent:
     return Consent(at=datetime.now(UTC), source=source, user_agent="feedsvc cli")
 
 
-def _send_confirmations(settings: Settings, pending: list[Subscriber]) -> int:
-    if not pending:
+def _send_confirmations(settings: Settings, due: bool) -> int:
+    if not due:
         return 0
 
     async def send() -> int:
         transport = transport_from_settings(settings)
         try:
             with _store(settings) as engine:
-                return await subscribers.send_confirmations(settings, engine, transport)
+                return await subscriptions.send_confirmations(settings, engine, transport)
         finally:
             await transport.aclose()
 
@@ -76,11 +77,11 @@ def add(
     """Add an address: pending with a confirmation mail, or active at once with --confirmed."""
     settings = settings_or_exit(config)
     try:
-        request = subscribers.subscription_request(email, name, frequency, tags)
+        request = subscriptions.subscription_request(email, name, frequency, tags)
     except InvalidInput as exc:
         raise _fail(str(exc)) from None
     with _store(settings) as engine:
-        result = subscribers.add(
+        result = subscriptions.add(
             engine, request, confirmed=confirmed, consent=_operator_consent("operator-import" if confirmed else "operator-add")
         )
     subscriber = result.subscriber
@@ -93,7 +94,7 @@ def add(
         console.print(f"{escape(subscriber.email)} is already on the list ({subscriber.status})", highlight=False)
         return
     if result.needs_confirmation:
-        sent = _send_confirmations(settings, [subscriber])
+        sent = _send_confirmations(settings, True)
         note = "confirmation mail sent" if sent else "the confirmation mail is queued for a retry (see the log)"
         console.print(f"added {escape(subscriber.email)} (pending: {note})", highlight=False)
         return
@@ -112,7 +113,7 @@ def remove(
     settings = settings_or_exit(config)
     with _store(settings) as engine:
         try:
-            removed = subscribers.remove(engine, email, datetime.now(UTC), forget=forget)
+            removed = subscriptions.remove(engine, email, datetime.now(UTC), forget=forget)
         except InvalidInput as exc:
             raise _fail(str(exc)) from None
     if removed is None:
@@ -135,7 +136,7 @@ def list_(
     if status is not None and status not in STATUSES:
         raise _fail(f"--status must be one of {', '.join(STATUSES)}")
     with _store(settings) as engine:
-        total, found = subscribers.search(engine, status=status, query=search, limit=limit)
+        total, found = subscriptions.search(engine, status=status, query=search, limit=limit)
     for subscriber in found:
         # Plain print, not rich: the list is for pipes and scripts, and names must not be read as markup.
         print("\t".join([subscriber.email, subscriber.status, subscriber.frequency, ",".join(subscriber.tags), subscriber.name]))
@@ -148,27 +149,32 @@ def import_(
     confirmed: ConfirmedOption = False,
     config: ConfigOption = None,
 ) -> None:
-    """Import a CSV. Bad rows are reported by line and skipped; suppressed addresses are not resubscribed."""
+    """Import a CSV (an export restores its list). Bad rows are reported by line and skipped; suppressed
+    addresses are not resubscribed; running an interrupted import again finishes it."""
     settings = settings_or_exit(config)
     try:
         data = file.read_bytes()
     except OSError as exc:
         raise _fail(f"cannot read {file}: {exc.strerror or exc}") from None
-    with _store(settings) as engine:
+    with _store(settings) as engine, Progress(console=errors, transient=True) as progress:
+        task = progress.add_task("importing", total=None)
         try:
-            report = subscribers.import_csv(engine, data, confirmed=confirmed, consent=_operator_consent("operator-import"))
+            report = subscriptions.import_csv(
+                engine, data, confirmed=confirmed, consent=_operator_consent("operator-import"),
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
         except ImportFileError as exc:
             raise _fail(f"{file}: {exc}") from None
-    sent = _send_confirmations(settings, report.to_confirm)
-    for line, reason in report.problems:
+    sent = _send_confirmations(settings, report.pending > 0)
+    for line, reason in report.refused:
         errors.print(f"{escape(str(file))}:{line}: {escape(reason)}", highlight=False)
     console.print(
-        f"imported {len(report.added)} new ({len(report.to_confirm)} pending, {sent} confirmation mails sent), "
-        f"activated {len(report.activated)}, already there {len(report.existing)}, "
-        f"suppressed (not resubscribed) {len(report.suppressed)}, rows with problems {len(report.problems)}",
+        f"imported {report.imported} ({report.pending} pending, {sent} confirmation mails sent), "
+        f"updated {report.updated}, skipped {report.skipped} (already there or kept as suppressions), "
+        f"refused {len(report.refused)}",
         highlight=False,
     )
-    if report.problems:
+    if report.refused:
         raise typer.Exit(EXIT_PROBLEMS)
 
 
@@ -181,8 +187,8 @@ def export(
     settings = settings_or_exit(config)
     with _store(settings) as engine:
         if out is None:
-            count = subscribers.export_csv(engine, sys.stdout)
+            count = subscriptions.export_csv(engine, sys.stdout)
         else:
             with out.open("w", encoding="utf-8", newline="") as handle:
-                count = subscribers.export_csv(engine, handle)
+                count = subscriptions.export_csv(engine, handle)
     errors.print(f"exported {count} subscribers" + (f" to {out}" if out else ""), highlight=False)

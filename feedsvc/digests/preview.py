@@ -17,7 +17,7 @@ from feedsvc.posts import Post, Scan
 from feedsvc.store import announcements, editions
 from feedsvc.store.announcements import Announcement
 from feedsvc.store.editions import Recipient
-from feedsvc.subscribers import find
+from feedsvc.subscriptions import find
 from feedsvc.tokens import preferences_url, tokens_for, unsubscribe_url
 
 # Without news, the preview shows this many of the newest posts, so the templates can still be checked.

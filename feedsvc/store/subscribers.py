@@ -1,5 +1,5 @@
 """Subscriber rows: reading, writing and searching them. The rules (who may become what) live in
-`feedsvc.subscribers`; this module only runs the statements."""
+`feedsvc.subscriptions`; this module only runs the statements."""
 
 from __future__ import annotations
 
@@ -63,6 +63,21 @@ def insert_if_absent(connection: Connection, **values: Any) -> bool:
     )
     # RETURNING, not rowcount: drivers disagree on rowcount for ON CONFLICT DO NOTHING.
     return connection.execute(statement).scalar_one_or_none() is not None
+
+
+def insert_many_if_absent(connection: Connection, rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Insert these subscribers in one statement, but none whose email_key exists (also against a concurrent
+    insert). Returns the ids of those inserted, by email_key."""
+    if not rows:
+        return {}
+    statement = insert_ignoring_conflicts(connection, subscribers, ["email_key"]).returning(
+        subscribers.c.email_key, subscribers.c.id
+    )
+    # One statement for many rows takes its columns from the first: every row gets every column given.
+    columns = dict.fromkeys(key for row in rows for key in row)
+    parameters = [{column: row.get(column) for column in columns} | {"tags": list(row.get("tags", ()))} for row in rows]
+    inserted = connection.execute(statement, parameters)
+    return {email_key: subscriber_id for email_key, subscriber_id in inserted}
 
 
 def change(connection: Connection, subscriber_id: int, **values: Any) -> None:

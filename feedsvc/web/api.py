@@ -22,8 +22,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from feedsvc import __version__, subscribers
-from feedsvc.subscribers import AddOutcome, Consent, ImportFileError, ImportReport, Subscriber
+from feedsvc import __version__, subscriptions
+from feedsvc.subscriptions import AddOutcome, Consent, ImportFileError, ImportReport, Subscriber
 from feedsvc.vocabulary import STATUSES
 from feedsvc.web import forms
 from feedsvc.web.context import Handler, WebContext, route, web_context
@@ -117,11 +117,13 @@ class ImportProblem(BaseModel):
 
 
 class ImportJson(BaseModel):
-    added: int
-    activated: int
-    existing: int
-    suppressed: int
-    problems: list[ImportProblem]
+    """`ImportReport.summary()`."""
+
+    imported: int
+    pending: int
+    updated: int
+    skipped: int
+    refused: list[ImportProblem]
 
 
 class ErrorJson(BaseModel):
@@ -148,10 +150,10 @@ def _operator_consent(request: Request, source: str) -> Consent:
     )
 
 
-def _confirmations(web: WebContext, pending: list[Subscriber]) -> BackgroundTask | None:
-    if not pending:
+def _confirmations(web: WebContext, due: bool) -> BackgroundTask | None:
+    if not due:
         return None
-    return BackgroundTask(subscribers.send_confirmations, web.settings, web.engine, web.transport)
+    return BackgroundTask(subscriptions.send_confirmations, web.settings, web.engine, web.transport)
 
 
 # --- the endpoints ---------------------------------------------------------------------------------------------
@@ -161,7 +163,7 @@ async def list_subscribers(request: Request) -> Response:
     web = web_context(request)
     params = forms.query(ListQuery, request)
     total, items = await run_in_threadpool(
-        lambda: subscribers.search(
+        lambda: subscriptions.search(
             web.engine, status=params.status, query=params.q or None, limit=params.limit, offset=params.offset
         )
     )
@@ -176,20 +178,20 @@ async def add_subscriber(request: Request) -> Response:
     added = forms.validated(AdminSubscription, fields)
     consent = _operator_consent(request, "operator-api")
     result = await run_in_threadpool(
-        lambda: subscribers.add(web.engine, added.request(), confirmed=added.confirmed, consent=consent)
+        lambda: subscriptions.add(web.engine, added.request(), confirmed=added.confirmed, consent=consent)
     )
     status = {AddOutcome.ADDED: 201, AddOutcome.SUPPRESSED: 409}.get(result.outcome, 200)
     return _json(
         AddedJson,
         {"outcome": result.outcome, "subscriber": subscriber_json(result.subscriber)},
         status_code=status,
-        background=_confirmations(web, [result.subscriber] if result.needs_confirmation else []),
+        background=_confirmations(web, result.needs_confirmation),
     )
 
 
 async def _subscriber_or_404(request: Request) -> Subscriber:
     subscriber_id = forms.path(SubscriberPath, request).id
-    subscriber = await run_in_threadpool(subscribers.get, web_context(request).engine, subscriber_id)
+    subscriber = await run_in_threadpool(subscriptions.get, web_context(request).engine, subscriber_id)
     if subscriber is None:
         raise HTTPException(404, "no such subscriber")
     return subscriber
@@ -204,7 +206,7 @@ async def remove_subscriber(request: Request) -> Response:
     forget = forms.query(RemoveQuery, request).forget
     subscriber = await _subscriber_or_404(request)
     removed = await run_in_threadpool(
-        lambda: subscribers.remove(web.engine, subscriber.email, datetime.now(UTC), forget=forget)
+        lambda: subscriptions.remove(web.engine, subscriber.email, datetime.now(UTC), forget=forget)
     )
     if removed is None:
         raise HTTPException(404, "no such subscriber")
@@ -213,7 +215,7 @@ async def remove_subscriber(request: Request) -> Response:
 
 async def counts(request: Request) -> Response:
     web = web_context(request)
-    return _json(CountsJson, await run_in_threadpool(subscribers.counts, web.engine))
+    return _json(CountsJson, await run_in_threadpool(subscriptions.counts, web.engine))
 
 
 async def import_subscribers(request: Request) -> Response:
@@ -225,17 +227,17 @@ async def import_subscribers(request: Request) -> Response:
     consent = _operator_consent(request, "operator-import")
     try:
         report = await run_in_threadpool(
-            lambda: subscribers.import_csv(web.engine, data, confirmed=confirmed, consent=consent)
+            lambda: subscriptions.import_csv(web.engine, data, confirmed=confirmed, consent=consent)
         )
     except ImportFileError as exc:
         raise HTTPException(400, str(exc)) from None
-    return _json(ImportJson, report.summary(), background=_confirmations(web, report.to_confirm))
+    return _json(ImportJson, report.summary(), background=_confirmations(web, report.pending > 0))
 
 
 async def export_subscribers(request: Request) -> Response:
     web = web_context(request)
     buffer = io.StringIO()
-    await run_in_threadpool(subscribers.export_csv, web.engine, buffer)
+    await run_in_threadpool(subscriptions.export_csv, web.engine, buffer)
     return Response(
         buffer.getvalue(),
         media_type="text/csv; charset=utf-8",
@@ -307,10 +309,13 @@ OPERATIONS = [
         query_model=ImportQuery,
         body=CSV_IMPORT,
         description=(
-            "A header row with at least `email` (also name, frequency, tags, status). Bad rows are reported by "
-            "line and skipped; unsubscribed or bounced addresses are never resubscribed. `confirmed`: you hold "
-            "these people's consent (else they get a confirmation mail). No body or an empty one imports "
-            "nothing; a file that cannot be read as a whole (no `email` column, not UTF-8) is refused with 400."
+            "A header row with at least `email` (also name, frequency, tags, status and the other columns of the "
+            "export, which restores its list). Bad rows are refused by line and skipped; unsubscribed or bounced "
+            "addresses are never resubscribed. `confirmed`: you hold the consent of the people on rows without a "
+            "status (else they get a confirmation mail). No body or an empty one imports nothing; a file that "
+            "cannot be read as a whole (no `email` column, a column named twice, a header that is not CSV, not "
+            "UTF-8) is refused with 400 and nothing of it is imported; a quote never closed is refused at its line "
+            "with nothing after it imported."
         ),
     ),
     Operation(

@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from feedsvc import mail_events, subscribers
+from feedsvc import mail_events, subscriptions
 from feedsvc.config import Settings
 from feedsvc.fediverse import web as fediverse_web
 from feedsvc.mail.render import environment
@@ -149,7 +149,7 @@ async def metrics(request: Request) -> Response:
     web = web_context(request)
     web.operator_only.require(request)
     try:
-        counts = await run_in_threadpool(subscribers.counts, web.engine)
+        counts = await run_in_threadpool(subscriptions.counts, web.engine)
         events = await run_in_threadpool(mail_events.counts, web.engine)
         followers = await run_in_threadpool(fediverse_web.follower_count, request) if request.app.state.fediverse else None
     except Exception:

@@ -25,8 +25,8 @@ from python_multipart.multipart import FormParser, parse_options_header
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from feedsvc import subscribers
-from feedsvc.subscribers import Address, InvalidInput
+from feedsvc import subscriptions
+from feedsvc.subscriptions import Address, InvalidInput
 from feedsvc.vocabulary import FREQUENCIES, STATUSES
 
 MAX_FIELDS = 100
@@ -38,13 +38,16 @@ _DIGITS = re.compile(r"[0-9]{1,20}")  # ASCII only: not '²', '①' or Arabic-In
 # For the API description, the characters refused in text fields as a regular expression class: control
 # characters (Unicode category Cc), line and paragraph separators, and for names the bidirectional controls.
 _CONTROLS = r"\u0000-\u001f\u007f-\u009f\u2028\u2029"
-_NAME_PATTERN = "^[^" + _CONTROLS + "".join(f"\\u{ord(char):04x}" for char in sorted(subscribers.BIDI_CONTROLS)) + "]*$"
+_NAME_PATTERN = "^[^" + _CONTROLS + "".join(f"\\u{ord(char):04x}" for char in sorted(subscriptions.BIDI_CONTROLS)) + "]*$"
 _SPACE = r"[^\S\r\n]*"  # what str.strip() takes off, short of a line break
 _EMAIL = "[Ee][Mm][Aa][Ii][Ll]"
-_CSV_HEADER = f'({_SPACE}{_EMAIL}{_SPACE}|"{_SPACE}{_EMAIL}{_SPACE}"{_SPACE})'
-# What the import reads as a whole: nothing at all, or a header row with an `email` column (rows are judged
-# one by one, each refusal reported by line).
-CSV_PATTERN = r"^$|^\ufeff?([^\r\n]*,)?" + _CSV_HEADER + r"(,|\r|\n|$)"
+# A header cell as the import's strict CSV reader takes it: unquoted (not starting with a quote), or quoted
+# with its quotes doubled.
+_CSV_CELL = r'([^",\r\n][^,\r\n]*|"([^"]|"")*")?'
+_CSV_HEADER = f'({_SPACE}{_EMAIL}{_SPACE}|"{_SPACE}{_EMAIL}{_SPACE}")'
+# What the import reads as a whole: nothing at all, or a header row that reads as CSV with an `email` column
+# (rows are judged one by one, each refusal reported by line).
+CSV_PATTERN = r"^$|^\ufeff?(" + _CSV_CELL + ",)*" + _CSV_HEADER + "(," + _CSV_CELL + r")*(\r|\n|$)"
 
 # email-validator refuses domains under the special-use names (RFC 6761: test, invalid, onion…).
 _SPECIAL_USE = "|".join(
@@ -260,11 +263,11 @@ def _text(raw: object) -> str:
 
 
 def _address(raw: object) -> Address:
-    return subscribers.normalise_address(_text(raw))
+    return subscriptions.normalise_address(_text(raw))
 
 
 def _name(raw: object) -> str:
-    return subscribers.clean_name(_text(raw))
+    return subscriptions.clean_name(_text(raw))
 
 
 def _frequency(raw: object) -> str:
@@ -282,12 +285,12 @@ def _status(raw: object) -> str:
 def _tags(raw: object) -> tuple[str, ...]:
     if not isinstance(raw, list):
         raise TypeError("must be a list of tags")
-    if len(raw) > subscribers.MAX_TAGS:
-        raise ValueError(f"at most {subscribers.MAX_TAGS} tags")
+    if len(raw) > subscriptions.MAX_TAGS:
+        raise ValueError(f"at most {subscriptions.MAX_TAGS} tags")
     for item in raw:
         if not isinstance(item, str) or not _TAG.fullmatch(unicodedata.normalize("NFC", item)):
             raise ValueError(f"{str(item)[:70]!r} is not a tag (letters, digits and dashes, up to 64)")
-    return subscribers.parse_tags([unicodedata.normalize("NFC", item) for item in raw])
+    return subscriptions.parse_tags([unicodedata.normalize("NFC", item) for item in raw])
 
 
 def _search_text(raw: object) -> str:
@@ -329,13 +332,13 @@ EmailAddress = Annotated[
     Address,
     _rule(_address),
     WithJsonSchema(
-        {"type": "string", "format": "email", "maxLength": subscribers.MAX_ADDRESS_LENGTH, "pattern": _ADDRESS_PATTERN}
+        {"type": "string", "format": "email", "maxLength": subscriptions.MAX_ADDRESS_LENGTH, "pattern": _ADDRESS_PATTERN}
     ),
 ]
 Name = Annotated[
     str,
     _rule(_name),
-    WithJsonSchema({"type": "string", "maxLength": subscribers.MAX_NAME_LENGTH, "pattern": _NAME_PATTERN}),
+    WithJsonSchema({"type": "string", "maxLength": subscriptions.MAX_NAME_LENGTH, "pattern": _NAME_PATTERN}),
 ]
 Frequency = Annotated[str, _rule(_frequency), WithJsonSchema({"type": "string", "enum": list(FREQUENCIES)})]
 Status = Annotated[str, _rule(_status), WithJsonSchema({"type": "string", "enum": list(STATUSES)})]
@@ -346,7 +349,7 @@ Tags = Annotated[
         {
             "type": "array",
             "items": {"type": "string", "pattern": TAG_PATTERN},
-            "maxItems": subscribers.MAX_TAGS,
+            "maxItems": subscriptions.MAX_TAGS,
         }
     ),
 ]

@@ -12,11 +12,11 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from feedsvc import subscribers, tokens
+from feedsvc import subscriptions, tokens
 from feedsvc.feeds.formats import BY_FILE_NAME
 from feedsvc.metrics import CONFIRMATION_MAILS
 from feedsvc.store import rate_limits
-from feedsvc.subscribers import Consent, Subscriber, SubscriptionRequest
+from feedsvc.subscriptions import Consent, Subscriber, SubscriptionRequest
 from feedsvc.tokens import ExpiredToken, InvalidToken, Link, Purpose
 from feedsvc.vocabulary import DEFAULT_FREQUENCY, FREQUENCIES
 from feedsvc.web import forms
@@ -80,7 +80,7 @@ def _link_gone(web: WebContext) -> HTTPException:
 async def _linked_subscriber(web: WebContext, link: Link) -> Subscriber | None:
     """The row the link was made for; None once that row is gone (ids are never reused, so a row found here
     and acted on by id afterwards is still the same subscriber)."""
-    subscriber = await run_in_threadpool(subscribers.get, web.engine, link.subscriber_id)
+    subscriber = await run_in_threadpool(subscriptions.get, web.engine, link.subscriber_id)
     return subscriber if link.opens(subscriber) else None
 
 
@@ -149,7 +149,7 @@ def _record_subscription(web: WebContext, request: SubscriptionRequest, consent:
     """Store the request; the subscriber to mail a confirmation to, or None. Every address state does the
     same store work (a rate-limit hit and a lookup) so timing tells as little as the answer."""
     per_address = _count_hit(web, f"subscribe:address:{request.address.key}", web.settings.web.subscribe_rate_per_address)
-    pending = subscribers.request_subscription(web.engine, request, consent, mail=per_address.allowed)
+    pending = subscriptions.request_subscription(web.engine, request, consent, mail=per_address.allowed)
     if pending is not None and not per_address.allowed:
         CONFIRMATION_MAILS.labels("rate_limited").inc()
         return None
@@ -177,7 +177,7 @@ async def subscribe(request: Request) -> Response:
     pending = await run_in_threadpool(_record_subscription, web, subscription, consent)
     # The mail goes out after the answer: the answer's timing does not depend on whether one is sent.
     background = (
-        BackgroundTask(subscribers.send_confirmations, web.settings, web.engine, web.transport)
+        BackgroundTask(subscriptions.send_confirmations, web.settings, web.engine, web.transport)
         if pending is not None
         else None
     )
@@ -207,12 +207,12 @@ async def confirm(request: Request) -> Response:
     """The page's button. As for unsubscribing, the token in the URL is the proof: no CSRF token is asked for."""
     web = web_context(request)
     now = _now()
-    subscriber = await _change_linked(web, _link(web, Purpose.CONFIRM, request), subscribers.confirm, now)
+    subscriber = await _change_linked(web, _link(web, Purpose.CONFIRM, request), subscriptions.confirm, now)
     if subscriber is None:
         raise _link_gone(web)
     response = _confirmed_page(web, subscriber)
     if web.settings.mail.welcome and subscriber.confirmed_at == now:  # confirmed just now, not a second click
-        response.background = BackgroundTask(subscribers.send_welcome, web.settings, web.tokens, web.transport, subscriber)
+        response.background = BackgroundTask(subscriptions.send_welcome, web.settings, web.tokens, web.transport, subscriber)
     return response
 
 
@@ -251,7 +251,7 @@ async def unsubscribe(request: Request) -> Response:
     if request.headers.get("content-type"):
         fields, _ = await forms.body_fields(request)
         one_click = forms.form_or_json(OneClickFields, fields).one_click == "One-Click"
-    subscriber = await _change_linked(web, link, subscribers.unsubscribe, _now())
+    subscriber = await _change_linked(web, link, subscriptions.unsubscribe, _now())
     if one_click:
         # An erased subscriber is as unsubscribed as can be: the mail client gets its 200 either way.
         return PlainTextResponse("unsubscribed\n")
@@ -269,7 +269,7 @@ async def preferences(request: Request) -> Response:
         if not as_json and not web.csrf.valid(request, forms.form_value(fields, CSRF_FIELD)):
             raise HTTPException(403, web.translate("form_expired"))
         chosen = forms.form_or_json(PreferencesFields, fields)
-        subscriber = await _change_linked(web, link, subscribers.update_preferences, chosen.frequency, chosen.tags)
+        subscriber = await _change_linked(web, link, subscriptions.update_preferences, chosen.frequency, chosen.tags)
         saved = True
     else:
         subscriber = await _linked_subscriber(web, link)
