@@ -222,3 +222,46 @@ mail_events = Table(
     Index(None, "subscriber_id", "kind", "created_at"),
     Index(None, "created_at"),
 )
+
+# --- the dashboard (/admin/) ---------------------------------------------------------------------------------
+
+# People who may sign in to the dashboard; `feedsvc admin password` creates or updates one.
+admin_users = Table(
+    "admin_users",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("username", String(64), nullable=False, unique=True),
+    # argon2id, in its PHC string form (parameters and salt included).
+    Column("password_hash", String(255), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("password_changed_at", UtcDateTime, nullable=False),
+)
+
+# Signed-in browsers. `id` is the SHA-256 of the cookie's value: a copy of the store opens no session.
+admin_sessions = Table(
+    "admin_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("user_id", Id, ForeignKey("admin_users.id", ondelete="CASCADE"), nullable=False),
+    # The session's CSRF token, sent back in every form.
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("ip", String(64), nullable=False, default=""),
+    Column("user_agent", String(512), nullable=False, default=""),
+    Index(None, "expires_at"),
+)
+
+# Every admin action: who, when, what, from where. No foreign key: the log outlives users and subscribers.
+admin_audit = Table(
+    "admin_audit",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("username", String(64), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(400), nullable=False, default=""),
+    Column("detail", Text, nullable=False, default=""),
+    Column("ip", String(64), nullable=False, default=""),
+)

@@ -30,6 +30,7 @@ from feedsvc.metrics import CONTENT_TYPE, HTTP_REQUESTS, exposition
 from feedsvc.store.engine import open_engine, ping
 from feedsvc.store.engine import unavailable as store_unavailable
 from feedsvc.tokens import Tokens, load_secret
+from feedsvc.web.admin import admin_routes
 from feedsvc.web.api import IMPORT_PATH, api_routes
 from feedsvc.web.context import WebContext, web_context
 from feedsvc.web.feeds import FeedFiles, FeedsMiddleware
@@ -181,6 +182,7 @@ def create_app(settings: Settings, engine: Engine | None = None, transport: Tran
             *page_routes,
             *api_routes(settings.web.admin_token),
             *hook_routes,
+            *admin_routes(),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
         ],
