@@ -499,13 +499,18 @@ def _spreadsheet_safe(value: str) -> str:
 
 def export_csv(engine: Engine, out: IO[str]) -> int:
     """Write every subscriber (suppressions included: they must follow the list) as CSV; return the count."""
+    with engine.connect() as connection:
+        return write_csv(store.every(connection), out)
+
+
+def write_csv(rows: Iterable[Subscriber], out: IO[str]) -> int:
+    """Write these subscribers as CSV (the columns `import_csv` reads); return the count."""
     writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS, lineterminator="\r\n")
     writer.writeheader()
     written = 0
-    with engine.connect() as connection:
-        for subscriber in store.every(connection):
-            writer.writerow({name: _spreadsheet_safe(value) for name, value in export_row(subscriber).items()})
-            written += 1
+    for subscriber in rows:
+        writer.writerow({name: _spreadsheet_safe(value) for name, value in export_row(subscriber).items()})
+        written += 1
     return written
 
 

@@ -5,6 +5,8 @@ every page and action, both store backends."""
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import re
 import statistics
 import subprocess
@@ -323,6 +325,12 @@ def test_subscriber_search_filters_and_keyset_pages(serve, store_url):
                 assert seen == sorted(seen)
         weekly = client.get("/admin/subscribers?frequency=weekly").text
         assert "weekly@other.org" in weekly and "reader000" not in weekly
+        exported = client.get("/admin/subscribers.csv?q=reader&sort=email")
+        assert exported.headers["content-type"].startswith("text/csv")
+        rows = list(csv.DictReader(io.StringIO(exported.text)))
+        assert [row["email"] for row in rows] == [f"reader{i:03}@example.org" for i in range(120)]
+        assert "1 rows; filter frequency=weekly" in (client.get("/admin/subscribers.csv?frequency=weekly") and
+                                                     client.get("/admin/audit").text)
         assert client.get("/admin/subscribers?status=nonsense").status_code == 400
         assert client.get("/admin/subscribers?since=yesterday").status_code == 400
 

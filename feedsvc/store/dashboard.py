@@ -6,7 +6,7 @@ A page is asked for "after" the last row shown, by the sort key and the id, in o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -215,6 +215,14 @@ def subscribers_page(
         order.append(c.id.asc())
     statement = statement.order_by(*order).limit(limit)
     return [Subscriber.from_row(row) for row in connection.execute(statement)]
+
+
+def every_matching(connection: Connection, chosen: SubscriberFilter, batch: int = 1000) -> Iterator[Subscriber]:
+    """Every subscriber the filter matches, in its order, read a page at a time (an export of a large list)."""
+    after = None
+    while rows := subscribers_page(connection, chosen, after=after, limit=batch):
+        yield from rows
+        after = After(rows[-1].id, rows[-1].email_key)
 
 
 @dataclass(frozen=True, slots=True)
