@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from conftest import add_subscribers
+from conftest import add_subscribers, write_post
 from sqlalchemy import text, update
 from starlette.routing import Route
 from test_web import ADMIN, Served, serve  # noqa: F401  (the real-server fixture)
@@ -395,3 +395,18 @@ def test_edition_page_retries_failed_and_cancels_queued(serve, store_url):
                           "r3@example.org": "failed"}
         copy = client.get(f"{path}/copy")
         assert copy.text == "<p>Hello</p>" and "sandbox" in copy.headers["content-security-policy"]
+
+
+def test_posts_page_shows_published_scheduled_drafts_and_problems(serve):
+    served = serve()
+    folder = served.settings.posts.dir
+    write_post(folder, "old.md", title="Out already", date=NOW - timedelta(days=1))
+    write_post(folder, "later.md", title="Coming soon", date=NOW + timedelta(days=2))
+    write_post(folder, "wip.md", title="Half written", date=NOW - timedelta(days=1), draft=True)
+    (folder / "broken.md").write_text("---\ntitle: [unclosed\n---\nbody\n", encoding="utf-8")
+    with signed_in(served) as client:
+        page = client.get("/admin/posts").text
+    published, scheduled, drafts = (page.index(heading) for heading in ("Published (1)", "Scheduled (1)", "Drafts (1)"))
+    assert page.index("Coming soon") > scheduled and page.index("Half written") > drafts
+    assert page.index("Out already") > published
+    assert re.search(r"<strong>error</strong> [^<]*broken\.md:\d+", page)

@@ -8,6 +8,8 @@ would bypass the CSRF defence), nor does being on a trusted network.
 from __future__ import annotations
 
 import hmac
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,6 +31,7 @@ from feedsvc.web.security import CSRF_FIELD, client_key
 SESSION_COOKIE = "feedsvc_admin"
 PREFIX = "/admin"
 READS = ("GET", "HEAD")
+CACHE_SECONDS = 60
 T = TypeVar("T")
 
 
@@ -42,6 +45,25 @@ def client_ip(request: Request) -> str:
 
 def sign_in_url(next_path: str = "") -> str:
     return f"{PREFIX}/login" + (f"?next={quote(next_path, safe='/')}" if next_path else "")
+
+
+class MinuteCache:
+    """Values that cost a scan (whole-list counts, the posts folder), kept per key for CACHE_SECONDS in this
+    process; the pages say how old they are."""
+
+    def __init__(self) -> None:
+        self._entries: dict[object, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: object, compute: Callable[[], T]) -> T:
+        """Runs in a worker thread: one computation at a time, the others wait for its result."""
+        with self._lock:
+            cached = self._entries.get(key)
+            if cached and time.monotonic() - cached[0] < CACHE_SECONDS:
+                return cached[1]
+            value = compute()
+            self._entries[key] = (time.monotonic(), value)
+            return value
 
 
 @dataclass

@@ -6,9 +6,7 @@ they are); the editions' progress is read on every view.
 
 from __future__ import annotations
 
-import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import Engine
@@ -18,9 +16,8 @@ from starlette.routing import Route
 from feedsvc.store import dashboard
 from feedsvc.store.editions import delivery_states
 from feedsvc.store.schema import FREQUENCIES, STATUSES
-from feedsvc.web.admin.common import PREFIX, Admin, admin_page, now
+from feedsvc.web.admin.common import CACHE_SECONDS, PREFIX, Admin, MinuteCache, admin_page, now
 
-CACHE_SECONDS = 60
 GROWTH_RANGES = (30, 90, 365)
 RECENT_EDITIONS = 10
 RATE_WINDOW = timedelta(minutes=5)
@@ -37,30 +34,17 @@ class Counts:
     computed_at: datetime
 
 
-@dataclass
-class CountsCache:
-    """The last counts per store, for up to CACHE_SECONDS."""
-
-    entries: dict[int, tuple[float, Counts]] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def get(self, engine: Engine) -> Counts:
-        with self.lock:
-            cached = self.entries.get(id(engine))
-            if cached and time.monotonic() - cached[0] < CACHE_SECONDS:
-                return cached[1]
-            moment = now()
-            with engine.connect() as connection:
-                counts = Counts(
-                    dashboard.counts_by_status_and_frequency(connection),
-                    dashboard.growth(connection, moment - timedelta(days=max(GROWTH_RANGES))),
-                    moment,
-                )
-            self.entries[id(engine)] = (time.monotonic(), counts)
-            return counts
+def _counts(engine: Engine) -> Counts:
+    moment = now()
+    with engine.connect() as connection:
+        return Counts(
+            dashboard.counts_by_status_and_frequency(connection),
+            dashboard.growth(connection, moment - timedelta(days=max(GROWTH_RANGES))),
+            moment,
+        )
 
 
-_cache = CountsCache()
+_cache = MinuteCache()
 
 
 def _percent(part: int, whole: int) -> str:
@@ -107,7 +91,7 @@ def chart_path(points: list[GrowthPoint]) -> tuple[str, int, int]:
 @admin_page
 async def overview(admin: Admin) -> Response:
     engine = admin.web.engine
-    counts = await admin.run(_cache.get, engine)
+    counts = await admin.run(_cache.get, id(engine), lambda: _counts(engine))
     days = int(admin.field("days", "30")) if admin.field("days", "30") in {str(d) for d in GROWTH_RANGES} else 30
     total = sum(counts.by_status_and_frequency.values())
     statuses = [
