@@ -265,3 +265,26 @@ admin_audit = Table(
     Column("detail", Text, nullable=False, default=""),
     Column("ip", String(64), nullable=False, default=""),
 )
+
+# Feed readers, aggregated as the feeds are served (never a row per request). Hosted readers (Feedly,
+# Inoreader, ...) fetch once for all their users and say how many in their User-Agent: the latest count per
+# day, feed, reader and the reader's own feed id.
+feed_reader_counts = Table(
+    "feed_reader_counts",
+    metadata,
+    Column("day", String(10), primary_key=True),  # YYYY-MM-DD, UTC
+    Column("feed", String(300), primary_key=True),  # the path served, e.g. /rss.xml
+    Column("reader", String(64), primary_key=True),
+    Column("reader_feed_id", String(128), primary_key=True),  # "" when the reader names none
+    Column("subscribers", Integer, nullable=False),
+    Column("seen_at", UtcDateTime, nullable=False),
+)
+
+# Every other client that fetched a feed on a day, once: a keyed hash of its address and User-Agent.
+feed_fetchers = Table(
+    "feed_fetchers",
+    metadata,
+    Column("day", String(10), primary_key=True),
+    Column("feed", String(300), primary_key=True),
+    Column("client", String(32), primary_key=True),
+)

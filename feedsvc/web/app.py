@@ -30,7 +30,7 @@ from feedsvc.metrics import CONTENT_TYPE, HTTP_REQUESTS, exposition
 from feedsvc.store.engine import open_engine, ping
 from feedsvc.store.engine import unavailable as store_unavailable
 from feedsvc.tokens import Tokens, load_secret
-from feedsvc.web.admin import admin_routes
+from feedsvc.web.admin import admin_routes, feed_request_observer
 from feedsvc.web.api import IMPORT_PATH, api_routes
 from feedsvc.web.context import WebContext, web_context
 from feedsvc.web.feeds import FeedFiles, FeedsMiddleware
@@ -188,7 +188,7 @@ def create_app(settings: Settings, engine: Engine | None = None, transport: Tran
         ],
         middleware=[
             # Feeds first: the hot path skips everything after it.
-            Middleware(FeedsMiddleware, files=web.feeds),
+            Middleware(FeedsMiddleware, files=web.feeds, observe=feed_request_observer(engine, secret)),
             Middleware(RequestMetrics),
             Middleware(
                 BodyLimit, max_bytes=settings.web.max_body_bytes, overrides={IMPORT_PATH: settings.web.max_import_bytes}

@@ -1,4 +1,4 @@
-"""the dashboard: admin users, their sessions and the audit log
+"""the dashboard: admin users, their sessions, the audit log, feed-reader counts
 
 Revision ID: 0005_dashboard
 Revises: 0004_queue_hardening
@@ -56,9 +56,28 @@ def upgrade() -> None:
         sa.Column("ip", sa.String(length=64), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_admin_audit")),
     )
+    op.create_table(
+        "feed_reader_counts",
+        sa.Column("day", sa.String(length=10), nullable=False),
+        sa.Column("feed", sa.String(length=300), nullable=False),
+        sa.Column("reader", sa.String(length=64), nullable=False),
+        sa.Column("reader_feed_id", sa.String(length=128), nullable=False),
+        sa.Column("subscribers", sa.Integer(), nullable=False),
+        sa.Column("seen_at", feedsvc.store.schema.UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("day", "feed", "reader", "reader_feed_id", name=op.f("pk_feed_reader_counts")),
+    )
+    op.create_table(
+        "feed_fetchers",
+        sa.Column("day", sa.String(length=10), nullable=False),
+        sa.Column("feed", sa.String(length=300), nullable=False),
+        sa.Column("client", sa.String(length=32), nullable=False),
+        sa.PrimaryKeyConstraint("day", "feed", "client", name=op.f("pk_feed_fetchers")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("feed_fetchers")
+    op.drop_table("feed_reader_counts")
     op.drop_table("admin_audit")
     with op.batch_alter_table("admin_sessions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_admin_sessions_expires_at"))
