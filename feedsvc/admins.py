@@ -11,17 +11,20 @@ The rules, in one place:
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from feedsvc.store import admin as store
-from feedsvc.store.admin import AuditEntry, Session
+from feedsvc.store.admin import AdminUser, AuditEntry, Session
 
 __all__ = ["AuditEntry", "Session", "SignIn", "audit", "end_session", "session", "set_password", "sign_in"]
 
@@ -30,6 +33,8 @@ MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024  # argon2 takes any length; this bounds the work one request can cause
 IDLE_TIMEOUT = timedelta(hours=2)
 MAX_AGE = timedelta(hours=12)
+TOTP_DIGITS = 6
+RECOVERY_CODES = 10
 
 # argon2-cffi's defaults are RFC 9106's second recommended option (argon2id, 64 MiB, 3 passes).
 _hasher = PasswordHasher()
@@ -80,14 +85,40 @@ def password_matches(engine: Engine, username: str, password: str) -> bool:
         return False
 
 
-def sign_in(engine: Engine, username: str, password: str, now: datetime, *, ip: str, user_agent: str) -> SignIn | None:
-    """A new session when the password is right, else None."""
+def _normalised_code(code: str) -> str:
+    return "".join(code.split()).replace("-", "").lower()
+
+
+def _code_hash(code: str) -> str:
+    return hashlib.sha256(_normalised_code(code).encode()).hexdigest()
+
+
+def _second_factor_passes(connection: Connection, user: AdminUser, code: str, now: datetime) -> bool:
+    """True without a second factor; else whether `code` is a fresh TOTP code or an unspent recovery code
+    (which is spent here)."""
+    if user.totp_secret is None:
+        return True
+    code = _normalised_code(code)
+    if len(code) == TOTP_DIGITS and code.isdigit():
+        totp = pyotp.TOTP(user.totp_secret)
+        for skew in (-1, 0, 1):
+            moment = now + timedelta(seconds=skew * totp.interval)
+            if hmac.compare_digest(totp.at(moment), code):
+                return store.use_time_step(connection, user.id, totp.timecode(moment))
+        return False
+    return bool(code) and store.use_recovery_code(connection, user.id, _code_hash(code), now)
+
+
+def sign_in(
+    engine: Engine, username: str, password: str, code: str, now: datetime, *, ip: str, user_agent: str
+) -> SignIn | None:
+    """A new session when the password (and the second factor, when on) is right, else None."""
     if not password_matches(engine, username, password):
         return None
     cookie = secrets.token_urlsafe(32)
     with engine.begin() as connection:
         user = store.user(connection, username)
-        if user is None:  # removed in between
+        if user is None or not _second_factor_passes(connection, user, code, now):
             return None
         store.prune_sessions(connection, now)
         store.add_session(
@@ -113,6 +144,55 @@ def session(engine: Engine, cookie: str, now: datetime) -> Session | None:
         if now - found.last_seen_at > timedelta(minutes=1):
             store.touch_session(connection, session_id, now, min(now + IDLE_TIMEOUT, found.created_at + MAX_AGE))
     return found
+
+
+def new_totp_secret() -> str:
+    return pyotp.random_base32()
+
+
+def totp_uri(secret: str, username: str, issuer: str) -> str:
+    """The otpauth:// URI authenticator apps read (type it in, or paste it)."""
+    return pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name=issuer)
+
+
+def turn_on_second_factor(engine: Engine, username: str, secret: str, code: str, now: datetime) -> list[str] | None:
+    """Turn TOTP on once `code` shows the authenticator holds `secret`; the new recovery codes (shown once),
+    or None when the code does not match."""
+    totp = pyotp.TOTP(secret)
+    if not totp.verify(_normalised_code(code), for_time=now, valid_window=1):
+        return None
+    codes = [_recovery_code() for _ in range(RECOVERY_CODES)]
+    with engine.begin() as connection:
+        user = store.user(connection, username)
+        assert user is not None
+        store.set_second_factor(connection, user.id, secret, [_code_hash(code) for code in codes])
+        store.use_time_step(connection, user.id, totp.timecode(now))  # the code just shown is spent
+    return codes
+
+
+def turn_off_second_factor(engine: Engine, username: str) -> None:
+    with engine.begin() as connection:
+        user = store.user(connection, username)
+        assert user is not None
+        store.set_second_factor(connection, user.id, None, [])
+
+
+def _recovery_code() -> str:
+    raw = base64.b32encode(secrets.token_bytes(10)).decode().lower()  # 80 bits
+    return "-".join(raw[i : i + 4] for i in range(0, 16, 4))
+
+
+@dataclass(frozen=True, slots=True)
+class SecondFactor:
+    on: bool
+    recovery_codes_left: int
+
+
+def second_factor(engine: Engine, username: str) -> SecondFactor:
+    with engine.connect() as connection:
+        user = store.user(connection, username)
+        assert user is not None
+        return SecondFactor(user.totp_secret is not None, store.recovery_codes_left(connection, user.id))
 
 
 def end_session(engine: Engine, cookie: str, now: datetime, *, ip: str) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pyotp
 from conftest import add_subscribers, write_post
 from sqlalchemy import text, update
 from starlette.routing import Route
@@ -202,7 +203,7 @@ def test_wrong_password_and_unknown_account_get_the_same_answer_in_similar_time(
                 answer = try_sign_in(client, "not the password", username)
                 times.append(time.perf_counter() - started)
                 answers.add((answer.status_code, re.search(r'id="problem">([^<]+)<', answer.text).group(1)))
-        assert answers == {(401, "The user name or the password is not right.")}
+        assert answers == {(401, "The user name, the password or the code is not right.")}
         ratio = statistics.median(unknown) / statistics.median(wrong)
         assert 0.5 < ratio < 2, (wrong, unknown)
 
@@ -410,3 +411,40 @@ def test_posts_page_shows_published_scheduled_drafts_and_problems(serve):
     assert page.index("Coming soon") > scheduled and page.index("Half written") > drafts
     assert page.index("Out already") > published
     assert re.search(r"<strong>error</strong> [^<]*broken\.md:\d+", page)
+
+
+def test_totp_second_factor_with_one_time_codes(serve, store_url):
+    served = serve(store={"url": store_url})
+    with signed_in(served) as client:
+        page = client.get("/admin/security").text
+        assert "is <strong>off</strong>" in page
+        secret = re.search(r'name="secret" value="([A-Z2-7]+)"', page).group(1)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        totp = pyotp.TOTP(secret)
+        wrong = client.post("/admin/security", data={"csrf_token": token, "action": "turn_on", "secret": secret,
+                                                     "code": "000000" if totp.now() != "000000" else "111111",
+                                                     "password": PASSWORD})
+        assert wrong.status_code == 400
+        on = client.post("/admin/security", data={"csrf_token": token, "action": "turn_on", "secret": secret,
+                                                  "code": totp.now(), "password": PASSWORD})
+        codes = re.findall(r"<li><code>([a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4})</code></li>", on.text)
+        assert on.status_code == 200 and len(codes) == 10
+        assert "second_factor_on" in client.get("/admin/audit").text
+    with served.client() as client:
+        assert try_sign_in(client).status_code == 401  # the password alone no longer opens it
+        next_code = totp.at(datetime.now(UTC) + timedelta(seconds=30))  # the one at enabling is spent
+        token = form_token(client, "/admin/login")
+        form = {"csrf_token": token, "username": "admin", "password": PASSWORD}
+        assert client.post("/admin/login", data={**form, "code": next_code}).status_code == 303
+    with served.client() as client:
+        token = form_token(client, "/admin/login")
+        form = {"csrf_token": token, "username": "admin", "password": PASSWORD}
+        assert client.post("/admin/login", data={**form, "code": next_code}).status_code == 401  # replayed
+        assert client.post("/admin/login", data={**form, "code": codes[3].upper()}).status_code == 303
+    with served.client() as client:
+        token = form_token(client, "/admin/login")
+        form = {"csrf_token": token, "username": "admin", "password": PASSWORD}
+        assert client.post("/admin/login", data={**form, "code": codes[3]}).status_code == 401  # spent
+        answer = client.post("/admin/login", data={**form, "code": codes[4]})
+        assert answer.status_code == 303
+        assert "8 recovery codes are left" in client.get("/admin/security").text

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, or_, select, update
 
 from feedsvc.store.dialects import upsert
-from feedsvc.store.schema import admin_audit, admin_sessions, admin_users
+from feedsvc.store.schema import admin_audit, admin_recovery_codes, admin_sessions, admin_users
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +19,8 @@ class AdminUser:
     password_hash: str
     created_at: datetime
     password_changed_at: datetime
+    totp_secret: str | None
+    totp_last_step: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,43 @@ def set_password(connection: Connection, username: str, password_hash: str, now:
         )
     )
     connection.execute(statement)
+
+
+def set_second_factor(connection: Connection, user_id: int, secret: str | None, code_hashes: list[str]) -> None:
+    """Turn TOTP on with this secret and these recovery codes (replacing any before), or off with None."""
+    connection.execute(
+        update(admin_users).where(admin_users.c.id == user_id).values(totp_secret=secret, totp_last_step=None)
+    )
+    connection.execute(delete(admin_recovery_codes).where(admin_recovery_codes.c.user_id == user_id))
+    if code_hashes:
+        connection.execute(insert(admin_recovery_codes), [{"user_id": user_id, "code_hash": h} for h in code_hashes])
+
+
+def use_time_step(connection: Connection, user_id: int, step: int) -> bool:
+    """Record a TOTP time step as used; False when it or a later one was used already (a replayed code)."""
+    c = admin_users.c
+    statement = (
+        update(admin_users)
+        .where(c.id == user_id, or_(c.totp_last_step.is_(None), c.totp_last_step < step))
+        .values(totp_last_step=step)
+    )
+    return connection.execute(statement).rowcount == 1
+
+
+def use_recovery_code(connection: Connection, user_id: int, code_hash: str, now: datetime) -> bool:
+    """Spend a recovery code; False when it is not one of the user's or was spent already."""
+    c = admin_recovery_codes.c
+    statement = (
+        update(admin_recovery_codes)
+        .where(c.user_id == user_id, c.code_hash == code_hash, c.used_at.is_(None))
+        .values(used_at=now)
+    )
+    return connection.execute(statement).rowcount == 1
+
+
+def recovery_codes_left(connection: Connection, user_id: int) -> int:
+    c = admin_recovery_codes.c
+    return connection.execute(select(func.count()).where(c.user_id == user_id, c.used_at.is_(None))).scalar_one()
 
 
 def add_session(connection: Connection, **values: Any) -> None:

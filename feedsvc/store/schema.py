@@ -235,6 +235,21 @@ admin_users = Table(
     Column("password_hash", String(255), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("password_changed_at", UtcDateTime, nullable=False),
+    # TOTP second factor (RFC 6238), when turned on: the shared secret (base32) and the last time step used,
+    # so no code works twice.
+    Column("totp_secret", String(64)),
+    Column("totp_last_step", BigInteger),
+)
+
+# One-time recovery codes for when the authenticator is lost; the SHA-256 of each (they are random, 60 bits).
+admin_recovery_codes = Table(
+    "admin_recovery_codes",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("admin_users.id", ondelete="CASCADE"), nullable=False),
+    Column("code_hash", String(64), nullable=False),
+    Column("used_at", UtcDateTime),
+    Index(None, "user_id", "code_hash"),
 )
 
 # Signed-in browsers. `id` is the SHA-256 of the cookie's value: a copy of the store opens no session.

@@ -21,7 +21,7 @@ from feedsvc.web.admin.common import (
 from feedsvc.web.context import WebContext, web_context
 from feedsvc.web.security import CSRF_FIELD
 
-WRONG = "The user name or the password is not right."
+WRONG = "The user name, the password or the code is not right."
 
 
 def _next_path(raw: object) -> str:
@@ -54,8 +54,10 @@ async def login(request: Request) -> Response:
     if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
         return _form(web, request, status=400, problem="Give the user name and the password.")
     await count_password_attempt(web, request, username)
+    code = form.get("code")
     opened = await run_in_threadpool(
-        admins.sign_in, web.engine, username, password, now(), ip=client_ip(request),
+        admins.sign_in, web.engine, username, password, code if isinstance(code, str) else "", now(),
+        ip=client_ip(request),
         user_agent=request.headers.get("user-agent", ""),
     )
     if opened is None:
@@ -79,7 +81,39 @@ async def logout(admin: Admin) -> Response:
     return response
 
 
+@admin_page
+async def security_page(admin: Admin) -> Response:
+    state = await admin.run(admins.second_factor, admin.web.engine, admin.session.username)
+    secret = admins.new_totp_secret()
+    return admin.render(
+        "security", second_factor=state, secret=secret,
+        uri=admins.totp_uri(secret, admin.session.username, admin.web.settings.site.title), codes=None,
+    )
+
+
+@admin_page
+async def security(admin: Admin) -> Response:
+    await admin.require_password()
+    username, action = admin.session.username, admin.field("action")
+    if action == "turn_on":
+        codes = await admin.run(
+            admins.turn_on_second_factor, admin.web.engine, username, admin.field("secret"), admin.field("code"), now()
+        )
+        if codes is None:
+            raise HTTPException(400, "code: not the one the authenticator shows for this key; nothing was changed")
+        await admin.audit("second_factor_on", username)
+        state = await admin.run(admins.second_factor, admin.web.engine, username)
+        return admin.render("security", second_factor=state, secret="", uri="", codes=codes)
+    if action == "turn_off":
+        await admin.run(admins.turn_off_second_factor, admin.web.engine, username)
+        await admin.audit("second_factor_off", username)
+        return admin.redirect(f"{PREFIX}/security", "The second factor is off.")
+    raise HTTPException(400, "action: not one this page offers")
+
+
 routes = [
+    Route(f"{PREFIX}/security", security_page, methods=["GET"]),
+    Route(f"{PREFIX}/security", security, methods=["POST"]),
     Route(f"{PREFIX}/login", login_form, methods=["GET"]),
     Route(f"{PREFIX}/login", login, methods=["POST"]),
     Route(f"{PREFIX}/logout", logout, methods=["POST"]),

@@ -1,4 +1,4 @@
-"""the dashboard: admin users, their sessions, the audit log, feed-reader counts
+"""the dashboard: admin users (TOTP, recovery codes), their sessions, the audit log, feed-reader counts
 
 Revision ID: 0005_dashboard
 Revises: 0004_queue_hardening
@@ -25,9 +25,26 @@ def upgrade() -> None:
         sa.Column("password_hash", sa.String(length=255), nullable=False),
         sa.Column("created_at", feedsvc.store.schema.UtcDateTime(timezone=True), nullable=False),
         sa.Column("password_changed_at", feedsvc.store.schema.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("totp_secret", sa.String(length=64), nullable=True),
+        sa.Column("totp_last_step", sa.BigInteger(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_admin_users")),
         sa.UniqueConstraint("username", name=op.f("uq_admin_users_username")),
     )
+    op.create_table(
+        "admin_recovery_codes",
+        sa.Column("id", ID, autoincrement=True, nullable=False),
+        sa.Column("user_id", ID, nullable=False),
+        sa.Column("code_hash", sa.String(length=64), nullable=False),
+        sa.Column("used_at", feedsvc.store.schema.UtcDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["admin_users.id"], name=op.f("fk_admin_recovery_codes_user_id_admin_users"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_admin_recovery_codes")),
+    )
+    with op.batch_alter_table("admin_recovery_codes", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_admin_recovery_codes_user_id_code_hash"), ["user_id", "code_hash"], unique=False
+        )
     op.create_table(
         "admin_sessions",
         sa.Column("id", sa.String(length=64), nullable=False),
@@ -82,4 +99,7 @@ def downgrade() -> None:
     with op.batch_alter_table("admin_sessions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_admin_sessions_expires_at"))
     op.drop_table("admin_sessions")
+    with op.batch_alter_table("admin_recovery_codes", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_admin_recovery_codes_user_id_code_hash"))
+    op.drop_table("admin_recovery_codes")
     op.drop_table("admin_users")
