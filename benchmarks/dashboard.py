@@ -1,7 +1,7 @@
 """Dashboard benchmark: every admin page's latency on a large store while a digest is being sent.
 
     .venv/bin/python benchmarks/dashboard.py [--subscribers 100000] [--deliveries 1000000] [--editions 1000]
-                                             [--requests 40] [--postgres URL]
+                                             [--requests 40] [--postgres URL] [--no-sqlite]
 
 Seeds a store (SQLite in a temporary folder, or a fresh schema of the PostgreSQL server given by --postgres or
 FEEDSVC_TEST_POSTGRES_URL) with that many subscribers (5 statuses, 3 cadences, dates over two years), editions
@@ -227,10 +227,11 @@ def main() -> None:
     parser.add_argument("--editions", type=int, default=1_000)
     parser.add_argument("--requests", type=int, default=40)
     parser.add_argument("--postgres", default=os.environ.get("FEEDSVC_TEST_POSTGRES_URL", ""))
+    parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="feedsvc-dashboard-bench-") as temporary:
         folder = Path(temporary)
-        backends = [("SQLite", f"sqlite:///{folder / 'subscribers' / 'feedsvc.db'}")]
+        backends = [] if options.no_sqlite else [("SQLite", f"sqlite:///{folder / 'subscribers' / 'feedsvc.db'}")]
         schema = f"bench_{uuid.uuid4().hex[:8]}"
         if options.postgres:
             separator = "&" if "?" in options.postgres else "?"

@@ -448,3 +448,18 @@ def test_totp_second_factor_with_one_time_codes(serve, store_url):
         answer = client.post("/admin/login", data={**form, "code": codes[4]})
         assert answer.status_code == 303
         assert "8 recovery codes are left" in client.get("/admin/security").text
+
+
+def test_an_editions_recipients_page_by_key(serve, store_url):
+    served = serve(store={"url": store_url})
+    ids = add_subscribers(served.engine, [f"r{i:03}@example.org" for i in range(120)], confirmed_at=NOW)
+    edition_id = seed_edition(served, ids, ["sent"] * 120)
+    with signed_in(served) as client:
+        seen: list[str] = []
+        path = f"/admin/editions/{edition_id}"
+        while path:
+            page = client.get(path).text
+            seen += re.findall(r">(r\d+@example\.org)</a>", page)
+            found = re.search(r'href="([^"]+)" rel="next"', page)
+            path = found.group(1).replace("&amp;", "&") if found else ""
+    assert seen == [f"r{i:03}@example.org" for i in range(120)]

@@ -116,21 +116,24 @@ class DeliveryLine:
 
 
 def edition_deliveries(
-    connection: Connection, edition_id: int, *, states: Sequence[str] = (), after_id: int | None, limit: int
+    connection: Connection, edition_id: int, *, states: Sequence[str] = (), after_subscriber: int | None, limit: int
 ) -> list[DeliveryLine]:
-    """The edition's deliveries (of these states, if given) in id order, after `after_id`."""
+    """The edition's deliveries (of these states, if given) by subscriber id, after `after_subscriber`.
+
+    In the order of the (edition_id, subscriber_id) unique index: ordered by delivery id, PostgreSQL walks the
+    primary key from the oldest delivery and reaches the newest edition's last (0.5 s at a million rows)."""
     c = deliveries.c
     statement = (
         select(c.id, c.subscriber_id, subscribers.c.email, c.state, c.attempts, c.last_error, c.sent_at)
         .join(subscribers, subscribers.c.id == c.subscriber_id)
         .where(c.edition_id == edition_id)
-        .order_by(c.id)
+        .order_by(c.subscriber_id)
         .limit(limit)
     )
     if states:
         statement = statement.where(c.state.in_(list(states)))
-    if after_id is not None:
-        statement = statement.where(c.id > after_id)
+    if after_subscriber is not None:
+        statement = statement.where(c.subscriber_id > after_subscriber)
     return [DeliveryLine(*row) for row in connection.execute(statement)]
 
 

@@ -55,7 +55,7 @@ async def detail_page(admin: Admin) -> Response:
                 return None, {}, []
             lines = dashboard.edition_deliveries(
                 connection, edition_id, states=("failed", "bounced", "retry") if failed_only else (),
-                after_id=_position(admin, "after"), limit=PAGE_SIZE + 1,
+                after_subscriber=_position(admin, "after"), limit=PAGE_SIZE + 1,
             )
             return edition, delivery_states(connection, [edition_id])[edition_id], lines
 
@@ -66,7 +66,7 @@ async def detail_page(admin: Admin) -> Response:
     lines = lines[:PAGE_SIZE]
     return admin.render(
         "edition", edition=edition, states=states, shown_states=DELIVERY_STATES, lines=lines, failed_only=failed_only,
-        next_after=lines[-1].id if more else None, note=admin.field("note"),
+        next_after=lines[-1].subscriber_id if more else None, note=admin.field("note"),
     )
 
 
