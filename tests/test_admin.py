@@ -463,3 +463,25 @@ def test_an_editions_recipients_page_by_key(serve, store_url):
             found = re.search(r'href="([^"]+)" rel="next"', page)
             path = found.group(1).replace("&amp;", "&") if found else ""
     assert seen == [f"r{i:03}@example.org" for i in range(120)]
+
+
+def test_costly_counts_are_kept_up_to_a_minute_and_refreshed_before_they_expire(monkeypatch):
+    from feedsvc.web.admin import common
+
+    monkeypatch.setattr(common, "CACHE_SECONDS", 0.6)
+    monkeypatch.setattr(common, "REFRESH_SECONDS", 0.2)
+    cache, computed = common.MinuteCache(), []
+
+    def compute() -> int:
+        computed.append(time.monotonic())
+        return len(computed)
+
+    assert cache.get("k", compute) == 1 and cache.get("k", compute) == 1 and len(computed) == 1
+    time.sleep(0.25)
+    assert cache.get("k", compute) == 1  # the kept value at once; the next one computed meanwhile
+    deadline = time.monotonic() + 5
+    while len(computed) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert cache.get("k", compute) == 2
+    time.sleep(0.65)
+    assert cache.get("k", compute) == 3  # too old to show: computed before answering

@@ -32,6 +32,7 @@ SESSION_COOKIE = "feedsvc_admin"
 PREFIX = "/admin"
 READS = ("GET", "HEAD")
 CACHE_SECONDS = 60
+REFRESH_SECONDS = 45
 T = TypeVar("T")
 
 
@@ -48,22 +49,37 @@ def sign_in_url(next_path: str = "") -> str:
 
 
 class MinuteCache:
-    """Values that cost a scan (whole-list counts, the posts folder), kept per key for CACHE_SECONDS in this
-    process; the pages say how old they are."""
+    """Values that cost a scan (whole-list counts, the posts folder), kept per key for at most CACHE_SECONDS in
+    this process; the pages say how old they are. From REFRESH_SECONDS on, a request still gets the kept value
+    while a worker thread computes the next, so with steady use no request waits for the scan."""
 
     def __init__(self) -> None:
         self._entries: dict[object, tuple[float, Any]] = {}
+        self._refreshing: set[object] = set()
         self._lock = threading.Lock()
 
     def get(self, key: object, compute: Callable[[], T]) -> T:
-        """Runs in a worker thread: one computation at a time, the others wait for its result."""
+        """Runs in a worker thread."""
         with self._lock:
             cached = self._entries.get(key)
-            if cached and time.monotonic() - cached[0] < CACHE_SECONDS:
+            age = time.monotonic() - cached[0] if cached else CACHE_SECONDS
+            if cached and age < CACHE_SECONDS:
+                if age >= REFRESH_SECONDS and key not in self._refreshing:
+                    self._refreshing.add(key)
+                    threading.Thread(target=self._refresh, args=(key, compute), daemon=True).start()
                 return cached[1]
+        return self._refresh(key, compute)
+
+    def _refresh(self, key: object, compute: Callable[[], T]) -> T:
+        started = time.monotonic()
+        try:
             value = compute()
-            self._entries[key] = (time.monotonic(), value)
-            return value
+        finally:
+            with self._lock:
+                self._refreshing.discard(key)
+        with self._lock:
+            self._entries[key] = (started, value)
+        return value
 
 
 @dataclass
