@@ -165,8 +165,8 @@ def test_the_session_cookie_is_secure_when_the_public_url_is_https(serve):
         page = client.get("/admin/login")
         nonce = re.search(r"feedsvc_csrf=([^;]+)", page.headers["set-cookie"]).group(1)
         token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
-        answer = client.post("/admin/login", data={"csrf_token": token, "username": "admin", "password": PASSWORD},
-                             cookies={"feedsvc_csrf": nonce})
+        client.cookies.set("feedsvc_csrf", nonce)
+        answer = client.post("/admin/login", data={"csrf_token": token, "username": "admin", "password": PASSWORD})
         assert answer.status_code == 303
         assert "Secure" in answer.headers["set-cookie"]
 
