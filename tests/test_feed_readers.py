@@ -82,6 +82,9 @@ def test_the_feed_server_tallies_readers_and_the_dashboard_shows_them(serve, sto
     assert re.search(r'<th scope="row">Feedbin</th><td class="number">145</td>', rss)
     assert re.search(r'Direct fetchers \(distinct\)</th><td class="number">2</td>', rss)
     assert re.search(r"<code>/atom.xml</code>: about 1<", page)
+    with signed_in(served) as admin:
+        overview = admin.get("/admin/").text
+    assert re.search(r'<code>/rss.xml</code></th><td class="number">1,157</td><td class="number">2</td>', overview)
     with served.engine.connect() as connection:  # addresses are not kept, only keyed hashes
         clients = connection.execute(text("SELECT client FROM feed_fetchers")).scalars().all()
     assert clients and all(re.fullmatch(r"[0-9a-f]{32}", client) for client in clients)

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from starlette.responses import Response
 from starlette.routing import Route
 
+from feedsvc import feed_readers
 from feedsvc.store import dashboard
 from feedsvc.store.editions import delivery_states
 from feedsvc.store.schema import FREQUENCIES, STATUSES
@@ -121,6 +122,7 @@ async def overview(admin: Admin) -> Response:
         return editions, states, rates
 
     editions, states, rates = await admin.run(recent_editions)
+    audiences = await admin.run(feed_readers.audiences, engine, now())
     progress = []
     for edition in editions:
         state = states[edition.id]
@@ -134,7 +136,7 @@ async def overview(admin: Admin) -> Response:
         "overview", total=total, statuses=statuses, frequencies=frequencies, confirmed=confirmed,
         computed_at=counts.computed_at, cache_seconds=CACHE_SECONDS, days=days, ranges=GROWTH_RANGES,
         points=points, chart_path=path, chart_low=low, chart_high=high, chart_width=CHART_WIDTH,
-        chart_height=CHART_HEIGHT, progress=progress,
+        chart_height=CHART_HEIGHT, progress=progress, audiences=audiences, reader_days=feed_readers.WINDOW_DAYS,
     )
 
 
