@@ -344,9 +344,14 @@ def test_subscriber_history_unsubscribe_and_erase_with_the_password(serve, store
         page = client.get(f"/admin/subscribers/{subscriber_id}").text
         assert "Daily digest, 5 Dec" in page and "550 5.1.1 mailbox unknown" in page
         token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-        done = client.post(f"/admin/subscribers/{subscriber_id}", data={"csrf_token": token, "action": "cadence",
-                                                                        "frequency": "weekly"})
-        assert done.status_code == 303 and served.subscriber("ani@example.org").frequency == "weekly"
+        done = client.post(f"/admin/subscribers/{subscriber_id}", data={"csrf_token": token, "action": "preferences",
+                                                                        "frequency": "weekly", "tags": "python, Go"})
+        assert done.status_code == 303
+        changed = served.subscriber("ani@example.org")
+        assert (changed.frequency, changed.tags) == ("weekly", ("go", "python"))
+        bad = client.post(f"/admin/subscribers/{subscriber_id}", data={"csrf_token": token, "action": "preferences",
+                                                                       "frequency": "weekly", "tags": "no/slashes"})
+        assert bad.status_code == 400 and "is not a tag" in bad.text
         client.post(f"/admin/subscribers/{subscriber_id}", data={"csrf_token": token, "action": "unsubscribe"})
         assert served.subscriber("ani@example.org").status == "unsubscribed"
         refused = client.post(f"/admin/subscribers/{subscriber_id}", data={"csrf_token": token, "action": "erase",
@@ -357,7 +362,7 @@ def test_subscriber_history_unsubscribe_and_erase_with_the_password(serve, store
         assert erased.status_code == 303 and served.subscriber("ani@example.org") is None
         assert client.get(f"/admin/subscribers/{subscriber_id}").status_code == 404
         audit = client.get("/admin/audit").text
-        for action in ("sign_in", "cadence", "unsubscribe", "erase"):
+        for action in ("sign_in", "preferences", "unsubscribe", "erase"):
             assert f"<td>{action}</td>" in audit
         assert "127.0.0.1" in audit and "ani@example.org" not in audit  # an erased address stays erased
 

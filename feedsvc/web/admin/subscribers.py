@@ -147,13 +147,18 @@ async def act(admin: Admin) -> Response:
         response = admin.redirect(page, "Confirmation mail queued.")
         response.background = BackgroundTask(subscribers.send_confirmations, admin.web.settings, engine, admin.web.transport)
         return response
-    if action == "cadence":
+    if action == "preferences":
         frequency = admin.field("frequency")
         if frequency not in FREQUENCIES:
             raise HTTPException(400, f"frequency: one of {', '.join(FREQUENCIES)}")
-        await admin.run(subscribers.update_preferences, engine, subscriber.id, frequency, subscriber.tags)
-        await admin.audit(action, f"subscriber {subscriber.id}", f"{subscriber.frequency} -> {frequency}")
-        return admin.redirect(page, f"Cadence changed to {frequency}.")
+        try:
+            tags = subscribers.parse_tags(admin.field("tags"))
+        except subscribers.InvalidInput as problem:
+            raise HTTPException(400, str(problem)) from None
+        await admin.run(subscribers.update_preferences, engine, subscriber.id, frequency, tags)
+        change = f"{subscriber.frequency} -> {frequency}; topics {' '.join(subscriber.tags) or 'all'} -> {' '.join(tags) or 'all'}"
+        await admin.audit(action, f"subscriber {subscriber.id}", change)
+        return admin.redirect(page, f"Saved: {frequency}, {' '.join(tags) or 'every post'}.")
     if action == "unsubscribe":
         await admin.run(subscribers.remove, engine, subscriber.email, now())
         await admin.audit(action, f"subscriber {subscriber.id}")
