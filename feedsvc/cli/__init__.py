@@ -15,6 +15,7 @@ from feedsvc.cli.common import EXIT_PROBLEMS, app, describe_failure, errors, opt
 
 # Top-level command -> the module under feedsvc.cli that defines it.
 COMMAND_MODULES = {
+    "admin": "admin",
     "bounces": "bounces",
     "build": "build",
     "check": "build",

@@ -303,3 +303,84 @@ fediverse_deliveries = Table(
     UniqueConstraint("activity_id", "inbox"),
     Index(None, "state", "next_attempt_at"),
 )
+
+# --- the dashboard (/admin/) ---------------------------------------------------------------------------------
+
+# People who may sign in to the dashboard; `feedsvc admin password` creates or updates one.
+admin_users = Table(
+    "admin_users",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("username", String(64), nullable=False, unique=True),
+    # argon2id, in its PHC string form (parameters and salt included).
+    Column("password_hash", String(255), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("password_changed_at", UtcDateTime, nullable=False),
+    # TOTP second factor (RFC 6238), when turned on: the shared secret (base32) and the last time step used,
+    # so no code works twice.
+    Column("totp_secret", String(64)),
+    Column("totp_last_step", BigInteger),
+)
+
+# One-time recovery codes for when the authenticator is lost; the SHA-256 of each (they are random, 60 bits).
+admin_recovery_codes = Table(
+    "admin_recovery_codes",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("admin_users.id", ondelete="CASCADE"), nullable=False),
+    Column("code_hash", String(64), nullable=False),
+    Column("used_at", UtcDateTime),
+    Index(None, "user_id", "code_hash"),
+)
+
+# Signed-in browsers. `id` is the SHA-256 of the cookie's value: a copy of the store opens no session.
+admin_sessions = Table(
+    "admin_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("user_id", Id, ForeignKey("admin_users.id", ondelete="CASCADE"), nullable=False),
+    # The session's CSRF token, sent back in every form.
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("ip", String(64), nullable=False, default=""),
+    Column("user_agent", String(512), nullable=False, default=""),
+    Index(None, "expires_at"),
+)
+
+# Every admin action: who, when, what, from where. No foreign key: the log outlives users and subscribers.
+admin_audit = Table(
+    "admin_audit",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("username", String(64), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(400), nullable=False, default=""),
+    Column("detail", Text, nullable=False, default=""),
+    Column("ip", String(64), nullable=False, default=""),
+)
+
+# Feed readers, aggregated as the feeds are served (never a row per request). Hosted readers (Feedly,
+# Inoreader, ...) fetch once for all their users and say how many in their User-Agent: the latest count per
+# day, feed, reader and the reader's own feed id.
+feed_reader_counts = Table(
+    "feed_reader_counts",
+    metadata,
+    Column("day", String(10), primary_key=True),  # YYYY-MM-DD, UTC
+    Column("feed", String(300), primary_key=True),  # the path served, e.g. /rss.xml
+    Column("reader", String(64), primary_key=True),
+    Column("reader_feed_id", String(128), primary_key=True),  # "" when the reader names none
+    Column("subscribers", Integer, nullable=False),
+    Column("seen_at", UtcDateTime, nullable=False),
+)
+
+# Every other client that fetched a feed on a day, once: a keyed hash of its address and User-Agent.
+feed_fetchers = Table(
+    "feed_fetchers",
+    metadata,
+    Column("day", String(10), primary_key=True),
+    Column("feed", String(300), primary_key=True),
+    Column("client", String(32), primary_key=True),
+)

@@ -31,7 +31,14 @@ from feedsvc.subscriptions.addresses import (
     parse_tags,
     subscription_request,
 )
-from feedsvc.subscriptions.csvfiles import ImportFileError, ImportReport, decode_csv, export_csv, import_csv
+from feedsvc.subscriptions.csvfiles import (
+    ImportFileError,
+    ImportReport,
+    decode_csv,
+    export_csv,
+    import_csv,
+    write_csv,
+)
 from feedsvc.subscriptions.lifecycle import (
     SUPPRESSED,
     AddOutcome,
@@ -54,7 +61,7 @@ __all__ = [
     "BIDI_CONTROLS", "MAX_ADDRESS_LENGTH", "MAX_NAME_LENGTH", "MAX_TAGS", "SUPPRESSED",
     "AddOutcome", "AddResult", "Address", "Consent", "ImportFileError", "ImportReport", "InvalidInput",
     "Subscriber", "SubscriptionRequest",
-    "add", "clean_name", "confirm", "counts", "decode_csv", "export_csv", "find", "get", "import_csv",
+    "add", "clean_name", "confirm", "counts", "decode_csv", "export_csv", "find", "get", "import_csv", "write_csv",
     "normalise_address", "parse_frequency", "parse_tags", "remove", "request_subscription", "search",
     "send_confirmations", "send_welcome", "subscription_request", "unsubscribe", "update_preferences",
 ]

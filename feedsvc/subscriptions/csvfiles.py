@@ -14,7 +14,7 @@ import csv
 import io
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -326,11 +326,16 @@ def export_row(subscriber: Subscriber) -> dict[str, str]:
 
 def export_csv(engine: Engine, out: IO[str]) -> int:
     """Write every subscriber (suppressions included: they must follow the list) as CSV; return the count."""
+    with engine.connect() as connection:
+        return write_csv(store.every(connection), out)
+
+
+def write_csv(rows: Iterable[Subscriber], out: IO[str]) -> int:
+    """Write these subscribers as CSV (the columns `import_csv` reads); return the count."""
     writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS, lineterminator="\r\n")
     writer.writeheader()
     written = 0
-    with engine.connect() as connection:
-        for subscriber in store.every(connection):
-            writer.writerow({name: spreadsheet_safe(value) for name, value in export_row(subscriber).items()})
-            written += 1
+    for subscriber in rows:
+        writer.writerow({name: spreadsheet_safe(value) for name, value in export_row(subscriber).items()})
+        written += 1
     return written

@@ -31,6 +31,7 @@ from feedsvc.metrics import CONTENT_TYPE, HTTP_REQUESTS, exposition
 from feedsvc.store.engine import open_engine, ping
 from feedsvc.store.engine import unavailable as store_unavailable
 from feedsvc.tokens import Tokens, load_secret
+from feedsvc.web.admin import admin_routes, feed_request_observer
 from feedsvc.web.api import IMPORT_PATH, api_routes
 from feedsvc.web.archive import WebCopies, archive_routes
 from feedsvc.web.context import WebContext, web_context
@@ -197,13 +198,14 @@ def create_app(settings: Settings, engine: Engine | None = None, transport: Tran
             *api_routes(settings.web.admin_token),
             *hook_routes,
             *fediverse_web.routes(settings),
+            *admin_routes(),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             *archive_routes(settings),
         ],
         middleware=[
             # Feeds first: the hot path skips everything after it.
-            Middleware(FeedsMiddleware, files=web.feeds),
+            Middleware(FeedsMiddleware, files=web.feeds, observe=feed_request_observer(engine, secret)),
             Middleware(RequestMetrics),
             Middleware(
                 BodyLimit, max_bytes=settings.web.max_body_bytes, overrides={IMPORT_PATH: settings.web.max_import_bytes, **inbox_limits}

@@ -15,6 +15,7 @@ import gzip
 import hashlib
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import formatdate
@@ -189,9 +190,10 @@ class FeedsMiddleware:
     """Answers requests for feed files before the router (GET and HEAD; 405 for other methods); everything
     else goes on to `app`."""
 
-    def __init__(self, app: ASGIApp, files: FeedFiles) -> None:
+    def __init__(self, app: ASGIApp, files: FeedFiles, observe: Callable[[Scope], None] | None = None) -> None:
         self.app = app
         self.files = files
+        self.observe = observe  # told of every feed request served (the dashboard's feed-reader counts)
         self._counters: dict[tuple[str, int], object] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -233,6 +235,8 @@ class FeedsMiddleware:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body if scope["method"] == "GET" else b""})
         self._count(scope["method"], status)
+        if self.observe is not None:
+            self.observe(scope)
 
     def _count(self, method: str, status: int) -> None:
         counter = self._counters.get((method, status))
