@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import ExceptionContext
@@ -103,6 +104,7 @@ class RequestMetrics:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._counters: dict[tuple[str, str, int], Any] = {}  # the labelled counters, looked up once each
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -119,9 +121,12 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, counting_send)
         finally:
-            endpoint = scope.get("endpoint")
-            route = getattr(endpoint, "__name__", "unmatched")
-            HTTP_REQUESTS.labels(scope["method"], route, str(status)).inc()
+            route = getattr(scope.get("endpoint"), "__name__", "unmatched")
+            key = (scope["method"], route, status)
+            counter = self._counters.get(key)
+            if counter is None:
+                counter = self._counters[key] = HTTP_REQUESTS.labels(scope["method"], route, str(status))
+            counter.inc()
 
 
 class StoreHealth:
@@ -170,15 +175,20 @@ class StoreHealth:
 
 
 async def healthz(request: Request) -> Response:
-    # Each check reads state its component keeps up to date: cheap, so called on the event loop.
+    # Each check reads state its component keeps up to date: cheap, so called on the event loop. The few
+    # possible answers are made once each.
     checks: dict[str, Callable[[], bool]] = request.app.state.health_checks
-    results = {name: check() for name, check in checks.items()}
-    healthy = all(results.values())
-    return JSONResponse(
-        {"status": "ok" if healthy else "failing", "checks": results},
-        status_code=200 if healthy else 503,
-        headers={"cache-control": "no-store"},
-    )
+    results = tuple((name, check()) for name, check in checks.items())
+    answers: dict[tuple[tuple[str, bool], ...], Response] = request.app.state.health_answers
+    answer = answers.get(results)
+    if answer is None:
+        healthy = all(ok for _, ok in results)
+        answer = answers[results] = JSONResponse(
+            {"status": "ok" if healthy else "failing", "checks": dict(results)},
+            status_code=200 if healthy else 503,
+            headers={"cache-control": "no-store"},
+        )
+    return answer
 
 
 async def metrics(request: Request) -> Response:
@@ -249,4 +259,5 @@ def create_app(settings: Settings, engine: Engine | None = None, transport: Tran
     app.state.home_page = None  # rendered at its first request (feedsvc.web.pages.home)
     # name -> a check reading in-memory state (called on the event loop: it must not block)
     app.state.health_checks = {"store": store_health}
+    app.state.health_answers = {}
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -109,16 +110,19 @@ def _known_tags(web: WebContext, *extra: tuple[str, ...]) -> list[str]:
 # --- home ------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass
 class _HomePage:
     """The home page as rendered for one listing of the feeds and one version of its template, cut where the
-    form's CSRF token goes: each request only puts its own token in."""
+    form's CSRF token goes: each request only puts its own token in. Whether either changed is looked at
+    once per HOME_RECHECK_SECONDS."""
 
     listing: list[str]
     template: Template
     parts: list[bytes]
+    checked: float
 
 
+HOME_RECHECK_SECONDS = 1.0
 _TOKEN_SLOT = f"csrf-slot-{secrets.token_hex(16)}"
 
 
@@ -142,17 +146,19 @@ def _render_home(web: WebContext, listing: list[str], template: Template) -> _Ho
         subscribe_url=web.url("/subscribe"),
         csrf_token=_TOKEN_SLOT,
     )
-    return _HomePage(listing, template, html.encode().split(_TOKEN_SLOT.encode()))
+    return _HomePage(listing, template, html.encode().split(_TOKEN_SLOT.encode()), time.monotonic())
 
 
 async def home(request: Request) -> Response:
     """Rendered again only when the feeds on disk or the template changed, not per request."""
     web = web_context(request)
-    listing = web.feeds.paths()
-    template = web.templates.get_template("web/home.html.j2")  # a new object once the file changed
     page: _HomePage | None = request.app.state.home_page
-    if page is None or page.listing is not listing or page.template is not template:
-        page = request.app.state.home_page = _render_home(web, listing, template)
+    if page is None or time.monotonic() - page.checked >= HOME_RECHECK_SECONDS:
+        listing = web.feeds.paths()
+        template = web.templates.get_template("web/home.html.j2")  # a new object once the file changed
+        if page is None or page.listing is not listing or page.template is not template:
+            page = request.app.state.home_page = _render_home(web, listing, template)
+        page.checked = time.monotonic()
     token, new_cookie = web.csrf.token(request)
     response = HTMLResponse(token.encode().join(page.parts), headers=web.page_headers)
     web.csrf.set_cookie(response, new_cookie)
