@@ -82,8 +82,9 @@ class Sink:
         self.process.wait()
 
 
-def write_config(folder: Path, port: int) -> Path:
-    """The store and where to send; every other [mail] setting is left at its default."""
+def write_config(folder: Path, port: int, store_url: str = "") -> Path:
+    """The store (SQLite in the folder unless a URL is given) and where to send; every other [mail] setting is
+    left at its default."""
     config = folder / "feedsvc.toml"
     config.write_text(
         f"""
@@ -95,6 +96,7 @@ language = "id"
 dir = "posts"
 [store]
 dir = "data"
+url = "{store_url}"
 [mail]
 smtp_url = "smtp://127.0.0.1:{port}"
 from_address = "news@blog.example.org"
