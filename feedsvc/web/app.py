@@ -136,16 +136,16 @@ class StoreHealth:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.reachable = False
+        self.reachable: bool | None = None  # None: not probed yet
 
     def __call__(self) -> bool:
-        return self.reachable
+        return bool(self.reachable)
 
     def probe(self) -> None:
         try:
             ping(self.engine)
         except Exception:
-            if self.reachable:
+            if self.reachable is not False:  # once per outage, not every probe
                 log.warning("health check: the store is not reachable", exc_info=True)
             self.reachable = False
         else:
