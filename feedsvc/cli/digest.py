@@ -10,9 +10,9 @@ import os
 import signal
 import socket
 import webbrowser
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from collections.abc import Coroutine
 from typing import Annotated, Any
 
 import typer
