@@ -1,29 +1,26 @@
-"""Sending benchmark: a ~30 KB digest to 10,000 subscribers through the feedsvc drain into a local SMTP sink.
+"""Sending benchmark: `feedsvc digest send` with the default [mail] settings against Postfix's smtp-source.
 
-    .venv/bin/python benchmarks/send.py [--subscribers 10000] [--large 100000] [--naive-sample 1000] [--runs 3]
-                                        [--workers 1,2]
+    .venv/bin/python benchmarks/send.py [--sizes 1000,10000] [--rounds 3] [--memory 1000,10000,100000]
 
-In one run it measures, against the same sink:
-  * feedsvc: `drain()` (SMTP pool + delivery state in a SQLite store), in a subprocess so its peak RSS is its own;
-  * naive: smtplib with a new connection and a freshly built EmailMessage per subscriber (timed on a sample
-    and scaled, since it is slow);
-  * smtp-source (Postfix), when installed: the same number and size of messages, the machine's practical limit;
-and the drain's peak RSS at --subscribers and at --large subscribers (memory must stay flat).
+One ~30 KB digest (5 posts, Indonesian, emoji subject) is queued for every subscriber of a fresh SQLite store
+(not timed); then the user's command, `feedsvc digest send`, runs as a new process with the store and
+`[mail] smtp_url` / `from_address` set and every other [mail] setting at its default, into Postfix's
+`smtp-sink`. In the same rounds, `smtp-source -s 8 -d` sends the same number of messages of the same size
+into the same sink. Rounds are interleaved (each round runs every size for both), figures are medians; whole
+processes, start-up included. Counts are checked exactly: the sink received as many messages as there are
+subscribers, and the store has one delivery per subscriber, every one sent. Then the memory of the same command
+at each --memory size (PSS summed over the process tree, sampled while it runs; peak RSS from wait4).
 
-The sink is Postfix's `smtp-sink` when installed, else an aiosmtpd sink in its own process. Postfix provides
-both tools: `sudo DEBIAN_FRONTEND=noninteractive apt-get install -y postfix` (then `sudo postfix stop` or
-`systemctl disable --now postfix`: the benchmark needs only the two tools, not the mail daemon).
+Needs Postfix's tools, not its daemon: `DEBIAN_FRONTEND=noninteractive apt-get install -y postfix` (leave
+postfix stopped).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import os
-import resource
+import re
 import shutil
-import smtplib
 import socket
 import statistics
 import subprocess
@@ -31,13 +28,13 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+import measure  # benchmarks/measure.py, beside this script
+
 POSTFIX_DIRS = ("/usr/sbin", "/usr/lib/postfix/sbin", "/usr/libexec/postfix")
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
-CONNECTIONS = 8
+SOURCE_SESSIONS = 8
 
 
 def find_tool(name: str) -> str | None:
@@ -63,43 +60,31 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
     raise RuntimeError(f"SMTP sink did not start on port {port}")
 
 
-# --- the sink -----------------------------------------------------------------------------------------------
+class Sink:
+    """smtp-sink with its running counters (-c) in a file: how many messages it has taken so far."""
+
+    def __init__(self, folder: Path) -> None:
+        self.port = free_port()
+        self.log = folder / "sink.out"
+        user = ["-u", "nobody"] if os.geteuid() == 0 else []  # it refuses to run as root otherwise
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen([find_tool("smtp-sink"), *user, "-c", f"127.0.0.1:{self.port}", "1024"],
+                                            stdout=out)
+        wait_for_port(self.port)
+
+    def messages(self) -> int:
+        time.sleep(0.2)  # the counters are written when a session ends
+        counts = re.findall(rb"mesg=(\d+)", self.log.read_bytes()[-200:])
+        return int(counts[-1]) if counts else 0
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait()
 
 
-def start_sink(port: int) -> tuple[subprocess.Popen, str]:
-    smtp_sink = find_tool("smtp-sink")
-    if smtp_sink:
-        # smtp-sink refuses to run as root unless told which user to become.
-        user = ["-u", "nobody"] if os.geteuid() == 0 else []
-        process = subprocess.Popen([smtp_sink, *user, f"127.0.0.1:{port}", "1024"], stdout=subprocess.DEVNULL)
-        name = "Postfix smtp-sink"
-    else:
-        process = subprocess.Popen([sys.executable, "-P", __file__, "--aiosmtpd-sink", str(port)])
-        name = "aiosmtpd sink (install postfix for smtp-sink)"
-    wait_for_port(port)
-    return process, name
-
-
-def run_aiosmtpd_sink(port: int) -> None:
-    from aiosmtpd.controller import Controller
-
-    class Discard:
-        async def handle_DATA(self, server, session, envelope):
-            return "250 OK"
-
-    controller = Controller(Discard(), hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        while True:
-            time.sleep(3600)
-    finally:
-        controller.stop()
-
-
-# --- the store and the digest -------------------------------------------------------------------------------
-
-
-def write_config(folder: Path, port: int) -> Path:
+def write_config(folder: Path, port: int, store_url: str = "") -> Path:
+    """The store (SQLite in the folder unless a URL is given) and where to send; every other [mail] setting is
+    left at its default."""
     config = folder / "feedsvc.toml"
     config.write_text(
         f"""
@@ -107,20 +92,23 @@ def write_config(folder: Path, port: int) -> Path:
 title = "Catatan Backend"
 url = "https://blog.example.org"
 language = "id"
+[posts]
+dir = "posts"
 [store]
 dir = "data"
+url = "{store_url}"
 [mail]
 smtp_url = "smtp://127.0.0.1:{port}"
 from_address = "news@blog.example.org"
-connections = {CONNECTIONS}
-messages_per_connection = 1000000
-batch_size = 500
 [web]
 secret_key = "benchmark-secret-of-at-least-32-bytes"
 public_url = "https://news.example.org"
+[log]
+level = "WARNING"
 """,
         encoding="utf-8",
     )
+    (folder / "posts").mkdir()
     return config
 
 
@@ -180,210 +168,103 @@ def fill_store(config: Path, subscribers: int) -> tuple[str, str, str]:
     return edition.subject, edition.html, edition.text
 
 
-# --- the three contenders -----------------------------------------------------------------------------------
+# --- the contenders ------------------------------------------------------------------------------------------
 
 
-def run_drain_child(config: Path, worker_id: str) -> None:
-    """In a subprocess: drain everything, print a JSON line with the count, time and peak RSS."""
+def digest_send(config: Path, subscribers: int, sink: Sink) -> measure.Measured:
+    """`feedsvc digest send` as a user runs it; exact counts checked at the sink and in the store."""
+
+    before = sink.messages()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDSVC_")}
+    result = measure.run([sys.executable, "-m", "feedsvc", "digest", "send", "--config", str(config)], env=env)
+    received = sink.messages() - before
+    states = delivery_states(config)
+    if received != subscribers or states.get("sent") != subscribers or sum(states.values()) != subscribers:
+        raise SystemExit(f"feedsvc digest send: sink got {received}, store {states}, for {subscribers} subscribers")
+    return result
+
+
+def delivery_states(config: Path) -> dict[str, int]:
     from feedsvc.config import load_settings
-    from feedsvc.mail.queue import drain
-    from feedsvc.mail.smtp import SmtpTransport
-    from feedsvc.store.engine import open_engine
+    from feedsvc.store import deliveries
+    from feedsvc.store.engine import create_store_engine
 
-    settings = load_settings(config)
-    engine = open_engine(settings.store.database_url)
-
-    async def go():
-        transport = SmtpTransport(settings)
-        try:
-            return await drain(settings, engine, transport, worker_id=worker_id, now=lambda: START + timedelta(minutes=1))
-        finally:
-            await transport.aclose()
-
-    cpu_before = time.process_time()
-    started = time.perf_counter()
-    report = asyncio.run(go())
-    elapsed = time.perf_counter() - started
-    cpu = time.process_time() - cpu_before  # every thread of the process, start-up excluded
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"sent": report.sent, "failed": report.failed + report.retried, "seconds": elapsed,
-                      "cpu_seconds": cpu, "peak_mib": peak_kib / 1024}))
+    engine = create_store_engine(load_settings(config).store.database_url)
+    with engine.connect() as connection:
+        states = deliveries.count_by_state(connection)
+    engine.dispose()
+    return {state: number for state, number in states.items() if number}
 
 
-def drain_in_subprocesses(config: Path, workers: int) -> dict:
-    """Run `workers` drain processes on the same store at once (as `feedsvc worker` processes would).
-
-    The time is the longest drain as timed inside its process: interpreter start-up is not sending."""
-    children = [
-        subprocess.Popen([sys.executable, "-P", __file__, "--drain-child", str(config), "--worker-id", f"bench{i}"],
-                         stdout=subprocess.PIPE, text=True)
-        for i in range(workers)
-    ]
-    results = []
-    for child in children:
-        output, _ = child.communicate()
-        if child.returncode:
-            raise SystemExit(f"drain process failed with status {child.returncode}")
-        results.append(json.loads(output.strip().splitlines()[-1]))
-    return {
-        "sent": sum(r["sent"] for r in results),
-        "failed": sum(r["failed"] for r in results),
-        "seconds": max(r["seconds"] for r in results),
-        "peak_mib": max(r["peak_mib"] for r in results),
-        "cpu_seconds": sum(r["cpu_seconds"] for r in results),
-    }
-
-
-def naive_send(port: int, count: int, subject: str, html: str, text: str) -> float:
-    """The straightforward loop: a new EmailMessage and a new SMTP connection for every subscriber."""
-    started = time.perf_counter()
-    for n in range(count):
-        message = EmailMessage()
-        message["From"] = "Catatan Backend <news@blog.example.org>"
-        message["To"] = f"Pembaca {n} <reader{n}@example.com>"
-        message["Subject"] = subject
-        message["List-Unsubscribe"] = f"<https://news.example.org/unsubscribe/{n}>"
-        message.set_content(text.replace("__FEEDSVC_UNSUBSCRIBE_URL__", f"https://news.example.org/unsubscribe/{n}"))
-        message.add_alternative(
-            html.replace("__FEEDSVC_UNSUBSCRIBE_URL__", f"https://news.example.org/unsubscribe/{n}"), subtype="html"
-        )
-        with smtplib.SMTP("127.0.0.1", port) as client:
-            client.send_message(message)
-    return time.perf_counter() - started
-
-
-def transport_alone(config: Path, message: bytes, count: int) -> float:
-    """The SMTP pool by itself pushing one prepared message: the ceiling the drain works under."""
-    from feedsvc.config import load_settings
-    from feedsvc.mail.smtp import SmtpTransport
-    from feedsvc.mail.transport import Outgoing
-
-    settings = load_settings(config)
-
-    async def go() -> float:
-        transport = SmtpTransport(settings)
-        items = iter(range(count))
-
-        async def sender() -> None:
-            for n in items:
-                await transport.send(Outgoing("news@blog.example.org", f"reader{n}@example.com", message))
-
-        started = time.perf_counter()
-        await asyncio.gather(*(sender() for _ in range(CONNECTIONS)))
-        elapsed = time.perf_counter() - started
-        await transport.aclose()
-        return elapsed
-
-    return asyncio.run(go())
-
-
-def smtp_source(port: int, count: int, size: int) -> float | None:
-    tool = find_tool("smtp-source")
-    if not tool:
-        return None
-    command = [tool, "-s", str(CONNECTIONS), "-d", "-l", str(size), "-m", str(count),
-               "-f", "news@blog.example.org", "-t", "reader@example.com", f"127.0.0.1:{port}"]
-    started = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - started
+def smtp_source(port: int, count: int, size: int, sink: Sink) -> measure.Measured:
+    before = sink.messages()
+    result = measure.run([find_tool("smtp-source"), "-s", str(SOURCE_SESSIONS), "-d", "-l", str(size), "-m", str(count),
+                          "-f", "news@blog.example.org", "-t", "reader@example.com", f"127.0.0.1:{port}"])
+    received = sink.messages() - before
+    if received != count:
+        raise SystemExit(f"smtp-source: the sink got {received} of {count}")
+    return result
 
 
 # --- the run ------------------------------------------------------------------------------------------------
 
 
-def median_of(runs: int, measure) -> float:
-    return statistics.median(measure() for _ in range(runs))
-
-
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--subscribers", type=int, default=10_000)
-    parser.add_argument("--large", type=int, default=100_000, help="subscribers for the flat-memory check (0: skip)")
-    parser.add_argument("--naive-sample", type=int, default=1000, help="messages the naive loop sends (>= 1000)")
-    parser.add_argument("--runs", type=int, default=3, help="runs of each timed contender (median)")
-    parser.add_argument("--workers", default="1,2", help="drain processes sharing the queue, one row per number")
-    parser.add_argument("--drain-child", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--worker-id", default="bench", help=argparse.SUPPRESS)
-    parser.add_argument("--aiosmtpd-sink", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--sizes", default="1000,10000", help="subscriber counts timed against smtp-source")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--memory", default="1000,10000,100000", help="subscriber counts for the memory table")
     args = parser.parse_args()
-    if args.drain_child:
-        return run_drain_child(args.drain_child, args.worker_id)
-    if args.aiosmtpd_sink:
-        return run_aiosmtpd_sink(args.aiosmtpd_sink)
-
-    port = free_port()
-    sink, sink_name = start_sink(port)
-    try:
-        report(args, port, sink_name)
-    finally:
-        sink.terminate()
-        sink.wait()
-
-
-def report(args: argparse.Namespace, port: int, sink_name: str) -> None:
-    count = args.subscribers
-    workers = [int(n) for n in args.workers.split(",")]
-    print(f"sink: {sink_name}; {count} subscribers, {CONNECTIONS} connections per drain process, SQLite store; "
-          f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    if not (find_tool("smtp-sink") and find_tool("smtp-source")):
+        print("needs smtp-sink and smtp-source: DEBIAN_FRONTEND=noninteractive apt-get install -y postfix", file=sys.stderr)
+        return 2
+    sizes = [int(n) for n in args.sizes.split(",")]
+    memory_sizes = [int(n) for n in args.memory.split(",") if n]
+    load_before = measure.load()
     with tempfile.TemporaryDirectory(prefix="feedsvc-bench-") as temp:
         folder = Path(temp)
-        runs_done = 0
+        sink = Sink(folder)
+        runs = 0
 
-        def feedsvc_run(subscribers: int, processes: int) -> dict:
-            nonlocal runs_done
-            run_dir = folder / f"run{runs_done}"
-            runs_done += 1
+        def prepared(subscribers: int) -> Path:
+            nonlocal runs, parts
+            runs += 1
+            run_dir = folder / f"run{runs}"
             run_dir.mkdir()
-            config = write_config(run_dir, port)
+            config = write_config(run_dir, sink.port)
             parts = fill_store(config, subscribers)
-            result = drain_in_subprocesses(config, processes)
-            result["parts"], result["config"] = parts, config
-            if result["sent"] != subscribers:
-                raise SystemExit(f"feedsvc sent {result['sent']} of {subscribers} ({result['failed']} failed)")
-            return result
+            return config
 
-        drains = {n: [feedsvc_run(count, n) for _ in range(args.runs)] for n in workers}
-        first = drains[workers[0]][0]
-        subject, html, text = first["parts"]
-        sample_message = _sample_message(first["config"], subject, html, text)
-        size = len(sample_message)
+        parts: tuple[str, str, str] = ("", "", "")
 
-        sample = min(args.naive_sample, count)
-        naive_seconds = median_of(args.runs, lambda: naive_send(port, sample, subject, html, text)) * count / sample
-        pool_seconds = median_of(args.runs, lambda: transport_alone(first["config"], sample_message, count))
-        source_seconds = (
-            median_of(args.runs, lambda: smtp_source(port, count, size)) if find_tool("smtp-source") else None
-        )
-        peak_small = max(r["peak_mib"] for r in drains[1 if 1 in drains else workers[0]])
-        peak_large = feedsvc_run(args.large, 1)["peak_mib"] if args.large else None
+        try:
+            message_size = len(_sample_message(prepared(1), *parts))
+            timings: dict[tuple[str, int], list[measure.Measured]] = {}
+            for _ in range(args.rounds):
+                for size in sizes:
+                    config = prepared(size)
+                    timings.setdefault(("feedsvc", size), []).append(digest_send(config, size, sink))
+                    timings.setdefault(("smtp-source", size), []).append(smtp_source(sink.port, size, message_size, sink))
+            memory = {size: digest_send(prepared(size), size, sink) for size in memory_sizes}
+        finally:
+            sink.stop()
 
-    naive_rate = count / naive_seconds
-    source_rate = count / source_seconds if source_seconds else None
-    print(f"\nmessage size {size / 1024:.1f} KiB; medians of {args.runs} runs of {count} messages "
-          f"(naive: {sample} messages per run)")
-    print(f"{'contender':<46} {'messages/s':>10} {'CPU µs/msg':>10}  {'vs naive':>8}  {'vs smtp-source':>14}")
-
-    def row(name: str, rate: float, cpu: float | None = None) -> None:
-        cpu_text = f"{cpu * 1e6 / count:.0f}" if cpu is not None else ""
-        versus_source = f"{rate / source_rate:.0%}" if source_rate else "n/a"
-        print(f"{name:<46} {rate:>10.0f} {cpu_text:>10}  {rate / naive_rate:>7.1f}x  {versus_source:>14}")
-
-    for n, results in drains.items():
-        seconds = statistics.median(r["seconds"] for r in results)
-        cpu = statistics.median(r["cpu_seconds"] for r in results)
-        row(f"feedsvc drain, {n} process(es) (pool + store)", count / seconds, cpu)
-    row("naive smtplib (new connection + EmailMessage)", naive_rate)
-    row("SmtpTransport alone (no store, one message)", count / pool_seconds)
-    if source_rate:
-        row("postfix smtp-source (same size and count)", source_rate)
-    else:
-        print("postfix smtp-source: not installed (apt-get install postfix) - practical limit not measured")
-    print("targets: >= 10x naive, >= 40% of smtp-source. CPU: user+system time of the drain processes while draining")
-    print(f"\npeak RSS of a drain process at {count} subscribers: {peak_small:.1f} MiB")
-    if peak_large is not None:
-        growth = peak_large / peak_small - 1
-        print(f"peak RSS of a drain process at {args.large} subscribers: {peak_large:.1f} MiB "
-              f"({growth:+.1%} vs {count}; target <= 200 MiB and within 10 %)")
+    print(f"message {message_size / 1024:.1f} KiB; SQLite store; Postfix smtp-sink; {args.rounds} interleaved rounds "
+          f"(medians), whole processes; load average before {load_before}, after {measure.load()}")
+    print(f"{'subscribers':>11} {'contender':<42} {'seconds':>8} {'msg/s':>7} {'CPU µs/msg':>10} {'vs smtp-source':>14}")
+    for size in sizes:
+        source = statistics.median(m.seconds for m in timings[("smtp-source", size)])
+        for name, label in (("feedsvc", "feedsvc digest send (default [mail])"), ("smtp-source", "smtp-source -s 8 -d")):
+            seconds = statistics.median(m.seconds for m in timings[(name, size)])
+            cpu = statistics.median(m.cpu_seconds for m in timings[(name, size)])
+            print(f"{size:>11} {label:<42} {seconds:>8.2f} {size / seconds:>7.0f} {cpu * 1e6 / size:>10.0f} "
+                  f"{source / seconds:>14.2f}")
+    print("targets: feedsvc >= 1.0x smtp-source at 10,000, >= 0.6x at 1,000 (ratio = smtp-source time / feedsvc time)")
+    if memory:
+        print(f"\n{'subscribers':>11} {'PSS, process tree':>18} {'peak RSS':>9}  (feedsvc digest send; target flat, <= 100 MiB)")
+        for size, result in memory.items():
+            print(f"{size:>11} {result.peak_pss_mib:>14.1f} MiB {result.peak_rss_mib:>5.1f} MiB")
+    return 0
 
 
 def _sample_message(config: Path, subject: str, html: str, text: str) -> bytes:
@@ -399,8 +280,4 @@ def _sample_message(config: Path, subject: str, html: str, text: str) -> bytes:
 
 
 if __name__ == "__main__":
-    # Run as a script, this folder comes first on sys.path, where a benchmark named like a standard module
-    # (http.py) would shadow it; the children run with -P for the same reason.
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-    sys.path.insert(0, str(ROOT))
-    main()
+    sys.exit(main())

@@ -130,7 +130,7 @@ class MailSettings(_Section):
     from_address: str = "feedsvc@localhost"
     from_name: str = ""
     reply_to: str = ""
-    connections: int = Field(4, ge=1, le=64)
+    connections: int = Field(8, ge=1, le=64)
     rate_limit: float = Field(0.0, ge=0, description="messages per second over all connections; 0 = unlimited")
     messages_per_connection: int = Field(100, ge=1)
     timeout: float = Field(30.0, gt=0)

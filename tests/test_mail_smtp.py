@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import binascii
 import mailbox
+import quopri
+import random
 import ssl
 import subprocess
 import time
@@ -371,14 +374,34 @@ def test_a_mail_whose_text_starts_lines_with_dots_arrives_intact(make_settings, 
     for n, skeleton in enumerate((plain, dotted)):
         message = skeleton.build(to_email=f"r{n}@example.com", to_name="R", message_id=f"<m{n}@example.org>")
         items.append(Outgoing(skeleton.envelope_sender, f"r{n}@example.com", message))
-    # A skeleton without such lines hands over a message fit for DATA as it is; the other is stuffed on the way.
-    assert isinstance(items[0].message, WireMessage) and not isinstance(items[1].message, WireMessage)
-    assert asyncio.run(send_all(SmtpTransport(settings), items)) == [None, None]
-    for n, item in enumerate(items):
+    # Bytes from elsewhere, with dotted lines and bare line endings, are normalised and stuffed on the way.
+    raw = b"Subject: raw\r\n\r\nfirst\n.second\r..third\r\n.\r\n"
+    items.append(Outgoing("news@example.org", "r2@example.com", raw))
+    # A skeleton writes a line-leading dot as =2E, so its mails are fit for DATA as they are, dotted or not.
+    assert [isinstance(item.message, WireMessage) for item in items] == [True, True, False]
+    assert asyncio.run(send_all(SmtpTransport(settings), items)) == [None, None, None]
+    for n, item in enumerate(items[:2]):
         [mail] = any_server.messages_to(f"r{n}@example.com")
         assert mail.data.replace(b"\r\n", b"\n") == item.message.replace(b"\r\n", b"\n")
     [mail] = any_server.messages_to("r1@example.com")
     assert mail.message.get_body(("plain",)).get_content().replace("\r\n", "\n") == "first\n.second\n..third\n.\n"
+    [mail] = any_server.messages_to("r2@example.com")
+    assert mail.data.replace(b"\r\n", b"\n") == b"Subject: raw\n\nfirst\n.second\n..third\n.\n"
+
+
+def test_quoted_printable_lines_never_start_with_a_dot_and_decode_back():
+    from feedsvc.mail.message import _qp
+
+    rng = random.Random(13)
+    pieces = ["a", ".", " ", "é", "=", "\n", "x" * 7, ".x", "🚀", "\t"]
+    for _ in range(2000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 400)))
+        encoded = _qp(text)
+        lines = encoded.split(b"\r\n")
+        assert not any(line.startswith(b".") for line in lines), encoded
+        longest_plain = max(len(line) for line in binascii.b2a_qp(text.encode(), istext=True).split(b"\n"))
+        assert max(len(line) for line in lines) <= max(76, longest_plain), encoded  # no longer than the encoder's own
+        assert quopri.decodestring(encoded.replace(b"\r\n", b"\n")).decode() == text
 
 
 def test_an_address_that_would_break_the_command_line_is_refused_before_sending(make_settings, smtp_server):

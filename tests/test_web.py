@@ -28,7 +28,7 @@ from conftest import EXAMPLE_POSTS, free_port
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from itsdangerous import URLSafeTimedSerializer
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from feedsvc import feeds, subscriptions
 from feedsvc.config import ConfigError, Settings
@@ -36,6 +36,7 @@ from feedsvc.store import rate_limits
 from feedsvc.store.engine import create_store_engine
 from feedsvc.tokens import Purpose, Tokens, confirm_url, preferences_url, unsubscribe_url
 from feedsvc.web import create_app
+from feedsvc.web.app import STORE_PROBE_SECONDS
 from feedsvc.web.feed_server import FeedFiles
 
 ADMIN = {"authorization": "Bearer test-admin-token-of-at-least-32-bytes"}
@@ -556,6 +557,72 @@ def test_health_reports_an_unreachable_store(serve):
     with served.client() as client:
         answer = client.get("/healthz")
     assert answer.status_code == 503 and answer.json()["checks"] == {"store": False}
+
+
+def test_health_queries_nothing_per_request(serve):
+    """/healthz reads what the store probe saw last: a flood of health checks is not a flood of queries."""
+    served = serve()
+    statements: list[str] = []
+
+    def record(connection, cursor, statement, *rest) -> None:
+        statements.append(statement)
+
+    event.listen(served.engine, "before_cursor_execute", record)
+    started = time.monotonic()
+    with served.client() as client:
+        for _ in range(100):
+            assert client.get("/healthz").json() == {"status": "ok", "checks": {"store": True}}
+    elapsed = time.monotonic() - started
+    event.remove(served.engine, "before_cursor_execute", record)
+    # Only the background probe queries: one ping per STORE_PROBE_SECONDS at most (and one in flight).
+    assert len(statements) <= elapsed / STORE_PROBE_SECONDS + 2, statements
+
+
+def test_health_follows_the_store_going_away_and_coming_back(serve, tmp_path):
+    served = serve()
+    store = served.settings.store.dir
+    with served.client() as client:
+        assert client.get("/healthz").status_code == 200
+        moved = store.rename(tmp_path / "store-elsewhere")
+        served.engine.dispose()  # the pooled connection would still read the moved file
+        wait_until(lambda: client.get("/healthz").status_code == 503, "the store to be reported unreachable")
+        assert client.get("/healthz").json()["checks"] == {"store": False}
+        moved.rename(store)
+        wait_until(lambda: client.get("/healthz").status_code == 200, "the store to be reported back")
+
+
+def test_home_page_is_the_same_page_with_each_browsers_own_token(built):
+    first, second = built.client(), built.client()
+    with first, second:
+        page_one, page_two = first.get("/"), second.get("/")
+        token_one, token_two = (re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+                                for page in (page_one, page_two))
+        assert token_one != token_two
+        assert page_one.text.replace(token_one, "") == page_two.text.replace(token_two, "")
+        assert first.get("/").text == page_one.text  # the same browser keeps its token
+        assert page_one.headers["content-security-policy"] and page_one.headers["cache-control"] == "no-store"
+        answer = first.post("/subscribe", data={"email": "home@example.org", "csrf_token": token_one})
+        assert answer.status_code == 200
+        assert second.post("/subscribe", data={"email": "home2@example.org", "csrf_token": token_one}).status_code == 403
+
+
+def test_home_page_lists_feeds_written_after_it_was_first_shown(serve):
+    served = serve()
+    with served.client() as client:
+        assert "/tags/fresh/rss.xml" not in client.get("/").text
+        shutil.copytree(EXAMPLE_POSTS, served.settings.posts.dir, dirs_exist_ok=True)
+        (served.settings.posts.dir / "fresh.md").write_text(
+            "---\ntitle: Fresh\ndate: 2020-01-01T00:00:00Z\ntags: [fresh]\n---\n\nNew.\n", encoding="utf-8"
+        )
+        feeds.build(served.settings)  # as another process (`feedsvc build`) would: no refresh() call
+        wait_until(lambda: "/tags/fresh/rss.xml" in client.get("/").text, "the new tag feed on the home page")
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {timeout} s for {what}"
+        time.sleep(0.1)
 
 
 # --- identity: links die with their row ------------------------------------------------------------------------

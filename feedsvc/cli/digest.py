@@ -10,9 +10,10 @@ import os
 import signal
 import socket
 import webbrowser
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -139,7 +140,7 @@ def send_command(
             raise typer.Exit(EXIT_OK)
         with engine.connect() as connection:
             waiting = editions.unfinished_editions(connection)
-        stopped = asyncio.run(_send(settings, engine, worker_id))
+        stopped = _run(_send(settings, engine, worker_id))
         _log_editions(engine, {summary.edition_id: summary.edition_key for summary in summaries} | waiting)
         with engine.connect() as connection:
             held = deliveries.held_by_others(connection, worker_id, datetime.now(UTC))
@@ -169,6 +170,17 @@ def _refuse_in_use(settings: Settings, exc: leases.StoreInUse) -> None:
     queued = sum(counts[state] for state in (*deliveries.WAITING, "sending"))
     errors.print(f"[bold red]not sending:[/] {escape(str(exc))}; {queued} mails queued", highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_PROBLEMS if queued else EXIT_OK)
+
+
+def _run(coroutine: Coroutine[Any, Any, bool]) -> bool:
+    """On uvloop when it is installed (it comes with uvicorn[standard]): its transports move each mail in C,
+    a sixth of a send's CPU on asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coroutine)
 
 
 async def _send(settings: Settings, engine, worker_id: str) -> bool:

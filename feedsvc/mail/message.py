@@ -125,7 +125,33 @@ def message_id_for(settings: Settings, key: str) -> str:
 
 
 def _qp(text: str) -> bytes:
-    return binascii.b2a_qp(text.encode("utf-8"), istext=True).replace(b"\n", CRLF)
+    encoded = binascii.b2a_qp(text.encode("utf-8"), istext=True).replace(b"\n", CRLF)
+    if encoded.startswith(b".") or b"\n." in encoded:
+        encoded = _without_leading_dots(encoded)
+    return encoded
+
+
+_QP_LINE_MAX = 76  # RFC 2045 6.7, the soft break's "=" included
+
+
+def _without_leading_dots(encoded: bytes) -> bytes:
+    """Quoted-printable text whose lines never start with '.': it is written "=2E" there (as RFC 2049 section 3
+    advises), so the mail goes into SMTP DATA as it is instead of every copy being scanned to dot-stuff it. A line
+    made too long by the two more characters gets a soft break (never inside an =XX escape)."""
+    lines: list[bytes] = []
+    for line in encoded.split(CRLF):
+        while line.startswith(b"."):
+            line = b"=2E" + line[1:]
+            if len(line) <= _QP_LINE_MAX:
+                break
+            cut = _QP_LINE_MAX - 1
+            escape = line.find(b"=", cut - 2, cut)
+            if escape != -1:
+                cut = escape
+            lines.append(line[:cut] + b"=")
+            line = line[cut:]
+        lines.append(line)
+    return CRLF.join(lines)
 
 
 def _segments(body: str) -> list[bytes | str]:

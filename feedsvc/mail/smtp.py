@@ -258,7 +258,9 @@ def _check_envelope(replies: list[Reply]) -> None:
 def _data_block(message: bytes) -> bytes:
     """The message as sent after DATA: CRLF line endings, dot-stuffed (RFC 5321 4.5.2), ending in CRLF.CRLF."""
     if not (isinstance(message, WireMessage) and message.endswith(b"\r\n")):
-        message = _BARE_LINE_ENDING.sub(b"\r\n", message)
+        crlf = message.count(b"\r\n")
+        if message.count(b"\n") != crlf or message.count(b"\r") != crlf:  # counting is ~10x cheaper than the regex
+            message = _BARE_LINE_ENDING.sub(b"\r\n", message)
         if not message.endswith(b"\r\n"):
             message += b"\r\n"
         if message.startswith(b"."):

@@ -3,16 +3,19 @@
 `create_app(settings)` opens the store and the mail transport itself, or takes those of the caller (the
 service runs this app and the scheduler in one process and shares them); what it opened, it closes.
 `app.state.web.feeds.refresh()` makes new feeds visible at once after a build; `app.state.health_checks`
-maps names to checks reported by /healthz (others may add theirs).
+maps names to checks reported by /healthz (others may add theirs: cheap reads of in-memory state).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
+from sqlalchemy.engine import ExceptionContext
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -46,6 +49,7 @@ log = logging.getLogger(__name__)
 
 _ERROR_KEYS = {403: "form_expired", 404: "not_found", 413: "too_large", 429: "too_many"}
 STORE_RETRY_AFTER = 10  # seconds: about SQLite's busy timeout, or a PostgreSQL restart
+STORE_PROBE_SECONDS = 2.0  # how stale /healthz's view of the store may be
 
 
 def _wants_json(request: Request) -> bool:
@@ -102,6 +106,7 @@ class RequestMetrics:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._counters: dict[tuple[str, str, int], Any] = {}  # the labelled counters, looked up once each
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -118,32 +123,74 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, counting_send)
         finally:
-            endpoint = scope.get("endpoint")
-            route = getattr(endpoint, "__name__", "unmatched")
-            HTTP_REQUESTS.labels(scope["method"], route, str(status)).inc()
+            route = getattr(scope.get("endpoint"), "__name__", "unmatched")
+            key = (scope["method"], route, status)
+            counter = self._counters.get(key)
+            if counter is None:
+                counter = self._counters[key] = HTTP_REQUESTS.labels(scope["method"], route, str(status))
+            counter.inc()
 
 
-def store_reachable(engine: Engine) -> Callable[[], bool]:
-    def check() -> bool:
+class StoreHealth:
+    """Whether the store answers, as last seen, for /healthz (which itself queries nothing, however often it is
+    asked): a ping every STORE_PROBE_SECONDS while the app runs, and a lost connection seen by any query of this
+    process counts at once."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.reachable: bool | None = None  # None: not probed yet
+
+    def __call__(self) -> bool:
+        return bool(self.reachable)
+
+    def probe(self) -> None:
         try:
-            ping(engine)
+            ping(self.engine)
         except Exception:
-            log.warning("health check: the store is not reachable", exc_info=True)
-            return False
-        return True
+            if self.reachable is not False:  # once per outage, not every probe
+                log.warning("health check: the store is not reachable", exc_info=True)
+            self.reachable = False
+        else:
+            self.reachable = True
 
-    return check
+    def _on_error(self, context: ExceptionContext) -> None:
+        if context.is_disconnect:
+            self.reachable = False
+
+    @contextlib.asynccontextmanager
+    async def watching(self) -> AsyncIterator[None]:
+        """Probe now (the first answer of /healthz is already right), then in the background until the end."""
+        event.listen(self.engine, "handle_error", self._on_error)
+        await asyncio.to_thread(self.probe)
+
+        async def keep_probing() -> None:
+            while True:
+                await asyncio.sleep(STORE_PROBE_SECONDS)
+                await asyncio.to_thread(self.probe)
+
+        task = asyncio.create_task(keep_probing(), name="store-health")
+        try:
+            yield
+        finally:
+            task.cancel()
+            event.remove(self.engine, "handle_error", self._on_error)
 
 
 async def healthz(request: Request) -> Response:
+    # Each check reads state its component keeps up to date: cheap, so called on the event loop. The few
+    # possible answers are made once each.
     checks: dict[str, Callable[[], bool]] = request.app.state.health_checks
-    results = {name: await run_in_threadpool(check) for name, check in checks.items()}
-    healthy = all(results.values())
-    return JSONResponse(
-        {"status": "ok" if healthy else "failing", "checks": results},
-        status_code=200 if healthy else 503,
-        headers={"cache-control": "no-store"},
-    )
+    results = tuple((name, check()) for name, check in checks.items())
+    answers: dict[tuple[tuple[str, bool], ...], Response] = request.app.state.health_answers
+    answer = answers.get(results)
+    if answer is None:
+        healthy = all(ok for _, ok in results)
+        answer = answers[results] = JSONResponse(
+            {"status": "ok" if healthy else "failing", "checks": dict(results)},
+            status_code=200 if healthy else 503,
+            headers={"cache-control": "no-store"},
+        )
+    return answer
 
 
 async def metrics(request: Request) -> Response:
@@ -179,11 +226,13 @@ def create_app(settings: Settings, engine: Engine | None = None, transport: Tran
 
     fediverse = fediverse_web.Fediverse(settings, engine) if settings.fediverse.enabled else None
     inbox_limits = dict.fromkeys(fediverse_web.INBOX_PATHS, settings.fediverse.max_body_bytes)
+    store_health = StoreHealth(engine)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
-            yield
+            async with store_health.watching():
+                yield
         finally:
             if fediverse is not None:
                 await fediverse.aclose()
@@ -217,5 +266,8 @@ def create_app(settings: Settings, engine: Engine | None = None, transport: Tran
     app.state.web = web
     app.state.web_copies = WebCopies(web)
     app.state.fediverse = fediverse
-    app.state.health_checks = {"store": store_reachable(engine)}
+    app.state.home_page = None  # rendered at its first request (feedsvc.web.pages.home)
+    # name -> a check reading in-memory state (called on the event loop: it must not block)
+    app.state.health_checks = {"store": store_health}
+    app.state.health_answers = {}
     return app

@@ -91,10 +91,14 @@ class FeedFiles:
         self._cache_control = f"public, max-age={max_age}".encode()
         self._recheck = recheck_seconds
         self._entries: dict[str, tuple[FeedFile, float]] = {}  # URL path -> (file, monotonic time last checked)
+        # The last listing of the folder and when it was taken: the same list object until the folder is
+        # listed again, so that pages built from it can tell whether it changed.
+        self._listing: tuple[list[str], float] = ([], float("-inf"))
 
     def refresh(self) -> None:
         """Re-check every file on its next request (call after writing feeds)."""
         self._entries = {path: (entry, float("-inf")) for path, (entry, _) in self._entries.items()}
+        self._listing = (self._listing[0], float("-inf"))
 
     def get(self, url_path: str) -> FeedFile | None:
         cached = self._entries.get(url_path)
@@ -119,7 +123,17 @@ class FeedFiles:
         return entry
 
     def paths(self) -> list[str]:
-        """URL paths of the feeds on disk: the site feeds first, then each tag's."""
+        """URL paths of the feeds on disk: the site feeds first, then each tag's. The folder is listed again
+        at most once per `recheck_seconds` (and after `refresh()`); an unchanged listing is the same object."""
+        listing, checked = self._listing
+        now = time.monotonic()
+        if now - checked < self._recheck:
+            return listing
+        found = self._list()
+        self._listing = (listing if found == listing else found, now)
+        return self._listing[0]
+
+    def _list(self) -> list[str]:
         found = [f"/{name}" for name in CONTENT_TYPES if (self.root / name).is_file()]
         tags = self.root / "tags"
         if tags.is_dir():

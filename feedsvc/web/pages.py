@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import secrets
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from jinja2 import Template
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
 from feedsvc import subscriptions, tokens
 from feedsvc.feeds.formats import BY_FILE_NAME
@@ -105,11 +109,26 @@ def _known_tags(web: WebContext, *extra: tuple[str, ...]) -> list[str]:
 # --- home ------------------------------------------------------------------------------------------------------
 
 
-async def home(request: Request) -> Response:
-    web = web_context(request)
+@dataclass
+class _HomePage:
+    """The home page as rendered for one listing of the feeds and one version of its template, cut where the
+    form's CSRF token goes: each request only puts its own token in. Whether either changed is looked at
+    once per HOME_RECHECK_SECONDS."""
+
+    listing: list[str]
+    template: Template
+    parts: list[bytes]
+    checked: float
+
+
+HOME_RECHECK_SECONDS = 1.0
+_TOKEN_SLOT = f"csrf-slot-{secrets.token_hex(16)}"
+
+
+def _render_home(web: WebContext, listing: list[str], template: Template) -> _HomePage:
     site_feeds: list[dict[str, str]] = []
     tag_feeds: dict[str, list[dict[str, str]]] = {}
-    for path in web.feeds.paths():
+    for path in listing:
         name = path.rpartition("/")[2]
         feed_format = BY_FILE_NAME[name]
         feed = {"url": web.url(path), "type": feed_format.media_type, "label": feed_format.label}
@@ -117,16 +136,30 @@ async def home(request: Request) -> Response:
             tag_feeds.setdefault(path.split("/")[2], []).append(feed)
         else:
             site_feeds.append(feed)
-    token, new_cookie = web.csrf.token(request)
-    response = web.render(
+    html = web.page(
         "home",
         site_feeds=site_feeds,
         tag_feeds=sorted(tag_feeds.items()),
         tags=sorted(tag_feeds),
         frequencies=FREQUENCIES,
         subscribe_url=web.url("/subscribe"),
-        csrf_token=token,
+        csrf_token=_TOKEN_SLOT,
     )
+    return _HomePage(listing, template, html.encode().split(_TOKEN_SLOT.encode()), time.monotonic())
+
+
+async def home(request: Request) -> Response:
+    """Rendered again only when the feeds on disk or the template changed, not per request."""
+    web = web_context(request)
+    page: _HomePage | None = request.app.state.home_page
+    if page is None or time.monotonic() - page.checked >= HOME_RECHECK_SECONDS:
+        listing = web.feeds.paths()
+        template = web.templates.get_template("web/home.html.j2")  # a new object once the file changed
+        if page is None or page.listing is not listing or page.template is not template:
+            page = request.app.state.home_page = _render_home(web, listing, template)
+        page.checked = time.monotonic()
+    token, new_cookie = web.csrf.token(request)
+    response = HTMLResponse(token.encode().join(page.parts), headers=web.page_headers)
     web.csrf.set_cookie(response, new_cookie)
     return response
 

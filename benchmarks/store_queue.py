@@ -1,0 +1,162 @@
+"""The delivery queue on PostgreSQL against SQLite: CPU and store round trips per message, and 1 to 4 processes.
+
+    .venv/bin/python benchmarks/store_queue.py [--subscribers 5000] [--workers 1,2,4] [--postgres URL]
+
+One ~47 KB digest queued for every subscriber (not timed), sent into Postfix's `smtp-sink` with the default
+[mail] settings.
+1. In-process (labelled so): `drain()` once on SQLite and once on PostgreSQL, counting with SQLAlchemy's engine
+   events the statements executed and the transactions begun, and the process CPU time, per message.
+2. Whole processes: k `feedsvc digest send` processes started together on one PostgreSQL store share its queue
+   (SKIP LOCKED claims); messages/s against one process, and each process's CPU time (wait4) as a share of the
+   wall time, so a reader sees where the cores went. One SQLite process is the anchor.
+Needs `FEEDSVC_TEST_POSTGRES_URL` (or --postgres) and Postfix's tools
+(`DEBIAN_FRONTEND=noninteractive apt-get install -y postfix`, daemon left stopped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import measure  # benchmarks/measure.py, beside this script
+from send import Sink, delivery_states, fill_store, find_tool, write_config
+from sqlalchemy import create_engine, event, text
+
+
+def fresh_schema(postgres: str) -> tuple[str, str]:
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(postgres, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    admin.dispose()
+    separator = "&" if "?" in postgres else "?"
+    return schema, f"{postgres}{separator}options=-csearch_path%3D{schema}"
+
+
+def drop_schema(postgres: str, schema: str) -> None:
+    admin = create_engine(postgres, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+def in_process(config: Path, subscribers: int) -> dict[str, float]:
+    """drain() in this process: statements, transactions and CPU per message."""
+    from feedsvc.config import load_settings
+    from feedsvc.mail.queue import drain
+    from feedsvc.mail.smtp import SmtpTransport
+    from feedsvc.store.engine import open_engine
+
+    settings = load_settings(config)
+    engine = open_engine(settings.store.database_url)
+    counts: Counter[str] = Counter()
+    event.listen(engine, "before_cursor_execute", lambda *args: counts.update(["statements"]))
+    event.listen(engine, "begin", lambda *args: counts.update(["transactions"]))
+
+    async def go() -> int:
+        transport = SmtpTransport(settings)
+        try:
+            return (await drain(settings, engine, transport, worker_id="bench")).sent
+        finally:
+            await transport.aclose()
+
+    cpu, started = time.process_time(), time.perf_counter()
+    sent = asyncio.run(go())
+    cpu, seconds = time.process_time() - cpu, time.perf_counter() - started
+    engine.dispose()
+    if sent != subscribers:
+        raise SystemExit(f"drain sent {sent} of {subscribers}")
+    return {"cpu_us": cpu * 1e6 / sent, "statements": counts["statements"] / sent,
+            "transactions": counts["transactions"] / sent, "rate": sent / seconds}
+
+
+def processes(config: Path, count: int, subscribers: int, sink: Sink) -> tuple[float, list[float]]:
+    """`count` digest send processes at once on one store: wall seconds, and each one's CPU seconds."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDSVC_")}
+    command = [sys.executable, "-m", "feedsvc", "digest", "send", "--config", str(config)]
+    before = sink.messages()
+    started = time.perf_counter()
+    children = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(count)]
+    cpu, errors = [], []
+    for child in children:
+        _, status, usage = os.wait4(child.pid, 0)
+        # A process that finds mail still claimed by a sibling says so and exits 1: the counts below decide.
+        if os.waitstatus_to_exitcode(status) and child.stderr:
+            errors.append(child.stderr.read().decode()[-500:])
+        cpu.append(usage.ru_utime + usage.ru_stime)
+    seconds = time.perf_counter() - started
+    received = sink.messages() - before
+    states = delivery_states(config)
+    if received != subscribers or states.get("sent") != subscribers or sum(states.values()) != subscribers:
+        raise SystemExit(f"{count} processes: sink got {received}, store {states}, of {subscribers}\n{''.join(errors)}")
+    return seconds, cpu
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--subscribers", type=int, default=5000)
+    parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--postgres", default=os.environ.get("FEEDSVC_TEST_POSTGRES_URL", ""))
+    args = parser.parse_args()
+    if not args.postgres or not find_tool("smtp-sink"):
+        print("needs --postgres (or FEEDSVC_TEST_POSTGRES_URL) and smtp-sink "
+              "(DEBIAN_FRONTEND=noninteractive apt-get install -y postfix)", file=sys.stderr)
+        return 2
+    n = args.subscribers
+    load_before = measure.load()
+    schemas: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="feedsvc-bench-") as temp:
+        folder = Path(temp)
+        sink = Sink(folder)
+        runs = 0
+
+        def prepared(postgres: bool) -> Path:
+            nonlocal runs
+            runs += 1
+            run_dir = folder / f"run{runs}"
+            run_dir.mkdir()
+            url = ""
+            if postgres:
+                schema, url = fresh_schema(args.postgres)
+                schemas.append(schema)
+            config = write_config(run_dir, sink.port, url)
+            fill_store(config, n)
+            return config
+
+        try:
+            inproc = {name: in_process(prepared(name == "PostgreSQL"), n) for name in ("SQLite", "PostgreSQL")}
+            scaling = {("SQLite", 1): processes(prepared(False), 1, n, sink)}
+            for count in (int(k) for k in args.workers.split(",")):
+                scaling[("PostgreSQL", count)] = processes(prepared(True), count, n, sink)
+        finally:
+            sink.stop()
+            for schema in schemas:
+                drop_schema(args.postgres, schema)
+
+    print(f"{n} subscribers, default [mail], Postfix smtp-sink; {os.cpu_count()} CPUs; load average before "
+          f"{load_before}, after {measure.load()}")
+    print(f"\n{'in-process drain()':<20}{'msg/s':>8}{'CPU µs/msg':>12}{'statements/msg':>16}{'transactions/msg':>18}")
+    for name, row in inproc.items():
+        print(f"{name:<20}{row['rate']:>8.0f}{row['cpu_us']:>12.0f}{row['statements']:>16.2f}{row['transactions']:>18.3f}")
+    sqlite, postgres = inproc["SQLite"], inproc["PostgreSQL"]
+    print(f"PostgreSQL / SQLite: CPU {postgres['cpu_us'] / sqlite['cpu_us']:.2f}, statements "
+          f"{postgres['statements'] / sqlite['statements']:.2f} (target: within 1.20)")
+    print(f"\n{'feedsvc digest send processes':<32}{'seconds':>8}{'msg/s':>8}{'vs 1 PG':>8}  CPU share of each process")
+    one = n / scaling[("PostgreSQL", 1)][0]
+    for (name, count), (seconds, cpu) in scaling.items():
+        shares = " ".join(f"{c / seconds:.0%}" for c in cpu)
+        print(f"{f'{name}, {count}':<32}{seconds:>8.2f}{n / seconds:>8.0f}{n / seconds / one:>8.2f}  {shares}")
+    print("targets: one PostgreSQL process >= 0.8x one SQLite process")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
