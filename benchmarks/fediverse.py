@@ -51,8 +51,10 @@ def serve_inboxes(port: int, key_file: str) -> None:
 
     counts: dict[str, int | str] = {"verified": 0, "refused": 0}
 
+    blog_public_key = Path(key_file).read_text()
+
     async def blog_key(key_id: str, fresh: bool) -> str:
-        return Path(key_file).read_text()
+        return blog_public_key
 
     async def inbox(request: Request) -> Response:
         body = await request.body()

@@ -129,7 +129,7 @@ def latency(root: Path, posts: int, edits: int) -> None:
             edit(root / "posts", round_number)
             saved = time.perf_counter()
 
-            def changed() -> httpx.Response | None:
+            def changed(etag: str = etag) -> httpx.Response | None:  # this round's ETag
                 response = client.get(f"{base}/rss.xml", headers={"If-None-Match": etag})
                 return response if response.status_code == 200 else None
 
@@ -254,7 +254,7 @@ def throughput(root: Path, postgres: str, subscribers: int, worker_counts: list[
                 began = time.perf_counter()
                 queue(url, edition, subscribers)
 
-                def sent() -> bool:
+                def sent(engine=engine, edition: int = edition) -> bool:  # this round's
                     with engine.connect() as connection:
                         return delivery_states(connection, [edition]).get(edition, {}).get("sent", 0) >= subscribers
 

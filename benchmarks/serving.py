@@ -202,7 +202,7 @@ def main() -> int:
                     etag = etag_of(url, {})
                     runs.append((case, name, url, [f"{k}: {etag if v == 'etag' else v}" for k, v in headers.items()]))
             runs += [(case, "feedsvc", bases["feedsvc"] + path, []) for case, path, _ in PAGE_CASES]
-            for case, name, url, headers in runs:
+            for _case, _name, url, headers in runs:
                 run_wrk(url, 1, args.connections, args.threads, headers)  # warm-up
             rounds: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
             for _ in range(args.rounds):

@@ -80,4 +80,4 @@ def exposition(
     fediverse_followers: int | None = None,
 ) -> bytes:
     """The Prometheus text format of every metric, with the subscriber, mail event and follower counts given."""
-    return generate_latest(_Scrape(subscribers_by_status, mail_events_by_kind or {}, fediverse_followers))  # type: ignore[arg-type]
+    return generate_latest(_Scrape(subscribers_by_status, mail_events_by_kind or {}, fediverse_followers))

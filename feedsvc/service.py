@@ -121,6 +121,7 @@ async def _serve(settings: Settings, *, with_scheduler: bool, host: str | None, 
             scheduler=jobs.scheduler_alive, watcher=jobs.watcher_alive, deliveries=deliveries.alive
         )
         server = _Server(server_config(app, settings, timeout_graceful_shutdown=5))
+        assert sock is not None, "with the scheduler, the socket is bound before anything starts"
         tasks.add(asyncio.create_task(server.serve(sockets=[sock]), name="http"))
         tasks.add(asyncio.create_task(jobs.watch(stop), name="watch"))
         # Bounces, complaints and mailto unsubscribes: each report counts once, so every instance may read.

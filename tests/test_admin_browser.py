@@ -105,7 +105,8 @@ def test_the_keyboard_alone_signs_in_and_unsubscribes_someone(browser, site):
     with page_at(browser, site, name="keyboard") as page:
         page.goto("/admin/login")
         page.keyboard.press("Tab")  # the footer link comes last: the form's first field comes first
-        focused = lambda: page.evaluate("document.activeElement.id || document.activeElement.textContent")
+        def focused():
+            return page.evaluate("document.activeElement.id || document.activeElement.textContent")
         assert focused() == "username"
         page.keyboard.press("Tab")
         page.keyboard.type(PASSWORD)

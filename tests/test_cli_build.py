@@ -20,7 +20,8 @@ def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("FEEDSVC_")}
     env["COLUMNS"] = "80"  # long lines must still come out whole
     return subprocess.run(
-        [sys.executable, "-m", "feedsvc", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "feedsvc", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60,
+        check=False,
     )
 
 

@@ -27,6 +27,7 @@ from feedsvc.store.schema import announcements, deliveries
 def feedsvc(settings: Settings, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "feedsvc", *args, "--config", str(settings.config_path)],
+        check=False,
         capture_output=True,
         text=True,
         timeout=timeout,

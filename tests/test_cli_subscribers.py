@@ -22,6 +22,7 @@ def run(settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDSVC_")} | {"NO_COLOR": "1", "COLUMNS": "200"}
     return subprocess.run(
         [sys.executable, "-m", "feedsvc", *args, "--config", str(settings.config_path)],
+        check=False,
         env=env, capture_output=True, text=True, timeout=60,
     )
 

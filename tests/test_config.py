@@ -197,7 +197,7 @@ def test_every_secret_published_in_the_repository_is_refused(tmp_path):
     published = _published_secrets() | PUBLIC_SECRETS
     assert "change-me-to-a-long-random-string" in published  # the placeholder of earlier compose files
     for value in published:
-        with pytest.raises(ValidationError, match="web.secret_key"):
+        with pytest.raises(ValidationError, match=r"web\.secret_key"):
             Settings.model_validate({"site": {"url": "https://blog.example.org"}, "web": {"secret_key": value}})
 
 

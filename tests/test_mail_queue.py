@@ -184,7 +184,7 @@ def test_faults_end_with_transients_delivered_once_and_hard_bounces_suppressed(q
         clock.advance(hours=1)
         run(settings, engine, clock)
 
-    for n, subscriber_id in enumerate(ids):
+    for n, _subscriber_id in enumerate(ids):
         received = smtp_server.messages_to(f"reader{n}@example.com")
         assert len(received) == (0 if n < 3 else 1), n
     with engine.connect() as connection:

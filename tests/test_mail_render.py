@@ -242,7 +242,7 @@ def test_a_broken_user_template_is_named_in_the_error(make_settings, tmp_path):
     with pytest.raises(MailTemplateError, match=r"mail template .*confirm\.txt\.j2 line 1: unexpected '}'"):
         confirmation_message(settings, to_email="a@b.org", to_name="", confirm_url="https://x.org/c/1")
     (folder / "confirm.txt.j2").write_text("Hi {{ nickname }}\n", encoding="utf-8")
-    with pytest.raises(MailTemplateError, match="mail/confirm.txt.j2: 'nickname' is undefined"):
+    with pytest.raises(MailTemplateError, match=r"mail/confirm\.txt\.j2: 'nickname' is undefined"):
         confirmation_message(settings, to_email="a@b.org", to_name="", confirm_url="https://x.org/c/1")
 
 

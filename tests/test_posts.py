@@ -663,7 +663,7 @@ def test_dates_of_date_objects_only(settings: Settings) -> None:
 
 @pytest.mark.parametrize("pattern", ["{site_url}/{slg}/", "{site_url}/{slug", "{site_url}/posts/"])
 def test_a_bad_url_pattern_is_a_configuration_error(make_settings: MakeSettings, pattern: str) -> None:
-    with pytest.raises(ConfigError, match="posts.url_pattern"):
+    with pytest.raises(ConfigError, match=r"posts\.url_pattern"):
         make_settings(posts={"url_pattern": pattern})
 
 

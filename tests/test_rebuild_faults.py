@@ -242,4 +242,4 @@ def test_feedsvc_build_on_a_full_disk_says_so_exits_1_and_leaves_the_feeds_whole
     assert "feeds not written" in built.stderr and "No space left on device" in built.stderr, built.stderr
     assert "Traceback" not in built.stderr
     assert (small_disk / "rss.xml").read_bytes() == before
-    assert not [path for path in small_disk.rglob("*.tmp")], "no partial file is left behind"
+    assert not list(small_disk.rglob("*.tmp")), "no partial file is left behind"

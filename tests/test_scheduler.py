@@ -66,8 +66,8 @@ class Harness:
     def _refreshed(self) -> None:
         self.refreshed += 1
 
-    async def until(self, condition, timeout: float = 5.0) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
+    async def until(self, condition, within: float = 5.0) -> None:
+        deadline = asyncio.get_running_loop().time() + within
         while not condition():
             assert asyncio.get_running_loop().time() < deadline, "condition not reached"
             await asyncio.sleep(0.02)
@@ -116,7 +116,7 @@ def test_a_post_whose_time_comes_is_published_by_the_wake_up(make_settings):
         harness.jobs.start()
         await harness.until(lambda: (settings.feeds.output_dir / "rss.xml").exists())
         assert _titles(settings) == []
-        await harness.until(lambda: _titles(settings) == ["Due in a moment"], timeout=4)
+        await harness.until(lambda: _titles(settings) == ["Due in a moment"], within=4)
         assert datetime.now(UTC) >= due
         assert harness.jobs.scheduler.get_job("publish") is None  # nothing further to wait for
         await harness.close()
@@ -140,7 +140,7 @@ def test_only_one_instance_leads_and_a_stopped_leader_hands_over(make_settings):
         assert second.refreshed == 0
         await first.close()
         assert holder_of(second.engine, leases.LEADER, now=datetime.now(UTC)) is None
-        await second.until(lambda: second.jobs.is_leader, timeout=3)  # at its next renewal (ttl / 3)
+        await second.until(lambda: second.jobs.is_leader, within=3)  # at its next renewal (ttl / 3)
         await second.close()
 
     asyncio.run(scenario())
@@ -158,7 +158,7 @@ def test_a_saved_post_rebuilds_through_the_watcher(make_settings, mode):
         await harness.until(lambda: (settings.feeds.output_dir / "rss.xml").exists())
         await asyncio.sleep(0.3)
         write_post(settings.posts.dir, "new.md", title="Written just now", date=datetime.now(UTC))
-        await harness.until(lambda: _titles(settings) == ["Written just now"], timeout=2)
+        await harness.until(lambda: _titles(settings) == ["Written just now"], within=2)
         assert harness.jobs.watcher_alive()
         stop.set()
         await watching
@@ -197,12 +197,12 @@ def test_a_store_that_cannot_record_announcements_does_not_stop_publishing_and_i
         write_post(settings.posts.dir, "new.md", title="Fresh", date=datetime.now(UTC) - timedelta(minutes=1))
         rebuilding = asyncio.ensure_future(harness.jobs.rebuild("posts-changed"))
         # The feeds do not wait for the store.
-        await harness.until(lambda: _titles(settings) == ["Fresh", "Already out"], timeout=5)
+        await harness.until(lambda: _titles(settings) == ["Fresh", "Already out"], within=5)
         await rebuilding
         assert harness.jobs.scheduler.get_job("rebuild-retry") is not None
         # Once the lock is gone, the planned retry announces the post without any file being saved.
         await holder.wait()
-        await harness.until(lambda: announced() == ["Already out", "Fresh"], timeout=10)
+        await harness.until(lambda: announced() == ["Already out", "Fresh"], within=10)
         await harness.close()
 
     asyncio.run(scenario())
@@ -232,7 +232,7 @@ def test_while_builds_fail_a_post_that_comes_due_is_still_announced(make_setting
         os.mkfifo(cache)
         for child in multiprocessing.active_children():
             os.kill(child.pid, signal.SIGKILL)
-        await harness.until(lambda: announced() == ["Already out", "Due in a moment"], timeout=15)
+        await harness.until(lambda: announced() == ["Already out", "Due in a moment"], within=15)
         assert _titles(settings) == ["Already out"]  # the feeds wait for a build that works
         await harness.close()
 

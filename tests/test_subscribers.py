@@ -70,7 +70,7 @@ def test_names_frequencies_and_tags_are_checked():
         request("ann@example.org", name="Ann\r\nBcc: x@example.org")
     with pytest.raises(InvalidInput, match="name: is longer than 200"):
         request("ann@example.org", name="A" * 201)
-    with pytest.raises(InvalidInput, match="frequency: must be one of instant, daily, weekly, monthly$"):
+    with pytest.raises(InvalidInput, match=r"frequency: must be one of instant, daily, weekly, monthly$"):
         request("ann@example.org", frequency="hourly")
     with pytest.raises(InvalidInput, match="tags: '<script>' is not a tag"):
         request("ann@example.org", tags=["python", "<script>"])

@@ -1083,7 +1083,7 @@ def test_the_pages_answer_any_body_without_a_server_error_and_store_only_clean_t
         rows = connection.execute(text("SELECT email, name FROM subscribers")).all()
     for address, name in rows:
         assert address.isascii() and address.isprintable() and len(address.partition("@")[0]) <= 64
-        assert unicodedata.is_normalized("NFC", name) and name.isprintable() or name == ""
+        assert (unicodedata.is_normalized("NFC", name) and name.isprintable()) or name == ""
 
 
 @pytest.fixture

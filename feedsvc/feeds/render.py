@@ -94,7 +94,7 @@ class FeedRenderer:
         return generator
 
     @staticmethod
-    def entry(generator: FeedGenerator, item: Item):  # type: ignore[no-untyped-def]
+    def entry(generator: FeedGenerator, item: Item):
         entry = generator.add_entry(order="append")
         entry.guid(item.id, permalink=False)
         entry.title(item.title)

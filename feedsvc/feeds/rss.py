@@ -25,7 +25,7 @@ class _RssHub(BaseExtension):
     def extend_ns(self) -> dict[str, str]:
         return {"atom": ATOM_NS}
 
-    def extend_rss(self, feed):  # type: ignore[no-untyped-def]
+    def extend_rss(self, feed):
         channel = feed.find("channel")
         # Right after the self link, where readers look for it.
         position = list(channel).index(channel.find(f"{{{ATOM_NS}}}link")) + 1

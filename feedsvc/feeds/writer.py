@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -110,10 +111,8 @@ class FeedWriter:
             if path.is_file():
                 path.unlink()
                 report.removed.append(path)
-        try:
+        with contextlib.suppress(OSError):
             folder.rmdir()
-        except OSError:
-            pass
 
 
 def _moved_tags(previous: dict[str, tuple[str, ...]], current: dict[str, tuple[str, ...]]) -> set[str]:

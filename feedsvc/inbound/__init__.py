@@ -9,6 +9,7 @@ its effect is stored. A crash in between reads it again; its event key makes the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 from collections.abc import Callable, Sequence
@@ -54,10 +55,8 @@ class MailboxSource:
                 await asyncio.to_thread(self.process_new)
             except Exception:
                 log.exception("inbound: reading %s failed; trying again later", self)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.settings.inbound.poll_seconds)
-            except TimeoutError:
-                pass
 
 
 # Source name -> (module under feedsvc.inbound, whether the settings turn it on).

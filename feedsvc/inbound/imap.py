@@ -7,6 +7,7 @@ none is set). A crash in between leaves it unseen in place, to be read again: it
 
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import logging
 import ssl
@@ -99,10 +100,8 @@ class Source(MailboxSource):
                 self._mark_processed(client, uid, processed)
             return len(uids)
         finally:
-            try:
+            with contextlib.suppress(imaplib.IMAP4.error, OSError):
                 client.logout()
-            except (imaplib.IMAP4.error, OSError):
-                pass
 
     def _mark_processed(self, client: imaplib.IMAP4, uid: str, folder: str) -> None:
         if not folder:

@@ -7,6 +7,7 @@ new or processed. Messages already in cur/ are never looked at again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -50,10 +51,8 @@ class Source(MailboxSource):
             self.handle(raw)
             # Only now, with the effect stored: into cur/ with the Seen flag.
             name = entry.name.split(":2,")[0]
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 path.rename(self.path / "cur" / f"{name}:2,S")
-            except FileNotFoundError:
-                pass
             handled += 1
         return handled
 

@@ -21,6 +21,7 @@ of the lease, also while a send is in flight, so no other worker takes over a ma
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.parser
 import logging
 import time
@@ -273,17 +274,15 @@ class _Drain:
     async def _keep_writing(self, writing) -> None:
         try:
             await writing
-        except Exception as exc:  # noqa: BLE001 - kept and re-raised by run()
+        except Exception as exc:
             # The store failed for good: hand out nothing more; run() re-raises once the jobs in hand are done.
             self.write_error = exc
             self.halted.set()
 
     async def _write_outcomes(self) -> None:
         while not self.finished.is_set():
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake_writer.wait(), FLUSH_INTERVAL)
-            except TimeoutError:
-                pass
             self.wake_writer.clear()
             if self.sent or self.retries or self.bounces:
                 await self._write(())

@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urljoin
 
 import css_inline
-import lxml.html  # type: ignore[import-untyped]
+import lxml.html
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
-from inscriptis import Inscriptis  # type: ignore[import-untyped]
-from inscriptis.css_profiles import CSS_PROFILES  # type: ignore[import-untyped]
-from inscriptis.model.config import ParserConfig  # type: ignore[import-untyped]
-from inscriptis.model.html_element import HtmlElement  # type: ignore[import-untyped]
-from inscriptis.model.tag import CustomHtmlTagHandlerMapping  # type: ignore[import-untyped]
+from inscriptis import Inscriptis
+from inscriptis.css_profiles import CSS_PROFILES
+from inscriptis.model.config import ParserConfig
+from inscriptis.model.html_element import HtmlElement
+from inscriptis.model.tag import CustomHtmlTagHandlerMapping
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, TemplateError
 from markupsafe import Markup
 
@@ -153,7 +153,8 @@ def _render(settings: Settings, name: str, context: dict[str, object]) -> str:
         return template.render(context)
     except TemplateError as exc:
         where = getattr(exc, "filename", None) or name
-        line = f" line {exc.lineno}" if getattr(exc, "lineno", None) else ""
+        lineno = getattr(exc, "lineno", None)  # set on syntax errors only
+        line = f" line {lineno}" if lineno else ""
         raise MailTemplateError(f"mail template {where}{line}: {exc.message or exc}") from exc
 
 

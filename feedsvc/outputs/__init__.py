@@ -115,7 +115,7 @@ async def run_outputs(
             continue
         try:
             outcome.done[output.name] = await output.run(rebuild)
-        except Exception as exc:  # noqa: BLE001 - the store unreachable, a bug: reported, the next output runs
+        except Exception as exc:
             outcome.failed.append(Failed(output.name, exc))
     return outcome
 

@@ -179,7 +179,7 @@ class Collection:
     def _scan(self, found: _Found) -> Scan:
         assert self._entries is not None
         problems = list(found.problems)
-        changes: dict[str, _Entry | None] = {path: None for path in self._entries.keys() - found.files.keys()}
+        changes: dict[str, _Entry | None] = dict.fromkeys(self._entries.keys() - found.files.keys())
         stale = []
         for relative, info in found.files.items():
             entry = self._entries.get(relative)
@@ -529,7 +529,7 @@ class _Cache:
                 self.stale = False
                 while self._load_delta(file, entries):
                     self._deltas += 1
-        except Exception:  # noqa: BLE001 - an unreadable snapshot: every file is parsed again
+        except Exception:
             return {}
         self._size = len(entries)
         return entries
@@ -539,7 +539,7 @@ class _Cache:
             header, changes = pickle.load(file)
         except EOFError:
             return False
-        except Exception:  # noqa: BLE001 - a delta cut short by a crash: keep what came before it
+        except Exception:
             self.stale = True  # and rewrite the file, or later deltas would land after the broken one
             return False
         if header != self.header:  # appended by a process running with other settings

@@ -26,6 +26,6 @@ def read_post(
         )
     except SourceError as exc:
         return None, [site.problem(path, exc.line, exc.message)]
-    except Exception as exc:  # noqa: BLE001 - a file that breaks the reader is that file's problem alone
+    except Exception as exc:
         return None, [site.problem(path, None, f"cannot be read as a post: {failure(exc)}")]
     return post, warnings

@@ -38,7 +38,7 @@ def archive_recorded_at(connection: Connection) -> datetime | None:
 
 
 def record_archive(connection: Connection, now: datetime) -> None:
-    values = dict(key=ARCHIVE_KEY, frequency=ARCHIVE_KEY, period_start=now, period_end=now, created_at=now, completed_at=now)
+    values = {"key": ARCHIVE_KEY, "frequency": ARCHIVE_KEY, "period_start": now, "period_end": now, "created_at": now, "completed_at": now}
     connection.execute(insert_ignoring_conflicts(connection, digest_periods, ["key"]).values(**values))
 
 

@@ -65,7 +65,7 @@ def open_period(
     connection: Connection, key: str, frequency: str, start: datetime, end: datetime, now: datetime
 ) -> Period:
     """The period with this key: created with this window, or as an earlier run (any process) created it."""
-    values = dict(key=key, frequency=frequency, period_start=start, period_end=end, created_at=now)
+    values = {"key": key, "frequency": frequency, "period_start": start, "period_end": end, "created_at": now}
     connection.execute(insert_ignoring_conflicts(connection, digest_periods, ["key"]).values(**values))
     row = connection.execute(select(*_PERIOD_COLUMNS).where(digest_periods.c.key == key)).one()
     return Period(*row)
@@ -140,7 +140,7 @@ def unfinished_editions(connection: Connection) -> dict[int, str]:
         .where(deliveries.c.edition_id == editions.c.id, deliveries.c.state.in_(OPEN_STATES))
         .exists()
     )
-    return {edition_id: key for edition_id, key in connection.execute(statement)}
+    return dict(connection.execute(statement))
 
 
 @dataclass(frozen=True, slots=True)

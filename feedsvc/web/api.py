@@ -108,7 +108,7 @@ class ListJson(BaseModel):
     items: list[SubscriberJson]
 
 
-CountsJson = create_model("CountsJson", **{status: (int, ...) for status in STATUSES})  # type: ignore[call-overload]
+CountsJson = create_model("CountsJson", **dict.fromkeys(STATUSES, (int, ...)))  # type: ignore[call-overload]
 
 
 class ImportProblem(BaseModel):

@@ -43,7 +43,7 @@ def connection_limit(configured: int) -> int:
 def guarded_protocol(base: type[Any], header_timeout: float, max_connections: int) -> type[asyncio.Protocol]:
     """uvicorn's HTTP protocol `base` with a deadline for request headers and a bound on open connections."""
 
-    class GuardedHTTP(base):  # type: ignore[misc, valid-type]
+    class GuardedHTTP(base):
         _deadline: asyncio.TimerHandle | None = None
         # Since when the server has been waiting for this client (its headers or its body); None while the
         # request is being answered.

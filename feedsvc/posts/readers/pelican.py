@@ -178,7 +178,7 @@ def _with_header(source: Source) -> Source:
     meta: dict[str, Any] = {}
     key = None
     index = 0
-    for index, line in enumerate(lines):
+    for index, line in enumerate(lines):  # noqa: B007 - `index` is where the header ends, read after the loop
         header = _HEADER_LINE.match(line)
         continued = _CONTINUED.match(line) if key else None
         if header:
