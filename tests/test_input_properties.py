@@ -16,7 +16,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from feedsvc.config import Settings
-from feedsvc.posts.parse import Site, parse_date, read_post
+from feedsvc.posts.fields import Site, parse_date
+from feedsvc.posts.parse import read_post
+from feedsvc.posts.readers import Convention, convention_for
 from feedsvc.subscriptions import InvalidInput, normalise_address
 from feedsvc.tokens import InvalidToken, Link, Purpose, Tokens
 from feedsvc.web.api import ListQuery, SubscriberPath
@@ -150,10 +152,12 @@ def test_any_header_value_is_a_date_or_ignored(value):
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Site:
+def site(tmp_path_factory) -> Convention:
+    """The reader of a plain feedsvc posts folder (the convention the parser reads a file with)."""
     root = tmp_path_factory.mktemp("site")
     (root / "posts").mkdir()
-    return Site.from_settings(Settings.model_validate({"site": {"url": "https://blog.example.org"}, "posts": {"dir": str(root / "posts")}}))
+    settings = Settings.model_validate({"site": {"url": "https://blog.example.org"}, "posts": {"dir": str(root / "posts")}})
+    return convention_for(Site.from_settings(settings))
 
 
 yaml_values = st.recursive(
@@ -168,14 +172,14 @@ front_matter_keys = st.sampled_from(["title", "date", "updated", "tags", "slug",
 @given(st.dictionaries(front_matter_keys, yaml_values, max_size=6), st.text(max_size=200))
 def test_any_front_matter_gives_a_post_or_problems(site, meta, body):
     data = ("---\n" + yaml.safe_dump(meta, allow_unicode=True) + "---\n" + body).encode("utf-8", "surrogatepass")
-    post, problems = read_post(Path(site.posts_dir / "p.md"), data, 0, site)
+    post, problems = read_post(Path(site.site.posts_dir / "p.md"), data, 0, site)
     assert post is not None or any(problem.severity == "error" for problem in problems)
 
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
 @given(st.binary(max_size=400))
 def test_any_file_gives_a_post_or_problems(site, data):
-    post, problems = read_post(Path(site.posts_dir / "p.md"), data, 0, site)
+    post, problems = read_post(Path(site.site.posts_dir / "p.md"), data, 0, site)
     assert post is not None or problems
 
 
