@@ -175,7 +175,7 @@ def start_sending(connection: Connection, worker_id: str, ids: Sequence[int]) ->
     if not ids:
         return {}, set()
     params = {"ids": list(ids), "worker": worker_id}
-    sending: dict[int, int] = dict(connection.execute(_START, params).tuples())
+    sending = {delivery_id: attempts for delivery_id, attempts in connection.execute(_START, params)}
     # Only when some were left out (their subscriber left, or the claim is no longer ours): fail the former.
     skipped_ids = set(connection.execute(_SKIP_INACTIVE, params).scalars()) if len(sending) < len(ids) else set()
     return sending, skipped_ids
@@ -278,7 +278,7 @@ def count_by_state(connection: Connection) -> dict[str, int]:
     """Deliveries in each state, every state present (0 when none)."""
     counts = dict.fromkeys(DELIVERY_STATES, 0)
     statement = select(deliveries.c.state, func.count()).group_by(deliveries.c.state)
-    counts.update(dict(connection.execute(statement)))
+    counts.update({state: number for state, number in connection.execute(statement)})
     return counts
 
 

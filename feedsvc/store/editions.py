@@ -140,7 +140,7 @@ def unfinished_editions(connection: Connection) -> dict[int, str]:
         .where(deliveries.c.edition_id == editions.c.id, deliveries.c.state.in_(OPEN_STATES))
         .exists()
     )
-    return dict(connection.execute(statement))
+    return {edition_id: key for edition_id, key in connection.execute(statement)}
 
 
 @dataclass(frozen=True, slots=True)

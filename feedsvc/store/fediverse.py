@@ -234,7 +234,7 @@ def start_sending(connection: Connection, worker_id: str, ids: Sequence[int]) ->
     """Mark these claimed deliveries `sending` just before their POST: {id: its attempt number}."""
     if not ids:
         return {}
-    return dict(connection.execute(_START, {"ids": list(ids), "worker": worker_id}))
+    return {delivery_id: attempts for delivery_id, attempts in connection.execute(_START, {"ids": list(ids), "worker": worker_id})}
 
 
 def record(
@@ -275,5 +275,5 @@ def release(connection: Connection, worker_id: str) -> int:
 def count_by_state(connection: Connection) -> dict[str, int]:
     counts = dict.fromkeys(DELIVERY_STATES, 0)
     statement = select(_d.state, func.count()).group_by(_d.state)
-    counts.update(dict(connection.execute(statement)))
+    counts.update({row_state: number for row_state, number in connection.execute(statement)})
     return counts

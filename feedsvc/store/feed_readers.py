@@ -54,7 +54,7 @@ def latest_counts(connection: Connection, since_day: str) -> list[tuple[str, str
 def distinct_fetchers(connection: Connection, since_day: str) -> dict[str, int]:
     c = feed_fetchers.c
     statement = select(c.feed, func.count(func.distinct(c.client))).where(c.day >= since_day).group_by(c.feed)
-    return dict(connection.execute(statement))
+    return {feed: number for feed, number in connection.execute(statement)}
 
 
 def forget_before(connection: Connection, day: str) -> None:

@@ -64,5 +64,5 @@ def counts_by_kind(connection: Connection) -> dict[str, int]:
     """Events of each kind ever recorded, every kind present (0 when none)."""
     counts = dict.fromkeys(MAIL_EVENT_KINDS, 0)
     statement = select(mail_events.c.kind, func.count()).group_by(mail_events.c.kind)
-    counts.update(dict(connection.execute(statement)))
+    counts.update({kind: number for kind, number in connection.execute(statement)})
     return counts

@@ -77,7 +77,7 @@ def insert_many_if_absent(connection: Connection, rows: list[dict[str, Any]]) ->
     columns = dict.fromkeys(key for row in rows for key in row)
     parameters = [{column: row.get(column) for column in columns} | {"tags": list(row.get("tags", ()))} for row in rows]
     inserted = connection.execute(statement, parameters)
-    return dict(inserted)
+    return {email_key: subscriber_id for email_key, subscriber_id in inserted}
 
 
 def change(connection: Connection, subscriber_id: int, **values: Any) -> None:
