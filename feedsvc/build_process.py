@@ -146,7 +146,7 @@ def _serve(settings: Settings, connection: Connection, parent: int) -> None:
             return
         try:
             outcome: feeds.BuildResult | str = feeds.build(settings, collection, writer, now, changed)
-        except Exception as exc:
+        except Exception as exc:  # a bug, not a bad post (those are problems in the scan): one line
             outcome = f"{type(exc).__name__}: {exc}"[:500]
         try:
             connection.send(outcome)

@@ -134,7 +134,7 @@ class Item:
 def _item_or_failure(post: Post, default_author: str) -> Item | str:
     try:
         return Item.of(post, default_author)
-    except Exception as exc:
+    except Exception as exc:  # one post that breaks the renderer must not keep the others out
         return failure(exc)
 
 

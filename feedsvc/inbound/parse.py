@@ -70,7 +70,7 @@ def read_message(
         return Reading([report])
     try:
         temporary, permanent = all_failures(message)
-    except Exception as exc:
+    except Exception as exc:  # a detector choking on odd input must not block the mailbox
         return Reading(note=f"unreadable as a bounce ({type(exc).__name__}: {exc})")
     if not (temporary or permanent):
         return Reading(note="not a bounce, complaint or unsubscribe")

@@ -115,7 +115,7 @@ async def run_outputs(
             continue
         try:
             outcome.done[output.name] = await output.run(rebuild)
-        except Exception as exc:
+        except Exception as exc:  # the store unreachable, a bug: reported, the next output runs
             outcome.failed.append(Failed(output.name, exc))
     return outcome
 

@@ -529,7 +529,7 @@ class _Cache:
                 self.stale = False
                 while self._load_delta(file, entries):
                     self._deltas += 1
-        except Exception:
+        except Exception:  # a delta cut short by a crash: keep what came before it  # an unreadable snapshot: every file is parsed again
             return {}
         self._size = len(entries)
         return entries

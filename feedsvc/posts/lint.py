@@ -22,7 +22,7 @@ def lint(settings: Settings, scan: Scan) -> list[Problem]:
     for post in scan.posts:
         try:
             problems += _check_post(post, site, asset_dirs)
-        except Exception as exc:
+        except Exception as exc:  # one post that breaks the checks must not hide the others'
             problems.append(site.problem(post.source, None, f"cannot be checked: {failure(exc)}"))
     problems.sort(key=problem_order)
     return problems

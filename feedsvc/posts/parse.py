@@ -26,6 +26,6 @@ def read_post(
         )
     except SourceError as exc:
         return None, [site.problem(path, exc.line, exc.message)]
-    except Exception as exc:
+    except Exception as exc:  # a file that breaks the reader is that file's problem alone
         return None, [site.problem(path, None, f"cannot be read as a post: {failure(exc)}")]
     return post, warnings
