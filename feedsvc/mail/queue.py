@@ -254,7 +254,7 @@ class _Drain:
                 await self.transport.send(job.item)
             except SendError as exc:
                 self._failed(job, exc)
-            except Exception as exc:  # kept and re-raised by run(  # a transport bug or a full disk must not stop the other sends
+            except Exception as exc:  # a transport bug or a full disk must not stop the other sends
                 log.exception("sending delivery %d failed unexpectedly", job.delivery.id)
                 self._failed(job, SendError(f"{type(exc).__name__}: {exc}", permanent=False))
             else:
@@ -274,7 +274,7 @@ class _Drain:
     async def _keep_writing(self, writing) -> None:
         try:
             await writing
-        except Exception as exc:
+        except Exception as exc:  # kept and re-raised by run()
             # The store failed for good: hand out nothing more; run() re-raises once the jobs in hand are done.
             self.write_error = exc
             self.halted.set()

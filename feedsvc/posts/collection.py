@@ -529,7 +529,7 @@ class _Cache:
                 self.stale = False
                 while self._load_delta(file, entries):
                     self._deltas += 1
-        except Exception:  # a delta cut short by a crash: keep what came before it  # an unreadable snapshot: every file is parsed again
+        except Exception:  # an unreadable snapshot: every file is parsed again
             return {}
         self._size = len(entries)
         return entries
@@ -539,7 +539,7 @@ class _Cache:
             header, changes = pickle.load(file)
         except EOFError:
             return False
-        except Exception:
+        except Exception:  # a delta cut short by a crash: keep what came before it
             self.stale = True  # and rewrite the file, or later deltas would land after the broken one
             return False
         if header != self.header:  # appended by a process running with other settings
