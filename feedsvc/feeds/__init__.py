@@ -6,7 +6,8 @@ settings and the published posts — feed dates come from the posts, never the c
 unchanged input rewrites nothing.
 
 Modules: `items` (a post as every format shows it, tag groups), one module per format (`rss`, `atom`,
-`json_feed`), `formats` (the registry), `render` (a feed in every format), `writer` (files and `build`).
+`json_feed`), `entries` (the feedgen entry RSS and Atom share), `formats` (the registry), `render` (a feed in
+every format, each item's entries made once and reused), `writer` (files and `build`).
 """
 
 from feedsvc.feeds.atom import FILE_NAME as ATOM_FILE

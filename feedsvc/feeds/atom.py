@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from feedsvc.feeds.entries import feed_entry
 from feedsvc.feeds.items import FeedSet, Item
 
 if TYPE_CHECKING:
@@ -16,9 +17,5 @@ MEDIA_TYPE = "application/atom+xml"
 def render_atom(renderer: FeedRenderer, feed: FeedSet, items: list[Item]) -> bytes:
     generator = renderer.generator(feed, items, FILE_NAME, MEDIA_TYPE)
     for item in items:
-        entry = renderer.entry(generator, item)
-        entry.author(name=item.author)
-        entry.content(item.content_html, type="html")
-        if item.summary_html:
-            entry.summary(item.summary_html, type="html")
+        generator.add_entry(renderer.prepared(item, feed_entry), order="append")
     return generator.atom_str(pretty=True)

@@ -27,7 +27,7 @@ def render_json(renderer: FeedRenderer, feed: FeedSet, items: list[Item]) -> byt
     }
     if renderer.hub:
         document["hubs"] = [{"type": "WebSub", "url": renderer.hub}]
-    document["items"] = [_json_item(item) for item in items]
+    document["items"] = [renderer.prepared(item, _json_item) for item in items]
     # No indent: json's C encoder only runs without one, and feeds are for programs.
     return (json.dumps(document, ensure_ascii=False) + "\n").encode()
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Container, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import replace
 from functools import partial
+from typing import TypeVar
 from urllib.parse import quote
 
 from feedgen.feed import FeedGenerator
@@ -17,6 +18,8 @@ from feedsvc.posts import Post
 
 # Items to render at once (a cold build) from which the rendering is shared over the CPUs.
 _PARALLEL_RENDER_MIN = 200
+
+T = TypeVar("T")
 
 
 class FeedRenderer:
@@ -31,6 +34,8 @@ class FeedRenderer:
         # Post id -> (post, item or why it cannot be rendered): a post object the collection hands over again is
         # not prepared again.
         self._items: dict[str, tuple[Post, Item | str]] = {}
+        # (what makes it, item id, its categories) -> (the item, what was made of it): see `prepared`.
+        self._prepared: dict[tuple[object, str, tuple[str, ...]], tuple[Item, object]] = {}
 
     def url(self, feed: FeedSet, filename: str) -> str:
         folder = f"{feed.folder}/" if feed.folder else ""
@@ -71,10 +76,23 @@ class FeedRenderer:
         assert isinstance(cached[1], Item), "a post that cannot be rendered is kept out of every feed"
         return cached[1]
 
+    def prepared(self, item: Item, make: Callable[[Item], T]) -> T:
+        """What `make` makes of an item (a feedgen entry, a JSON Feed item), made once per version of the item and
+        of its categories and reused by every feed and format it appears in, and by the next builds: a rebuild
+        after one edit makes only the edited post's again."""
+        key = (make, item.id, item.tags)
+        cached = self._prepared.get(key)
+        if cached is None or cached[0] != item:
+            cached = self._prepared[key] = (item, make(item))
+        return cached[1]  # type: ignore[return-value]
+
     def forget_except(self, post_ids: Container[str]) -> None:
         """Drop the prepared items of posts no longer published."""
         for post_id in [post_id for post_id in self._items if post_id not in post_ids]:
             del self._items[post_id]
+        live = {item.id for _, item in self._items.values() if isinstance(item, Item)}
+        for key in [key for key, (item, _) in self._prepared.items() if item.id not in live]:
+            del self._prepared[key]
 
     def generator(self, feed: FeedSet, items: list[Item], filename: str, media_type: str) -> FeedGenerator:
         generator = FeedGenerator()
@@ -92,15 +110,3 @@ class FeedRenderer:
             generator.link(href=self.hub, rel="hub")
         generator.link(href=self.home, rel="alternate", type="text/html")
         return generator
-
-    @staticmethod
-    def entry(generator: FeedGenerator, item: Item):
-        entry = generator.add_entry(order="append")
-        entry.guid(item.id, permalink=False)
-        entry.title(item.title)
-        entry.link(href=item.url, rel="alternate", type="text/html")
-        entry.published(item.published)
-        entry.updated(item.last_change)
-        if item.tags:
-            entry.category([{"term": name} for name in item.tags])
-        return entry

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from feedgen.ext.base import BaseExtension
 
+from feedsvc.feeds.entries import feed_entry
 from feedsvc.feeds.items import FeedSet, Item
 
 if TYPE_CHECKING:
@@ -36,16 +37,10 @@ class _RssHub(BaseExtension):
 
 def render_rss(renderer: FeedRenderer, feed: FeedSet, items: list[Item]) -> bytes:
     generator = renderer.generator(feed, items, FILE_NAME, MEDIA_TYPE)
-    generator.load_extension(
-        "dc", atom=False, rss=True
-    )  # dc:creator: RSS <author> must be an email address
+    generator.load_extension("dc", atom=False, rss=True)  # dc:creator: RSS <author> must be an email address
     if renderer.hub:
         generator.register_extension("websub", _RssHub, atom=False, rss=True)
         generator.websub.hub = renderer.hub
     for item in items:
-        entry = renderer.entry(generator, item)
-        entry.dc.dc_creator(item.author)
-        # <description> = summary, <content:encoded> = the full post.
-        entry.content(item.content_html)
-        entry.description(item.summary_html or item.content_html)
+        generator.add_entry(renderer.prepared(item, feed_entry), order="append")
     return generator.rss_str(pretty=True)
