@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,26 +27,19 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import _paths
 import httpx
 from sqlalchemy import create_engine, func, insert, select, text, update
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from feedsvc import admins
 from feedsvc.store.engine import open_engine
 from feedsvc.store.schema import admin_audit, deliveries, editions, mail_events, subscribers
+from tests.support import free_port
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 PASSWORD = "benchmark password of some length"
 CHUNK = 10_000
 STATUSES = ["active"] * 80 + ["pending"] * 5 + ["unsubscribed"] * 10 + ["bounced"] * 4 + ["complained"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def seed(url: str, count: int, edition_count: int, delivery_count: int) -> None:
@@ -173,7 +165,7 @@ def run(url: str, folder: Path, requests: int) -> list[tuple[str, float, float]]
     port = free_port()
     config = folder / "feedsvc.toml"
     config.write_text(
-        f'[site]\ntitle = "Bench"\nurl = "https://blog.example.org"\n[posts]\ndir = "{ROOT / "examples" / "posts"}"\n'
+        f'[site]\ntitle = "Bench"\nurl = "https://blog.example.org"\n[posts]\ndir = "{_paths.ROOT / "examples" / "posts"}"\n'
         f'[store]\ndir = "{folder / "subscribers"}"\nurl = "{url}"\n'
         f'[web]\nport = {port}\nsecret_key = "{"s" * 40}"\n[log]\nlevel = "warning"\n',
         encoding="utf-8",

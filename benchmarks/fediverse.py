@@ -18,7 +18,6 @@ import json
 import multiprocessing
 import os
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,16 +26,13 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import _paths  # noqa: F401  (the repository root on sys.path, for tests.support)
 import httpx
 import tomli_w
 
+from tests.support import free_port
+
 CONCURRENCY = 16
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def serve_inboxes(port: int, key_file: str) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,13 +22,10 @@ import threading
 import time
 from pathlib import Path
 
+import _paths  # noqa: F401  (the repository root on sys.path, for tests.support)
 import httpx
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.support import free_port
 
 
 def make_site(root: Path, port: int, database_url: str) -> Path:

@@ -14,44 +14,33 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-BENCHMARKS = Path(__file__).resolve().parent
-
 import argparse
-import importlib.util
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import _paths  # noqa: F401  (the repository root on sys.path, for tests.support)
 import httpx
 import tomli_w
+from build import (  # the build benchmark's deterministic collection and its "author edits a post"
+    edit,
+    generate,
+)
 from sqlalchemy import create_engine, text
 
 from feedsvc.store import open_engine
 from feedsvc.store.editions import delivery_states, insert_deliveries, insert_edition
 from feedsvc.store.subscribers import insert_if_absent
-
-# The build benchmark's deterministic collection and its "author edits a post".
-_spec = importlib.util.spec_from_file_location("build_benchmark", BENCHMARKS / "build.py")
-build_benchmark = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(build_benchmark)
-generate, edit = build_benchmark.generate, build_benchmark.edit
+from tests.support import free_port, listening, wait_for
 
 PYTHON = sys.executable
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def write_config(folder: Path, **sections: dict) -> Path:
@@ -74,16 +63,6 @@ def write_config(folder: Path, **sections: dict) -> Path:
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
-
-
-def wait(condition, timeout: float, what: str, interval: float = 0.01):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(interval)
-    raise SystemExit(f"timed out waiting for {what}")
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -121,7 +100,7 @@ def latency(root: Path, posts: int, edits: int) -> None:
                 return None
             return response if response.status_code == 200 else None
 
-        etag = wait(served, 300, "the first build", interval=0.1).headers["etag"]
+        etag = wait_for(served, 300, "the first build", interval=0.1).headers["etag"]
         print(f"first build served after {time.perf_counter() - started:.1f} s", flush=True)
         samples: list[float] = []
         for round_number in range(edits):
@@ -133,7 +112,7 @@ def latency(root: Path, posts: int, edits: int) -> None:
                 response = client.get(f"{base}/rss.xml", headers={"If-None-Match": etag})
                 return response if response.status_code == 200 else None
 
-            etag = wait(changed, 10, f"edit {round_number}", interval=0.01).headers["etag"]
+            etag = wait_for(changed, 10, f"edit {round_number}", interval=0.01).headers["etag"]
             samples.append(time.perf_counter() - saved)
     finally:
         stop(process)
@@ -181,16 +160,11 @@ def start_sink(port: int) -> tuple[subprocess.Popen, str]:
         # -c: count, -u: never drop privileges; 1000: backlog
         process = subprocess.Popen([smtp_sink, "-u", os.environ.get("USER", "nobody"), f"127.0.0.1:{port}", "1000"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait(lambda: _listening(port), 10, "smtp-sink")
+        wait_for(lambda: listening(port), 10, "smtp-sink", interval=0.01)
         return process, "postfix smtp-sink"
     process = subprocess.Popen([PYTHON, "-c", SINK, str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert process.stdout.readline().strip() == "ready"
     return process, "aiosmtpd sink (install postfix for smtp-sink)"
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def seed_edition(url: str, subscribers: int) -> int:
@@ -258,7 +232,7 @@ def throughput(root: Path, postgres: str, subscribers: int, worker_counts: list[
                     with engine.connect() as connection:
                         return delivery_states(connection, [edition]).get(edition, {}).get("sent", 0) >= subscribers
 
-                wait(sent, 600, f"{workers} workers to send", interval=0.05)
+                wait_for(sent, 600, f"{workers} workers to send", interval=0.05)
                 results[workers] = subscribers / (time.perf_counter() - began)
                 engine.dispose()
             finally:

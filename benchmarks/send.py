@@ -21,7 +21,6 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,7 +29,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import _paths  # noqa: F401  (the repository root on sys.path, for tests.support)
 import measure  # benchmarks/measure.py, beside this script
+
+from tests.support import free_port, listening, wait_for
 
 POSTFIX_DIRS = ("/usr/sbin", "/usr/lib/postfix/sbin", "/usr/libexec/postfix")
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -43,23 +45,6 @@ def find_tool(name: str) -> str | None:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"SMTP sink did not start on port {port}")
-
-
 class Sink:
     """smtp-sink with its running counters (-c) in a file: how many messages it has taken so far."""
 
@@ -70,7 +55,7 @@ class Sink:
         with self.log.open("wb") as out:
             self.process = subprocess.Popen([find_tool("smtp-sink"), *user, "-c", f"127.0.0.1:{self.port}", "1024"],
                                             stdout=out)
-        wait_for_port(self.port)
+        wait_for(lambda: listening(self.port), 10, f"smtp-sink on port {self.port}", interval=0.05)
 
     def messages(self) -> int:
         time.sleep(0.2)  # the counters are written when a session ends

@@ -21,14 +21,16 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
+
+import _paths  # noqa: F401  (the repository root on sys.path, for tests.support)
+
+from tests.support import free_port, wait_for
 
 PARAGRAPH = (
     "Setiap kali sebuah layanan backend tumbuh, kita belajar bahwa antrian, cache dan indeks basis data "
@@ -37,22 +39,12 @@ PARAGRAPH = (
 )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(url: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=1).read()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+def answers(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=1).read()
+    except OSError:
+        return False
+    return True
 
 
 def make_site(root: Path, port: int) -> Path:
@@ -193,7 +185,7 @@ def main() -> int:
         try:
             bases = {"nginx": f"http://127.0.0.1:{nginx_port}", "feedsvc": f"http://127.0.0.1:{feedsvc_port}"}
             for base in bases.values():
-                wait_for(f"{base}/rss.xml")
+                wait_for(lambda url=f"{base}/rss.xml": answers(url), 20, f"{base}/rss.xml", interval=0.1)
                 check_gzip(f"{base}/rss.xml")
             runs: list[tuple[str, str, str, list[str]]] = []  # (case, server, url, wrk headers)
             for case, path, headers in FEED_CASES:

@@ -18,6 +18,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def listening(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:`port`."""
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def wait_for(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.02) -> T:
     """The first truthy result of `condition`, polled every `interval` seconds; AssertionError after `timeout`."""
     deadline = time.monotonic() + timeout

@@ -14,9 +14,12 @@ from feedsvc.config import Settings
 from feedsvc.feeds.formats import FEED_FILES
 from feedsvc.feeds.items import FeedSet, _tag_slugs, tag_groups
 from feedsvc.feeds.render import FeedRenderer
+from feedsvc.parallel import fork_map
 from feedsvc.posts import Collection, Post, Problem, Scan
 
 TAGS_DIR = "tags"
+# Feeds to write at once (a complete write) from which the writing is shared over the CPUs.
+_PARALLEL_WRITE_MIN = 16
 
 
 @dataclass(slots=True)
@@ -50,6 +53,7 @@ class FeedWriter:
         self.renderer = FeedRenderer(settings)
         self.site_title = settings.site.title
         self._previous: dict[str, tuple[str, ...]] | None = None  # post id -> tags
+        self._write_error: OSError | None = None  # the first failure of this process's part of a write
 
     def write(self, posts: Sequence[Post], tags: Iterable[str] | None = None) -> FeedsReport:
         """Write the feeds of `posts` (published, newest first).
@@ -84,21 +88,39 @@ class FeedWriter:
             stale = self._tag_folders() if only is None else only
             for slug in sorted(stale - groups.keys()):
                 self._remove(self.output / TAGS_DIR / slug, report)
-            for feed in feed_sets:
-                self._write(feed, report)
         except OSError as exc:
             report.error = f"cannot write the feeds in {self.output}: {exc.strerror or exc}"
+            return report
+        # Many feeds (a complete write) are rendered and written by several processes: feedgen's XML and the
+        # fsync of each file are most of what is left of a cold build once the posts are parsed and rendered.
+        self._write_error = None
+        for written, unchanged, error in fork_map(self._write, feed_sets, min_items=_PARALLEL_WRITE_MIN):
+            report.written += written
+            report.unchanged += unchanged
+            if error is not None and report.error is None:
+                report.error = f"cannot write the feeds in {self.output}: {error.strerror or error}"
+        if report.error is not None:
             return report
         self._previous = {post.id: post.tags for post in posts} if report.failed else current
         self.renderer.forget_except(current)
         return report
 
-    def _write(self, feed: FeedSet, report: FeedsReport) -> None:
-        folder = self.output / feed.folder
-        folder.mkdir(parents=True, exist_ok=True)
-        for filename, data in self.renderer.render(feed).items():
-            path = folder / filename
-            (report.written if write_if_changed(path, data) else report.unchanged).append(path)
+    def _write(self, feed: FeedSet) -> tuple[list[Path], list[Path], OSError | None]:
+        """Write one feed's files: those written, those unchanged, and why it stopped. After a failure the process
+        writes nothing more, so the feeds it has not reached keep their last complete version."""
+        written: list[Path] = []
+        unchanged: list[Path] = []
+        if self._write_error is not None:
+            return written, unchanged, None
+        try:
+            folder = self.output / feed.folder
+            folder.mkdir(parents=True, exist_ok=True)
+            for filename, data in self.renderer.render(feed).items():
+                path = folder / filename
+                (written if write_if_changed(path, data) else unchanged).append(path)
+        except OSError as exc:
+            self._write_error = exc
+        return written, unchanged, self._write_error
 
     def _tag_folders(self) -> set[str]:
         tags = self.output / TAGS_DIR

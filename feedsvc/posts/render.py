@@ -41,9 +41,16 @@ def rendered(post: Post) -> Rendered:
         if found is not None:
             _cache.move_to_end(key)
             return found
+    # The file is read and split once for both (a cold build renders a thousand posts).
+    needs_body = post.content_html is None or (post.summary_html is None and not post.summary)
+    text = body(post) if needs_body else ""
     made = Rendered(
-        post.content_html if post.content_html is not None else _content(post),
-        post.summary_html if post.summary_html is not None else _summary(post),
+        post.content_html
+        if post.content_html is not None
+        else render_body(post.markup, text, post.url, post.asset_urls),
+        post.summary_html
+        if post.summary_html is not None
+        else render_summary(post.markup, post.summary, "" if post.summary else text, post.url, post.asset_urls),
     )
     with _lock:
         _cache[key] = made
@@ -70,14 +77,6 @@ def read_as_read(path: Path, version: tuple[int, int]) -> bytes:
             return file.read(info.st_size + 1)
     except OSError as exc:
         raise SourceChanged(f"{path.name} cannot be read any more: {exc.strerror or exc}") from None
-
-
-def _content(post: Post) -> str:
-    return render_body(post.markup, body(post), post.url, post.asset_urls)
-
-
-def _summary(post: Post) -> str:
-    return render_summary(post.markup, post.summary, "" if post.summary else body(post), post.url, post.asset_urls)
 
 
 # A feed rebuild after one edit renders one post again, not the fifty in the feed.
