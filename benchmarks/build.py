@@ -154,10 +154,12 @@ def generate(folder: Path, posts: int) -> None:
     rng = random.Random(20250101)
     weights = [1 / (rank + 1) ** 1.1 for rank in range(len(TAGS))]
     start = datetime(2015, 1, 1, 8, 0, tzinfo=UTC)
+    # Every post in the past: 523 minutes apart up to 10,000 posts (the end of 2024), closer for more.
+    step = min(523, int((datetime(2025, 1, 1, tzinfo=UTC) - start).total_seconds() // 60 // posts))
     folder.mkdir(parents=True)
     for number in range(posts):
         tags = sorted(set(rng.choices(TAGS, weights, k=rng.randint(1, 4))))
-        date = start + timedelta(minutes=number * 523)
+        date = start + timedelta(minutes=number * step)
         front = (
             f'---\ntitle: "Post {number}: {paragraph(rng, rng.randint(3, 8))[:-1]}"\n'
             f"date: {date.isoformat()}\nslug: post-{number:05d}\n"
