@@ -465,6 +465,31 @@ def test_incremental_write_touches_only_the_named_tags(make_settings) -> None:
     assert (out / "tags" / "go" / RSS_FILE).is_file()
 
 
+def test_rewrites_reusing_prepared_entries_give_the_bytes_of_a_fresh_writer(make_settings, tmp_path) -> None:
+    # A writer keeps each item's feedgen entry and JSON item between writes: what it writes after edits must be
+    # exactly what a writer starting afresh writes for the same posts.
+    settings = make_settings()
+    writer = FeedWriter(settings)
+    posts = [make_post(n, tags=("Go", "Web") if n % 2 else ("Go",)) for n in range(1, 8)]
+    writer.write(newest_first(*posts))
+    posts[3] = make_post(4, tags=("Web", "Rust"), title="Retitled", summary_html="<p>New summary</p>")
+    posts[5] = make_post(6, tags=("Go",), content_html="<p>New body</p>", author="Someone Else")
+    writer.write(newest_first(*posts), tags={"go", "web", "rust"})
+    out = settings.feeds.output_dir
+    kept = {path.relative_to(out): path.read_bytes() for path in out.rglob("*") if path.is_file()}
+
+    fresh = settings.model_copy(
+        update={"feeds": settings.feeds.model_copy(update={"output_dir": tmp_path / "fresh"})}
+    )
+    FeedWriter(fresh).write(newest_first(*posts))
+    assert {path.relative_to(tmp_path / "fresh"): path.read_bytes() for path in (tmp_path / "fresh").rglob("*")
+            if path.is_file()} == kept
+    rust = parsed(out / "tags" / "rust" / ATOM_FILE).entries
+    assert [(entry.title, [tag.term for tag in entry.tags]) for entry in rust] == [("Retitled", ["Rust"])]
+    site = {entry.title: entry for entry in parsed(out / RSS_FILE).entries}
+    assert site["Post 6"].author == "Someone Else" and "New body" in site["Post 6"].content[0].value
+
+
 # --- hub, empty feeds, hostile text ----------------------------------------------------------------------------
 
 
@@ -525,3 +550,20 @@ def test_items_rendered_in_forked_processes_give_the_same_bytes(make_settings, m
         path.unlink()
     FeedWriter(settings).write(posts)
     assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == serial
+
+
+def test_feeds_written_by_forked_processes_give_the_same_bytes_and_report(make_settings, monkeypatch) -> None:
+    settings = make_settings()
+    posts = newest_first(*(make_post(n, tags=(f"Tag {n % 5}", "Go")) for n in range(1, 30)))
+    serial_report = FeedWriter(settings).write(posts)
+    out = settings.feeds.output_dir
+    serial = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+
+    monkeypatch.setattr("feedsvc.feeds.writer._PARALLEL_WRITE_MIN", 2)
+    assert threading.active_count() == 1 and (os.cpu_count() or 1) > 1  # else the feeds would not be forked
+    for path in serial:
+        path.unlink()
+    report = FeedWriter(settings).write(posts)
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == serial
+    assert report.written == serial_report.written and not report.error
+    assert FeedWriter(settings).write(posts).unchanged == serial_report.written
