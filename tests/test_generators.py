@@ -75,6 +75,47 @@ def test_hugo_publishes_the_same_posts_as_feedsvc(tmp_path: Path) -> None:
 
 
 
+# Two languages in one content folder (`post.fr.md` is French), the default one's pages below /en/ and with
+# ugly URLs: Hugo's home feed is the default language's.
+HUGO_LANGUAGES_BY_FILE_NAME = {
+    "hugo.toml": (
+        'baseURL = "https://example.org/"\ntitle = "Two languages"\ndefaultContentLanguage = "en"\n'
+        "defaultContentLanguageInSubdir = true\nuglyURLs = true\n"
+        '[permalinks]\n  posts = "/:year/:slug/"\n[languages.en]\n  weight = 1\n[languages.fr]\n  weight = 2\n'
+    ),
+    "content/posts/hello.md": "---\ntitle: Hello\ndate: 2021-01-01T10:00:00\n---\nx\n",
+    "content/posts/hello.fr.md": "---\ntitle: Bonjour\ndate: 2021-01-01T10:00:00\n---\nx\n",
+    "content/posts/only-french.fr.md": "---\ntitle: Seulement\ndate: 2021-02-01\n---\nx\n",
+    # .de is no language of the site: part of the name, and the page is the default language's.
+    "content/posts/notes.de.md": "---\ntitle: Notes on de\ndate: 2021-04-01\n---\nx\n",
+    "content/posts/placed.md": "---\ntitle: Placed\ndate: 2021-03-01\nurl: /custom/place/\n---\nx\n",
+    "content/about.md": "---\ntitle: About\ndate: 2021-04-01\n---\nx\n",
+}
+
+# A content folder per language (config/_default/languages.<lang>.toml), French the default, without a prefix.
+HUGO_LANGUAGES_BY_FOLDER = {
+    "config/_default/hugo.toml": 'baseURL = "https://example.org/site/"\ntitle = "Per folder"\ndefaultContentLanguage = "fr"\n',
+    "config/_default/languages.en.toml": 'contentDir = "content/en"\nweight = 2\n',
+    "config/_default/languages.fr.toml": 'contentDir = "content/fr"\nweight = 1\ntimeZone = "Europe/Paris"\n',
+    "config/_default/permalinks.toml": 'post = "/:year/:month/:slug/"\n',
+    "config/_default/params.toml": 'description = "not a post"\n',
+    "content/en/post/first.md": "---\ntitle: First\ndate: 2021-01-01T10:00:00\n---\nx\n",
+    "content/fr/post/premier.md": "---\ntitle: Premier\ndate: 2021-01-01T10:00:00\n---\nx\n",
+    "content/fr/post/deuxieme.md": "---\ntitle: Deuxième\ndate: 2021-01-31T23:30:00\n---\nx\n",
+    # The file name's language wins over the folder's.
+    "content/fr/post/third.en.md": "---\ntitle: Third\ndate: 2021-01-02\n---\nx\n",
+}
+
+
+@pytest.mark.parametrize(
+    ("files", "count"), [(HUGO_LANGUAGES_BY_FILE_NAME, 4), (HUGO_LANGUAGES_BY_FOLDER, 2)], ids=["file-name", "folder"]
+)
+def test_hugo_feed_is_the_default_languages_as_feedsvcs(tmp_path: Path, files: dict[str, str], count: int) -> None:
+    expected, got, _ = published("hugo", tmp_path, files)
+    assert got == expected
+    assert len(expected) == count
+
+
 # --- Jekyll -----------------------------------------------------------------------------------------------------
 
 JEKYLL_SITE = {
