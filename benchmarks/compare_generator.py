@@ -13,6 +13,7 @@ README. Exit status 0 when both published the same posts, 1 otherwise, 2 when a 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -51,6 +52,17 @@ def version(name: str, site: Path) -> str:
     return found.group(1) if found else "?"
 
 
+def bare_theme(site: Path) -> str:
+    """A theme in the copied site holding only the shortcodes of the site's own themes; its name."""
+    bare = site / "themes" / "compare-bare" / "layouts"
+    bare.mkdir(parents=True)
+    for theme in (site / "themes").iterdir():
+        for folder in ("shortcodes", "_shortcodes"):
+            if (theme / "layouts" / folder).is_dir() and theme.name != "compare-bare":
+                shutil.copytree(theme / "layouts" / folder, bare / folder, dirs_exist_ok=True)
+    return "compare-bare"
+
+
 def when(instant: int) -> str:
     return datetime.fromtimestamp(instant, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -65,6 +77,12 @@ def main() -> int:
     parser.add_argument("--generator", choices=sorted(GENERATORS), help="default: detected as feedsvc detects it")
     parser.add_argument("--url", help="the site's URL, where its config leaves it empty")
     parser.add_argument("--keep", type=Path, help="work in this folder and leave it (default: a temporary one)")
+    parser.add_argument(
+        "--without-theme",
+        action="store_true",
+        help="Hugo: build with the theme's shortcodes only and Hugo's built-in templates (for a theme whose "
+        "layouts this Hugo no longer runs; the feed is then Hugo's default one)",
+    )
     arguments = parser.parse_args()
     blog = arguments.blog.resolve()
     work = Path(tempfile.mkdtemp(prefix="compare-")) if arguments.keep is None else arguments.keep.resolve()
@@ -72,6 +90,8 @@ def main() -> int:
         site = work / "site"
         shutil.copytree(blog, site, symlinks=True, ignore=shutil.ignore_patterns(".git"))
         name = arguments.generator or convention(site)
+        if arguments.without_theme:
+            os.environ["HUGO_THEME"] = bare_theme(site)
         try:
             published = generator_items(name, site, work / "generator-out", arguments.url)
             ours, output = feedsvc_items(work / "feedsvc", site, arguments.url)
