@@ -123,7 +123,16 @@ JEKYLL_SITE = {
         'title: Jekyll site\nurl: "https://example.com"\nbaseurl: "/blog"\ntimezone: Asia/Jakarta\nlang: id\n'
         "permalink: /:categories/:year/:month/:day/:title:output_ext\nplugins:\n  - jekyll-feed\n"
         "feed:\n  posts_limit: 100\nauthor: Site Author\n"
+        # Front matter defaults: by path (a folder, a glob), the later and more specific winning.
+        "defaults:\n"
+        "  - scope: {path: '', type: posts}\n    values: {permalink: '/:categories/:year/:month/:day/:title:output_ext'}\n"
+        "  - scope: {path: news, type: posts}\n    values: {permalink: '/news-archive/:year/:title/'}\n"
+        "  - scope: {path: '_posts/2021-09-1*'}\n    values: {categories: [Globbed]}\n"
+        "  - scope: {path: about.md, type: pages}\n    values: {permalink: '/never-a-post/'}\n"
+        # A collection with pages of its own: jekyll-feed's feed lists site.posts only.
+        "collections:\n  recipes:\n    output: true\n"
     ),
+    "_recipes/2019-01-01-soup.md": "---\ntitle: Soup\ndate: 2019-01-01\n---\nA collection's document.\n",
     # No title and no date: both come from the file name.
     "_posts/2016-03-02-first-post.md": "---\nlayout: post\n---\nFrom the file name. {{ site.title }}\n",
     "_posts/2017-01-05-with-date.md": (

@@ -3,13 +3,16 @@
 Posts are the `YYYY-MM-DD-title.ext` files with front matter in a `_posts` folder (also `category/_posts`); the
 folders above `_posts` are categories. `_drafts` and other `_` folders are not posts, `published: false` is
 never published, a post with a date to come is published when it comes. The date is the front matter's, else
-the file name's, in the site's `timezone`. The URL is the post's `permalink`, else the site's, with Jekyll's
-placeholders. Liquid: the common tags and `site.*`/`page.*` variables render as Jekyll renders them; anything
+the file name's, in the site's `timezone`. The config's front matter `defaults` (scoped to posts, by path or
+glob) fill in what a post's own front matter leaves out. The URL is the post's `permalink`, else the posts
+collection's, else the site's, with Jekyll's placeholders. Other collections are not in jekyll-feed's feed (it
+lists `site.posts`), nor in feedsvc's. Liquid: the common tags and `site.*`/`page.*` variables render as Jekyll renders them; anything
 else is removed (its inner text kept) with a warning naming the file and line.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from datetime import datetime
 from pathlib import Path
@@ -68,7 +71,7 @@ class Jekyll(Liquid):
         if source.meta is None:
             raise SourceError("no front matter: Jekyll copies this file as it is, it is not a post", 1)
         site = self.site
-        meta = source.meta
+        meta = {**self._defaults(self.relative(path)), **source.meta}
         relative = self.relative(path).split("/")
         named = _FILE_NAME.match(relative[-1])
         assert named is not None, "is_post_file let only dated file names through"
@@ -130,7 +133,14 @@ class Jekyll(Liquid):
         slug: str,
         categories: tuple[str, ...],
     ) -> str:
-        pattern = text(meta, source, "permalink") or str(self.config.get("permalink") or "date")
+        collections = self.config.get("collections")
+        posts = collections.get("posts") if isinstance(collections, dict) else None
+        collection_pattern = posts.get("permalink") if isinstance(posts, dict) else None
+        pattern = (
+            text(meta, source, "permalink")
+            or (collection_pattern if isinstance(collection_pattern, str) else "")
+            or str(self.config.get("permalink") or "date")
+        )
         pattern = _STYLES.get(pattern, pattern)
         local = when.astimezone(self.tz)
         tokens = {
@@ -160,6 +170,31 @@ class Jekyll(Liquid):
         )
         expanded = "/" + re.sub("/{2,}", "/", expanded).lstrip("/")
         return self.site.url + quote(expanded, safe="/:@!$&'()*+,;=-._~")
+
+    def _defaults(self, relative: str) -> dict[str, Any]:
+        """The values of the config's front matter `defaults` whose scope takes in this post (type `posts` or
+        none, a path the file is under, `*` matching within a folder name); a more specific path wins, and among
+        equal ones the later entry."""
+        found = self.config.get("defaults")
+        scoped: list[tuple[int, int, dict[str, Any]]] = []
+        for index, entry in enumerate(found if isinstance(found, list) else []):
+            if not isinstance(entry, dict) or not isinstance(entry.get("values"), dict):
+                continue
+            scope = entry.get("scope") if isinstance(entry.get("scope"), dict) else {}
+            kind, where = scope.get("type"), str(scope.get("path") or "").strip("/")
+            if kind not in (None, "", "posts"):
+                continue
+            if where and not (
+                fnmatch.fnmatchcase(relative, where)
+                or fnmatch.fnmatchcase(relative, where + "/*")
+                or relative.startswith(where + "/")
+            ):
+                continue
+            scoped.append((len(where), index, entry["values"]))
+        values: dict[str, Any] = {}
+        for _, _, entry_values in sorted(scoped, key=lambda item: item[:2]):
+            values.update(entry_values)
+        return values
 
     # --- Liquid ----------------------------------------------------------------------------------------------
 
