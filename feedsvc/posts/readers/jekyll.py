@@ -180,8 +180,8 @@ class Jekyll(Liquid):
         for index, entry in enumerate(found if isinstance(found, list) else []):
             if not isinstance(entry, dict) or not isinstance(entry.get("values"), dict):
                 continue
-            scope = entry.get("scope") if isinstance(entry.get("scope"), dict) else {}
-            kind, where = scope.get("type"), str(scope.get("path") or "").strip("/")
+            scope = entry.get("scope")
+            kind, where = (scope.get("type"), str(scope.get("path") or "").strip("/")) if isinstance(scope, dict) else (None, "")
             if kind not in (None, "", "posts"):
                 continue
             if where and not (
