@@ -508,6 +508,23 @@ def test_subscribers_never_get_posts_from_before_they_confirmed(site):
     assert [titles(settings, ids) for ids in sent[late]] == [["Later"]]
 
 
+def test_a_post_dated_before_someone_confirmed_but_first_seen_after_is_mailed_to_them(site):
+    """A post dated this morning (`date: 2026-11-02` is midnight) and saved after someone subscribed at noon
+    is news to them too: what counts is when feedsvc first saw it, not the date the post carries."""
+    settings, engine = site()
+    posts = settings.posts.dir
+    write_post(posts, "old.md", title="Old", date=UTC_START - timedelta(days=5))
+    run(settings, engine, UTC_START - timedelta(hours=1))
+    instant = add_subscribers(engine, ["now@example.org"], frequency="instant", confirmed_at=UTC_START)[0]
+    daily = add_subscribers(engine, ["day@example.org"], confirmed_at=UTC_START)[0]
+    write_post(posts, "today.md", title="Today", date=UTC_START.replace(hour=0))
+    run(settings, engine, UTC_START + timedelta(minutes=10))
+    run(settings, engine, UTC_START + timedelta(days=1))
+    sent = delivered(engine)
+    assert [titles(settings, ids) for ids in sent[instant]] == [["Today"]]
+    assert [titles(settings, ids) for ids in sent[daily]] == [["Today"]]
+
+
 def test_inactive_and_unconfirmed_subscribers_get_nothing(site):
     settings, engine = site()
     write_post(settings.posts.dir, "old.md", title="Old", date=UTC_START - timedelta(days=5))
