@@ -116,7 +116,7 @@ def test_a_key_nowhere_is_an_error_naming_it():
 def locale_dir(tmp_path, monkeypatch):
     """A copy of the bundled catalogs to add a language to; the compiled catalogs are forgotten around it."""
     folder = tmp_path / "locale"
-    shutil.copytree(i18n.LOCALE_DIR, folder)  # type: ignore[arg-type]
+    shutil.copytree(str(i18n.LOCALE_DIR), folder)
     monkeypatch.setattr(i18n, "LOCALE_DIR", folder)
     caches = (i18n.languages, i18n.catalog, i18n.translator)
     for cache in caches:
