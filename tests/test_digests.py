@@ -288,18 +288,6 @@ def test_a_monthly_day_outside_1_to_31_is_refused(make_settings):
         make_settings(digest={"monthly_day": 32})
 
 
-def test_every_cadence_has_its_words_in_every_language():
-    from feedsvc.mail.strings import STRINGS as MAIL_STRINGS
-    from feedsvc.web.strings import STRINGS as WEB_STRINGS
-
-    for language in MAIL_STRINGS:
-        for cadence in CADENCES.values():
-            assert cadence.choice_key in WEB_STRINGS[language], (language, cadence.name)
-            assert cadence.heading_key in MAIL_STRINGS[language], (language, cadence.name)
-            if cadence.periodic:
-                assert cadence.subject_key in MAIL_STRINGS[language], (language, cadence.name)
-
-
 def test_daily_windows_follow_local_time_through_a_dst_change(site):
     settings, engine = site(site={"timezone": "Europe/Berlin"}, digest={"daily_time": time(8, 0)})
     berlin = ZoneInfo("Europe/Berlin")
