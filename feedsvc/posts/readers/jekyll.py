@@ -23,7 +23,14 @@ from zoneinfo import ZoneInfo
 from feedsvc.posts.fields import author_name, date_field, flag, tag_names, text
 from feedsvc.posts.markup import Markup, absolute_url
 from feedsvc.posts.model import Post, slugify
-from feedsvc.posts.readers.base import Warn, check_markdown, read_config_file, site_settings, zone
+from feedsvc.posts.readers.base import (
+    Warn,
+    check_markdown,
+    plugins_note,
+    read_config_file,
+    site_settings,
+    zone,
+)
 from feedsvc.posts.readers.liquid import Liquid
 from feedsvc.posts.source import Source, SourceError
 
@@ -36,6 +43,10 @@ _STYLES = {
     "none": "/:categories/:title:output_ext",
 }
 _SKIPPED_FOLDERS = frozenset(["_site", "node_modules", "vendor"])
+# Plugins that change no post's URL, date or presence in the feed.
+_PLUGINS_WITHOUT_POSTS = frozenset(
+    ["jekyll-feed", "jekyll-seo-tag", "jekyll-sitemap", "jekyll-redirect-from", "jekyll-avatar", "jekyll-gist"]
+)
 _NOT_PRETTY = re.compile(r"[^\w._~!$&'()+,;=@]+")
 
 
@@ -234,6 +245,12 @@ class Jekyll(Liquid):
         if isinstance(config.get("description"), str):
             sections["site"]["description"] = config["description"]
         return sections
+
+    @classmethod
+    def init_notes(cls, config: dict[str, Any]) -> list[str]:
+        listed = config.get("plugins") or config.get("gems") or []
+        plugins = [str(name) for name in listed if str(name) not in _PLUGINS_WITHOUT_POSTS] if isinstance(listed, list) else []
+        return [plugins_note(plugins)] if plugins else []
 
 
 def _pretty(slug: str) -> str:

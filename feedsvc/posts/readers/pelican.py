@@ -23,7 +23,15 @@ from zoneinfo import ZoneInfo
 from feedsvc.posts.fields import author_name, date_field, tag_names, text
 from feedsvc.posts.markup import absolute_url
 from feedsvc.posts.model import Post, fold
-from feedsvc.posts.readers.base import Convention, Warn, body_line, check_markdown, site_settings, zone
+from feedsvc.posts.readers.base import (
+    Convention,
+    Warn,
+    body_line,
+    check_markdown,
+    plugins_note,
+    site_settings,
+    zone,
+)
 from feedsvc.posts.source import Source, SourceError
 
 _HEADER_LINE = re.compile(r"^[ ]{0,3}([A-Za-z0-9_-]+):\s*(.*)$")
@@ -195,6 +203,11 @@ class Pelican(Convention):
     @classmethod
     def init_settings(cls, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
         return site_settings(config, "SITEURL", "SITENAME", ("DEFAULT_LANG",), "TIMEZONE")
+
+    @classmethod
+    def init_notes(cls, config: dict[str, Any]) -> list[str]:
+        plugins = [str(name) for name in config.get("PLUGINS") or []]
+        return [plugins_note(plugins)] if plugins else []
 
 
 def _with_header(source: Source) -> Source:
