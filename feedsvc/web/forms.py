@@ -29,8 +29,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from feedsvc import subscriptions
+from feedsvc.i18n import Translate
 from feedsvc.subscriptions import Address, InvalidInput
-from feedsvc.subscriptions.addresses import MAX_ADDRESS_LENGTH, MAX_NAME_LENGTH, MAX_TAGS
 from feedsvc.vocabulary import FREQUENCIES, STATUSES
 
 MAX_FIELDS = 100
@@ -275,21 +275,21 @@ _FORM_WIDE_KINDS = frozenset({"repeated", "not_text", "unknown_field"})
 _FIELDS_SAID = frozenset({"email", "name", "frequency", "tags"})
 
 
-def _said(translate: Callable[..., str], field: str, kind: str) -> str:
+def _said(translate: Translate, field: str, kind: str) -> str:
     """A problem of `kind` with `field` (FORM_WIDE: with the form), in the site's language. The keys are
     literals so that the catalogs' test finds them."""
     if field == "email":
         if kind == "required":
             return translate("error_email_required")
         if kind == "too_long":
-            return translate("error_email_too_long", max=MAX_ADDRESS_LENGTH)
+            return translate("error_email_too_long", max=subscriptions.MAX_ADDRESS_LENGTH)
         return translate("error_email_invalid")
     if field == "name":
-        return translate("error_name_too_long", max=MAX_NAME_LENGTH) if kind == "too_long" else translate("error_name_invalid")
+        return translate("error_name_too_long", max=subscriptions.MAX_NAME_LENGTH) if kind == "too_long" else translate("error_name_invalid")
     if field == "frequency":
         return translate("error_frequency")
     if field == "tags":
-        return translate("error_tags_too_many", max=MAX_TAGS) if kind == "too_many" else translate("error_tags_invalid")
+        return translate("error_tags_too_many", max=subscriptions.MAX_TAGS) if kind == "too_many" else translate("error_tags_invalid")
     return translate("error_form")
 
 
@@ -323,7 +323,7 @@ async def typed_values(request: Request, model: type[BaseModel]) -> dict[str, An
 
 
 def refused_form(
-    refused: BadInput, typed: Mapping[str, Any], shown: Sequence[str], translate: Callable[..., str]
+    refused: BadInput, typed: Mapping[str, Any], shown: Sequence[str], translate: Translate
 ) -> FormState:
     """The form showing `shown` fields again after `refused`, with `typed` in them and each problem said in
     the site's language (the first one of each field); a problem with a field the form does not show is said
