@@ -36,13 +36,14 @@ from feedsvc.digests.editions import reading_key
 from feedsvc.fediverse.objects import ACTIVITY_JSON, Urls
 from feedsvc.feeds import BY_FILE_NAME
 from feedsvc.feeds.items import plain_text
+from feedsvc.i18n import language_of
 from feedsvc.mail.render import focusable_tables, posts_html
-from feedsvc.mail.strings import language_of
 from feedsvc.posts import Collection, Post
 from feedsvc.posts.render import SourceChanged, rendered
 from feedsvc.store.editions import SentEdition
 from feedsvc.vocabulary import FREQUENCIES
 from feedsvc.web.context import WebContext, web_context
+from feedsvc.web.forms import BLANK_FORM
 
 RESCAN_SECONDS = 1.0
 CACHED_PAGES = 256
@@ -107,6 +108,7 @@ class WebCopies:
                 csrf_token=_CSRF_PLACEHOLDER,
                 subscribe_url=self.web.url("/subscribe"),
                 frequencies=FREQUENCIES,
+                form=BLANK_FORM,
                 **values(),
             )
             with self._pages_lock:
