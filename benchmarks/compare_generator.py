@@ -22,8 +22,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import _paths  # noqa: F401  (the repository root on sys.path, for tests.generators)
 
 from tests.generators import (
     GENERATORS,
