@@ -7,10 +7,10 @@ The pipeline, one drain per process at a time:
     senders (`mail.connections` tasks) -> transport.send -> outcome buffered -> written within FLUSH_INTERVAL
 
 Crash safety: a delivery turns `sending` only just before its own send, and its outcome is written at most
-FLUSH_INTERVAL after the server accepted it (sooner when a wave's worth is waiting, or with the next wave's
-`sending` mark). So a kill -9 repeats only mails in flight or accepted in the last few milliseconds, all of
-them rows left `sending`. Outcomes are written together, one transaction per flush, and every store call
-runs in a worker thread, under one lock, so SMTP I/O never waits on it.
+FLUSH_INTERVAL after the server accepted it: with the next wave's `sending` mark (the same transaction), or by
+the writer when no wave came within that time. So a kill -9 repeats only mails in flight or accepted in the
+last few milliseconds, all of them rows left `sending`. While the queue is being fed, that is one transaction
+per wave; every store call runs in a worker thread, under one lock, so SMTP I/O never waits on it.
 
 A store that cannot take a write (SQLite locked by another process past its busy timeout, PostgreSQL
 restarting) repeats nothing: the outcomes stay in memory and the write is retried with backoff until the store
@@ -21,7 +21,6 @@ of the lease, also while a send is in flight, so no other worker takes over a ma
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email.parser
 import logging
 import time
@@ -143,7 +142,8 @@ class _Drain:
         self.sent: list[store.Sent] = []
         self.retries: list[store.Retry] = []
         self.bounces: list[store.Bounce] = []
-        self.wake_writer = asyncio.Event()
+        self.wake_writer = asyncio.Event()  # set when an outcome arrives with none waiting before it
+        self.unwritten_since: float | None = None  # the loop's time of the oldest outcome not written yet
         self.finished = asyncio.Event()  # the senders are done: the writer and the lease renewal end
         self.write_error: BaseException | None = None
         self.halted = asyncio.Event()  # our own reason to stop (the store failed); `stop` is the caller's
@@ -259,8 +259,12 @@ class _Drain:
                 self._failed(job, SendError(f"{type(exc).__name__}: {exc}", permanent=False))
             else:
                 self.sent.append(store.Sent(job.delivery.id, job.message_id))
-            if len(self.sent) + len(self.retries) + len(self.bounces) >= self.settings.mail.connections:
-                self.wake_writer.set()
+            self._outcome_waits()
+
+    def _outcome_waits(self) -> None:
+        if self.unwritten_since is None:
+            self.unwritten_since = asyncio.get_running_loop().time()
+            self.wake_writer.set()
 
     def _failed(self, job: _Job, error: SendError) -> None:
         delivery = job.delivery
@@ -280,12 +284,17 @@ class _Drain:
             self.halted.set()
 
     async def _write_outcomes(self) -> None:
+        """Write outcomes that waited FLUSH_INTERVAL without a wave's write taking them along."""
+        loop = asyncio.get_running_loop()
         while not self.finished.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake_writer.wait(), FLUSH_INTERVAL)
+            await self.wake_writer.wait()
             self.wake_writer.clear()
-            if self.sent or self.retries or self.bounces:
-                await self._write(())
+            while (since := self.unwritten_since) is not None and not self.finished.is_set():
+                delay = since + FLUSH_INTERVAL - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                else:
+                    await self._write(())
 
     async def _renew_leases(self) -> None:
         """Renew the claims every third of the lease by the wall clock, whatever the sends are doing: a send to a
@@ -303,6 +312,7 @@ class _Drain:
             sent, self.sent = self.sent, []
             retries, self.retries = self.retries, []
             bounces, self.bounces = self.bounces, []
+            self.unwritten_since = None
             if sent or retries or bounces or start or renew or self._lease_is_stale():
                 startable, skipped = await self._until_stored(self._record_and_start, sent, retries, bounces, start, renew)
             else:
