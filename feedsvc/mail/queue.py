@@ -136,7 +136,7 @@ class _Drain:
         self.report = DrainReport()
         self.total = 0
         self.attempts: dict[int, int] = {}
-        self.skeletons: dict[int, MessageSkeleton] = {}
+        self.editions: dict[int, tuple[MessageSkeleton, str]] = {}  # each edition's skeleton and Feedback-ID
         self.ready: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=settings.mail.connections)
         self.store_lock = asyncio.Lock()
         self.sent: list[store.Sent] = []
@@ -217,11 +217,12 @@ class _Drain:
         return replace(job, item=replace(job.item, sender=sender)) if sender else job
 
     async def _edition_job(self, delivery: store.Claimed, edition_id: int) -> _Job:
-        skeleton = self.skeletons.get(edition_id)
-        if skeleton is None:
+        edition = self.editions.get(edition_id)
+        if edition is None:
             content = await asyncio.to_thread(self._in_transaction, store.edition_content, edition_id)
             skeleton = edition_skeleton(self.settings, content.subject, content.html, content.text)
-            self.skeletons[edition_id] = skeleton
+            edition = self.editions[edition_id] = (skeleton, feedback_id(self.settings, edition_id))
+        skeleton, edition_feedback_id = edition
         message_id = message_id_for(self.settings, delivery.key)
         message = skeleton.build(
             to_email=delivery.email,
@@ -230,7 +231,7 @@ class _Drain:
             preferences_url=preferences_url(self.settings, self.tokens, delivery.subscriber_id, delivery.link_key),
             message_id=message_id,
             unsubscribe_mailto=unsubscribe_mailto(self.settings, self.tokens, delivery.subscriber_id),
-            feedback_id=feedback_id(self.settings, edition_id),
+            feedback_id=edition_feedback_id,
         )
         return _Job(delivery, Outgoing(skeleton.envelope_sender, mail_address(delivery.email), message), message_id)
 
