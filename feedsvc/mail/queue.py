@@ -21,6 +21,7 @@ of the lease, also while a send is in flight, so no other worker takes over a ma
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.parser
 import logging
 import time
@@ -28,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from feedsvc import retry
@@ -139,6 +140,7 @@ class _Drain:
         self.editions: dict[int, tuple[MessageSkeleton, str]] = {}  # each edition's skeleton and Feedback-ID
         self.ready: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=settings.mail.connections)
         self.store_lock = asyncio.Lock()
+        self.connection: Connection | None = None  # see _in_transaction
         self.sent: list[store.Sent] = []
         self.retries: list[store.Retry] = []
         self.bounces: list[store.Bounce] = []
@@ -152,6 +154,13 @@ class _Drain:
         self.renewed_at = now()
 
     async def run(self) -> DrainReport:
+        try:
+            return await self._run()
+        finally:
+            async with self.store_lock:
+                await asyncio.to_thread(self._close_connection)
+
+    async def _run(self) -> DrainReport:
         self.total = await asyncio.to_thread(self._in_transaction, store.count_due, self.now())
         connections = self.settings.mail.connections
         senders = [asyncio.create_task(self._sender()) for _ in range(connections)]
@@ -219,7 +228,8 @@ class _Drain:
     async def _edition_job(self, delivery: store.Claimed, edition_id: int) -> _Job:
         edition = self.editions.get(edition_id)
         if edition is None:
-            content = await asyncio.to_thread(self._in_transaction, store.edition_content, edition_id)
+            async with self.store_lock:
+                content = await asyncio.to_thread(self._in_transaction, store.edition_content, edition_id)
             skeleton = edition_skeleton(self.settings, content.subject, content.html, content.text)
             edition = self.editions[edition_id] = (skeleton, feedback_id(self.settings, edition_id))
         skeleton, edition_feedback_id = edition
@@ -385,8 +395,23 @@ class _Drain:
             return result
 
     def _in_transaction(self, operation, *args, **kwargs):
-        with self.engine.begin() as connection:
-            return operation(connection, *args, **kwargs)
+        """One transaction on the drain's own connection, checked out once: a checkout per transaction costs
+        PostgreSQL a ping round trip each time. Called under `store_lock` (one at a time, from any thread)."""
+        if self.connection is None:
+            self.connection = self.engine.connect()
+        try:
+            with self.connection.begin():
+                return operation(self.connection, *args, **kwargs)
+        except BaseException:
+            # Locked, lost, restarting: the next try starts from a fresh checkout (the pool pings it).
+            self._close_connection()
+            raise
+
+    def _close_connection(self) -> None:
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):  # a connection already lost: the pool has discarded it
+                connection.close()
 
 
 def _chunks(items: Sequence[store.Claimed], size: int) -> Iterator[Sequence[store.Claimed]]:
