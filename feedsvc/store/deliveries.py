@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     Connection,
     Text,
@@ -29,7 +30,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 
 from feedsvc.store import claims
 from feedsvc.store.claims import WAITING
