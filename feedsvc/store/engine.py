@@ -128,7 +128,7 @@ def _scripts() -> ScriptDirectory:
 
 def newest_migration_name() -> str:
     """The name of the newest file in versions/ (`000N_<area>`), which is also its revision id."""
-    return max(path.stem for path in (MIGRATIONS / "versions").glob("[0-9]*.py"))
+    return max((path.stem for path in (MIGRATIONS / "versions").glob("[0-9]*.py")), default="")
 
 
 def head_revision() -> str:
@@ -199,7 +199,8 @@ def surely_current(engine: Engine) -> bool:
             stamped = connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
     except sqlalchemy.exc.DBAPIError:  # no such table yet: an empty store
         return False
-    return stamped == [newest_migration_name()]
+    newest = newest_migration_name()  # "" where only compiled files were installed: alembic decides
+    return bool(newest) and stamped == [newest]
 
 
 def upgrade_store(engine: Engine) -> Path | None:
