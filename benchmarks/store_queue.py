@@ -1,6 +1,6 @@
 """The delivery queue on PostgreSQL against SQLite: CPU and store round trips per message, and 1 to 4 processes.
 
-    .venv/bin/python benchmarks/store_queue.py [--subscribers 5000] [--workers 1,2,4] [--postgres URL]
+    .venv/bin/python benchmarks/store_queue.py [--subscribers 5000] [--workers 1,2,4] [--rounds 3] [--postgres URL]
 
 One ~47 KB digest queued for every subscriber (not timed), sent into Postfix's `smtp-sink` with the default
 [mail] settings.
@@ -9,6 +9,7 @@ One ~47 KB digest queued for every subscriber (not timed), sent into Postfix's `
 2. Whole processes: k `feedsvc digest send` processes started together on one PostgreSQL store share its queue
    (SKIP LOCKED claims); messages/s against one process, and each process's CPU time (wait4) as a share of the
    wall time, so a reader sees where the cores went. One SQLite process is the anchor.
+Every row is measured once per round, rounds interleaved; the tables show medians.
 Needs `FEEDSVC_TEST_POSTGRES_URL` (or --postgres) and Postfix's tools
 (`DEBIAN_FRONTEND=noninteractive apt-get install -y postfix`, daemon left stopped).
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -100,10 +102,16 @@ def processes(config: Path, count: int, subscribers: int, sink: Sink) -> tuple[f
     return seconds, cpu
 
 
+def median_run(runs: list[tuple[float, list[float]]]) -> tuple[float, list[float]]:
+    """The run of median wall time, with its processes' CPU times."""
+    return sorted(runs, key=lambda run: run[0])[len(runs) // 2]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--subscribers", type=int, default=5000)
     parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--postgres", default=os.environ.get("FEEDSVC_TEST_POSTGRES_URL", ""))
     args = parser.parse_args()
     if not args.postgres or not find_tool("smtp-sink"):
@@ -131,18 +139,28 @@ def main() -> int:
             fill_store(config, n)
             return config
 
+        inproc_rounds: dict[str, list[dict[str, float]]] = {}
+        scaling_rounds: dict[tuple[str, int], list[tuple[float, list[float]]]] = {}
         try:
-            inproc = {name: in_process(prepared(name == "PostgreSQL"), n) for name in ("SQLite", "PostgreSQL")}
-            scaling = {("SQLite", 1): processes(prepared(False), 1, n, sink)}
-            for count in (int(k) for k in args.workers.split(",")):
-                scaling[("PostgreSQL", count)] = processes(prepared(True), count, n, sink)
+            for _ in range(args.rounds):
+                for name in ("SQLite", "PostgreSQL"):
+                    inproc_rounds.setdefault(name, []).append(in_process(prepared(name == "PostgreSQL"), n))
+                scaling_rounds.setdefault(("SQLite", 1), []).append(processes(prepared(False), 1, n, sink))
+                for count in (int(k) for k in args.workers.split(",")):
+                    scaling_rounds.setdefault(("PostgreSQL", count), []).append(
+                        processes(prepared(True), count, n, sink)
+                    )
+                    drop_schema(args.postgres, schemas.pop())
         finally:
             sink.stop()
             for schema in schemas:
                 drop_schema(args.postgres, schema)
 
-    print(f"{n} subscribers, default [mail], Postfix smtp-sink; {os.cpu_count()} CPUs; load average before "
-          f"{load_before}, after {measure.load()}")
+    inproc = {name: {key: statistics.median(row[key] for row in rows) for key in rows[0]}
+              for name, rows in inproc_rounds.items()}
+    scaling = {key: median_run(runs) for key, runs in scaling_rounds.items()}
+    print(f"{n} subscribers, default [mail], Postfix smtp-sink; {os.cpu_count()} CPUs; {args.rounds} interleaved "
+          f"rounds (medians); load average before {load_before}, after {measure.load()}")
     print(f"\n{'in-process drain()':<20}{'msg/s':>8}{'CPU µs/msg':>12}{'statements/msg':>16}{'transactions/msg':>18}")
     for name, row in inproc.items():
         print(f"{name:<20}{row['rate']:>8.0f}{row['cpu_us']:>12.0f}{row['statements']:>16.2f}{row['transactions']:>18.3f}")

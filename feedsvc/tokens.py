@@ -87,6 +87,7 @@ class Tokens:
         # A mail carries two tokens and a digest goes to thousands: `make` signs with a keyed HMAC prepared
         # once per purpose instead of building a serializer, signer and derived key for every token.
         self._macs: dict[Purpose, hmac.HMAC] = {}
+        self._signed_second: tuple[int, bytes] = (-1, b"")
         for purpose, serializer in self._serializers.items():
             signer = serializer.make_signer()
             self._macs[purpose] = hmac.new(signer.derive_key(), digestmod=signer.digest_method)
@@ -99,10 +100,17 @@ class Tokens:
             payload = b"%d" % subscriber_id
         else:
             payload = b'[%d,"%s"]' % (subscriber_id, link_key.encode("ascii"))  # URL-safe base64: no escapes
-        signed = base64_encode(payload) + b"." + base64_encode(int_to_bytes(int(time.time())))
+        signed = base64_encode(payload) + self._timestamp()
         mac = self._macs[purpose].copy()
         mac.update(signed)
         return (signed + b"." + base64_encode(mac.digest())).decode("ascii")
+
+    def _timestamp(self) -> bytes:
+        """b".<the signing time>", encoded once per second rather than for each of a digest's thousands of tokens."""
+        second = int(time.time())
+        if self._signed_second[0] != second:
+            self._signed_second = (second, b"." + base64_encode(int_to_bytes(second)))
+        return self._signed_second[1]
 
     def read(self, purpose: Purpose, token: str) -> Link:
         """The link a token carries; whether it opens a row is `Link.opens`. Links signed before links carried

@@ -32,14 +32,12 @@ from feedsvc.cli.common import (
 )
 from feedsvc.config import Settings
 from feedsvc.digests import EditionSummary
-from feedsvc.digests.preview import PreviewError, preview
 from feedsvc.logging import configure_logging, fields
 from feedsvc.mail.queue import drain
 from feedsvc.mail.transport import transport_from_settings
 from feedsvc.outputs import POSTS, Rebuild, run_outputs
 from feedsvc.posts import Collection
 from feedsvc.store import deliveries, editions, leases, open_engine
-from feedsvc.subscriptions import InvalidInput
 
 digest_app = typer.Typer(help="Email digests: preview the next one, send what is due.", no_args_is_help=True)
 app.add_typer(digest_app, name="digest")
@@ -59,6 +57,10 @@ def preview_command(
     open_browser: Annotated[bool, typer.Option("--open", help="Open the HTML preview in a browser.")] = False,
 ) -> None:
     """Write the next digest as .html, .txt and .eml files, without storing or sending anything."""
+    # Imported here: `digest send` has no use for them, and every module is start-up time of a send.
+    from feedsvc.digests.preview import PreviewError, preview
+    from feedsvc.subscriptions import InvalidInput
+
     settings = settings_or_exit(config)
     engine = open_engine(settings.store.database_url)
     try:

@@ -249,8 +249,10 @@ class MessageSkeleton:
         if feedback_id:
             headers.append(f"Feedback-ID: {single_line(feedback_id)}")
         personal = ("\r\n".join(headers) + "\r\n").encode("utf-8")
-        text_values = _encoded_values(values, escape=False)
-        html_values = _encoded_values(values, escape=True)
+        text_values = _encoded_values(values)
+        escaped = {name: html.escape(value) for name, value in values.items()}
+        # Signed links hold nothing HTML escapes: the text part's encoding serves both.
+        html_values = text_values if escaped == values else _encoded_values(escaped)
         message = b"".join(
             [
                 self._shared_headers,
@@ -267,13 +269,13 @@ class MessageSkeleton:
             signed = self.dkim_signer.sign(message)
             personal += signed[: len(signed) - len(message)]  # the DKIM-Signature header put in front
             message = signed
-        personal_parts_fit = all(fits_smtp_data(part) for part in (personal, *text_values.values(), *html_values.values()))
-        return WireMessage(message) if self._fixed_parts_fit and personal_parts_fit else message
+        # The values fit by construction (_qp writes CRLF only and no line-leading '.'); the headers are checked.
+        return WireMessage(message) if self._fixed_parts_fit and fits_smtp_data(personal) else message
 
 
-def _encoded_values(values: Mapping[str, str], *, escape: bool) -> dict[str, bytes]:
-    """Each placeholder's value as a quoted-printable segment of its own (HTML-escaped for the HTML part)."""
-    return {name: _qp(html.escape(value) if escape else value) + _SOFT_BREAK for name, value in values.items()}
+def _encoded_values(values: Mapping[str, str]) -> dict[str, bytes]:
+    """Each placeholder's value as a quoted-printable segment of its own."""
+    return {name: _qp(value) + _SOFT_BREAK for name, value in values.items()}
 
 
 def _fill(segments: list[bytes | str], values: Mapping[str, bytes]) -> list[bytes]:

@@ -7,10 +7,10 @@ The pipeline, one drain per process at a time:
     senders (`mail.connections` tasks) -> transport.send -> outcome buffered -> written within FLUSH_INTERVAL
 
 Crash safety: a delivery turns `sending` only just before its own send, and its outcome is written at most
-FLUSH_INTERVAL after the server accepted it (sooner when a wave's worth is waiting, or with the next wave's
-`sending` mark). So a kill -9 repeats only mails in flight or accepted in the last few milliseconds, all of
-them rows left `sending`. Outcomes are written together, one transaction per flush, and every store call
-runs in a worker thread, under one lock, so SMTP I/O never waits on it.
+FLUSH_INTERVAL after the server accepted it: with the next wave's `sending` mark (the same transaction), or by
+the writer when no wave came within that time. So a kill -9 repeats only mails in flight or accepted in the
+last few milliseconds, all of them rows left `sending`. While the queue is being fed, that is one transaction
+per wave; every store call runs in a worker thread, under one lock, so SMTP I/O never waits on it.
 
 A store that cannot take a write (SQLite locked by another process past its busy timeout, PostgreSQL
 restarting) repeats nothing: the outcomes stay in memory and the write is retried with backoff until the store
@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from feedsvc import retry
@@ -137,13 +137,15 @@ class _Drain:
         self.report = DrainReport()
         self.total = 0
         self.attempts: dict[int, int] = {}
-        self.skeletons: dict[int, MessageSkeleton] = {}
+        self.editions: dict[int, tuple[MessageSkeleton, str]] = {}  # each edition's skeleton and Feedback-ID
         self.ready: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=settings.mail.connections)
         self.store_lock = asyncio.Lock()
+        self.connection: Connection | None = None  # see _in_transaction
         self.sent: list[store.Sent] = []
         self.retries: list[store.Retry] = []
         self.bounces: list[store.Bounce] = []
-        self.wake_writer = asyncio.Event()
+        self.wake_writer = asyncio.Event()  # set when an outcome arrives with none waiting before it
+        self.unwritten_since: float | None = None  # the loop's time of the oldest outcome not written yet
         self.finished = asyncio.Event()  # the senders are done: the writer and the lease renewal end
         self.write_error: BaseException | None = None
         self.halted = asyncio.Event()  # our own reason to stop (the store failed); `stop` is the caller's
@@ -152,6 +154,13 @@ class _Drain:
         self.renewed_at = now()
 
     async def run(self) -> DrainReport:
+        try:
+            return await self._run()
+        finally:
+            async with self.store_lock:
+                await asyncio.to_thread(self._close_connection)
+
+    async def _run(self) -> DrainReport:
         self.total = await asyncio.to_thread(self._in_transaction, store.count_due, self.now())
         connections = self.settings.mail.connections
         senders = [asyncio.create_task(self._sender()) for _ in range(connections)]
@@ -217,11 +226,13 @@ class _Drain:
         return replace(job, item=replace(job.item, sender=sender)) if sender else job
 
     async def _edition_job(self, delivery: store.Claimed, edition_id: int) -> _Job:
-        skeleton = self.skeletons.get(edition_id)
-        if skeleton is None:
-            content = await asyncio.to_thread(self._in_transaction, store.edition_content, edition_id)
+        edition = self.editions.get(edition_id)
+        if edition is None:
+            async with self.store_lock:
+                content = await asyncio.to_thread(self._in_transaction, store.edition_content, edition_id)
             skeleton = edition_skeleton(self.settings, content.subject, content.html, content.text)
-            self.skeletons[edition_id] = skeleton
+            edition = self.editions[edition_id] = (skeleton, feedback_id(self.settings, edition_id))
+        skeleton, edition_feedback_id = edition
         message_id = message_id_for(self.settings, delivery.key)
         message = skeleton.build(
             to_email=delivery.email,
@@ -230,7 +241,7 @@ class _Drain:
             preferences_url=preferences_url(self.settings, self.tokens, delivery.subscriber_id, delivery.link_key),
             message_id=message_id,
             unsubscribe_mailto=unsubscribe_mailto(self.settings, self.tokens, delivery.subscriber_id),
-            feedback_id=feedback_id(self.settings, edition_id),
+            feedback_id=edition_feedback_id,
         )
         return _Job(delivery, Outgoing(skeleton.envelope_sender, mail_address(delivery.email), message), message_id)
 
@@ -259,8 +270,12 @@ class _Drain:
                 self._failed(job, SendError(f"{type(exc).__name__}: {exc}", permanent=False))
             else:
                 self.sent.append(store.Sent(job.delivery.id, job.message_id))
-            if len(self.sent) + len(self.retries) + len(self.bounces) >= self.settings.mail.connections:
-                self.wake_writer.set()
+            self._outcome_waits()
+
+    def _outcome_waits(self) -> None:
+        if self.unwritten_since is None:
+            self.unwritten_since = asyncio.get_running_loop().time()
+            self.wake_writer.set()
 
     def _failed(self, job: _Job, error: SendError) -> None:
         delivery = job.delivery
@@ -280,12 +295,17 @@ class _Drain:
             self.halted.set()
 
     async def _write_outcomes(self) -> None:
+        """Write outcomes that waited FLUSH_INTERVAL without a wave's write taking them along."""
+        loop = asyncio.get_running_loop()
         while not self.finished.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake_writer.wait(), FLUSH_INTERVAL)
+            await self.wake_writer.wait()
             self.wake_writer.clear()
-            if self.sent or self.retries or self.bounces:
-                await self._write(())
+            while (since := self.unwritten_since) is not None and not self.finished.is_set():
+                delay = since + FLUSH_INTERVAL - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                else:
+                    await self._write(())
 
     async def _renew_leases(self) -> None:
         """Renew the claims every third of the lease by the wall clock, whatever the sends are doing: a send to a
@@ -303,6 +323,7 @@ class _Drain:
             sent, self.sent = self.sent, []
             retries, self.retries = self.retries, []
             bounces, self.bounces = self.bounces, []
+            self.unwritten_since = None
             if sent or retries or bounces or start or renew or self._lease_is_stale():
                 startable, skipped = await self._until_stored(self._record_and_start, sent, retries, bounces, start, renew)
             else:
@@ -374,8 +395,23 @@ class _Drain:
             return result
 
     def _in_transaction(self, operation, *args, **kwargs):
-        with self.engine.begin() as connection:
-            return operation(connection, *args, **kwargs)
+        """One transaction on the drain's own connection, checked out once: a checkout per transaction costs
+        PostgreSQL a ping round trip each time. Called under `store_lock` (one at a time, from any thread)."""
+        if self.connection is None:
+            self.connection = self.engine.connect()
+        try:
+            with self.connection.begin():
+                return operation(self.connection, *args, **kwargs)
+        except BaseException:
+            # Locked, lost, restarting: the next try starts from a fresh checkout (the pool pings it).
+            self._close_connection()
+            raise
+
+    def _close_connection(self) -> None:
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):  # a connection already lost: the pool has discarded it
+                connection.close()
 
 
 def _chunks(items: Sequence[store.Claimed], size: int) -> Iterator[Sequence[store.Claimed]]:

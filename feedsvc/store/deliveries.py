@@ -16,7 +16,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Connection,
+    Text,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from feedsvc.store import claims
 from feedsvc.store.claims import WAITING
@@ -159,6 +172,18 @@ _MARK_SENT = (
     .where(_c.id == bindparam("delivery_id"), or_(*(_c.state == state for state in (*WAITING, "sending"))))
     .values(state="sent", sent_at=bindparam("now"), message_id=bindparam("mid"), last_error="", **_RELEASED)
 )
+# The same on PostgreSQL as one statement over two arrays: psycopg runs an executemany row by row (in one
+# pipeline, but with a round of its own Python per row), a third of the queue's CPU there.
+_SENT_ROWS = (
+    func.unnest(bindparam("ids", type_=ARRAY(BigInteger)), bindparam("mids", type_=ARRAY(Text)))
+    .table_valued("id", "mid")
+    .render_derived()
+)
+_MARK_SENT_ARRAYS = (
+    update(deliveries)
+    .where(_c.id == _SENT_ROWS.c.id, or_(*(_c.state == state for state in (*WAITING, "sending"))))
+    .values(state="sent", sent_at=bindparam("now"), message_id=_SENT_ROWS.c.mid, last_error="", **_RELEASED)
+)
 _MARK_RETRY = (
     update(deliveries)
     .where(_MINE)
@@ -191,7 +216,10 @@ def record(
     now: datetime,
 ) -> None:
     """Record the outcome of finished sends (call inside one transaction with the next `start_sending`)."""
-    if sent:
+    if sent and connection.dialect.name == "postgresql":
+        ids, mids = [item.id for item in sent], [item.message_id for item in sent]
+        connection.execute(_MARK_SENT_ARRAYS, {"ids": ids, "mids": mids, "now": now})
+    elif sent:
         connection.execute(
             _MARK_SENT, [{"delivery_id": item.id, "now": now, "mid": item.message_id} for item in sent]
         )

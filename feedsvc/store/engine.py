@@ -9,19 +9,19 @@ import time
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy.exc
-from alembic import command
-from alembic.config import Config
-from alembic.migration import MigrationContext
-from alembic.script import Script, ScriptDirectory
-from alembic.util import CommandError
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from feedsvc.errors import ExplainedFailure
 from feedsvc.logging import fields
+
+if TYPE_CHECKING:  # alembic is imported when a migration question needs it, not by every command's start
+    from alembic.config import Config
+    from alembic.script import Script, ScriptDirectory
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Copies of an SQLite store taken just before its schema is upgraded, beside the database file.
@@ -112,6 +112,8 @@ def connect(engine: Engine, timeout: float = 0.0) -> None:
 
 
 def alembic_config(engine: Engine) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["engine"] = engine
@@ -119,7 +121,14 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def _scripts() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory(str(MIGRATIONS))
+
+
+def newest_migration_name() -> str:
+    """The name of the newest file in versions/ (`000N_<area>`), which is also its revision id."""
+    return max((path.stem for path in (MIGRATIONS / "versions").glob("[0-9]*.py")), default="")
 
 
 def head_revision() -> str:
@@ -130,6 +139,8 @@ def head_revision() -> str:
 
 def current_revision(engine: Engine) -> str | None:
     """The store's schema revision; None for an empty database."""
+    from alembic.migration import MigrationContext
+
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
@@ -138,6 +149,8 @@ def check_known(revision: str | None, what: str) -> None:
     """Raise StoreTooNew when `revision` is not one of this code's migrations (a newer feedsvc wrote it)."""
     if revision is None:
         return
+    from alembic.util import CommandError
+
     try:
         known = _scripts().get_revision(revision) is not None
     except CommandError:
@@ -163,6 +176,8 @@ def is_current(engine: Engine) -> bool:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    from alembic import command
+
     command.upgrade(alembic_config(engine), revision)
 
 
@@ -175,8 +190,23 @@ def sqlite_online_copy(source: Path, destination: Path) -> None:
         copy.execute("PRAGMA journal_mode=DELETE")  # no -wal/-shm files beside the copy
 
 
+def surely_current(engine: Engine) -> bool:
+    """Whether the store is at the newest migration, asked without loading alembic and every migration script
+    (a third of a short command's start). Only a store stamped with the newest file's name passes; for any
+    other answer, or when that file's revision id is not its name, alembic decides."""
+    try:
+        with engine.connect() as connection:
+            stamped = connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    except sqlalchemy.exc.DBAPIError:  # no such table yet: an empty store
+        return False
+    newest = newest_migration_name()  # "" where only compiled files were installed: alembic decides
+    return bool(newest) and stamped == [newest]
+
+
 def upgrade_store(engine: Engine) -> Path | None:
     """Run the pending migrations; an SQLite store with data is copied first (the copy's path is returned)."""
+    if surely_current(engine):
+        return None
     steps = pending_steps(engine)
     if not steps:
         return None
