@@ -122,9 +122,20 @@ class Admin:
         return RedirectResponse(f"{path}{separator}note={quote(note)}" if note else path, status_code=303)
 
 
-def admin_page(handler: Callable[[Admin], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
-    """The endpoint for a dashboard page: a live session, and for every form a matching CSRF token."""
+Handler = Callable[[Admin], Awaitable[Response]]
 
+
+def admin_page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """The endpoint for a dashboard page: a live session, and for every form a matching CSRF token."""
+    return _endpoint(handler, max_files=0)
+
+
+def admin_upload(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """As `admin_page`, for a form that sends one file (its size bounded by the app's per-path body limit)."""
+    return _endpoint(handler, max_files=1)
+
+
+def _endpoint(handler: Handler, *, max_files: int) -> Callable[[Request], Awaitable[Response]]:
     @wraps(handler)
     async def endpoint(request: Request) -> Response:
         web = web_context(request)
@@ -135,7 +146,7 @@ def admin_page(handler: Callable[[Admin], Awaitable[Response]]) -> Callable[[Req
             raise HTTPException(403, "sign in to the dashboard first")
         form = None
         if request.method not in READS:
-            form = await request.form(max_files=0, max_fields=200)
+            form = await request.form(max_files=max_files, max_fields=200)
             submitted = form.get(CSRF_FIELD)
             if not isinstance(submitted, str) or not hmac.compare_digest(submitted, session.csrf_token):
                 raise HTTPException(403, "this form has expired or did not come from the dashboard; reload the page")

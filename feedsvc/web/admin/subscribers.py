@@ -7,7 +7,6 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
-from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.routing import Route
@@ -18,6 +17,7 @@ from feedsvc.store import deliveries as delivery_store
 from feedsvc.store import subscribers as subscriber_store
 from feedsvc.vocabulary import FREQUENCIES, STATUSES
 from feedsvc.web.admin.common import PREFIX, Admin, admin_page, now
+from feedsvc.web.api import confirmations_task
 
 PAGE_SIZE = 50
 HISTORY_LIMIT = 200
@@ -145,7 +145,7 @@ async def act(admin: Admin) -> Response:
         await admin.run(_queue_confirmation, engine, subscriber.id)
         await admin.audit(action, f"subscriber {subscriber.id}")
         response = admin.redirect(page, "Confirmation mail queued.")
-        response.background = BackgroundTask(subscriptions.send_confirmations, admin.web.settings, engine, admin.web.transport)
+        response.background = confirmations_task(admin.web, True)
         return response
     if action == "preferences":
         frequency = admin.field("frequency")
