@@ -43,8 +43,19 @@ def _chosen_filter(admin: Admin) -> dashboard.SubscriberFilter:
     until = _day(admin.field("until"), "until")
     return dashboard.SubscriberFilter(
         query=admin.field("q").strip()[:320], status=status, frequency=frequency,
-        since=_day(admin.field("since"), "since"), until=until + timedelta(days=1) if until else None, sort=sort,
+        since=_day(admin.field("since"), "since"), until=until + timedelta(days=1) if until else None,
+        topic=_topic(admin.field("topic")), sort=sort,
     )
+
+
+def _topic(raw: str) -> str:
+    if raw in ("", dashboard.EVERY_POST):
+        return raw
+    try:
+        [topic] = subscriptions.parse_tags([raw])
+    except subscriptions.InvalidInput as problem:
+        raise HTTPException(400, f"topic: {problem.reason}") from None
+    return topic
 
 
 def _after(admin: Admin) -> dashboard.After | None:
@@ -73,6 +84,7 @@ async def list_page(admin: Admin) -> Response:
     return admin.render(
         "subscribers", rows=rows, chosen=chosen, params=params, next_after=next_after, statuses=STATUSES,
         frequencies=FREQUENCIES, sorts=list(dashboard.SUBSCRIBER_SORTS), until=admin.field("until"),
+        topics=sorted(admin.web.topics() | ({chosen.topic} - {"", dashboard.EVERY_POST})), every_post=dashboard.EVERY_POST,
         since=admin.field("since"), note=admin.field("note"),
     )
 
