@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import Connection, Select, String, and_, cast, func, or_, select, update
+from sqlalchemy import Connection, Select, Text, and_, cast, func, or_, select, update
 
 from feedsvc.store.deliveries import WAITING
 from feedsvc.store.schema import deliveries, editions, mail_events, subscribers
@@ -192,7 +192,7 @@ def _like_fragment(query: str) -> str:
 def _with_topic(topic: str):
     """The condition on the subscriber's tags, a JSON list, read as its text on both backends: a tag is a word
     with dashes, so its quoted JSON form occurs in the text exactly when the list holds it."""
-    tags = cast(subscribers.c.tags, String)
+    tags = cast(subscribers.c.tags, Text)
     if topic == EVERY_POST:
         return tags == "[]"
     forms = dict.fromkeys([json.dumps(topic), json.dumps(topic, ensure_ascii=False)])  # however it was written
