@@ -3,8 +3,9 @@
 `CADENCES` is the registry. Everything that names or schedules a cadence reads it: the domain's vocabulary
 (`vocabulary.FREQUENCIES`), the forms, the admin API, CSV import and `subscribers add` (which names they accept), the
 scheduler (when to fire), the digests (which window a period covers), the preview and the mails' strings (keys
-derived from the name). A new cadence is one entry here plus its strings in `mail/strings.py` (`cadence_<name>`,
-`heading_<name>`) and `web/strings.py` (`frequency_<name>`), and its settings in `[digest]` when it has any.
+derived from the name). A new cadence is one entry here plus its words in every catalog of `feedsvc/locale`
+(`cadence_<name>` and `heading_<name>` for mails, `frequency_<name>` for pages), and its settings in
+`[digest]` when it has any.
 
 A periodic cadence goes out at a local wall-clock time in the site's timezone on the days its calendar picks.
 `latest_run` answers "which period has ended by now" and `next_run` "when does it fire next", both stepping by
@@ -99,7 +100,7 @@ class Cadence:
     def periodic(self) -> bool:
         return self.calendar_of is not None
 
-    # The keys of its words (mail/strings.py, web/strings.py).
+    # The keys of its words in the catalogs (feedsvc/locale; `choice_key` among the "web" strings, the others "mail").
     @property
     def choice_key(self) -> str:
         """The choice in forms: "Daily digest"."""

@@ -288,18 +288,6 @@ def test_a_monthly_day_outside_1_to_31_is_refused(make_settings):
         make_settings(digest={"monthly_day": 32})
 
 
-def test_every_cadence_has_its_words_in_every_language():
-    from feedsvc.mail.strings import STRINGS as MAIL_STRINGS
-    from feedsvc.web.strings import STRINGS as WEB_STRINGS
-
-    for language in MAIL_STRINGS:
-        for cadence in CADENCES.values():
-            assert cadence.choice_key in WEB_STRINGS[language], (language, cadence.name)
-            assert cadence.heading_key in MAIL_STRINGS[language], (language, cadence.name)
-            if cadence.periodic:
-                assert cadence.subject_key in MAIL_STRINGS[language], (language, cadence.name)
-
-
 def test_daily_windows_follow_local_time_through_a_dst_change(site):
     settings, engine = site(site={"timezone": "Europe/Berlin"}, digest={"daily_time": time(8, 0)})
     berlin = ZoneInfo("Europe/Berlin")
@@ -506,6 +494,23 @@ def test_subscribers_never_get_posts_from_before_they_confirmed(site):
     sent = delivered(engine)
     assert [titles(settings, ids) for ids in sent[early]] == [["Later", "News"]]
     assert [titles(settings, ids) for ids in sent[late]] == [["Later"]]
+
+
+def test_a_post_dated_before_someone_confirmed_but_first_seen_after_is_mailed_to_them(site):
+    """A post dated this morning (`date: 2026-11-02` is midnight) and saved after someone subscribed at noon
+    is news to them too: what counts is when feedsvc first saw it, not the date the post carries."""
+    settings, engine = site()
+    posts = settings.posts.dir
+    write_post(posts, "old.md", title="Old", date=UTC_START - timedelta(days=5))
+    run(settings, engine, UTC_START - timedelta(hours=1))
+    instant = add_subscribers(engine, ["now@example.org"], frequency="instant", confirmed_at=UTC_START)[0]
+    daily = add_subscribers(engine, ["day@example.org"], confirmed_at=UTC_START)[0]
+    write_post(posts, "today.md", title="Today", date=UTC_START.replace(hour=0))
+    run(settings, engine, UTC_START + timedelta(minutes=10))
+    run(settings, engine, UTC_START + timedelta(days=1))
+    sent = delivered(engine)
+    assert [titles(settings, ids) for ids in sent[instant]] == [["Today"]]
+    assert [titles(settings, ids) for ids in sent[daily]] == [["Today"]]
 
 
 def test_inactive_and_unconfirmed_subscribers_get_nothing(site):

@@ -74,6 +74,7 @@ def announce(
             "tags": [tag_slug(tag) for tag in post.tags],
             "published_at": post.date,
             "announced_at": now if first_run else announced_at(post.date, floor, now),
+            "first_seen_at": now,
             "batch": batch,
             "mailable": int(mailable),
         }

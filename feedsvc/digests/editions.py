@@ -55,7 +55,7 @@ class News:
     """An announced post as the selection sees it."""
 
     post: Post
-    announced_at: datetime
+    first_seen_at: datetime
     tag_slugs: frozenset[str]
 
 
@@ -104,7 +104,8 @@ def _instant(
     summaries: list[EditionSummary] = []
     for batch in announcements.unfinished_batches(connection):
         batch_posts = announcements.in_batch(connection, batch)
-        times = [item.announced_at for item in batch_posts]
+        # An instant period is the moment its batch was seen: its subscribers are those confirmed by then.
+        times = [item.first_seen_at for item in batch_posts]
         period = editions.open_period(connection, f"{INSTANT}:{batch}", INSTANT, min(times), max(times), now)
         commit()
         summaries += _fill(settings, connection, period, batch_posts, posts, now, commit)
@@ -200,7 +201,7 @@ def news(announced: Iterable[Announcement], posts: Mapping[str, Post]) -> list[N
     """The announced posts that can be mailed, in `reading_order`: posts since deleted or turned back into
     drafts (absent from `posts`) are not."""
     found = [
-        News(posts[item.post_id], item.announced_at, frozenset(tag_slug(tag) for tag in posts[item.post_id].tags))
+        News(posts[item.post_id], item.first_seen_at, frozenset(tag_slug(tag) for tag in posts[item.post_id].tags))
         for item in announced
         if item.post_id in posts
     ]
@@ -222,12 +223,13 @@ def reading_key(post: Post) -> tuple[float, tuple[str | int, ...], tuple[str | i
 
 
 def posts_for(recipient: Recipient, candidates: Sequence[News]) -> list[Post]:
-    """The posts this subscriber gets: announced since they confirmed, and matching their tag filter."""
+    """The posts this subscriber gets: first seen since they confirmed (a post dated earlier but saved after
+    is news to them too), and matching their tag filter."""
     wanted = set(recipient.tags)
     return [
         candidate.post
         for candidate in candidates
-        if candidate.announced_at >= recipient.confirmed_at and (not wanted or wanted & candidate.tag_slugs)
+        if candidate.first_seen_at >= recipient.confirmed_at and (not wanted or wanted & candidate.tag_slugs)
     ]
 
 

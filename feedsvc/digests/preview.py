@@ -92,6 +92,6 @@ def _pending(connection: Connection, published: list[Post], frequency: str, now:
     unknown, renamed = unannounced(announcements.identities(connection), published)
     floor = announcement_floor(connection)
     fresh = [
-        Announcement(post.id, post.date, announced_at(post.date, floor, now), "") for post in unknown if post.id not in renamed
+        Announcement(post.id, post.date, announced_at(post.date, floor, now), now, "") for post in unknown if post.id not in renamed
     ]
     return pending + fresh

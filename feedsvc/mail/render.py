@@ -1,7 +1,7 @@
 """Rendering mails from the Jinja2 templates: digests (rendered once per edition) and confirmation mails.
 
-Templates are looked up in the user's `mail.templates_dir` first, then in the bundled `templates/`, so a
-user overrides one file by copying it. The words come from `strings.py` in the site's language, dates are
+Templates come from `templating.environment` (the user's `mail.templates_dir` first, then the bundled
+`templates/`). The words are the catalogs' "mail" strings in the site's language (`i18n`), dates are
 formatted by Babel for that locale, and CSS is inlined with css-inline (the @media rules for dark mode and
 small screens stay in the <style> block, where clients that understand them look). A digest's posts are
 rendered once as an HTML fragment (`mail/digest_posts.html.j2`), put into the HTML mail and converted by
@@ -17,24 +17,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urljoin
 
 import css_inline
 import lxml.html
-from babel import Locale, UnknownLocaleError
+from babel import Locale
 from babel.dates import format_date
 from inscriptis import Inscriptis
 from inscriptis.css_profiles import CSS_PROFILES
 from inscriptis.model.config import ParserConfig
 from inscriptis.model.html_element import HtmlElement
 from inscriptis.model.tag import CustomHtmlTagHandlerMapping
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, TemplateError
+from jinja2 import TemplateError
 from markupsafe import Markup
 
 from feedsvc.cadences import CADENCES
 from feedsvc.config import Settings
+from feedsvc.i18n import date_locale, translator
 from feedsvc.mail.dkim import DkimSigner
 from feedsvc.mail.message import (
     PREFERENCES_URL,
@@ -44,10 +44,9 @@ from feedsvc.mail.message import (
     message_id_for,
     single_line,
 )
-from feedsvc.mail.strings import language_of, translator
 from feedsvc.mail.transport import Outgoing
 from feedsvc.posts.render import rendered
-from feedsvc.resources import bundled_path
+from feedsvc.templating import environment, template_context
 
 if TYPE_CHECKING:
     from feedsvc.posts.model import Post
@@ -100,44 +99,12 @@ class PostView:
     mode: PostMode
 
 
-@lru_cache(maxsize=8)
-def _environment(user_dir: Path | None) -> Environment:
-    loaders = [FileSystemLoader(user_dir)] if user_dir else []
-    loaders.append(FileSystemLoader(bundled_path("templates")))
-    return Environment(
-        loader=ChoiceLoader(loaders),
-        autoescape=lambda name: name is not None and ".html" in name,
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-
-
-def environment(settings: Settings) -> Environment:
-    return _environment(settings.mail.templates_dir)
-
-
-def _babel_locale(site_language: str) -> Locale:
-    try:
-        return Locale.parse(site_language.replace("-", "_"))
-    except (UnknownLocaleError, ValueError):
-        return Locale.parse(language_of(site_language))
-
-
 class MailTemplateError(Exception):
     """A mail template (usually a user's override) cannot be loaded or rendered; the message says where."""
 
 
 def _context(settings: Settings, context: dict[str, object]) -> dict[str, object]:
-    language = language_of(settings.site.language)
-    return {
-        "site": settings.site,
-        "lang": language,
-        "_": translator(language),
-        "postal_address": settings.mail.postal_address,
-        **context,
-    }
+    return {**template_context(settings, "mail"), "postal_address": settings.mail.postal_address, **context}
 
 
 def _render_pair(settings: Settings, template: str, **context: object) -> tuple[str, str]:
@@ -266,7 +233,7 @@ def _post_view(settings: Settings, post: Post, plan: PostPlan, locale: Locale, a
 
 def posts_html(settings: Settings, posts: Sequence[Post]) -> Markup:
     """The posts in full, as a digest shows them (`mail/digest_posts.html.j2`): an edition's web copy."""
-    locale = _babel_locale(settings.site.language)
+    locale = date_locale(settings.site.language)
     views = [_post_view(settings, post, FULL, locale, f"post-{index + 1}") for index, post in enumerate(posts)]
     return Markup(_render(settings, "mail/digest_posts.html.j2", _context(settings, {"posts": views, "shortened": 0})))
 
@@ -281,11 +248,11 @@ def _period_text(settings: Settings, start: datetime, end: datetime, locale: Loc
 def edition_subject(settings: Settings, posts: Sequence[Post], frequency: str, period_end: datetime) -> str:
     """A daily or weekly digest says which it is and its date ("Catatan Backend — ringkasan mingguan,
     24 Nov 2026"); an instant mail of one post is that post's title."""
-    translate = translator(language_of(settings.site.language))
+    translate = translator(settings.site.language, "mail")
     site = settings.site.title
     cadence = CADENCES[frequency]
     if cadence.periodic:
-        day = format_date(period_end.astimezone(settings.site.tz), format="medium", locale=_babel_locale(settings.site.language))
+        day = format_date(period_end.astimezone(settings.site.tz), format="medium", locale=date_locale(settings.site.language))
         return translate("subject_digest", site=site, cadence=translate(cadence.subject_key), date=day)
     return posts[0].title if len(posts) == 1 else translate("subject_many", site=site, count=len(posts))
 
@@ -308,9 +275,8 @@ def render_edition(
     """
     if not posts:
         raise ValueError("an edition needs at least one post")
-    language = language_of(settings.site.language)
-    translate = translator(language)
-    locale = _babel_locale(settings.site.language)
+    translate = translator(settings.site.language, "mail")
+    locale = date_locale(settings.site.language)
     site = settings.site.title
     subject = edition_subject(settings, posts, frequency, period_end)
     cadence = CADENCES[frequency]
@@ -465,7 +431,7 @@ def edition_test_copy(settings: Settings, *, subject: str, html: str, text: str,
     """An edition as its subscribers get it (the same prepared message), to one address to look at: the subject
     marked as a test, the unsubscribe and preferences links going to the site, since it is sent to no
     subscriber, and no Feedback-ID, so that mailbox providers count it with no edition."""
-    translate = translator(language_of(settings.site.language))
+    translate = translator(settings.site.language, "mail")
     skeleton = edition_skeleton(settings, translate("subject_test_copy", subject=subject), html, text)
     site = f"{settings.web.base_url}/"
     message = skeleton.build(
@@ -477,7 +443,7 @@ def edition_test_copy(settings: Settings, *, subject: str, html: str, text: str,
 
 def confirmation_message(settings: Settings, *, to_email: str, to_name: str, confirm_url: str) -> Outgoing:
     """The double opt-in mail asking `to_email` to confirm their subscription at `confirm_url`."""
-    translate = translator(language_of(settings.site.language))
+    translate = translator(settings.site.language, "mail")
     subject = translate("subject_confirm", site=settings.site.title)
     html_part, text_part = _render_pair(settings, "confirm", subject=subject, name=single_line(to_name), confirm_url=confirm_url)
     skeleton = MessageSkeleton(
@@ -500,7 +466,7 @@ def welcome_message(
     settings: Settings, *, to_email: str, to_name: str, unsubscribe_url: str, preferences_url: str, message_id: str
 ) -> Outgoing:
     """The mail welcoming a subscriber once they confirmed (`mail.welcome`); a list mail, with its unsubscribe."""
-    translate = translator(language_of(settings.site.language))
+    translate = translator(settings.site.language, "mail")
     subject = translate("subject_welcome", site=settings.site.title)
     html_part, text_part = _render_pair(
         settings, "welcome", subject=subject, name=single_line(to_name),

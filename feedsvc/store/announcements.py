@@ -25,10 +25,17 @@ class Announcement:
     post_id: str
     published_at: datetime
     announced_at: datetime
+    first_seen_at: datetime
     batch: str
 
 
-_COLUMNS = (announcements.c.post_id, announcements.c.published_at, announcements.c.announced_at, announcements.c.batch)
+_COLUMNS = (
+    announcements.c.post_id,
+    announcements.c.published_at,
+    announcements.c.announced_at,
+    announcements.c.first_seen_at,
+    announcements.c.batch,
+)
 
 
 def archive_recorded_at(connection: Connection) -> datetime | None:
@@ -67,7 +74,7 @@ def release_archive(connection: Connection, batch: str, now: datetime) -> int:
     statement = (
         update(announcements)
         .where(announcements.c.mailable == 0)
-        .values(mailable=1, batch=batch, announced_at=now)
+        .values(mailable=1, batch=batch, announced_at=now, first_seen_at=now)
     )
     return connection.execute(statement).rowcount
 

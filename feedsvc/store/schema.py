@@ -115,7 +115,10 @@ announcements = Table(
     Column("url", Text, nullable=False),
     Column("tags", JSON, nullable=False, default=list),
     Column("published_at", UtcDateTime, nullable=False),
+    # When the post counts as news: its date, moved up past periods already handed out (digests' windows).
     Column("announced_at", UtcDateTime, nullable=False),
+    # When feedsvc first saw it published: who gets it (those confirmed by then), whatever date it carries.
+    Column("first_seen_at", UtcDateTime, nullable=False),
     # Posts first seen in the same scan share a batch: one instant mail for all of them.
     Column("batch", String(64), nullable=False),
     # False for the archive found on the first run: recorded, never mailed (unless --include-archive).

@@ -28,26 +28,27 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from feedsvc import mail_events, subscriptions
 from feedsvc.config import Settings
 from feedsvc.fediverse import web as fediverse_web
-from feedsvc.mail.render import environment
+from feedsvc.i18n import translator
 from feedsvc.mail.transport import Transport, transport_from_settings
 from feedsvc.metrics import CONTENT_TYPE, HTTP_REQUESTS, exposition
 from feedsvc.store.engine import open_engine, ping
 from feedsvc.store.engine import unavailable as store_unavailable
+from feedsvc.templating import environment
 from feedsvc.tokens import Tokens, load_secret
 from feedsvc.web.admin import admin_body_limits, admin_routes, feed_request_observer
 from feedsvc.web.api import IMPORT_PATH, api_routes
 from feedsvc.web.archive import WebCopies, archive_routes
 from feedsvc.web.context import WebContext, web_context
 from feedsvc.web.feed_server import FeedFiles, FeedsMiddleware
-from feedsvc.web.forms import BadInput
+from feedsvc.web.forms import FIELD_LABELS, BadInput
 from feedsvc.web.hooks import routes as hook_routes
 from feedsvc.web.pages import routes as page_routes
 from feedsvc.web.security import BodyLimit, Csrf, OperatorOnly
-from feedsvc.web.strings import FIELD_LABELS, web_translator
 
 log = logging.getLogger(__name__)
 
-_ERROR_KEYS = {403: "form_expired", 404: "not_found", 413: "too_large", 429: "too_many"}
+# The words of an error page by status (keys of the "web" strings); any other status is a "bad_request".
+ERROR_KEYS = {403: "form_expired", 404: "not_found", 413: "too_large", 429: "too_many"}
 STORE_RETRY_AFTER = 10  # seconds: about SQLite's busy timeout, or a PostgreSQL restart
 STORE_PROBE_SECONDS = 2.0  # how stale /healthz's view of the store may be
 
@@ -69,17 +70,17 @@ async def http_error(request: Request, exc: Exception) -> Response:
         if isinstance(exc, BadInput):
             body["field"] = exc.field
         return JSONResponse(body, status_code=exc.status_code, headers=headers)
-    key = _ERROR_KEYS.get(exc.status_code, "bad_request")
-    default = web.translate(key)
+    status = exc.status_code
+    default = web.translate(ERROR_KEYS[status]) if status in ERROR_KEYS else web.translate("bad_request")
     if isinstance(exc, BadInput):
         # In the page's language: which field, by the label the form shows.
         label = web.translate(exc.field) if exc.field in FIELD_LABELS else exc.field
         paragraphs = [web.translate("invalid_field", label=label, field=exc.field)]
-    elif exc.detail in (default, None, "") or exc.status_code in (404, 405):
+    elif exc.detail in (default, None, "") or status in (404, 405):
         paragraphs = [default]
     else:
         paragraphs = [exc.detail]
-    response = web.message(web.translate("error_title"), *paragraphs, status=exc.status_code)
+    response = web.message(web.translate("error_title"), *paragraphs, status=status)
     response.headers.update(headers)
     return response
 
@@ -90,11 +91,12 @@ async def server_error(request: Request, exc: Exception) -> Response:
     # store is no bug: 503 and when to come back.
     web = web_context(request)
     busy = store_unavailable(exc)
-    status, key, error = (503, "store_busy", "store busy or unreachable") if busy else (500, "server_error", "internal error")
+    status, error = (503, "store busy or unreachable") if busy else (500, "internal error")
     if _wants_json(request):
         response: Response = JSONResponse({"error": error}, status_code=status)
     else:
-        response = web.message(web.translate("error_title"), web.translate(key), status=status)
+        words = web.translate("store_busy") if busy else web.translate("server_error")
+        response = web.message(web.translate("error_title"), words, status=status)
     response.headers["connection"] = "close"
     if busy:
         response.headers["retry-after"] = str(STORE_RETRY_AFTER)
@@ -220,7 +222,7 @@ def create_app(settings: Settings, engine: Engine | None = None, transport: Tran
         feeds=FeedFiles(settings.feeds.output_dir, max_age=settings.web.feed_max_age),
         csrf=Csrf(secret, secure=settings.web.base_url.startswith("https://")),
         templates=environment(settings),
-        translate=web_translator(settings.site.language),
+        translate=translator(settings.site.language, "web"),
         operator_only=OperatorOnly(settings.web.admin_token, settings.web.metrics_networks),
     )
 

@@ -36,8 +36,8 @@ from feedsvc.digests.editions import reading_key
 from feedsvc.fediverse.objects import ACTIVITY_JSON, Urls
 from feedsvc.feeds import BY_FILE_NAME
 from feedsvc.feeds.items import plain_text
+from feedsvc.i18n import language_of
 from feedsvc.mail.render import focusable_tables, posts_html
-from feedsvc.mail.strings import language_of
 from feedsvc.posts import Collection, Post
 from feedsvc.posts.render import SourceChanged, rendered
 from feedsvc.store.editions import SentEdition

@@ -16,8 +16,9 @@ from starlette.routing import Route
 
 from feedsvc.config import Settings
 from feedsvc.digests.archive import ARCHIVE_PATH
-from feedsvc.mail.strings import language_of
+from feedsvc.i18n import Translate
 from feedsvc.mail.transport import Transport
+from feedsvc.templating import template_context
 from feedsvc.tokens import Tokens
 from feedsvc.web.feed_server import FeedFiles
 from feedsvc.web.security import Csrf, OperatorOnly, page_headers
@@ -34,7 +35,7 @@ class WebContext:
     feeds: FeedFiles
     csrf: Csrf
     templates: Environment
-    translate: Callable[..., str]
+    translate: Translate  # the "web" strings in the site's language
     operator_only: OperatorOnly
     # When this process next forgets expired rate-limit windows.
     prune_rate_limits_at: datetime = LONG_AGO
@@ -54,9 +55,7 @@ class WebContext:
     def page(self, template: str, **values: object) -> str:
         """The HTML of `web/{template}.html.j2`; its "back to the site" link goes to the site, wherever that is."""
         context = {
-            "site": self.settings.site,
-            "lang": language_of(self.settings.site.language),
-            "_": self.translate,
+            **template_context(self.settings, "web"),
             "home_url": f"{self.settings.site.url}/",
             "archive_url": self.url(ARCHIVE_PATH) if self.settings.web.archive else "",
             **values,

@@ -58,6 +58,10 @@ _ADDRESS_PATTERN = rf"^(?![^@]*@(.*\.)?({_SPECIAL_USE})$)"
 
 Model = TypeVar("Model", bound=BaseModel)
 
+# The fields a refusal may name that the pages have a label for, each the key of its label among the "web"
+# strings (`body`: the whole form); any other field is shown by its own name.
+FIELD_LABELS = frozenset({"email", "name", "frequency", "tags", "body"})
+
 
 class BadInput(HTTPException):
     """400 naming the field and the problem."""

@@ -74,7 +74,7 @@ def _link(web: WebContext, purpose: Purpose, request: Request) -> Link:
         return web.tokens.read(purpose, forms.path(LinkPath, request).token)
     except InvalidToken as exc:
         expired = isinstance(exc, ExpiredToken)
-        raise HTTPException(400, web.translate("link_expired" if expired else "link_invalid")) from None
+        raise HTTPException(400, web.translate("link_expired") if expired else web.translate("link_invalid")) from None
 
 
 def _link_gone(web: WebContext) -> HTTPException:
