@@ -110,12 +110,12 @@ async def act(admin: Admin) -> Response:
         await admin.require_password()
         number = await admin.run(run, lambda connection: dashboard.retry_failed(connection, edition_id, now()))
         await admin.audit(action, f"edition {edition_id}", f"{number} deliveries queued again")
-        return admin.redirect(page, f"{number} failed deliveries queued again.")
+        return admin.redirect(page, admin.web.translate("admin_note_retried", count=number))
     if action == "cancel_waiting":
         await admin.require_password()
         number = await admin.run(run, lambda connection: dashboard.cancel_waiting(connection, edition_id))
         await admin.audit(action, f"edition {edition_id}", f"{number} deliveries cancelled")
-        return admin.redirect(page, f"{number} queued deliveries cancelled.")
+        return admin.redirect(page, admin.web.translate("admin_note_cancelled", count=number))
     if action == "send_test":
         return await _send_test_copy(admin, edition_id)
     raise HTTPException(400, "action: not one this page offers")
@@ -145,7 +145,9 @@ async def _send_test_copy(admin: Admin, edition_id: int) -> Response:
     except SendError as exc:
         raise HTTPException(502, f"the mail server did not take the test copy: {exc.reason}") from None
     await admin.audit("send_test", f"edition {edition_id}", f"to {address.email}")
-    return admin.redirect(f"{PREFIX}/editions/{edition_id}", f"Test copy sent to {address.email}.")
+    return admin.redirect(
+        f"{PREFIX}/editions/{edition_id}", admin.web.translate("admin_note_test_copy_sent", address=address.email)
+    )
 
 
 routes = [

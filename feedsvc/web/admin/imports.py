@@ -118,7 +118,7 @@ async def preview(admin: Admin) -> Response:
     assert admin.form is not None
     uploaded = admin.form.get("file")
     if not isinstance(uploaded, UploadFile) or not uploaded.filename:
-        return _form(admin, status=400, problem="file: choose a CSV file to import")
+        return _form(admin, status=400, problem=admin.web.translate("admin_choose_file"))
     limit = admin.web.settings.web.max_import_bytes
     data = await uploaded.read(limit + 1)
     if len(data) > limit:
@@ -152,7 +152,11 @@ async def confirm(admin: Admin) -> Response:
         f"{report.skipped} skipped, {len(report.refused)} lines refused"
     )
     await admin.audit("import", "subscribers", f"{upload.filename}{' (confirmed)' if upload.confirmed else ''}: {summary}")
-    response = admin.redirect(f"{PREFIX}/subscribers", f"Imported {upload.filename}: {summary}.")
+    note = admin.web.translate(
+        "admin_note_imported", file=upload.filename, added=report.imported, pending=report.pending,
+        updated=report.updated, skipped=report.skipped, refused=len(report.refused),
+    )
+    response = admin.redirect(f"{PREFIX}/subscribers", note)
     response.background = confirmations_task(admin.web, report.pending > 0)
     return response
 

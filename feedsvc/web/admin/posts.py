@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from babel.dates import format_date
 from starlette.responses import Response
 from starlette.routing import Route
 
 from feedsvc.cadences import edition_times
 from feedsvc.config import Settings
+from feedsvc.i18n import date_locale
 from feedsvc.posts import Collection, Post, Problem, is_published, lint
 from feedsvc.web.admin.common import CACHE_SECONDS, PREFIX, Admin, MinuteCache, admin_page, now
 
@@ -63,7 +65,11 @@ def _scheduled(settings: Settings, post: Post) -> Scheduled:
 async def posts_page(admin: Admin) -> Response:
     settings = admin.web.settings
     view = await admin.run(_cache.get, str(settings.posts.dir), lambda: read_posts(settings))
-    return admin.render("posts", view=view, cache_seconds=CACHE_SECONDS, timezone=settings.site.timezone)
+    locale = date_locale(settings.site.language)
+    return admin.render(
+        "posts", view=view, cache_seconds=CACHE_SECONDS, timezone=settings.site.timezone,
+        weekday=lambda moment: format_date(moment, "EEE", locale=locale),
+    )
 
 
 routes = [Route(f"{PREFIX}/posts", posts_page, methods=["GET"])]

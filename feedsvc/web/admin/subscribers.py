@@ -156,7 +156,7 @@ async def act(admin: Admin) -> Response:
             raise HTTPException(400, "only a pending subscriber is sent a confirmation mail")
         await admin.run(_queue_confirmation, engine, subscriber.id)
         await admin.audit(action, f"subscriber {subscriber.id}")
-        response = admin.redirect(page, "Confirmation mail queued.")
+        response = admin.redirect(page, admin.web.translate("admin_note_confirmation_queued"))
         response.background = confirmations_task(admin.web, True)
         return response
     if action == "preferences":
@@ -170,23 +170,25 @@ async def act(admin: Admin) -> Response:
         await admin.run(subscriptions.update_preferences, engine, subscriber.id, frequency, tags)
         change = f"{subscriber.frequency} -> {frequency}; topics {' '.join(subscriber.tags) or 'all'} -> {' '.join(tags) or 'all'}"
         await admin.audit(action, f"subscriber {subscriber.id}", change)
-        return admin.redirect(page, f"Saved: {frequency}, {' '.join(tags) or 'every post'}.")
+        cadence = admin.web.translate(f"admin_cadence_{frequency}")
+        topics = " ".join(tags) or admin.web.translate("admin_every_post")
+        return admin.redirect(page, admin.web.translate("admin_note_saved", cadence=cadence, topics=topics))
     if action == "unsubscribe":
         await admin.run(subscriptions.remove, engine, subscriber.email, now())
         await admin.audit(action, f"subscriber {subscriber.id}")
-        return admin.redirect(page, "Unsubscribed.")
+        return admin.redirect(page, admin.web.translate("admin_note_unsubscribed"))
     if action == "clear_suppression":
         reason = admin.field("reason").strip()
         if not reason:
             raise HTTPException(400, "reason: say why the bounce or complaint is lifted")
         before = await admin.run(mail_events.clear, engine, subscriber.email, now(), f"admin:{secrets.token_hex(8)}")
         await admin.audit(action, f"subscriber {subscriber.id}", f"was {before}: {reason}")
-        return admin.redirect(page, "Suppression cleared; the person may subscribe again through the form.")
+        return admin.redirect(page, admin.web.translate("admin_note_suppression_cleared"))
     if action == "erase":
         await admin.require_password()
         await admin.run(subscriptions.remove, engine, subscriber.email, now(), forget=True)
         await admin.audit(action, f"subscriber {subscriber.id}", "erased with every mail and event")
-        return admin.redirect(f"{PREFIX}/subscribers", f"Subscriber {subscriber.id} erased.")
+        return admin.redirect(f"{PREFIX}/subscribers", admin.web.translate("admin_note_erased", id=subscriber.id))
     raise HTTPException(400, "action: not one this page offers")
 
 
