@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
 from test_generators import write_tree
 
 from feedsvc import feeds
@@ -240,6 +241,33 @@ def test_init_from_a_hugo_site_writes_its_settings(tmp_path: Path) -> None:
     )
     assert refused.returncode == 1
     assert "is not a site folder feedsvc knows (Hugo, Jekyll, Pelican, Eleventy)" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    ("files", "note"),
+    [
+        ({"pelicanconf.py": "SITEURL = 'https://example.net'\nPLUGINS = ['section_urls', 'readtime']\n"}, "section_urls, readtime"),
+        ({"_config.yml": "url: https://example.com\nplugins: [jekyll-feed, jekyll-archives]\n", "_posts/.keep": ""}, "jekyll-archives"),
+        ({"_config.yml": "url: https://example.com\nplugins: [jekyll-feed, jekyll-seo-tag]\n", "_posts/.keep": ""}, None),
+    ],
+    ids=["pelican", "jekyll", "jekyll-harmless"],
+)
+def test_init_from_names_the_plugins_feedsvc_does_not_run(tmp_path: Path, files: dict[str, str], note: str | None) -> None:
+    site = write_tree(tmp_path / "blog", files)
+    result = subprocess.run(
+        [sys.executable, "-m", "feedsvc", "init", "feedsvc", "--from", str(site)],
+        check=False,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    said = " ".join(result.stdout.split())
+    if note is None:
+        assert "plugins feedsvc does not" not in said
+    else:
+        assert f"note: the site runs plugins feedsvc does not ({note})" in said
 
 
 def test_includes_and_links_never_read_outside_the_site(make_settings, tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """The web pages as a person uses them, in Chromium (Debian's, driven by Playwright; see browser.py): the whole
 subscription round trip through the forms and the Maildir, and every page — home, confirm, preferences,
-unsubscribed, a post's web copy, an edition's, the archive — at 375 and 1280 px in light and dark, checked for
-horizontal overflow, axe-core's serious or critical violations and the contrast of the controls."""
+unsubscribed, a post's web copy, an edition's, the archive, and the home page with a refused address — at 375
+and 1280 px in light and dark, checked for horizontal overflow, axe-core's serious or critical violations and
+the contrast of the controls."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import httpx
 import pytest
 import test_web
 import tomli_w
-from browser import axe_violations, colour_contrast, horizontal_overflow, opened
+from browser import axe_violations, colour_contrast, contrast, horizontal_overflow, opened
 from conftest import add_subscribers, free_port
 from test_web import confirm_link, wait_for_mail
 from test_web_copies import T0, send_digests, view_in_browser_link
@@ -191,3 +192,74 @@ def test_the_web_copy_and_the_archive_in_a_browser(site, browser):
         page.fill("#email", "baru@example.org")
         page.click("button[type=submit]")
         assert page.locator("h1").inner_text() == "Periksa kotak masuk Anda"
+
+
+REFUSED_ADDRESS = "Kesalahan: Isi alamat email yang lengkap, misalnya nama@contoh.com."
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("width", WIDTHS)
+def test_a_refused_address_is_said_at_its_field_with_what_was_typed_kept(site, browser, axe_script, width, scheme):
+    expect = pytest.importorskip("playwright.sync_api").expect
+    with opened(browser, url=site["home"], width=width, scheme=scheme, name="web-refused-address") as page:
+        page.fill("#email", "dewi@gmail")
+        page.fill("#name", "Dewi Lestari")
+        page.select_option("#frequency", "weekly")
+        with page.expect_navigation() as navigation:
+            page.click("form button[type=submit]")
+        assert navigation.value.status == 400
+        # The form again, in Indonesian, with what was typed.
+        assert page.title().startswith("Kesalahan: ")
+        assert page.locator("#email").input_value() == "dewi@gmail"
+        assert page.locator("#name").input_value() == "Dewi Lestari"
+        assert page.locator("#frequency").input_value() == "weekly"
+        # The summary has the focus and links to the field; the field says what is wrong with it.
+        assert page.evaluate("document.activeElement.className") == "error-summary"
+        summary = page.locator(".error-summary")
+        expect(summary).to_have_accessible_name("Ada masalah")
+        expect(summary.get_by_role("link")).to_have_text(REFUSED_ADDRESS.removeprefix("Kesalahan: "))
+        email = page.locator("#email")
+        expect(email).to_have_attribute("aria-invalid", "true")
+        expect(email).to_have_accessible_name("Alamat email")
+        expect(email).to_have_accessible_description(REFUSED_ADDRESS)
+        # Shown next to the field: between its label and it, within a line of it.
+        message, field = page.locator("#email-error").bounding_box(), email.bounding_box()
+        label = page.locator("label[for=email]").bounding_box()
+        assert label["y"] + label["height"] <= message["y"] and message["y"] + message["height"] <= field["y"] <= message["y"] + message["height"] + 20
+        assert page.locator("#email-error").is_visible()
+        assert horizontal_overflow(page) == []
+        assert _controls_contrast(page) == []
+        for selector in (".field-error", ".error-summary a", "button[type=submit]"):
+            assert contrast(page, selector) >= 4.5, selector
+        assert _border_contrast(page, "#email") >= 3.0
+        assert _border_contrast(page, ".error-summary") >= 3.0
+        assert axe_violations(page, axe_script) == []
+        # The link in the summary leads to the field.
+        summary.get_by_role("link").click()
+        assert page.url.endswith("/subscribe#email")
+        assert email.evaluate("e => { const box = e.getBoundingClientRect(); return box.top >= 0 && box.bottom <= innerHeight; }")
+        # Corrected, the same page's form goes through.
+        email.fill("dewi@gmail.com")
+        page.click("form button[type=submit]")
+        assert page.locator("h1").inner_text() == "Periksa kotak masuk Anda"
+
+
+def _border_contrast(page, selector: str) -> float:
+    """The contrast of an element's top border against the page's background."""
+    border, background = page.evaluate(
+        """(selector) => [getComputedStyle(document.querySelector(selector)).borderTopColor,
+                          getComputedStyle(document.body).backgroundColor]""",
+        selector,
+    )
+    return colour_contrast(border, background)
+
+
+def test_a_refused_address_from_a_web_copy_box_lands_on_the_full_form(site, browser):
+    with opened(browser, url=site["post"], width=375, scheme="dark", name="web-refused-box") as page:
+        page.fill("#email", "dewi@gmail")
+        page.select_option("#frequency", "daily")
+        page.click("form button[type=submit]")
+        assert " ".join(page.locator("#email-error").text_content().split()) == REFUSED_ADDRESS
+        assert page.locator("#email").input_value() == "dewi@gmail"
+        assert page.locator("#frequency").input_value() == "daily"
+        assert page.locator("h1").inner_text() == "Catatan Backend"

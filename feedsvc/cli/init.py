@@ -51,11 +51,13 @@ def init(
         from feedsvc.cli.init_from import config_from_site
 
         try:
-            template, generator = config_from_site(template, site.resolve(), directory.resolve())
+            template, generator, notes = config_from_site(template, site.resolve(), directory.resolve())
         except ConfigError as exc:
             errors.print(f"[bold red]cannot init from {escape(str(site))}:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_PROBLEMS) from None
         console.print(f"Found a {generator} site in {escape(str(site))}: its posts are read as {generator} publishes them.")
+        for note in notes:
+            console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     directory.mkdir(parents=True, exist_ok=True)
     config_path.write_text(template, encoding="utf-8")
     shutil.copytree(bundled_path("templates"), templates, dirs_exist_ok=True)

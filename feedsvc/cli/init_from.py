@@ -16,15 +16,17 @@ _SECTION = re.compile(r"^\[(\w+)\]\s*$")
 _KEY = re.compile(r"^(\w+)\s*=")
 
 
-def config_from_site(template: str, site_folder: Path, config_folder: Path) -> tuple[str, str]:
-    """The template with the site's settings filled in, and the name of the generator found."""
+def config_from_site(template: str, site_folder: Path, config_folder: Path) -> tuple[str, str, list[str]]:
+    """The template with the site's settings filled in, the name of the generator found, and notes on what of the
+    site's config feedsvc does not follow."""
     name = detect(site_folder)
     if name == "feedsvc":
         kinds = ", ".join(kind.__name__ for key, kind in CONVENTIONS.items() if key != "feedsvc")
         raise ConfigError(f"{site_folder} is not a site folder feedsvc knows ({kinds}): no config file of theirs")
     convention = CONVENTIONS[name]
     try:
-        sections = convention.init_settings(convention.read_config(site_folder))
+        config = convention.read_config(site_folder)
+        sections = convention.init_settings(config)
     except SourceError as exc:
         raise ConfigError(f"{site_folder}: {exc.message}") from None
     sections.setdefault("posts", {}).update(
@@ -33,7 +35,7 @@ def config_from_site(template: str, site_folder: Path, config_folder: Path) -> t
     if site_folder == config_folder:
         # The generator writes its own site into public/ (and would remove feedsvc's files from there).
         sections["feeds"] = {"output_dir": "feedsvc-public"}
-    return fill(template, sections), name
+    return fill(template, sections), name, convention.init_notes(config)
 
 
 def fill(template: str, sections: dict[str, dict[str, Any]]) -> str:

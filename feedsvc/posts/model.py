@@ -112,13 +112,17 @@ _FOLD = str.maketrans(
 _NON_WORD = re.compile(r"[\W_]+")
 
 
-def slugify(text: str) -> str:
-    """Lowercase words joined by '-'; accents folded to ASCII, letters without an ASCII form kept."""
-    folded = "".join(
+def fold(text: str) -> str:
+    """Accents folded to ASCII ('é' -> 'e', 'ß' -> 'ss'); letters without an ASCII form kept."""
+    return "".join(
         char if unicodedata.category(char)[0] != "M" else ""
         for char in unicodedata.normalize("NFKD", text.translate(_FOLD))
     )
-    return _NON_WORD.sub("-", folded.lower()).strip("-")
+
+
+def slugify(text: str) -> str:
+    """Lowercase words joined by '-'; accents folded to ASCII, letters without an ASCII form kept."""
+    return _NON_WORD.sub("-", fold(text).lower()).strip("-")
 
 
 @lru_cache(maxsize=4096)  # a collection has few distinct tags, used over and over

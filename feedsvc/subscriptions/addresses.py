@@ -21,12 +21,15 @@ BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u206
 
 
 class InvalidInput(ValueError):
-    """A field the user gave cannot be used; the message names the field and says why."""
+    """A field the user gave cannot be used; the message names the field and says why. `kind` is the reason
+    as a word the web pages choose their translated message by: required, too_long, control_characters,
+    not_address, not_tag, too_many or invalid."""
 
-    def __init__(self, field_name: str, reason: str) -> None:
+    def __init__(self, field_name: str, reason: str, kind: str = "invalid") -> None:
         super().__init__(f"{field_name}: {reason}")
         self.field = field_name
         self.reason = reason
+        self.kind = kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,25 +53,25 @@ def _has_unsafe_characters(value: str) -> bool:
 def _single_line(field_name: str, value: str, max_length: int) -> str:
     """The value, if it holds no line break or control character (no header injection) and is short enough."""
     if _has_unsafe_characters(value):
-        raise InvalidInput(field_name, "contains line breaks or control characters")
+        raise InvalidInput(field_name, "contains line breaks or control characters", "control_characters")
     if len(value) > max_length:
-        raise InvalidInput(field_name, f"is longer than {max_length} characters")
+        raise InvalidInput(field_name, f"is longer than {max_length} characters", "too_long")
     return value
 
 
 def normalise_address(raw: object) -> Address:
     if not isinstance(raw, str) or not raw.strip():
-        raise InvalidInput("email", "an email address is required")
+        raise InvalidInput("email", "an email address is required", "required")
     value = _single_line("email", raw.strip(), MAX_ADDRESS_LENGTH)
     try:
         # Non-ASCII local parts need SMTPUTF8 all the way to the reader's mailbox, which relays do not promise.
         # strict: RFC 5321's limit of 64 octets before the @ too.
         result = validate_email(value, check_deliverability=False, allow_smtputf8=False, strict=True)
     except EmailNotValidError as exc:
-        raise InvalidInput("email", f"is not a valid address: {exc}") from None
+        raise InvalidInput("email", f"is not a valid address: {exc}", "not_address") from None
     email = result.ascii_email or result.normalized
     if len(email) > MAX_ADDRESS_LENGTH:
-        raise InvalidInput("email", f"is longer than {MAX_ADDRESS_LENGTH} characters once the domain is encoded")
+        raise InvalidInput("email", f"is longer than {MAX_ADDRESS_LENGTH} characters once the domain is encoded", "too_long")
     return Address(email=email, key=email.lower())
 
 
@@ -102,10 +105,10 @@ def parse_tags(raw: object) -> tuple[str, ...]:
     tags: set[str] = set()
     for item in items:
         if not isinstance(item, str) or not _TAG.match(item.strip().lower()):
-            raise InvalidInput("tags", f"{str(item)[:70]!r} is not a tag (letters, digits and dashes, up to 64)")
+            raise InvalidInput("tags", f"{str(item)[:70]!r} is not a tag (letters, digits and dashes, up to 64)", "not_tag")
         tags.add(item.strip().lower())
     if len(tags) > MAX_TAGS:
-        raise InvalidInput("tags", f"at most {MAX_TAGS} tags")
+        raise InvalidInput("tags", f"at most {MAX_TAGS} tags", "too_many")
     return tuple(sorted(tags))
 
 

@@ -43,6 +43,7 @@ from feedsvc.posts.render import SourceChanged, rendered
 from feedsvc.store.editions import SentEdition
 from feedsvc.vocabulary import FREQUENCIES
 from feedsvc.web.context import WebContext, web_context
+from feedsvc.web.forms import BLANK_FORM
 
 RESCAN_SECONDS = 1.0
 CACHED_PAGES = 256
@@ -107,6 +108,7 @@ class WebCopies:
                 csrf_token=_CSRF_PLACEHOLDER,
                 subscribe_url=self.web.url("/subscribe"),
                 frequencies=FREQUENCIES,
+                form=BLANK_FORM,
                 **values(),
             )
             with self._pages_lock:

@@ -3,7 +3,9 @@
 The query string, urlencoded and multipart forms and JSON bodies become text only where they are valid UTF-8
 (no replacement characters, no Latin-1 guesses, no lone surrogates from JSON escapes); each endpoint then
 reads its fields through one pydantic model, whose JSON Schema is also what the API description says. A
-refused field is a `BadInput`: 400 naming the field; nothing has been stored or mailed by then.
+refused request is a `BadInput`: 400 naming the (first) field; nothing has been stored or mailed by then. A web
+page shows a refused form again with `refused_form`: each problem in the site's language next to its field,
+and what was typed kept.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qsl
@@ -26,6 +29,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from feedsvc import subscriptions
+from feedsvc.i18n import Translate
 from feedsvc.subscriptions import Address, InvalidInput
 from feedsvc.vocabulary import FREQUENCIES, STATUSES
 
@@ -63,13 +67,21 @@ Model = TypeVar("Model", bound=BaseModel)
 FIELD_LABELS = frozenset({"email", "name", "frequency", "tags", "body"})
 
 
-class BadInput(HTTPException):
-    """400 naming the field and the problem."""
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    field: str  # as sent; "body" for the request as a whole
+    kind: str  # the reason as a word (see InvalidInput), for the pages' translated messages
+    reason: str  # in English, for API clients
 
-    def __init__(self, field: str, reason: str) -> None:
+
+class BadInput(HTTPException):
+    """400 naming the field and the problem; `errors` holds every refused field of the request, this one first."""
+
+    def __init__(self, field: str, reason: str, kind: str = "invalid", *, also: Sequence[FieldError] = ()) -> None:
         super().__init__(400, f"{field}: {reason}")
         self.field = field
         self.reason = reason
+        self.errors = (FieldError(field, kind, reason), *also)
 
 
 # --- text ------------------------------------------------------------------------------------------------------
@@ -86,7 +98,7 @@ def _is_text(value: str) -> bool:
 
 def _check_text(field: str, value: object) -> None:
     if isinstance(value, str) and not _is_text(value):
-        raise BadInput(field, "is not valid UTF-8 text")
+        raise BadInput(field, "is not valid UTF-8 text", "not_text")
     if isinstance(value, list):
         for item in value:
             _check_text(field, item)
@@ -146,7 +158,7 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     keys = [key for key, _ in pairs]
     if len(set(keys)) != len(keys):
         duplicate = next(key for key in keys if keys.count(key) > 1)
-        raise BadInput(duplicate if _is_text(duplicate) else "body", "is given more than once")
+        raise BadInput(duplicate if _is_text(duplicate) else "body", "is given more than once", "repeated")
     return dict(pairs)
 
 
@@ -208,20 +220,31 @@ def pair_fields(model: type[BaseModel], pairs: Iterable[tuple[str, str]]) -> dic
         if name in repeated:
             fields.setdefault(name, []).append(value)
         elif name in fields:
-            raise BadInput(name, "is given more than once")
+            raise BadInput(name, "is given more than once", "repeated")
         else:
             fields[name] = value
     return fields
+
+
+# pydantic's own error types as the kinds of FieldError, with the reason said for API clients (None: pydantic's).
+_PYDANTIC_ERRORS: dict[str, tuple[str, str | None]] = {
+    "missing": ("required", "is required"),
+    "extra_forbidden": ("unknown_field", "is not a field of this request"),
+    "string_too_long": ("too_long", None),
+}
 
 
 def validated(model: type[Model], fields: Mapping[str, Any]) -> Model:
     try:
         return model.model_validate(fields)
     except ValidationError as exc:
-        error = exc.errors(include_url=False)[0]
-        field = str(error["loc"][0]) if error["loc"] else "body"
-        reasons = {"missing": "is required", "extra_forbidden": "is not a field of this request"}
-        raise BadInput(field, reasons.get(error["type"], error["msg"])) from None
+        errors = []
+        for error in exc.errors(include_url=False):
+            # The field validators' errors carry their kind as their type (see _rule).
+            kind, reason = _PYDANTIC_ERRORS.get(error["type"], (error["type"], None))
+            errors.append(FieldError(str(error["loc"][0]) if error["loc"] else "body", kind, reason or error["msg"]))
+        first = errors[0]
+        raise BadInput(first.field, first.reason, first.kind, also=errors[1:]) from None
 
 
 def query(model: type[Model], request: Request) -> Model:
@@ -243,6 +266,77 @@ def form_value(fields: list[tuple[str, str]] | dict[str, Any], name: str) -> str
     return next((value for key, value in fields if key == name), None)
 
 
+# --- a refused form, shown again -------------------------------------------------------------------------------
+
+FORM_WIDE = "form"  # where a problem with the form as a whole is said
+# Problems nobody filling in the page's form can cause (a tampered or stale form): said of the form as a whole.
+_FORM_WIDE_KINDS = frozenset({"repeated", "not_text", "unknown_field"})
+# The fields with messages of their own (see _said).
+_FIELDS_SAID = frozenset({"email", "name", "frequency", "tags"})
+
+
+def _said(translate: Translate, field: str, kind: str) -> str:
+    """A problem of `kind` with `field` (FORM_WIDE: with the form), in the site's language. The keys are
+    literals so that the catalogs' test finds them."""
+    if field == "email":
+        if kind == "required":
+            return translate("error_email_required")
+        if kind == "too_long":
+            return translate("error_email_too_long", max=subscriptions.MAX_ADDRESS_LENGTH)
+        return translate("error_email_invalid")
+    if field == "name":
+        return translate("error_name_too_long", max=subscriptions.MAX_NAME_LENGTH) if kind == "too_long" else translate("error_name_invalid")
+    if field == "frequency":
+        return translate("error_frequency")
+    if field == "tags":
+        return translate("error_tags_too_many", max=subscriptions.MAX_TAGS) if kind == "too_many" else translate("error_tags_invalid")
+    return translate("error_form")
+
+
+@dataclass(frozen=True)
+class FormState:
+    """What a form shows: the values to put in its fields, and a message for each refused field (FORM_WIDE
+    for the form as a whole), in the order of the form."""
+
+    values: Mapping[str, Any] = field(default_factory=dict)
+    errors: Mapping[str, str] = field(default_factory=dict)
+
+
+BLANK_FORM = FormState()
+
+
+async def typed_values(request: Request, model: type[BaseModel]) -> dict[str, Any]:
+    """What was sent in a form for the model's fields, to put back into them: the first value of each field,
+    every value of an array field; nothing when the body cannot be read."""
+    try:
+        fields, _ = await body_fields(request)
+    except HTTPException:
+        return {}
+    names, repeated = _field_names(model)
+    values: dict[str, Any] = {}
+    for name, value in fields if isinstance(fields, list) else ():
+        if name in repeated:
+            values.setdefault(name, []).append(value)
+        elif name in names:
+            values.setdefault(name, value)
+    return values
+
+
+def refused_form(
+    refused: BadInput, typed: Mapping[str, Any], shown: Sequence[str], translate: Translate
+) -> FormState:
+    """The form showing `shown` fields again after `refused`, with `typed` in them and each problem said in
+    the site's language (the first one of each field); a problem with a field the form does not show is said
+    of the form as a whole."""
+    said: dict[str, str] = {}
+    for error in refused.errors:
+        about = error.field if error.field in _FIELDS_SAID and error.kind not in _FORM_WIDE_KINDS else FORM_WIDE
+        where = about if about in shown else FORM_WIDE
+        if where not in said:
+            said[where] = _said(translate, about, error.kind)
+    return FormState(typed, {where: said[where] for where in (FORM_WIDE, *shown) if where in said})
+
+
 # --- field types -----------------------------------------------------------------------------------------------
 
 
@@ -253,7 +347,7 @@ def _rule(check: Callable[[object], Any]) -> PlainValidator:
         try:
             return check(raw)
         except InvalidInput as exc:
-            raise PydanticCustomError("invalid", exc.reason) from None
+            raise PydanticCustomError(exc.kind, exc.reason) from None
         except (ValueError, TypeError) as exc:
             raise PydanticCustomError("invalid", str(exc)) from None
 
@@ -290,10 +384,10 @@ def _tags(raw: object) -> tuple[str, ...]:
     if not isinstance(raw, list):
         raise TypeError("must be a list of tags")
     if len(raw) > subscriptions.MAX_TAGS:
-        raise ValueError(f"at most {subscriptions.MAX_TAGS} tags")
+        raise InvalidInput("tags", f"at most {subscriptions.MAX_TAGS} tags", "too_many")
     for item in raw:
         if not isinstance(item, str) or not _TAG.fullmatch(unicodedata.normalize("NFC", item)):
-            raise ValueError(f"{str(item)[:70]!r} is not a tag (letters, digits and dashes, up to 64)")
+            raise InvalidInput("tags", f"{str(item)[:70]!r} is not a tag (letters, digits and dashes, up to 64)", "not_tag")
     return subscriptions.parse_tags([unicodedata.normalize("NFC", item) for item in raw])
 
 

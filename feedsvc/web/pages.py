@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
 
 from jinja2 import Template
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,7 +26,7 @@ from feedsvc.tokens import ExpiredToken, InvalidToken, Link, Purpose
 from feedsvc.vocabulary import DEFAULT_FREQUENCY, FREQUENCIES
 from feedsvc.web import forms
 from feedsvc.web.context import WebContext, route, web_context
-from feedsvc.web.forms import EmailAddress, Frequency, Name, Tags
+from feedsvc.web.forms import BLANK_FORM, BadInput, EmailAddress, FormState, Frequency, Name, Tags
 from feedsvc.web.security import CSRF_FIELD, client_key
 
 RATE_WINDOW = timedelta(hours=1)
@@ -36,7 +37,9 @@ RATE_PRUNE_INTERVAL = timedelta(minutes=10)
 
 
 class SubscribeFields(BaseModel):
-    """The subscribe form (and its JSON twin)."""
+    """The subscribe form (and its JSON twin); SHOWN, its fields in the order the home page's form shows them."""
+
+    SHOWN: ClassVar[tuple[str, ...]] = ("email", "name", "frequency", "tags")
 
     model_config = ConfigDict(extra="forbid")
     email: EmailAddress
@@ -49,6 +52,7 @@ class SubscribeFields(BaseModel):
 
 
 class PreferencesFields(BaseModel):
+    SHOWN: ClassVar[tuple[str, ...]] = ("frequency", "tags")
     model_config = ConfigDict(extra="forbid")
     frequency: Frequency
     tags: Tags = ()
@@ -125,7 +129,8 @@ HOME_RECHECK_SECONDS = 1.0
 _TOKEN_SLOT = f"csrf-slot-{secrets.token_hex(16)}"
 
 
-def _render_home(web: WebContext, listing: list[str], template: Template) -> _HomePage:
+def _home_values(web: WebContext, listing: list[str]) -> dict[str, object]:
+    """What the home page shows besides its subscribe form's state and CSRF token."""
     site_feeds: list[dict[str, str]] = []
     tag_feeds: dict[str, list[dict[str, str]]] = {}
     for path in listing:
@@ -136,15 +141,17 @@ def _render_home(web: WebContext, listing: list[str], template: Template) -> _Ho
             tag_feeds.setdefault(path.split("/")[2], []).append(feed)
         else:
             site_feeds.append(feed)
-    html = web.page(
-        "home",
-        site_feeds=site_feeds,
-        tag_feeds=sorted(tag_feeds.items()),
-        tags=sorted(tag_feeds),
-        frequencies=FREQUENCIES,
-        subscribe_url=web.url("/subscribe"),
-        csrf_token=_TOKEN_SLOT,
-    )
+    return {
+        "site_feeds": site_feeds,
+        "tag_feeds": sorted(tag_feeds.items()),
+        "tags": sorted(tag_feeds),
+        "frequencies": FREQUENCIES,
+        "subscribe_url": web.url("/subscribe"),
+    }
+
+
+def _render_home(web: WebContext, listing: list[str], template: Template) -> _HomePage:
+    html = web.page("home", **_home_values(web, listing), form=BLANK_FORM, csrf_token=_TOKEN_SLOT)
     return _HomePage(listing, template, html.encode().split(_TOKEN_SLOT.encode()), time.monotonic())
 
 
@@ -189,18 +196,55 @@ def _record_subscription(web: WebContext, request: SubscriptionRequest, consent:
     return pending
 
 
-async def subscribe(request: Request) -> Response:
-    web = web_context(request)
+async def _checked_fields(web: WebContext, request: Request) -> tuple[list[tuple[str, str]] | dict[str, Any], bool]:
+    """The fields sent (see forms.body_fields); a form's only behind its CSRF token."""
     fields, as_json = await forms.body_fields(request)
     if not as_json and not web.csrf.valid(request, forms.form_value(fields, CSRF_FIELD)):
         raise HTTPException(403, web.translate("form_expired"))
-    # The client limit comes first, so that floods of junk count too.
-    per_client = await run_in_threadpool(
-        _count_hit, web, f"subscribe:client:{client_key(request)}", web.settings.web.subscribe_rate_per_client
-    )
-    if not per_client.allowed:
-        raise HTTPException(429, web.translate("too_many"), headers={"Retry-After": str(int(per_client.retry_after) + 1)})
-    subscription = forms.form_or_json(SubscribeFields, fields).request()
+    return fields, as_json
+
+
+async def _refused(
+    web: WebContext,
+    request: Request,
+    refused: BadInput,
+    model: type[SubscribeFields | PreferencesFields],
+    offers_tags: bool,
+) -> FormState:
+    """A refused form to show again, its problems next to its fields (a problem with topics the form does not
+    offer is said of the form as a whole); a refused JSON body stays the API's 400."""
+    if forms.media_type(request) == forms.JSON_TYPE:
+        raise refused
+    typed = await forms.typed_values(request, model)
+    shown = [field for field in model.SHOWN if offers_tags or field != "tags"]
+    return forms.refused_form(refused, typed, shown, web.translate)
+
+
+async def _home_refused(web: WebContext, request: Request, refused: BadInput) -> Response:
+    """The home page with its subscribe form refused (whichever form was sent: the home page's, a web copy's
+    box or the resubscribe button)."""
+    values = _home_values(web, web.feeds.paths())
+    form = await _refused(web, request, refused, SubscribeFields, offers_tags=bool(values["tags"]))
+    token, new_cookie = web.csrf.token(request)
+    response = web.render("home", status=400, **values, form=form, csrf_token=token)
+    web.csrf.set_cookie(response, new_cookie)
+    return response
+
+
+async def subscribe(request: Request) -> Response:
+    web = web_context(request)
+    try:
+        fields, as_json = await _checked_fields(web, request)
+        # The client limit comes first, so that floods of junk count too.
+        per_client = await run_in_threadpool(
+            _count_hit, web, f"subscribe:client:{client_key(request)}", web.settings.web.subscribe_rate_per_client
+        )
+        if not per_client.allowed:
+            raise HTTPException(429, web.translate("too_many"), headers={"Retry-After": str(int(per_client.retry_after) + 1)})
+        # Refused for what was typed only, never for the address's state: the answer tells nobody who subscribed.
+        subscription = forms.form_or_json(SubscribeFields, fields).request()
+    except BadInput as refused:
+        return await _home_refused(web, request, refused)
     consent = Consent(
         at=_now(),
         source="web-json" if as_json else "web-form",
@@ -296,14 +340,18 @@ async def unsubscribe(request: Request) -> Response:
 async def preferences(request: Request) -> Response:
     web = web_context(request)
     link = _link(web, Purpose.PREFERENCES, request)
-    saved = False
+    saved, form = False, BLANK_FORM
     if request.method == "POST":
-        fields, as_json = await forms.body_fields(request)
-        if not as_json and not web.csrf.valid(request, forms.form_value(fields, CSRF_FIELD)):
-            raise HTTPException(403, web.translate("form_expired"))
-        chosen = forms.form_or_json(PreferencesFields, fields)
-        subscriber = await _change_linked(web, link, subscriptions.update_preferences, chosen.frequency, chosen.tags)
-        saved = True
+        try:
+            fields, _ = await _checked_fields(web, request)
+            chosen = forms.form_or_json(PreferencesFields, fields)
+        except BadInput as refused:
+            subscriber = await _linked_subscriber(web, link)
+            offered = _known_tags(web, subscriber.tags) if subscriber is not None else []
+            form = await _refused(web, request, refused, PreferencesFields, offers_tags=bool(offered))
+        else:
+            subscriber = await _change_linked(web, link, subscriptions.update_preferences, chosen.frequency, chosen.tags)
+            saved = True
     else:
         subscriber = await _linked_subscriber(web, link)
     if subscriber is None:
@@ -311,8 +359,10 @@ async def preferences(request: Request) -> Response:
     token, new_cookie = web.csrf.token(request)
     response = web.render(
         "preferences",
+        status=400 if form.errors else 200,
         subscriber=subscriber,
         saved=saved,
+        form=form,
         frequencies=FREQUENCIES,
         tags=_known_tags(web, subscriber.tags),
         action=web.url(request.url.path),

@@ -89,6 +89,11 @@ class Convention:
         """feedsvc.toml sections matching this site: `feedsvc init --from` writes them."""
         return {}
 
+    @classmethod
+    def init_notes(cls, config: dict[str, Any]) -> list[str]:
+        """What `feedsvc init --from` tells about this site's config that feedsvc does not follow."""
+        return []
+
     def relative(self, path: Path) -> str:
         return path.relative_to(self.folder).as_posix()
 
@@ -142,6 +147,13 @@ def site_settings(
     if isinstance(config.get(timezone), str) and config[timezone]:
         site["timezone"] = config[timezone]
     return {"site": site}
+
+
+def plugins_note(plugins: list[str]) -> str:
+    return (
+        f"the site runs plugins feedsvc does not ({', '.join(plugins)}): where one changes a post's URL, date or "
+        "presence, the feeds differ from the site (benchmarks/compare_generator.py shows which posts)"
+    )
 
 
 def zone(name: object, default: ZoneInfo) -> ZoneInfo:

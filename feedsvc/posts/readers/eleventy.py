@@ -194,8 +194,11 @@ class Eleventy(Liquid):
 
             written = _PERMALINK_VALUE.sub(value, permalink.strip())
             path_part = written.removesuffix("index.html")
+        elif path.stem == "index" or (path.stem == path.parent.name and path.parent != input_folder):
+            # index.md, and a file named as its folder (blog/post/post.md), are their folder's page.
+            path_part = stem.rsplit("/", 1)[0] + "/" if "/" in stem else ""
         else:
-            path_part = stem.removesuffix("index") if path.stem == "index" else stem + "/"
+            path_part = stem + "/"
         return self.site.url + "/" + quote(path_part.lstrip("/"), safe="/:@!$&'()*+,;=-._~")
 
     def liquid_values(self, source: Source) -> dict[str, Any]:

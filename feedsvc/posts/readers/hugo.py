@@ -59,29 +59,78 @@ class Hugo(Convention):
 
     @classmethod
     def read_config(cls, folder: Path) -> dict[str, Any]:
-        for base in (folder, folder / _CONFIG_FOLDER):
-            for name in CONFIG_FILES:
-                if (base / name).is_file():
-                    return _lower_keys(read_config_file(base / name))
-        return {}
+        """The config folder's files (`config/_default/params.toml` is the `params` key, `languages.fr.toml` is
+        `languages.fr`), with the site's config file on top."""
+        config: dict[str, Any] = {}
+        directory = folder / _CONFIG_FOLDER
+        if directory.is_dir():
+            for file in sorted(directory.iterdir()):
+                if file.suffix not in (".toml", ".yaml", ".yml", ".json") or not file.is_file():
+                    continue
+                values = _lower_keys(read_config_file(file))
+                key, _, language = file.stem.lower().partition(".")
+                if key in ("hugo", "config"):
+                    config.update(values)
+                elif language:
+                    config.setdefault(key, {}).setdefault(language, {}).update(values)
+                else:
+                    config.setdefault(key, {}).update(values)
+        for name in CONFIG_FILES:
+            if (folder / name).is_file():
+                config.update(_lower_keys(read_config_file(folder / name)))
+                break
+        return config
 
     @property
     def tz(self) -> ZoneInfo:
         """Dates without an offset are in the site's timeZone; Hugo's default is UTC."""
-        return zone(self.config.get("timezone"), ZoneInfo("UTC"))
+        return zone(self._language_config.get("timezone", self.config.get("timezone")), ZoneInfo("UTC"))
+
+    # --- languages: the feed is the default content language's, as Hugo's home feed is ------------------------
+
+    @property
+    def languages(self) -> dict[str, dict[str, Any]]:
+        found = self.config.get("languages")
+        if not isinstance(found, dict):
+            return {}
+        return {str(name).lower(): _lower_keys(values) for name, values in found.items() if isinstance(values, dict)}
+
+    @property
+    def language(self) -> str:
+        return str(self.config.get("defaultcontentlanguage") or "en").lower()
+
+    @property
+    def _language_config(self) -> dict[str, Any]:
+        return self.languages.get(self.language, {})
 
     @property
     def content(self) -> str:
-        return str(self.config.get("contentdir") or "content").strip("/")
+        written = self._language_config.get("contentdir") or self.config.get("contentdir") or "content"
+        return str(written).strip("/")
+
+    def _other_contents(self) -> list[str]:
+        """The content folders of the other languages (their files are theirs, not the feed's)."""
+        own = self.content
+        folders = {str(values.get("contentdir") or "").strip("/") for values in self.languages.values()}
+        return [folder for folder in folders if folder and folder != own]
+
+    def _file_language(self, name: str) -> str:
+        """`post.fr.md` is French where French is one of the site's languages; any other file is the folder's."""
+        parts = name.lower().split(".")
+        return parts[-2] if len(parts) > 2 and parts[-2] in self.languages else self.language
 
     def walks(self, relative: str) -> bool:
         content = self.content
+        if any(relative == other or relative.startswith(other + "/") for other in self._other_contents()):
+            return False
         return relative == content or relative.startswith(content + "/") or content.startswith(relative + "/")
 
     def is_post_file(self, relative: str) -> bool:
-        if not relative.startswith(self.content + "/"):
+        if not relative.startswith(self.content + "/") or not self.walks(relative.rsplit("/", 1)[0]):
             return False
         path = Path(relative)
+        if self._file_language(path.name) != self.language:
+            return False  # a translation: in its language's feed
         if path.name.startswith("_index."):
             return False  # a section's list page
         if path.name.startswith("index."):
@@ -99,8 +148,9 @@ class Hugo(Convention):
         site = self.site
         meta = _lower_keys(source.meta or {})
         relative = Path(self.relative(path)).relative_to(self.content)
-        bundle = relative.stem == "index"
-        name = relative.parent.name if bundle else relative.stem
+        stem = _without_language(relative.stem, self.languages)
+        bundle = stem == "index"
+        name = relative.parent.name if bundle else stem
         folders = relative.parent.parts[:-1] if bundle else relative.parent.parts
 
         title = text(meta, source, "title")
@@ -162,12 +212,12 @@ class Hugo(Convention):
     ) -> str:
         written = text(meta, source, "url")
         if written:
-            return self._absolute(written)
+            return self._absolute(written)  # as written: no language prefix, no ugly URL
         section = folders[0] if folders else ""
         pattern = self._permalink(section)
         if pattern is None:
             path = "/".join((*folders, slug or name))
-            return self._absolute(_urlize(path) + "/")
+            return self._absolute(self._prefixed(self._ugly(_urlize(path) + "/", section)))
         local = date.astimezone(self.tz)
         tokens = {
             ":year": f"{local:%Y}",
@@ -189,7 +239,20 @@ class Hugo(Convention):
         expanded = re.sub(
             "|".join(sorted(map(re.escape, tokens), key=len, reverse=True)), lambda m: tokens[m.group()], pattern
         )
-        return self._absolute(expanded)
+        return self._absolute(self._prefixed(self._ugly(expanded, section)))
+
+    def _ugly(self, path: str, section: str) -> str:
+        """With uglyURLs (for the site, or for this section), /a/b/ is published as /a/b.html."""
+        ugly = self.config.get("uglyurls")
+        if isinstance(ugly, dict):
+            ugly = {str(key).lower(): value for key, value in ugly.items()}.get(section.lower())
+        return path.rstrip("/") + ".html" if ugly is True and path.endswith("/") and path.strip("/") else path
+
+    def _prefixed(self, path: str) -> str:
+        """The default language's pages are below /<language>/ only with defaultContentLanguageInSubdir."""
+        if self.config.get("defaultcontentlanguageinsubdir") is True:
+            return f"/{self.language}/{path.lstrip('/')}"
+        return path
 
     def _permalink(self, section: str) -> str | None:
         permalinks = self.config.get("permalinks")
@@ -322,6 +385,12 @@ class Hugo(Convention):
     @classmethod
     def init_settings(cls, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
         return site_settings(config, "baseurl", "title", ("locale", "languagecode"), "timezone")
+
+
+def _without_language(stem: str, languages: dict[str, dict[str, Any]]) -> str:
+    """`post.fr` -> `post` where fr is one of the site's languages."""
+    base, dot, language = stem.rpartition(".")
+    return base if dot and language.lower() in languages else stem
 
 
 def _lower_keys(meta: dict[str, Any]) -> dict[str, Any]:

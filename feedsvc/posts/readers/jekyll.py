@@ -3,13 +3,16 @@
 Posts are the `YYYY-MM-DD-title.ext` files with front matter in a `_posts` folder (also `category/_posts`); the
 folders above `_posts` are categories. `_drafts` and other `_` folders are not posts, `published: false` is
 never published, a post with a date to come is published when it comes. The date is the front matter's, else
-the file name's, in the site's `timezone`. The URL is the post's `permalink`, else the site's, with Jekyll's
-placeholders. Liquid: the common tags and `site.*`/`page.*` variables render as Jekyll renders them; anything
+the file name's, in the site's `timezone`. The config's front matter `defaults` (scoped to posts, by path or
+glob) fill in what a post's own front matter leaves out. The URL is the post's `permalink`, else the posts
+collection's, else the site's, with Jekyll's placeholders. Other collections are not in jekyll-feed's feed (it
+lists `site.posts`), nor in feedsvc's. Liquid: the common tags and `site.*`/`page.*` variables render as Jekyll renders them; anything
 else is removed (its inner text kept) with a warning naming the file and line.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +23,14 @@ from zoneinfo import ZoneInfo
 from feedsvc.posts.fields import author_name, date_field, flag, tag_names, text
 from feedsvc.posts.markup import Markup, absolute_url
 from feedsvc.posts.model import Post, slugify
-from feedsvc.posts.readers.base import Warn, check_markdown, read_config_file, site_settings, zone
+from feedsvc.posts.readers.base import (
+    Warn,
+    check_markdown,
+    plugins_note,
+    read_config_file,
+    site_settings,
+    zone,
+)
 from feedsvc.posts.readers.liquid import Liquid
 from feedsvc.posts.source import Source, SourceError
 
@@ -33,6 +43,10 @@ _STYLES = {
     "none": "/:categories/:title:output_ext",
 }
 _SKIPPED_FOLDERS = frozenset(["_site", "node_modules", "vendor"])
+# Plugins that change no post's URL, date or presence in the feed.
+_PLUGINS_WITHOUT_POSTS = frozenset(
+    ["jekyll-feed", "jekyll-seo-tag", "jekyll-sitemap", "jekyll-redirect-from", "jekyll-avatar", "jekyll-gist"]
+)
 _NOT_PRETTY = re.compile(r"[^\w._~!$&'()+,;=@]+")
 
 
@@ -68,7 +82,7 @@ class Jekyll(Liquid):
         if source.meta is None:
             raise SourceError("no front matter: Jekyll copies this file as it is, it is not a post", 1)
         site = self.site
-        meta = source.meta
+        meta = {**self._defaults(self.relative(path)), **source.meta}
         relative = self.relative(path).split("/")
         named = _FILE_NAME.match(relative[-1])
         assert named is not None, "is_post_file let only dated file names through"
@@ -130,7 +144,14 @@ class Jekyll(Liquid):
         slug: str,
         categories: tuple[str, ...],
     ) -> str:
-        pattern = text(meta, source, "permalink") or str(self.config.get("permalink") or "date")
+        collections = self.config.get("collections")
+        posts = collections.get("posts") if isinstance(collections, dict) else None
+        collection_pattern = posts.get("permalink") if isinstance(posts, dict) else None
+        pattern = (
+            text(meta, source, "permalink")
+            or (collection_pattern if isinstance(collection_pattern, str) else "")
+            or str(self.config.get("permalink") or "date")
+        )
         pattern = _STYLES.get(pattern, pattern)
         local = when.astimezone(self.tz)
         tokens = {
@@ -160,6 +181,31 @@ class Jekyll(Liquid):
         )
         expanded = "/" + re.sub("/{2,}", "/", expanded).lstrip("/")
         return self.site.url + quote(expanded, safe="/:@!$&'()*+,;=-._~")
+
+    def _defaults(self, relative: str) -> dict[str, Any]:
+        """The values of the config's front matter `defaults` whose scope takes in this post (type `posts` or
+        none, a path the file is under, `*` matching within a folder name); a more specific path wins, and among
+        equal ones the later entry."""
+        found = self.config.get("defaults")
+        scoped: list[tuple[int, int, dict[str, Any]]] = []
+        for index, entry in enumerate(found if isinstance(found, list) else []):
+            if not isinstance(entry, dict) or not isinstance(entry.get("values"), dict):
+                continue
+            scope = entry.get("scope")
+            kind, where = (scope.get("type"), str(scope.get("path") or "").strip("/")) if isinstance(scope, dict) else (None, "")
+            if kind not in (None, "", "posts"):
+                continue
+            if where and not (
+                fnmatch.fnmatchcase(relative, where)
+                or fnmatch.fnmatchcase(relative, where + "/*")
+                or relative.startswith(where + "/")
+            ):
+                continue
+            scoped.append((len(where), index, entry["values"]))
+        values: dict[str, Any] = {}
+        for _, _, entry_values in sorted(scoped, key=lambda item: item[:2]):
+            values.update(entry_values)
+        return values
 
     # --- Liquid ----------------------------------------------------------------------------------------------
 
@@ -199,6 +245,12 @@ class Jekyll(Liquid):
         if isinstance(config.get("description"), str):
             sections["site"]["description"] = config["description"]
         return sections
+
+    @classmethod
+    def init_notes(cls, config: dict[str, Any]) -> list[str]:
+        listed = config.get("plugins") or config.get("gems") or []
+        plugins = [str(name) for name in listed if str(name) not in _PLUGINS_WITHOUT_POSTS] if isinstance(listed, list) else []
+        return [plugins_note(plugins)] if plugins else []
 
 
 def _pretty(slug: str) -> str:

@@ -11,7 +11,9 @@ SITEURL + ARTICLE_URL, `{filename}` and `{static}` links are resolved. The setti
 from __future__ import annotations
 
 import ast
+import html
 import re
+import unicodedata
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,8 +22,16 @@ from zoneinfo import ZoneInfo
 
 from feedsvc.posts.fields import author_name, date_field, tag_names, text
 from feedsvc.posts.markup import absolute_url
-from feedsvc.posts.model import Post, slugify
-from feedsvc.posts.readers.base import Convention, Warn, body_line, check_markdown, site_settings, zone
+from feedsvc.posts.model import Post, fold
+from feedsvc.posts.readers.base import (
+    Convention,
+    Warn,
+    body_line,
+    check_markdown,
+    plugins_note,
+    site_settings,
+    zone,
+)
 from feedsvc.posts.source import Source, SourceError
 
 _HEADER_LINE = re.compile(r"^[ ]{0,3}([A-Za-z0-9_-]+):\s*(.*)$")
@@ -39,7 +49,15 @@ _DEFAULTS: dict[str, Any] = {
     "USE_FOLDER_AS_CATEGORY": True,
     "DEFAULT_CATEGORY": "misc",
     "WITH_FUTURE_DATES": True,
+    "SLUGIFY_SOURCE": "title",
+    "SLUG_REGEX_SUBSTITUTIONS": [
+        (r"[^\w\s-]", ""),
+        (r"(?u)\A\s*", ""),
+        (r"(?u)\s*\Z", ""),
+        (r"[-\s]+", "-"),
+    ],
 }
+_TAG = re.compile(r"<[^>]*>")
 
 
 class Pelican(Convention):
@@ -98,7 +116,10 @@ class Pelican(Convention):
             raise SourceError("no Date, and none in the file name: Pelican skips an article without one", 1)
         status = text(meta, source, "status").lower() or "published"
         future = when > datetime.now(when.tzinfo) and not self.config.get("WITH_FUTURE_DATES", True)
-        slug = slugify(text(meta, source, "slug", numbers=True) or title)
+        # A Slug written in the header is the slug as it stands; else the title's (or the file name's).
+        slug = text(meta, source, "slug", numbers=True) or self._slugify(
+            path.stem if self.config.get("SLUGIFY_SOURCE") == "basename" else title
+        )
         folder = Path(self._below_content(self.relative(path)) or "").parent
         category = text(meta, source, "category") or (
             folder.name if folder.name and self.config.get("USE_FOLDER_AS_CATEGORY", True) else ""
@@ -138,11 +159,22 @@ class Pelican(Convention):
         pattern = str(self.config.get("ARTICLE_URL") or "{slug}.html")
         try:
             path = pattern.format(
-                slug=slug, date=when.astimezone(self.tz), category=slugify(category), author=slugify(author), lang="en"
+                slug=slug, date=when.astimezone(self.tz), category=self._slugify(category), author=self._slugify(author), lang="en"
             )
         except (KeyError, IndexError, AttributeError, ValueError) as exc:
             raise SourceError(f"ARTICLE_URL {pattern!r} cannot be filled in: {exc}") from None
         return self.site.url + "/" + quote(path.lstrip("/"), safe="/:@!$&'()*+,;=-._~")
+
+    def _slugify(self, value: str) -> str:
+        """Pelican's slugify: tags stripped, folded to ASCII, SLUG_REGEX_SUBSTITUTIONS applied, lower case."""
+        value = fold(html.unescape(_TAG.sub("", unicodedata.normalize("NFKC", value))))
+        substitutions = self.config.get("SLUG_REGEX_SUBSTITUTIONS")
+        for pattern, replacement in substitutions if isinstance(substitutions, list) else []:
+            try:
+                value = re.sub(pattern, replacement, value, flags=re.IGNORECASE)
+            except (re.error, TypeError):
+                continue  # a pattern Python's re does not take: Pelican would have failed on it too
+        return value.lower().strip()
 
     def body(self, path: Path, source: Source, warn: Warn) -> str:
         body = _with_header(source).body
@@ -150,24 +182,32 @@ class Pelican(Convention):
             return body
 
         def link(found: re.Match[str]) -> str:
-            kind, target = (found.group(1), found.group(2)) if found.group(1) else (found.group(3), found.group(4))
+            kind, written = (found.group(1), found.group(2)) if found.group(1) else (found.group(3), found.group(4))
+            # The link's #fragment or ?query stays on the URL it resolves to.
+            target, suffix = re.match(r"([^#?]*)(.*)", written).groups()  # type: ignore[union-attr]
             content = self.folder / self.content
             file = content / target.lstrip("/") if target.startswith("/") else path.parent / target
             if kind == "filename" and file.is_file():
                 url = self.url_of(file)
                 if url:
-                    return url
+                    return url + suffix
             if kind != "filename":
-                return self.site.url + "/" + quote(file.relative_to(content).as_posix() if file.is_relative_to(content) else target)
+                path_in_site = file.relative_to(content).as_posix() if file.is_relative_to(content) else target
+                return self.site.url + "/" + quote(path_in_site) + suffix
             line = body_line(source, found.group(0))
             warn(line, f"link {found.group(0)}: no such article; left as written")
-            return target
+            return written
 
         return _LINK.sub(link, body)
 
     @classmethod
     def init_settings(cls, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
         return site_settings(config, "SITEURL", "SITENAME", ("DEFAULT_LANG",), "TIMEZONE")
+
+    @classmethod
+    def init_notes(cls, config: dict[str, Any]) -> list[str]:
+        plugins = [str(name) for name in config.get("PLUGINS") or []]
+        return [plugins_note(plugins)] if plugins else []
 
 
 def _with_header(source: Source) -> Source:
