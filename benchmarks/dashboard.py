@@ -42,6 +42,15 @@ CHUNK = 10_000
 STATUSES = ["active"] * 80 + ["pending"] * 5 + ["unsubscribed"] * 10 + ["bounced"] * 4 + ["complained"]
 
 
+def _tags(number: int) -> list[str]:
+    """Topics: one in ten follows python (one in fifty also go), one in a thousand a rare one, the rest all."""
+    if number % 1000 == 7:
+        return ["rare"]
+    if number % 50 == 1:
+        return ["go", "python"]
+    return ["python"] if number % 10 == 0 else []
+
+
 def seed(url: str, count: int, edition_count: int, delivery_count: int) -> None:
     engine = open_engine(url)
     rng = random.Random(18)
@@ -54,7 +63,7 @@ def seed(url: str, count: int, edition_count: int, delivery_count: int) -> None:
             rows.append({
                 "id": number, "email": f"reader{number}@example{number % 97}.org",
                 "email_key": f"reader{number}@example{number % 97}.org", "name": "", "status": status,
-                "frequency": rng.choice(("instant", "daily", "weekly")), "tags": [], "created_at": created,
+                "frequency": rng.choice(("instant", "daily", "weekly")), "tags": _tags(number), "created_at": created,
                 "confirmed_at": None if status == "pending" else created + timedelta(minutes=5),
                 "unsubscribed_at": created + timedelta(days=30) if status in ("unsubscribed", "bounced", "complained") else None,
                 "status_reason": "", "consent_ip": "", "consent_user_agent": "", "consent_source": "benchmark",
@@ -149,6 +158,10 @@ def pages(client: httpx.Client) -> dict[str, str]:
         "subscribers, search 'der123'": "/admin/subscribers?q=der123",
         "subscribers, weekly since a date": "/admin/subscribers?frequency=weekly&since=2026-01-01",
         "subscribers by address, page 2": f"/admin/subscribers?sort=email&after={after}",
+        "subscribers, topic python": "/admin/subscribers?topic=python",
+        "subscribers, rare topic": "/admin/subscribers?topic=rare",
+        "subscribers, no topic, by address": "/admin/subscribers?topic=%2A&sort=email",
+        "import form": "/admin/subscribers/import",
         "one subscriber": f"/admin/subscribers/{subscriber}",
         "editions": "/admin/editions",
         "edition being sent": "/admin/editions/NEWEST",

@@ -149,3 +149,12 @@ PERIODIC = tuple(name for name, cadence in CADENCES.items() if cadence.periodic)
 def calendars(settings: Settings) -> list[Calendar]:
     """The calendars of the periodic cadences, in registry order."""
     return [cadence.calendar(settings) for cadence in CADENCES.values() if cadence.periodic]
+
+
+def edition_times(settings: Settings, announced_at: datetime) -> dict[str, datetime]:
+    """When a post announced at `announced_at` goes out in each cadence: at once in an instant mail, and in the
+    digest of the period it falls in, which goes out at that period's end (the first run after it)."""
+    return {
+        name: cadence.calendar(settings).next_run(announced_at) if cadence.periodic else announced_at
+        for name, cadence in CADENCES.items()
+    }

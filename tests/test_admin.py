@@ -394,7 +394,7 @@ def test_edition_page_retries_failed_and_cancels_queued(serve, store_url):
         cancelled = client.post(path, data={"csrf_token": token, "action": "cancel_waiting", "password": PASSWORD})
         assert cancelled.status_code == 303 and "2%20queued%20deliveries%20cancelled" in cancelled.headers["location"]
         retried = client.post(path, data={"csrf_token": token, "action": "retry_failed", "password": PASSWORD})
-        assert "1%20failed%20deliveries" in retried.headers["location"]  # the cancelled ones stay cancelled
+        assert "1%20failed%20delivery%20queued" in retried.headers["location"]  # the cancelled ones stay cancelled
         with served.engine.connect() as connection:
             states = dict(connection.execute(text(
                 "SELECT s.email, d.state FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id")).all())

@@ -150,7 +150,7 @@ def admin_pages(site: Served) -> dict[str, str]:
         "overview": "/admin/", "subscribers": "/admin/subscribers", "subscriber": f"/admin/subscribers/{subscriber.id}",
         "editions": "/admin/editions", "edition": "/admin/editions/1", "posts": "/admin/posts",
         "readers": "/admin/readers", "settings": "/admin/settings", "security": "/admin/security",
-        "audit": "/admin/audit",
+        "audit": "/admin/audit", "import": "/admin/subscribers/import",
     }
 
 
@@ -172,3 +172,39 @@ def test_every_page_fits_and_passes_axe(browser, axe_script, site, width, scheme
             SCREENSHOT.parent.mkdir(exist_ok=True)
             page.screenshot(path=str(SCREENSHOT), full_page=False)
 
+
+
+BAD_LINES_CSV = """email,name,frequency,tags
+new.reader@example.org,New Reader,weekly,meta
+not-an-address,Bad,daily,
+odd@example.org,Odd,hourly,
+topical@example.org,Topical,daily,cooking
+"=HYPERLINK(""http://evil.example"",""click"")",Formula,daily,
+reader03@example.org,,daily,
+"""
+
+
+@pytest.mark.parametrize("width", [375, 1280])
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_an_import_with_bad_lines_previewed_then_imported(browser, axe_script, site, tmp_path, width, scheme):
+    upload = tmp_path / "readers.csv"
+    upload.write_text(BAD_LINES_CSV, encoding="utf-8")
+    with page_at(browser, site, width=width, scheme=scheme, name="import", bypass_csp=True) as page:
+        sign_in(page)
+        page.goto("/admin/subscribers")
+        page.get_by_role("link", name="Import from a CSV file").click()
+        page.get_by_label("CSV file").set_input_files(str(upload))
+        page.get_by_label("I hold these people's consent").check()
+        page.get_by_role("button", name="Preview").click()
+        assert page.get_by_role("heading", name="Preview of readers.csv").is_visible()
+        refused = page.locator("table", has=page.get_by_role("columnheader", name="Why")).locator("tbody tr")
+        assert [refused.nth(i).locator("th").inner_text() for i in range(refused.count())] == ["3", "4", "5", "6"]
+        assert "cooking: not a topic of this site" in refused.nth(2).inner_text()
+        assert horizontal_overflow(page) == []
+        assert axe_violations(page, axe_script) == []
+        assert site.subscriber("new.reader@example.org") is None  # only previewed
+        page.get_by_label("Your password, to confirm").fill(PASSWORD)
+        page.get_by_role("button", name="Import").click()
+        assert page.get_by_role("status").inner_text() == (
+            "Imported readers.csv: 1 added (0 pending confirmation), 0 updated, 1 skipped, 4 lines refused.")
+    assert site.subscriber("new.reader@example.org").frequency == "weekly"

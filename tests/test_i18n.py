@@ -14,6 +14,9 @@ from babel.messages.pofile import read_po
 from feedsvc import i18n
 from feedsvc.cadences import CADENCES
 from feedsvc.i18n import KEPT_FOR_OLD_TEMPLATES, PARTS, catalog_file, languages, translator
+from feedsvc.store.dashboard import SUBSCRIBER_SORTS
+from feedsvc.store.schema import DELIVERY_KINDS, DELIVERY_STATES
+from feedsvc.vocabulary import STATUSES
 from feedsvc.web.app import ERROR_KEYS
 from feedsvc.web.forms import FIELD_LABELS
 
@@ -38,6 +41,12 @@ def _asked_for() -> set[tuple[str, str]]:
     keys |= {("mail", cadence.heading_key) for cadence in CADENCES.values()}
     keys |= {("mail", cadence.subject_key) for cadence in CADENCES.values() if cadence.periodic}
     keys |= {("web", key) for key in (*ERROR_KEYS.values(), *FIELD_LABELS)}
+    # The dashboard's `_("admin_status_" ~ status)` and the like.
+    keys |= {("web", f"admin_status_{status}") for status in STATUSES}
+    keys |= {("web", f"admin_cadence_{name}") for name in CADENCES}
+    keys |= {("web", f"admin_state_{state}") for state in DELIVERY_STATES}
+    keys |= {("web", f"admin_kind_{kind}") for kind in DELIVERY_KINDS}
+    keys |= {("web", f"admin_sort_{sort}") for sort in SUBSCRIBER_SORTS}
     return keys
 
 

@@ -427,6 +427,20 @@ def edition_skeleton(settings: Settings, subject: str, html: str, text: str) -> 
     return skeleton
 
 
+def edition_test_copy(settings: Settings, *, subject: str, html: str, text: str, to_email: str) -> Outgoing:
+    """An edition as its subscribers get it (the same prepared message), to one address to look at: the subject
+    marked as a test, the unsubscribe and preferences links going to the site, since it is sent to no
+    subscriber, and no Feedback-ID, so that mailbox providers count it with no edition."""
+    translate = translator(settings.site.language, "mail")
+    skeleton = edition_skeleton(settings, translate("subject_test_copy", subject=subject), html, text)
+    site = f"{settings.web.base_url}/"
+    message = skeleton.build(
+        to_email=to_email, to_name="", unsubscribe_url=site, preferences_url=site,
+        message_id=message_id_for(settings, f"test-{secrets.token_hex(16)}"),
+    )
+    return Outgoing(sender=skeleton.envelope_sender, recipient=mail_address(to_email), message=message)
+
+
 def confirmation_message(settings: Settings, *, to_email: str, to_name: str, confirm_url: str) -> Outgoing:
     """The double opt-in mail asking `to_email` to confirm their subscription at `confirm_url`."""
     translate = translator(settings.site.language, "mail")

@@ -6,11 +6,12 @@ A page is asked for "after" the last row shown, by the sort key and the id, in o
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import Connection, Select, and_, func, or_, select, update
+from sqlalchemy import Connection, Select, Text, and_, cast, func, or_, select, update
 
 from feedsvc.store.deliveries import WAITING
 from feedsvc.store.schema import deliveries, editions, mail_events, subscribers
@@ -23,6 +24,8 @@ SUBSCRIBER_SORTS = {
     "email": (subscribers.c.email_key, False),
 }
 CANCELLED = "cancelled by the operator"
+# The topic filter's value for subscribers who chose no topic (they get every post); never a tag's name.
+EVERY_POST = "*"
 
 
 # --- overview --------------------------------------------------------------------------------------------------
@@ -169,6 +172,7 @@ class SubscriberFilter:
     frequency: str = ""
     since: datetime | None = None  # subscribed at or after
     until: datetime | None = None  # subscribed before
+    topic: str = ""  # a tag the subscriber chose, or EVERY_POST
     sort: str = "newest"
 
 
@@ -185,8 +189,20 @@ def _like_fragment(query: str) -> str:
     return f"%{escaped}%"
 
 
+def _with_topic(topic: str):
+    """The condition on the subscriber's tags, a JSON list, read as its text on both backends: a tag is a word
+    with dashes, so its quoted JSON form occurs in the text exactly when the list holds it."""
+    tags = cast(subscribers.c.tags, Text)
+    if topic == EVERY_POST:
+        return tags == "[]"
+    forms = dict.fromkeys([json.dumps(topic), json.dumps(topic, ensure_ascii=False)])  # however it was written
+    return or_(*(tags.like(_like_fragment(form), escape="\\") for form in forms))
+
+
 def _filtered(statement: Select, chosen: SubscriberFilter) -> Select:
     c = subscribers.c
+    if chosen.topic:
+        statement = statement.where(_with_topic(chosen.topic))
     if chosen.query:
         statement = statement.where(c.email_key.like(_like_fragment(chosen.query), escape="\\"))
     if chosen.status:

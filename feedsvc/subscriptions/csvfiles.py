@@ -183,8 +183,12 @@ def _time(column: str, raw: str) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _import_row(row: dict[str, str]) -> ImportRow:
+def _import_row(row: dict[str, str], known_tags: frozenset[str] | None) -> ImportRow:
     request = subscription_request(row["email"], row.get("name"), row.get("frequency"), row.get("tags"))
+    unknown = sorted(set(request.tags) - known_tags) if known_tags is not None else []
+    if unknown:
+        offered = ", ".join(sorted(known_tags or ())) or "none"
+        raise InvalidInput("tags", f"{', '.join(unknown)}: not a topic of this site (its topics: {offered})")
     status = row.get("status", "").strip().lower()
     if status and status not in STATUSES:
         raise InvalidInput("status", f"must be one of {', '.join(STATUSES)}")
@@ -204,9 +208,12 @@ def _import_row(row: dict[str, str]) -> ImportRow:
     return ImportRow(request, status, consent, history)
 
 
-def read_csv(data: bytes) -> tuple[list[ImportRow], list[tuple[int, str]]]:
+def read_csv(
+    data: bytes, known_tags: frozenset[str] | None = None
+) -> tuple[list[ImportRow], list[tuple[int, str]]]:
     """The rows of a CSV whose header names at least `email` (also: name, frequency, tags, status and the
-    other columns of the export), and the refused ones by line (a bad field, an address given twice)."""
+    other columns of the export), and the refused ones by line (a bad field, an address given twice; with
+    `known_tags`, a topic not among them)."""
     records = _records(csv.reader(io.StringIO(decode_csv(data), newline=""), strict=True))
     first = next(records, None)
     if first is not None and first.fault:
@@ -231,7 +238,7 @@ def read_csv(data: bytes) -> tuple[list[ImportRow], list[tuple[int, str]]]:
         cells = {name: undo_spreadsheet_safe(fields[position]) if position < len(fields) else ""
                  for name, position in columns.items()}
         try:
-            row = _import_row(cells)
+            row = _import_row(cells, known_tags)
         except InvalidInput as exc:
             refused.append((line, str(exc)))
             continue
@@ -248,24 +255,36 @@ Progress = Callable[[int, int], None]  # (rows written, rows in all), after each
 
 
 def import_csv(
-    engine: Engine, data: bytes, *, confirmed: bool, consent: Consent, progress: Progress | None = None
+    engine: Engine,
+    data: bytes,
+    *,
+    confirmed: bool,
+    consent: Consent,
+    progress: Progress | None = None,
+    known_tags: frozenset[str] | None = None,
+    dry_run: bool = False,
 ) -> ImportReport:
     """Import a CSV (see `read_csv`). Each refused row is reported with its line number; the others are
     written. `confirmed` (the operator holds these people's consent) counts for rows the file gives no status;
     a row's status is kept as the file says it, a pending one stays pending (and gets its confirmation mail),
     an unsubscribed, bounced or complained one is kept as a suppression. A row without its own consent record
-    records `consent` (e.g. operator-import). Addresses already on the list are never resubscribed."""
-    rows, refused = read_csv(data)
+    records `consent` (e.g. operator-import). Addresses already on the list are never resubscribed.
+
+    `dry_run`: the preview of an import. Every batch is written as for real, counted, and rolled back, so the
+    report is what the import would do against the list as it is now, by the very same rules."""
+    rows, refused = read_csv(data, known_tags)
     report = ImportReport(refused=refused)
     done = 0
     while done < len(rows):
         # One transaction of about BATCH_SECONDS, written a chunk at a time, then a pause.
         started = time.monotonic()
-        with engine.begin() as connection:
+        with engine.connect() as connection, connection.begin() as transaction:
             while done < len(rows) and time.monotonic() - started < BATCH_SECONDS:
                 chunk = rows[done : done + CHUNK_ROWS]
                 _write(connection, chunk, confirmed, consent, report)
                 done += len(chunk)
+            if dry_run:
+                transaction.rollback()
         if progress:
             progress(done, len(rows))
         if done < len(rows):

@@ -141,7 +141,7 @@ def _json(model: type[BaseModel], value: dict[str, Any], **options: Any) -> JSON
     return JSONResponse(model.model_validate(value).model_dump(mode="json"), **options)
 
 
-def _operator_consent(request: Request, source: str) -> Consent:
+def operator_consent(request: Request, source: str) -> Consent:
     return Consent(
         at=datetime.now(UTC),
         source=source,
@@ -150,7 +150,7 @@ def _operator_consent(request: Request, source: str) -> Consent:
     )
 
 
-def _confirmations(web: WebContext, due: bool) -> BackgroundTask | None:
+def confirmations_task(web: WebContext, due: bool) -> BackgroundTask | None:
     if not due:
         return None
     return BackgroundTask(subscriptions.send_confirmations, web.settings, web.engine, web.transport)
@@ -176,7 +176,7 @@ async def add_subscriber(request: Request) -> Response:
         raise HTTPException(415, "send application/json")
     fields = forms.parse_json_object(await request.body())
     added = forms.validated(AdminSubscription, fields)
-    consent = _operator_consent(request, "operator-api")
+    consent = operator_consent(request, "operator-api")
     result = await run_in_threadpool(
         lambda: subscriptions.add(web.engine, added.request(), confirmed=added.confirmed, consent=consent)
     )
@@ -185,7 +185,7 @@ async def add_subscriber(request: Request) -> Response:
         AddedJson,
         {"outcome": result.outcome, "subscriber": subscriber_json(result.subscriber)},
         status_code=status,
-        background=_confirmations(web, result.needs_confirmation),
+        background=confirmations_task(web, result.needs_confirmation),
     )
 
 
@@ -224,14 +224,14 @@ async def import_subscribers(request: Request) -> Response:
     data = await request.body()
     if not data:
         return _json(ImportJson, ImportReport().summary())  # an empty file imports nothing
-    consent = _operator_consent(request, "operator-import")
+    consent = operator_consent(request, "operator-import")
     try:
         report = await run_in_threadpool(
             lambda: subscriptions.import_csv(web.engine, data, confirmed=confirmed, consent=consent)
         )
     except ImportFileError as exc:
         raise HTTPException(400, str(exc)) from None
-    return _json(ImportJson, report.summary(), background=_confirmations(web, report.pending > 0))
+    return _json(ImportJson, report.summary(), background=confirmations_task(web, report.pending > 0))
 
 
 async def export_subscribers(request: Request) -> Response:

@@ -35,7 +35,7 @@ from feedsvc.store.engine import open_engine, ping
 from feedsvc.store.engine import unavailable as store_unavailable
 from feedsvc.templating import environment
 from feedsvc.tokens import Tokens, load_secret
-from feedsvc.web.admin import admin_routes, feed_request_observer
+from feedsvc.web.admin import admin_body_limits, admin_routes, feed_request_observer
 from feedsvc.web.api import IMPORT_PATH, api_routes
 from feedsvc.web.archive import WebCopies, archive_routes
 from feedsvc.web.context import WebContext, web_context
@@ -259,7 +259,8 @@ def create_app(settings: Settings, engine: Engine | None = None, transport: Tran
             Middleware(FeedsMiddleware, files=web.feeds, observe=feed_request_observer(engine, secret)),
             Middleware(RequestMetrics),
             Middleware(
-                BodyLimit, max_bytes=settings.web.max_body_bytes, overrides={IMPORT_PATH: settings.web.max_import_bytes, **inbox_limits}
+                BodyLimit, max_bytes=settings.web.max_body_bytes,
+                overrides={IMPORT_PATH: settings.web.max_import_bytes, **admin_body_limits(settings), **inbox_limits},
             ),
         ],
         exception_handlers={HTTPException: http_error, Exception: server_error},

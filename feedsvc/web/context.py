@@ -48,6 +48,10 @@ class WebContext:
     def url(self, path: str) -> str:
         return f"{self.settings.web.base_url}{path}"
 
+    def topics(self) -> frozenset[str]:
+        """The site's topics: the tags that have a feed."""
+        return frozenset(path.split("/")[2] for path in self.feeds.paths() if path.startswith("/tags/"))
+
     def page(self, template: str, **values: object) -> str:
         """The HTML of `web/{template}.html.j2`; its "back to the site" link goes to the site, wherever that is."""
         context = {

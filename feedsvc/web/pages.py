@@ -104,7 +104,7 @@ async def _change_linked(
 
 def _known_tags(web: WebContext, *extra: tuple[str, ...]) -> list[str]:
     """The tags offered in forms: those with feeds, plus any a subscriber already follows."""
-    tags = {path.split("/")[2] for path in web.feeds.paths() if path.startswith("/tags/")}
+    tags = set(web.topics())
     for more in extra:
         tags.update(more)
     return sorted(tags)

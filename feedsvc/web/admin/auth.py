@@ -21,8 +21,6 @@ from feedsvc.web.admin.common import (
 from feedsvc.web.context import WebContext, web_context
 from feedsvc.web.security import CSRF_FIELD
 
-WRONG = "The user name, the password or the code is not right."
-
 
 def _next_path(raw: object) -> str:
     """Where to go after signing in: a dashboard path only (no open redirect)."""
@@ -52,7 +50,7 @@ async def login(request: Request) -> Response:
         raise HTTPException(403, web.translate("form_expired"))
     username, password = form.get("username"), form.get("password")
     if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
-        return _form(web, request, status=400, problem="Give the user name and the password.")
+        return _form(web, request, status=400, problem=web.translate("admin_give_credentials"))
     await count_password_attempt(web, request, username)
     code = form.get("code")
     opened = await run_in_threadpool(
@@ -61,7 +59,7 @@ async def login(request: Request) -> Response:
         user_agent=request.headers.get("user-agent", ""),
     )
     if opened is None:
-        return _form(web, request, status=401, problem=WRONG, username=username)
+        return _form(web, request, status=401, problem=web.translate("admin_wrong_credentials"), username=username)
     response = RedirectResponse(_next_path(form.get("next")), status_code=303)
     response.set_cookie(
         SESSION_COOKIE, opened.cookie, httponly=True, samesite="strict", path=f"{PREFIX}/",
@@ -107,7 +105,7 @@ async def security(admin: Admin) -> Response:
     if action == "turn_off":
         await admin.run(admins.turn_off_second_factor, admin.web.engine, username)
         await admin.audit("second_factor_off", username)
-        return admin.redirect(f"{PREFIX}/security", "The second factor is off.")
+        return admin.redirect(f"{PREFIX}/security", admin.web.translate("admin_note_second_factor_off"))
     raise HTTPException(400, "action: not one this page offers")
 
 

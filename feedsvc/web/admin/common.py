@@ -122,9 +122,20 @@ class Admin:
         return RedirectResponse(f"{path}{separator}note={quote(note)}" if note else path, status_code=303)
 
 
-def admin_page(handler: Callable[[Admin], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
-    """The endpoint for a dashboard page: a live session, and for every form a matching CSRF token."""
+Handler = Callable[[Admin], Awaitable[Response]]
 
+
+def admin_page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """The endpoint for a dashboard page: a live session, and for every form a matching CSRF token."""
+    return _endpoint(handler, max_files=0)
+
+
+def admin_upload(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """As `admin_page`, for a form that sends one file (its size bounded by the app's per-path body limit)."""
+    return _endpoint(handler, max_files=1)
+
+
+def _endpoint(handler: Handler, *, max_files: int) -> Callable[[Request], Awaitable[Response]]:
     @wraps(handler)
     async def endpoint(request: Request) -> Response:
         web = web_context(request)
@@ -135,7 +146,7 @@ def admin_page(handler: Callable[[Admin], Awaitable[Response]]) -> Callable[[Req
             raise HTTPException(403, "sign in to the dashboard first")
         form = None
         if request.method not in READS:
-            form = await request.form(max_files=0, max_fields=200)
+            form = await request.form(max_files=max_files, max_fields=200)
             submitted = form.get(CSRF_FIELD)
             if not isinstance(submitted, str) or not hmac.compare_digest(submitted, session.csrf_token):
                 raise HTTPException(403, "this form has expired or did not come from the dashboard; reload the page")
@@ -150,27 +161,28 @@ SIGN_IN_ATTEMPTS_PER_CLIENT = 20
 SIGN_IN_ATTEMPTS_PER_ACCOUNT = 10
 
 
-def _count_password_attempt(web: WebContext, client: str, username: str) -> float | None:
-    """Seconds to wait when this attempt is past a limit, else None."""
+def _wait_past_limits(web: WebContext, limits: list[tuple[str, int]], window: timedelta) -> float | None:
+    """Count one hit on each (key, limit); the seconds to wait when this one is past a limit, else None."""
     moment = now()
     with web.engine.begin() as connection:
-        decisions = [
-            rate_limits.hit(connection, key, limit=limit, window=SIGN_IN_WINDOW, now=moment)
-            for key, limit in (
-                (f"admin-sign-in:client:{client}", SIGN_IN_ATTEMPTS_PER_CLIENT),
-                (f"admin-sign-in:account:{username.lower()[:64]}", SIGN_IN_ATTEMPTS_PER_ACCOUNT),
-            )
-        ]
+        decisions = [rate_limits.hit(connection, key, limit=limit, window=window, now=moment) for key, limit in limits]
     refused = [decision.retry_after for decision in decisions if not decision.allowed]
     return max(refused) if refused else None
+
+
+async def throttle(web: WebContext, limits: list[tuple[str, int]], window: timedelta, too_many: str) -> None:
+    """Count one hit on each (key, limit) in `window`; 429 with Retry-After past any of them."""
+    wait = await run_in_threadpool(_wait_past_limits, web, limits, window)
+    if wait is not None:
+        seconds = int(wait) + 1
+        raise HTTPException(429, f"{too_many}; try again in {seconds} s", headers={"retry-after": str(seconds)})
 
 
 async def count_password_attempt(web: WebContext, request: Request, username: str) -> None:
     """Count one password attempt; 429 with Retry-After past either limit. Unknown accounts count like known
     ones, so the answer tells nothing about which exist."""
-    wait = await run_in_threadpool(_count_password_attempt, web, client_key(request), username)
-    if wait is not None:
-        seconds = int(wait) + 1
-        raise HTTPException(
-            429, f"too many sign-in attempts; try again in {seconds} s", headers={"retry-after": str(seconds)}
-        )
+    limits = [
+        (f"admin-sign-in:client:{client_key(request)}", SIGN_IN_ATTEMPTS_PER_CLIENT),
+        (f"admin-sign-in:account:{username.lower()[:64]}", SIGN_IN_ATTEMPTS_PER_ACCOUNT),
+    ]
+    await throttle(web, limits, SIGN_IN_WINDOW, "too many sign-in attempts")

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from starlette.exceptions import HTTPException
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from feedsvc import subscriptions
+from feedsvc.mail.render import edition_test_copy
+from feedsvc.mail.transport import SendError
 from feedsvc.store import dashboard
+from feedsvc.store.deliveries import edition_content
 from feedsvc.store.editions import delivery_states
 from feedsvc.store.schema import DELIVERY_STATES
-from feedsvc.web.admin.common import PREFIX, Admin, admin_page, now
+from feedsvc.web.admin.common import PREFIX, Admin, admin_page, now, throttle
 
 PAGE_SIZE = 50
+# Test copies an admin may send per hour: enough to check an edition in a few mailboxes, too few to spam.
+TEST_COPIES_PER_HOUR = 10
 
 
 def _position(admin: Admin, name: str) -> int | None:
@@ -67,6 +75,7 @@ async def detail_page(admin: Admin) -> Response:
     return admin.render(
         "edition", edition=edition, states=states, shown_states=DELIVERY_STATES, lines=lines, failed_only=failed_only,
         next_after=lines[-1].subscriber_id if more else None, note=admin.field("note"),
+        test_address=admin.web.settings.mail.reply_to,
     )
 
 
@@ -101,13 +110,44 @@ async def act(admin: Admin) -> Response:
         await admin.require_password()
         number = await admin.run(run, lambda connection: dashboard.retry_failed(connection, edition_id, now()))
         await admin.audit(action, f"edition {edition_id}", f"{number} deliveries queued again")
-        return admin.redirect(page, f"{number} failed deliveries queued again.")
+        return admin.redirect(page, admin.web.translate("admin_note_retried", count=number))
     if action == "cancel_waiting":
         await admin.require_password()
         number = await admin.run(run, lambda connection: dashboard.cancel_waiting(connection, edition_id))
         await admin.audit(action, f"edition {edition_id}", f"{number} deliveries cancelled")
-        return admin.redirect(page, f"{number} queued deliveries cancelled.")
+        return admin.redirect(page, admin.web.translate("admin_note_cancelled", count=number))
+    if action == "send_test":
+        return await _send_test_copy(admin, edition_id)
     raise HTTPException(400, "action: not one this page offers")
+
+
+async def _send_test_copy(admin: Admin, edition_id: int) -> Response:
+    """The edition to one address, through the app's own mail transport, recorded as no delivery."""
+    try:
+        address = subscriptions.normalise_address(admin.field("address"))
+    except subscriptions.InvalidInput as problem:
+        raise HTTPException(400, str(problem)) from None
+
+    def load():
+        with admin.web.engine.connect() as connection:
+            return edition_content(connection, edition_id) if dashboard.edition(connection, edition_id) else None
+
+    content = await admin.run(load)
+    if content is None:
+        raise HTTPException(404, "no such edition")
+    await throttle(admin.web, [(f"admin-test-copy:{admin.session.username}", TEST_COPIES_PER_HOUR)],
+                   timedelta(hours=1), "too many test copies")
+    outgoing = edition_test_copy(
+        admin.web.settings, subject=content.subject, html=content.html, text=content.text, to_email=address.email
+    )
+    try:
+        await admin.web.transport.send(outgoing)
+    except SendError as exc:
+        raise HTTPException(502, f"the mail server did not take the test copy: {exc.reason}") from None
+    await admin.audit("send_test", f"edition {edition_id}", f"to {address.email}")
+    return admin.redirect(
+        f"{PREFIX}/editions/{edition_id}", admin.web.translate("admin_note_test_copy_sent", address=address.email)
+    )
 
 
 routes = [

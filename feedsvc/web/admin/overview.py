@@ -22,9 +22,6 @@ from feedsvc.web.admin.common import CACHE_SECONDS, PREFIX, Admin, MinuteCache, 
 GROWTH_RANGES = (30, 90, 365)
 RECENT_EDITIONS = 10
 RATE_WINDOW = timedelta(minutes=5)
-# How the statuses are named on the page ("active" in the store is what a reader calls confirmed).
-STATUS_LABELS = {"active": "confirmed", "pending": "pending", "unsubscribed": "unsubscribed",
-                 "bounced": "bounced", "complained": "complained"}
 CHART_WIDTH, CHART_HEIGHT = 600, 160
 
 
@@ -96,7 +93,7 @@ async def overview(admin: Admin) -> Response:
     days = int(admin.field("days", "30")) if admin.field("days", "30") in {str(d) for d in GROWTH_RANGES} else 30
     total = sum(counts.by_status_and_frequency.values())
     statuses = [
-        (STATUS_LABELS[status], number, _percent(number, total))
+        (status, number, _percent(number, total))
         for status in STATUSES
         for number in [sum(n for (s, _), n in counts.by_status_and_frequency.items() if s == status)]
     ]

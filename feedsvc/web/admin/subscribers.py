@@ -7,7 +7,6 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
-from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.routing import Route
@@ -18,6 +17,7 @@ from feedsvc.store import deliveries as delivery_store
 from feedsvc.store import subscribers as subscriber_store
 from feedsvc.vocabulary import FREQUENCIES, STATUSES
 from feedsvc.web.admin.common import PREFIX, Admin, admin_page, now
+from feedsvc.web.api import confirmations_task
 
 PAGE_SIZE = 50
 HISTORY_LIMIT = 200
@@ -43,8 +43,19 @@ def _chosen_filter(admin: Admin) -> dashboard.SubscriberFilter:
     until = _day(admin.field("until"), "until")
     return dashboard.SubscriberFilter(
         query=admin.field("q").strip()[:320], status=status, frequency=frequency,
-        since=_day(admin.field("since"), "since"), until=until + timedelta(days=1) if until else None, sort=sort,
+        since=_day(admin.field("since"), "since"), until=until + timedelta(days=1) if until else None,
+        topic=_topic(admin.field("topic")), sort=sort,
     )
+
+
+def _topic(raw: str) -> str:
+    if raw in ("", dashboard.EVERY_POST):
+        return raw
+    try:
+        [topic] = subscriptions.parse_tags([raw])
+    except subscriptions.InvalidInput as problem:
+        raise HTTPException(400, f"topic: {problem.reason}") from None
+    return topic
 
 
 def _after(admin: Admin) -> dashboard.After | None:
@@ -73,6 +84,7 @@ async def list_page(admin: Admin) -> Response:
     return admin.render(
         "subscribers", rows=rows, chosen=chosen, params=params, next_after=next_after, statuses=STATUSES,
         frequencies=FREQUENCIES, sorts=list(dashboard.SUBSCRIBER_SORTS), until=admin.field("until"),
+        topics=sorted(admin.web.topics() | ({chosen.topic} - {"", dashboard.EVERY_POST})), every_post=dashboard.EVERY_POST,
         since=admin.field("since"), note=admin.field("note"),
     )
 
@@ -144,8 +156,8 @@ async def act(admin: Admin) -> Response:
             raise HTTPException(400, "only a pending subscriber is sent a confirmation mail")
         await admin.run(_queue_confirmation, engine, subscriber.id)
         await admin.audit(action, f"subscriber {subscriber.id}")
-        response = admin.redirect(page, "Confirmation mail queued.")
-        response.background = BackgroundTask(subscriptions.send_confirmations, admin.web.settings, engine, admin.web.transport)
+        response = admin.redirect(page, admin.web.translate("admin_note_confirmation_queued"))
+        response.background = confirmations_task(admin.web, True)
         return response
     if action == "preferences":
         frequency = admin.field("frequency")
@@ -158,23 +170,25 @@ async def act(admin: Admin) -> Response:
         await admin.run(subscriptions.update_preferences, engine, subscriber.id, frequency, tags)
         change = f"{subscriber.frequency} -> {frequency}; topics {' '.join(subscriber.tags) or 'all'} -> {' '.join(tags) or 'all'}"
         await admin.audit(action, f"subscriber {subscriber.id}", change)
-        return admin.redirect(page, f"Saved: {frequency}, {' '.join(tags) or 'every post'}.")
+        cadence = admin.web.translate(f"admin_cadence_{frequency}")
+        topics = " ".join(tags) or admin.web.translate("admin_every_post")
+        return admin.redirect(page, admin.web.translate("admin_note_saved", cadence=cadence, topics=topics))
     if action == "unsubscribe":
         await admin.run(subscriptions.remove, engine, subscriber.email, now())
         await admin.audit(action, f"subscriber {subscriber.id}")
-        return admin.redirect(page, "Unsubscribed.")
+        return admin.redirect(page, admin.web.translate("admin_note_unsubscribed"))
     if action == "clear_suppression":
         reason = admin.field("reason").strip()
         if not reason:
             raise HTTPException(400, "reason: say why the bounce or complaint is lifted")
         before = await admin.run(mail_events.clear, engine, subscriber.email, now(), f"admin:{secrets.token_hex(8)}")
         await admin.audit(action, f"subscriber {subscriber.id}", f"was {before}: {reason}")
-        return admin.redirect(page, "Suppression cleared; the person may subscribe again through the form.")
+        return admin.redirect(page, admin.web.translate("admin_note_suppression_cleared"))
     if action == "erase":
         await admin.require_password()
         await admin.run(subscriptions.remove, engine, subscriber.email, now(), forget=True)
         await admin.audit(action, f"subscriber {subscriber.id}", "erased with every mail and event")
-        return admin.redirect(f"{PREFIX}/subscribers", f"Subscriber {subscriber.id} erased.")
+        return admin.redirect(f"{PREFIX}/subscribers", admin.web.translate("admin_note_erased", id=subscriber.id))
     raise HTTPException(400, "action: not one this page offers")
 
 
