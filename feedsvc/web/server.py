@@ -21,23 +21,26 @@ from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from feedsvc.config import Settings
 
-# asyncio accepts up to `backlog` waiting connections in one go before any of them is seen (and the excess
-# closed), so the open-file limit must leave room for one such burst besides the store, SMTP connections, the
-# watcher and the feed files being sent.
+# asyncio accepts up to `backlog` waiting connections in one go before any of them is seen, and closes the
+# excess only on a later turn of the loop, so the open-file limit must leave room for two such bursts.
 ACCEPT_BURST = 128
-RESERVED_DESCRIPTORS = 2 * ACCEPT_BURST
+# Besides the connections it answers, the process holds files of its own: the store, the watcher, the build
+# child's pipes, logs, the feed files being sent, a tally flush. Its outgoing connections (SMTP, fediverse
+# deliveries) are counted from their settings.
+OWN_DESCRIPTORS = 64
 # Seconds a connection may stay idle after an answer (uvicorn's own keep-alive timeout).
 KEEP_ALIVE_SECONDS = 5
 
 
-def connection_limit(configured: int) -> int:
-    """`[web] max_connections`, or when 0, what the open-file limit leaves after the reserve."""
-    if configured:
-        return configured
+def connection_limit(settings: Settings) -> int:
+    """`[web] max_connections`, or when 0, what the open-file limit leaves after the process's own."""
+    if settings.web.max_connections:
+        return settings.web.max_connections
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return 10_000
-    return max(soft - RESERVED_DESCRIPTORS, 32)
+    outgoing = settings.mail.connections + settings.fediverse.concurrency
+    return max(soft - 2 * ACCEPT_BURST - OWN_DESCRIPTORS - outgoing, 32)
 
 
 def guarded_protocol(base: type[Any], header_timeout: float, max_connections: int) -> type[asyncio.Protocol]:
@@ -106,7 +109,7 @@ def server_config(app: ASGIApp, settings: Settings, **options: Any) -> uvicorn.C
     web = settings.web
     return uvicorn.Config(
         app,
-        http=guarded_protocol(AutoHTTPProtocol, web.header_timeout, connection_limit(web.max_connections)),
+        http=guarded_protocol(AutoHTTPProtocol, web.header_timeout, connection_limit(settings)),
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         backlog=ACCEPT_BURST,
         log_config=None,
