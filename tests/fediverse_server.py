@@ -134,6 +134,8 @@ class InboxServer:
 
     blog_key_pem: str = ""
     delay: float = 0.0
+    # Activity type -> seconds more before answering it (an Update that takes longer than the Delete after it).
+    slow_types: dict[str, float] = field(default_factory=dict)
     gone: set[str] = field(default_factory=set)
     port: int = field(default_factory=free_port)
     private_key: rsa.RSAPrivateKey = field(default_factory=lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048))
@@ -185,8 +187,9 @@ class InboxServer:
             with self.lock:
                 self.refused.append(str(exc))
             return JSONResponse({"error": str(exc)}, status_code=401)
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        delay = self.delay + self.slow_types.get(json.loads(body).get("type", ""), 0.0)
+        if delay:
+            await asyncio.sleep(delay)
         if name in self.gone:
             return Response(status_code=410)
         with self.lock:

@@ -283,6 +283,7 @@ def test_new_post_created_edited_deleted_and_gone_follower_dropped(make_settings
         assert rebuild().updated == 1
         (posts / "new.md").unlink()
         assert rebuild().deleted == 1
+        peers.slow_types["Update"] = 0.5  # the Delete must still arrive after it, never overtake it
         asyncio.run(deliver(settings, engine, keys.load_or_create(settings.store.dir), worker_id="w"))
         kinds = [activity_id.rsplit("#", 1)[1].split("-")[0] for name, activity_id in peers.received if name == "alice"]
         assert kinds == ["create", "update", "delete"]

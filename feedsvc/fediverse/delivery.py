@@ -81,10 +81,14 @@ async def deliver(
                     for item in wave:
                         if item.activity not in bodies:
                             bodies[item.activity] = await asyncio.to_thread(in_transaction, _body, item.activity)
-                    outcomes = await asyncio.gather(*(
-                        _post(settings, http, keys, urls, item, bodies[item.activity], per_host)
-                        for item in wave if item.id in attempts
+                    by_inbox: dict[str, list[store.Claimed]] = {}
+                    for item in wave:  # claimed in the order they were queued
+                        if item.id in attempts:
+                            by_inbox.setdefault(item.inbox, []).append(item)
+                    posted = await asyncio.gather(*(
+                        _post_in_order(settings, http, keys, urls, items, bodies, per_host) for items in by_inbox.values()
                     ))
+                    outcomes = [outcome for inbox_outcomes in posted for outcome in inbox_outcomes]
                     await asyncio.to_thread(in_transaction, _record, settings, worker_id, outcomes, attempts, report)
                 # Bodies of finished activities are not needed again: memory stays flat over a long queue.
                 bodies.clear()
@@ -104,6 +108,15 @@ def _start_wave(connection, worker_id: str, ids: list[int], lease_until: datetim
 
 def _body(connection, activity: int) -> bytes:
     return store.activity_body(connection, activity).encode()
+
+
+async def _post_in_order(
+    settings: Settings, http: httpx.AsyncClient, keys: KeyPair, urls: Urls, items: list[store.Claimed],
+    bodies: dict[int, bytes], per_host: defaultdict[str, asyncio.Semaphore],
+) -> list[_Outcome]:
+    """One inbox's deliveries of a wave, one after another in the order they were queued: sent side by side,
+    a post's Delete could reach a server before its Create or Update, which would then show it again."""
+    return [await _post(settings, http, keys, urls, item, bodies[item.activity], per_host) for item in items]
 
 
 async def _post(
