@@ -10,14 +10,14 @@ import os
 import signal
 import socket
 import webbrowser
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from feedsvc.cli.common import (
@@ -192,14 +192,8 @@ async def _send(settings: Settings, engine, worker_id: str) -> bool:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     transport = transport_from_settings(settings)
-    columns = (TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     try:
-        with Progress(*columns, console=console, transient=True) as progress:
-            task = progress.add_task("sending", total=None)
-
-            def on_progress(done: int, total: int) -> None:
-                progress.update(task, completed=done, total=total)
-
+        with _progress_bar() as on_progress:
             report = await drain(
                 settings,
                 engine,
@@ -215,6 +209,25 @@ async def _send(settings: Settings, engine, worker_id: str) -> bool:
         highlight=False,
     )
     return stop.is_set()
+
+
+@contextmanager
+def _progress_bar() -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar on a terminal, as `on_progress` for `drain`. None elsewhere: the bar is transient, so a pipe
+    or a log never shows it, and rich's progress module is start-up time spent for nothing there."""
+    if not console.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("sending", total=None)
+
+        def on_progress(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield on_progress
 
 
 def _print_plan(summaries: list[EditionSummary], engine, now: datetime) -> None:
