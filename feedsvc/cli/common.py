@@ -6,14 +6,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from feedsvc.config import ConfigError, Settings, load_settings
 from feedsvc.errors import ExplainedFailure
+
+if TYPE_CHECKING:  # the configuration's models (pydantic) are imported when a command loads them, not for --help
+    from feedsvc.config import Settings
 
 app = typer.Typer(
     name="feedsvc",
@@ -75,6 +77,8 @@ def describe_failure(exc: Exception) -> str:
 
 def settings_or_exit(config: Path | None) -> Settings:
     """Load the configuration, or print what is wrong with it and exit with status 2."""
+    from feedsvc.config import ConfigError, load_settings
+
     try:
         settings = load_settings(config)
     except ConfigError as exc:
