@@ -40,7 +40,8 @@ def export(rev: str, folder: Path) -> Path:
     return folder
 
 
-def feedsvc(tree_path: Path, *args: str, cwd: Path | None = None) -> measure.Measured:
+def feedsvc(tree_path: Path, *args: str, cwd: Path) -> measure.Measured:
+    """`python -m feedsvc` from tree_path; cwd must not hold a feedsvc package (`-m` puts it first on sys.path)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDSVC_")}
     env["PYTHONPATH"] = str(tree_path)
     return measure.run([sys.executable, "-m", "feedsvc", *args], env=env, cwd=cwd)
@@ -78,7 +79,7 @@ def main() -> int:
             for _ in range(args.rounds):
                 for tree in TREES:
                     path = paths[tree]
-                    timings.setdefault((tree, "--help"), []).append(feedsvc(path, "--help"))
+                    timings.setdefault((tree, "--help"), []).append(feedsvc(path, "--help", cwd=folder))
                     site = folder / f"site-{tree}"
                     shutil.rmtree(site, ignore_errors=True)
                     shutil.copytree(_paths.ROOT / "examples", site)
@@ -87,7 +88,7 @@ def main() -> int:
                     )
                     config, size = prepared()
                     before = sink.messages()
-                    result = feedsvc(path, "digest", "send", "--config", str(config))
+                    result = feedsvc(path, "digest", "send", "--config", str(config), cwd=folder)
                     received = sink.messages() - before
                     states = send.delivery_states(config)
                     if received != args.subscribers or states != {"sent": args.subscribers}:

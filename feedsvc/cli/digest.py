@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
 import logging
 import os
 import signal
 import socket
-import webbrowser
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -54,6 +51,10 @@ def preview_command(
 ) -> None:
     """Write the next digest as .html, .txt and .eml files, without storing or sending anything."""
     # Imported here: `digest send` has no use for them, and every module is start-up time of a send.
+    import email
+    import email.policy
+    import webbrowser
+
     from feedsvc.digests.preview import PreviewError, preview
     from feedsvc.posts import Collection
     from feedsvc.store import open_engine
