@@ -59,10 +59,10 @@ def tree_pss_kib(pid: int) -> int:
     return total
 
 
-def run(command: list[str], env: dict[str, str] | None = None, check: bool = True) -> Measured:
+def run(command: list[str], env: dict[str, str] | None = None, check: bool = True, cwd: Path | None = None) -> Measured:
     peak = 0
     started = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     done = threading.Event()
 
     def sample() -> None:

@@ -254,7 +254,7 @@ def main() -> int:
 
 def _sample_message(config: Path, subject: str, html: str, text: str) -> bytes:
     from feedsvc.config import load_settings
-    from feedsvc.mail.render import personalise
+    from feedsvc.mail.message import personalise
 
     settings = load_settings(config)
     return personalise(

@@ -28,7 +28,6 @@ from feedsvc.store.admin import AdminUser, AuditEntry, Session
 
 __all__ = ["AuditEntry", "Session", "SignIn", "audit", "end_session", "session", "set_password", "sign_in"]
 
-DEFAULT_USERNAME = "admin"
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024  # argon2 takes any length; this bounds the work one request can cause
 IDLE_TIMEOUT = timedelta(hours=2)

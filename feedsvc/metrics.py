@@ -11,8 +11,7 @@ from collections.abc import Iterator, Mapping
 from prometheus_client import CollectorRegistry, Counter, disable_created_metrics, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from feedsvc.store.schema import MAIL_EVENT_KINDS
-from feedsvc.vocabulary import STATUSES
+from feedsvc.vocabulary import MAIL_EVENT_KINDS, STATUSES
 
 # The *_created series double every counter's output and nobody here reads them.
 disable_created_metrics()

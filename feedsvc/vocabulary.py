@@ -12,3 +12,9 @@ INITIAL_STATUS = "pending"
 # How often a subscriber gets mail: the names of the cadences.
 FREQUENCIES = tuple(CADENCES)
 DEFAULT_FREQUENCY = INSTANT
+
+# What mail systems reported about a subscriber (bounces, complaints, mailto unsubscribes) and operator clearances.
+MAIL_EVENT_KINDS = ("hard_bounce", "soft_bounce", "complaint", "unsubscribe", "cleared")
+
+# The dashboard account `feedsvc admin password` sets when no --user is given.
+DEFAULT_ADMIN_USERNAME = "admin"

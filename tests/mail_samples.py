@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from feedsvc.config import Settings
-from feedsvc.mail.message import message_id_for
-from feedsvc.mail.render import confirmation_message, personalise, render_edition
+from feedsvc.mail.message import message_id_for, personalise
+from feedsvc.mail.render import confirmation_message, render_edition
 from feedsvc.posts.model import Post
 
 SITE = "https://blog.example.org"

@@ -9,9 +9,8 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from feedsvc import admins
 from feedsvc.cli.common import EXIT_PROBLEMS, ConfigOption, app, console, errors, settings_or_exit
-from feedsvc.store import open_engine
+from feedsvc.vocabulary import DEFAULT_ADMIN_USERNAME
 
 admin_app = typer.Typer(help="The dashboard at /admin/.", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
@@ -26,11 +25,15 @@ def _new_password() -> str:
 
 @admin_app.command("password")
 def password(
-    user: Annotated[str, typer.Option(help="The account to create or change.")] = admins.DEFAULT_USERNAME,
+    user: Annotated[str, typer.Option(help="The account to create or change.")] = DEFAULT_ADMIN_USERNAME,
     config: ConfigOption = None,
 ) -> None:
     """Set the dashboard password (argon2id); read from standard input when that is not a terminal.
     Every session of the account ends."""
+    # Imported here, as in every command: `feedsvc --help` imports every command's module (cli/__init__.py).
+    from feedsvc import admins
+    from feedsvc.store import open_engine
+
     settings = settings_or_exit(config)
     new_password = _new_password()
     try:

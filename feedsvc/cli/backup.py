@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
 from feedsvc.cli.common import ConfigOption, app, console, settings_or_exit
-from feedsvc.store.backup import Summary, backup, restore
-from feedsvc.store.engine import masked_url
+
+if TYPE_CHECKING:  # the store is imported in the commands: `feedsvc --help` imports every command's module
+    from feedsvc.store.backup import Summary
 
 
 def _describe(summary: Summary) -> str:
@@ -24,6 +25,8 @@ def backup_command(
     config: ConfigOption = None,
 ) -> None:
     """Write a consistent copy of the whole store, also while the service runs and sends."""
+    from feedsvc.store.backup import backup
+
     settings = settings_or_exit(config)
     summary = backup(settings.store.database_url, file)
     console.print(f"backup written to {escape(str(file))}: {escape(_describe(summary))}", highlight=False)
@@ -35,6 +38,9 @@ def restore_command(
     config: ConfigOption = None,
 ) -> None:
     """Copy a backup into the configured store, which must be empty (stop feedsvc first)."""
+    from feedsvc.store.backup import restore
+    from feedsvc.store.engine import masked_url
+
     settings = settings_or_exit(config)
     summary = restore(file, settings.store.database_url, connect_timeout=settings.store.connect_timeout)
     console.print(

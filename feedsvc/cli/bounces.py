@@ -10,15 +10,8 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from feedsvc import mail_events
 from feedsvc.cli.common import EXIT_PROBLEMS, ConfigOption, app, console, errors, settings_or_exit
-from feedsvc.inbound import enabled_sources
-from feedsvc.inbound.imap import Source as ImapSource
-from feedsvc.inbound.maildir import Source as MaildirSource
-from feedsvc.store import open_engine
-from feedsvc.store.schema import MAIL_EVENT_KINDS
-from feedsvc.subscriptions import InvalidInput
-from feedsvc.tokens import tokens_for
+from feedsvc.vocabulary import MAIL_EVENT_KINDS
 
 bounces_app = typer.Typer(help="Bounces, complaints and mailto unsubscribes reported by mail systems.")
 app.add_typer(bounces_app, name="bounces")
@@ -34,6 +27,10 @@ def recent(
     """List recent events, newest first: time, address, kind, source, detail (tab separated)."""
     if ctx.invoked_subcommand is not None:
         return
+    # Imported here, as in every command: `feedsvc --help` imports every command's module (cli/__init__.py).
+    from feedsvc import mail_events
+    from feedsvc.store import open_engine
+
     settings = settings_or_exit(config)
     if kind is not None and kind not in MAIL_EVENT_KINDS:
         errors.print(f"[bold red]error:[/] --kind must be one of {', '.join(MAIL_EVENT_KINDS)}", highlight=False)
@@ -51,6 +48,12 @@ def recent(
 @bounces_app.command("fetch")
 def fetch(config: ConfigOption = None) -> None:
     """Read the configured Maildir and IMAP mailbox once (for cron; `feedsvc run` reads them continually)."""
+    from feedsvc.inbound import enabled_sources
+    from feedsvc.inbound.imap import Source as ImapSource
+    from feedsvc.inbound.maildir import Source as MaildirSource
+    from feedsvc.store import open_engine
+    from feedsvc.tokens import tokens_for
+
     settings = settings_or_exit(config)
     engine = open_engine(settings.store.database_url)
     try:
@@ -74,6 +77,10 @@ def clear(
     config: ConfigOption = None,
 ) -> None:
     """Lift a bounce or complaint: the address becomes unsubscribed, and may subscribe again through the form."""
+    from feedsvc import mail_events
+    from feedsvc.store import open_engine
+    from feedsvc.subscriptions import InvalidInput
+
     settings = settings_or_exit(config)
     engine = open_engine(settings.store.database_url)
     now = datetime.now(UTC)

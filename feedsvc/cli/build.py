@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
-from feedsvc import feeds
 from feedsvc.cli.common import (
     EXIT_CONFIG,
     EXIT_OK,
@@ -23,9 +22,10 @@ from feedsvc.cli.common import (
     errors,
     settings_or_exit,
 )
-from feedsvc.config import Settings
-from feedsvc.outputs import FEEDS, Rebuild, run_outputs
-from feedsvc.posts import Collection, Problem, lint
+
+if TYPE_CHECKING:  # what the commands use is imported in them: `feedsvc --help` imports every command's module
+    from feedsvc.config import Settings
+    from feedsvc.posts import Problem
 
 PostsOption = Annotated[
     Path | None, typer.Option("--posts", help="Folder of posts (overrides posts.dir).", file_okay=False)
@@ -40,6 +40,9 @@ OutOption = Annotated[
 def build_command(config: ConfigOption = None, posts: PostsOption = None, out: OutOption = None) -> None:
     """Write the feeds (RSS, Atom, JSON Feed) once and ping the WebSub hub for those that changed (with
     feeds.websub_hub). Exit 1 when posts had to be skipped or an output failed."""
+    from feedsvc import feeds
+    from feedsvc.outputs import FEEDS, Rebuild, run_outputs
+
     settings = _settings(config, posts, out)
     result = feeds.build(settings)
     report = result.report
@@ -76,6 +79,8 @@ def build_command(config: ConfigOption = None, posts: PostsOption = None, out: O
 @app.command("check")
 def check_command(config: ConfigOption = None, posts: PostsOption = None) -> None:
     """Check the posts without writing anything. Exit 1 when a post has an error."""
+    from feedsvc.posts import Collection, lint
+
     settings = _settings(config, posts, None)
     scan = Collection(settings).scan()
     # lint() may repeat what the scan found; each problem is shown once.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 
 from feedsvc.cli.common import ConfigOption, app, console, settings_or_exit
-from feedsvc.settings_view import origin, shown_settings
 
 config_app = typer.Typer(help="The configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
@@ -14,6 +13,9 @@ app.add_typer(config_app, name="config")
 @config_app.command("show")
 def show(config: ConfigOption = None) -> None:
     """Print every setting's effective value (secrets masked) and its source: file, environment or default."""
+    # Imported here, as in every command: `feedsvc --help` imports every command's module (cli/__init__.py).
+    from feedsvc.settings_view import origin, shown_settings
+
     settings = settings_or_exit(config)
     console.print(
         f"# effective configuration ({origin(settings)}; FEEDSVC_<SECTION>__<KEY> variables override)", markup=False

@@ -8,15 +8,6 @@ import typer
 from rich.markup import escape
 
 from feedsvc.cli.common import ConfigOption, app, console, settings_or_exit
-from feedsvc.logging import configure_logging
-from feedsvc.store.engine import (
-    connect,
-    create_store_engine,
-    current_revision,
-    masked_url,
-    pending_steps,
-    upgrade_store,
-)
 
 db_app = typer.Typer(help="The subscriber store.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -28,6 +19,17 @@ def db_upgrade(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list the migrations an upgrade would run.")] = False,
 ) -> None:
     """Bring the store's schema up to date (feedsvc also does this at start; an SQLite store is copied first)."""
+    # Imported here, as in every command: `feedsvc --help` imports every command's module (cli/__init__.py).
+    from feedsvc.logging import configure_logging
+    from feedsvc.store.engine import (
+        connect,
+        create_store_engine,
+        current_revision,
+        masked_url,
+        pending_steps,
+        upgrade_store,
+    )
+
     settings = settings_or_exit(config)
     configure_logging(settings.log)
     url = settings.store.database_url

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
 import logging
 import os
 import signal
 import socket
-import webbrowser
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from feedsvc.cli.common import (
     EXIT_OK,
@@ -30,14 +26,11 @@ from feedsvc.cli.common import (
     errors,
     settings_or_exit,
 )
-from feedsvc.config import Settings
-from feedsvc.digests import EditionSummary
-from feedsvc.logging import configure_logging, fields
-from feedsvc.mail.queue import drain
-from feedsvc.mail.transport import transport_from_settings
-from feedsvc.outputs import POSTS, Rebuild, run_outputs
-from feedsvc.posts import Collection
-from feedsvc.store import deliveries, editions, leases, open_engine
+
+if TYPE_CHECKING:  # what the commands use is imported in them: `feedsvc --help` imports every command's module
+    from feedsvc.config import Settings
+    from feedsvc.digests import EditionSummary
+    from feedsvc.store.leases import StoreInUse
 
 digest_app = typer.Typer(help="Email digests: preview the next one, send what is due.", no_args_is_help=True)
 app.add_typer(digest_app, name="digest")
@@ -58,7 +51,13 @@ def preview_command(
 ) -> None:
     """Write the next digest as .html, .txt and .eml files, without storing or sending anything."""
     # Imported here: `digest send` has no use for them, and every module is start-up time of a send.
+    import email
+    import email.policy
+    import webbrowser
+
     from feedsvc.digests.preview import PreviewError, preview
+    from feedsvc.posts import Collection
+    from feedsvc.store import open_engine
     from feedsvc.subscriptions import InvalidInput
 
     settings = settings_or_exit(config)
@@ -112,6 +111,11 @@ def send_command(
     Exits non-zero when mail due now remains queued: stopped by a signal, or held by another process (a running
     service on the same SQLite store, or a process whose claims have not expired yet, alive or dead).
     """
+    from feedsvc.logging import configure_logging
+    from feedsvc.outputs import POSTS, Rebuild, run_outputs
+    from feedsvc.posts import Collection
+    from feedsvc.store import deliveries, editions, leases, open_engine
+
     settings = settings_or_exit(config)
     configure_logging(settings.log)
     guard = None if dry_run else leases.single_instance_guard(settings.store.database_url)
@@ -161,8 +165,10 @@ def send_command(
     raise typer.Exit(EXIT_PROBLEMS if stopped or held.count else EXIT_OK)
 
 
-def _refuse_in_use(settings: Settings, exc: leases.StoreInUse) -> None:
+def _refuse_in_use(settings: Settings, exc: StoreInUse) -> None:
     """Another process runs on this SQLite store and sends its queue: say so, and whether mail is waiting."""
+    from feedsvc.store import deliveries, open_engine
+
     engine = open_engine(settings.store.database_url)
     try:
         with engine.connect() as connection:
@@ -187,19 +193,16 @@ def _run(coroutine: Coroutine[Any, Any, bool]) -> bool:
 
 async def _send(settings: Settings, engine, worker_id: str) -> bool:
     """Drain the queue with a progress bar. Returns whether it was stopped by a signal before the end."""
+    from feedsvc.mail.queue import drain
+    from feedsvc.mail.transport import transport_from_settings
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     transport = transport_from_settings(settings)
-    columns = (TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     try:
-        with Progress(*columns, console=console, transient=True) as progress:
-            task = progress.add_task("sending", total=None)
-
-            def on_progress(done: int, total: int) -> None:
-                progress.update(task, completed=done, total=total)
-
+        with _progress_bar() as on_progress:
             report = await drain(
                 settings,
                 engine,
@@ -217,7 +220,28 @@ async def _send(settings: Settings, engine, worker_id: str) -> bool:
     return stop.is_set()
 
 
+@contextmanager
+def _progress_bar() -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar on a terminal, as `on_progress` for `drain`. None elsewhere: the bar is transient, so a pipe
+    or a log never shows it, and rich's progress module is start-up time spent for nothing there."""
+    if not console.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("sending", total=None)
+
+        def on_progress(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield on_progress
+
+
 def _print_plan(summaries: list[EditionSummary], engine, now: datetime) -> None:
+    from feedsvc.store import deliveries
+
     for summary in summaries:
         console.print(
             f"would queue {summary.deliveries} × {escape(summary.edition_key)} ({len(summary.post_ids)} posts)",
@@ -233,6 +257,9 @@ def _log_editions(engine, keys: dict[int, str]) -> None:
     """One log line per edition this run touched, with its deliveries by state."""
     if not keys:
         return
+    from feedsvc.logging import fields
+    from feedsvc.store import editions
+
     with engine.connect() as connection:
         states = editions.delivery_states(connection, list(keys))
     for edition_id, key in keys.items():
@@ -251,6 +278,10 @@ def deliveries_command(
     ] = False,
 ) -> None:
     """How many mails are queued, sending, to retry, failed, bounced and sent."""
+    from rich.table import Table
+
+    from feedsvc.store import deliveries, open_engine
+
     settings = settings_or_exit(config)
     engine = open_engine(settings.store.database_url)
     try:

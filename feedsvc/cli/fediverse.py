@@ -11,11 +11,6 @@ import typer
 from rich.markup import escape
 
 from feedsvc.cli.common import EXIT_PROBLEMS, ConfigOption, app, console, errors, settings_or_exit
-from feedsvc.fediverse import keys
-from feedsvc.fediverse.delivery import deliver as deliver_queue
-from feedsvc.service import instance_id
-from feedsvc.store import fediverse as store
-from feedsvc.store import open_engine
 
 fediverse_app = typer.Typer(help="The blog's ActivityPub account: followers, deliveries.")
 followers_app = typer.Typer(help="Who follows the blog from the fediverse.")
@@ -24,6 +19,8 @@ app.add_typer(fediverse_app, name="fediverse")
 
 
 def _engine(config):
+    from feedsvc.store import open_engine
+
     settings = settings_or_exit(config)
     return settings, open_engine(settings.store.database_url)
 
@@ -33,6 +30,8 @@ def followers_list(ctx: typer.Context, config: ConfigOption = None) -> None:
     """List the followers: actor, since, inbox delivered to (tab separated)."""
     if ctx.invoked_subcommand is not None:
         return
+    from feedsvc.store import fediverse as store
+
     _, engine = _engine(config)
     try:
         with engine.connect() as connection:
@@ -47,6 +46,8 @@ def followers_list(ctx: typer.Context, config: ConfigOption = None) -> None:
 @followers_app.command("count")
 def followers_count(config: ConfigOption = None) -> None:
     """Print how many accounts follow the blog."""
+    from feedsvc.store import fediverse as store
+
     _, engine = _engine(config)
     try:
         with engine.connect() as connection:
@@ -61,6 +62,8 @@ def followers_remove(
     config: ConfigOption = None,
 ) -> None:
     """Remove a follower (it may follow again; `block` to stop that)."""
+    from feedsvc.store import fediverse as store
+
     _, engine = _engine(config)
     try:
         with engine.begin() as connection:
@@ -84,6 +87,8 @@ def followers_block(
         errors.print(f"[bold red]error:[/] {escape(target)} is neither an http(s) actor URL nor a host name", highlight=False)
         raise typer.Exit(EXIT_PROBLEMS)
     pattern = target if parts.scheme else target.lower().strip("/")
+    from feedsvc.store import fediverse as store
+
     _, engine = _engine(config)
     try:
         with engine.begin() as connection:
@@ -96,6 +101,10 @@ def followers_block(
 @fediverse_app.command("deliver")
 def deliver(config: ConfigOption = None) -> None:
     """POST every activity due now to its inboxes, once (for cron; `feedsvc run` delivers continually)."""
+    from feedsvc.fediverse import keys
+    from feedsvc.fediverse.delivery import deliver as deliver_queue
+    from feedsvc.service import instance_id
+
     settings, engine = _engine(config)
     try:
         report = asyncio.run(deliver_queue(settings, engine, keys.load_or_create(settings.store.dir), worker_id=instance_id()))

@@ -11,7 +11,6 @@ import typer
 from rich.markup import escape
 
 from feedsvc.cli.common import EXIT_PROBLEMS, app, console, errors
-from feedsvc.config import CONFIG_FILENAME, ConfigError
 from feedsvc.resources import bundled_path
 
 INIT_TEMPLATE = Path(__file__).resolve().parent / "init_template.toml"
@@ -39,6 +38,9 @@ def init(
 ) -> None:
     """Write a commented feedsvc.toml, the default templates to edit, and a sample post (or, with --from, the
     settings of an existing site)."""
+    # Imported here, as in every command: `feedsvc --help` imports every command's module (cli/__init__.py).
+    from feedsvc.config import CONFIG_FILENAME, ConfigError
+
     config_path = directory / CONFIG_FILENAME
     templates = directory / "templates"
     existing = [path for path in (config_path, templates) if path.exists()]

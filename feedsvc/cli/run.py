@@ -10,12 +10,13 @@ import typer
 from rich.markup import escape
 
 from feedsvc.cli.common import EXIT_PROBLEMS, ConfigOption, app, errors, settings_or_exit
-from feedsvc.logging import configure_logging
-from feedsvc.store.leases import StoreInUse
 
 
 def _serve(config: Path | None, *, with_scheduler: bool, host: str | None = None, port: int | None = None) -> None:
-    from feedsvc import service  # the service pulls in every layer: not loaded for `--help` of other commands
+    # The service pulls in every layer: imported here, not when `feedsvc --help` imports every command's module.
+    from feedsvc import service
+    from feedsvc.logging import configure_logging
+    from feedsvc.store.leases import StoreInUse
 
     settings = settings_or_exit(config)
     configure_logging(settings.log)

@@ -8,20 +8,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import Progress
-from sqlalchemy import Engine
 
-from feedsvc import subscriptions
 from feedsvc.cli.common import EXIT_PROBLEMS, ConfigOption, app, console, errors, settings_or_exit
-from feedsvc.config import Settings
-from feedsvc.mail.transport import transport_from_settings
-from feedsvc.store import open_engine
-from feedsvc.subscriptions import AddOutcome, Consent, ImportFileError, InvalidInput
 from feedsvc.vocabulary import DEFAULT_FREQUENCY, FREQUENCIES, STATUSES
+
+if TYPE_CHECKING:  # what the commands use is imported in them: `feedsvc --help` imports every command's module
+    from sqlalchemy import Engine
+
+    from feedsvc.config import Settings
+    from feedsvc.subscriptions import Consent
 
 subscribers_app = typer.Typer(help="Manage subscribers (add, remove, list, import, export).", no_args_is_help=True)
 app.add_typer(subscribers_app, name="subscribers")
@@ -34,6 +33,8 @@ ConfirmedOption = Annotated[
 
 @contextmanager
 def _store(settings: Settings) -> Iterator[Engine]:
+    from feedsvc.store import open_engine
+
     engine = open_engine(settings.store.database_url)
     try:
         yield engine
@@ -47,12 +48,17 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _operator_consent(source: str) -> Consent:
+    from feedsvc.subscriptions import Consent
+
     return Consent(at=datetime.now(UTC), source=source, user_agent="feedsvc cli")
 
 
 def _send_confirmations(settings: Settings, due: bool) -> int:
     if not due:
         return 0
+
+    from feedsvc import subscriptions
+    from feedsvc.mail.transport import transport_from_settings
 
     async def send() -> int:
         transport = transport_from_settings(settings)
@@ -75,6 +81,9 @@ def add(
     config: ConfigOption = None,
 ) -> None:
     """Add an address: pending with a confirmation mail, or active at once with --confirmed."""
+    from feedsvc import subscriptions
+    from feedsvc.subscriptions import AddOutcome, InvalidInput
+
     settings = settings_or_exit(config)
     try:
         request = subscriptions.subscription_request(email, name, frequency, tags)
@@ -110,6 +119,9 @@ def remove(
     config: ConfigOption = None,
 ) -> None:
     """Unsubscribe an address (it stays as a suppression), or erase it with --forget."""
+    from feedsvc import subscriptions
+    from feedsvc.subscriptions import InvalidInput
+
     settings = settings_or_exit(config)
     with _store(settings) as engine:
         try:
@@ -132,6 +144,8 @@ def list_(
     config: ConfigOption = None,
 ) -> None:
     """List subscribers, one per line: email, status, frequency, tags, name (tab separated)."""
+    from feedsvc import subscriptions
+
     settings = settings_or_exit(config)
     if status is not None and status not in STATUSES:
         raise _fail(f"--status must be one of {', '.join(STATUSES)}")
@@ -151,6 +165,11 @@ def import_(
 ) -> None:
     """Import a CSV (an export restores its list). Bad rows are reported by line and skipped; suppressed
     addresses are not resubscribed; running an interrupted import again finishes it."""
+    from rich.progress import Progress
+
+    from feedsvc import subscriptions
+    from feedsvc.subscriptions import ImportFileError
+
     settings = settings_or_exit(config)
     try:
         data = file.read_bytes()
@@ -184,6 +203,8 @@ def export(
     config: ConfigOption = None,
 ) -> None:
     """Export every subscriber (suppressions included) as CSV."""
+    from feedsvc import subscriptions
+
     settings = settings_or_exit(config)
     with _store(settings) as engine:
         if out is None:

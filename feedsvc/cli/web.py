@@ -5,12 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-import uvicorn
 
 from feedsvc.cli.common import ConfigOption, app, settings_or_exit
-from feedsvc.logging import configure_logging
-from feedsvc.web.app import create_app
-from feedsvc.web.server import server_config
 
 
 @app.command()
@@ -20,6 +16,13 @@ def serve(
     config: ConfigOption = None,
 ) -> None:
     """Serve the feeds, the subscribe pages and the admin API (no scheduling: see `feedsvc run`)."""
+    # Imported here, as in every command: `feedsvc --help` imports every command's module (cli/__init__.py).
+    import uvicorn
+
+    from feedsvc.logging import configure_logging
+    from feedsvc.web.app import create_app
+    from feedsvc.web.server import server_config
+
     settings = settings_or_exit(config)
     settings.web.host = host or settings.web.host
     settings.web.port = settings.web.port if port is None else port

@@ -25,7 +25,6 @@ from feedsvc.config import Settings
 from feedsvc.digests.announce import announce
 from feedsvc.digests.archive import edition_url
 from feedsvc.logging import fields
-from feedsvc.mail.render import render_edition
 from feedsvc.posts import Post, Scan, tag_slug
 from feedsvc.store import announcements, editions
 from feedsvc.store.announcements import Announcement
@@ -243,6 +242,10 @@ def _edition(settings: Settings, connection: Connection, period: Period, chosen:
     existing = editions.edition_id(connection, key)
     if existing is not None:
         return existing
+    # Imported when an edition is made: the templates, Babel, lxml and css-inline are most of a `digest send`'s
+    # start-up on the runs (most of them) that only send what is queued.
+    from feedsvc.mail.render import render_edition
+
     web_copy = edition_url(settings, key, period.frequency, period.period_end)
     rendered = render_edition(settings, chosen, period.frequency, period.period_start, period.period_end, web_copy)
     return editions.insert_edition(

@@ -11,8 +11,8 @@ from feedsvc.cadences import CADENCES
 from feedsvc.config import Settings
 from feedsvc.digests.announce import announced_at, announcement_floor, unannounced
 from feedsvc.digests.editions import news, posts_for, reading_key
-from feedsvc.mail.message import message_id_for
-from feedsvc.mail.render import personalise, render_edition
+from feedsvc.mail.message import message_id_for, personalise
+from feedsvc.mail.render import render_edition
 from feedsvc.posts import Post, Scan
 from feedsvc.store import announcements, editions
 from feedsvc.store.announcements import Announcement

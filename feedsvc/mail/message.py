@@ -286,3 +286,42 @@ def feedback_id(settings: Settings, edition_id: int) -> str:
     """Gmail's Feedback-ID (campaign:…:sender id): the edition, the site, then "feedsvc", which stays the same."""
     site = re.sub(r"[^A-Za-z0-9.-]", "-", urlsplit(settings.site.url).hostname or "localhost")
     return f"edition-{edition_id}:{site}:feedsvc"
+
+
+def personalise(
+    settings: Settings,
+    *,
+    subject: str,
+    html: str,
+    text: str,
+    to_email: str,
+    to_name: str,
+    unsubscribe_url: str,
+    preferences_url: str,
+    message_id: str,
+) -> bytes:
+    """The complete RFC 5322 message of an edition for one subscriber."""
+    skeleton = edition_skeleton(settings, subject, html, text)
+    return skeleton.build(
+        to_email=to_email,
+        to_name=to_name,
+        unsubscribe_url=unsubscribe_url,
+        preferences_url=preferences_url,
+        message_id=message_id,
+    )
+
+
+_skeletons: dict[tuple[int, str, str, str], MessageSkeleton] = {}
+
+
+def edition_skeleton(settings: Settings, subject: str, html: str, text: str) -> MessageSkeleton:
+    """The prepared message of an edition, built once and reused for every subscriber."""
+    key = (id(settings), subject, html, text)
+    skeleton = _skeletons.get(key)
+    if skeleton is None:
+        if len(_skeletons) >= 16:
+            _skeletons.pop(next(iter(_skeletons)))
+        skeleton = _skeletons[key] = MessageSkeleton(
+            settings, subject=subject, html_body=html, text_body=text, dkim_signer=DkimSigner.from_settings(settings)
+        )
+    return skeleton

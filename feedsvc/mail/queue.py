@@ -34,8 +34,14 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from feedsvc import retry
 from feedsvc.config import Settings
-from feedsvc.mail.message import AddressError, MessageSkeleton, feedback_id, mail_address, message_id_for
-from feedsvc.mail.render import confirmation_message, edition_skeleton
+from feedsvc.mail.message import (
+    AddressError,
+    MessageSkeleton,
+    edition_skeleton,
+    feedback_id,
+    mail_address,
+    message_id_for,
+)
 from feedsvc.mail.transport import Outgoing, SendError, Transport
 from feedsvc.metrics import DELIVERIES
 from feedsvc.store import deliveries as store
@@ -247,6 +253,9 @@ class _Drain:
 
     def _confirmation_job(self, delivery: store.Claimed) -> _Job:
         # Rendered at each attempt: the link's signature is fresh, so a mail retried for a day still works.
+        # Imported here: the templates, Babel, lxml and css-inline are start-up a digest send does not need.
+        from feedsvc.mail.render import confirmation_message
+
         item = confirmation_message(
             self.settings,
             to_email=delivery.email,

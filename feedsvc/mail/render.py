@@ -40,6 +40,7 @@ from feedsvc.mail.message import (
     PREFERENCES_URL,
     UNSUBSCRIBE_URL,
     MessageSkeleton,
+    edition_skeleton,
     mail_address,
     message_id_for,
     single_line,
@@ -386,45 +387,6 @@ def _longest_excerpt(attempt, plans: list[PostPlan], index: int, blocks: int) ->
         else:
             high = middle - 1
     return best
-
-
-def personalise(
-    settings: Settings,
-    *,
-    subject: str,
-    html: str,
-    text: str,
-    to_email: str,
-    to_name: str,
-    unsubscribe_url: str,
-    preferences_url: str,
-    message_id: str,
-) -> bytes:
-    """The complete RFC 5322 message of an edition for one subscriber."""
-    skeleton = edition_skeleton(settings, subject, html, text)
-    return skeleton.build(
-        to_email=to_email,
-        to_name=to_name,
-        unsubscribe_url=unsubscribe_url,
-        preferences_url=preferences_url,
-        message_id=message_id,
-    )
-
-
-_skeletons: dict[tuple[int, str, str, str], MessageSkeleton] = {}
-
-
-def edition_skeleton(settings: Settings, subject: str, html: str, text: str) -> MessageSkeleton:
-    """The prepared message of an edition, built once and reused for every subscriber."""
-    key = (id(settings), subject, html, text)
-    skeleton = _skeletons.get(key)
-    if skeleton is None:
-        if len(_skeletons) >= 16:
-            _skeletons.pop(next(iter(_skeletons)))
-        skeleton = _skeletons[key] = MessageSkeleton(
-            settings, subject=subject, html_body=html, text_body=text, dkim_signer=DkimSigner.from_settings(settings)
-        )
-    return skeleton
 
 
 def edition_test_copy(settings: Settings, *, subject: str, html: str, text: str, to_email: str) -> Outgoing:

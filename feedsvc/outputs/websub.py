@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from feedsvc.config import Settings
-from feedsvc.feeds.formats import FEED_FILES
 from feedsvc.logging import fields
 
 if TYPE_CHECKING:
@@ -33,6 +32,10 @@ class HubRefused(Exception):
 
 def feed_urls(settings: Settings, written: Iterable[Path]) -> list[str]:
     """Public URLs of the feed files among `written` (paths inside `feeds.output_dir`), in a stable order."""
+    # Imported on use: the feeds package (feedgen, lxml) is start-up that `digest send`, which loads every output
+    # of the registry, does not need.
+    from feedsvc.feeds.formats import FEED_FILES
+
     output = settings.feeds.output_dir.resolve()
     urls = set()
     for path in written:

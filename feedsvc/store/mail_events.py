@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from feedsvc.store.dialects import insert_ignoring_conflicts
-from feedsvc.store.schema import MAIL_EVENT_KINDS, deliveries, mail_events, subscribers
+from feedsvc.store.schema import deliveries, mail_events, subscribers
+from feedsvc.vocabulary import MAIL_EVENT_KINDS
 
 
 @dataclass(frozen=True, slots=True)

@@ -205,9 +205,8 @@ rate_limits = Table(
     Column("count", Integer, nullable=False, default=0),
 )
 
-# What mail systems reported about a subscriber (bounces, complaints, mailto unsubscribes) and operator clearances.
-# `event_key` names the report (message hash, provider event id): a report read twice is recorded once.
-MAIL_EVENT_KINDS = ("hard_bounce", "soft_bounce", "complaint", "unsubscribe", "cleared")
+# What mail systems reported (`vocabulary.MAIL_EVENT_KINDS`). `event_key` names the report (message hash, provider
+# event id): a report read twice is recorded once.
 mail_events = Table(
     "mail_events",
     metadata,
