@@ -21,9 +21,11 @@ from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from feedsvc.config import Settings
 
-# asyncio accepts up to `backlog` waiting connections in one go before any of them is seen, and closes the
-# excess only on a later turn of the loop, so the open-file limit must leave room for two such bursts.
-ACCEPT_BURST = 128
+# asyncio accepts up to `backlog` waiting connections in one turn of its loop, and a connection is seen
+# (`connection_made`) only two turns later, so up to three bursts are open unseen; a connection closed to make
+# room releases its descriptor one turn after that. The open-file limit must leave room for four bursts, so
+# the burst is kept small (the kernel queues a few more; a client waits for the next turn, a millisecond).
+ACCEPT_BURST = 64
 # Besides the connections it answers, the process holds files of its own: the store, the watcher, the build
 # child's pipes, logs, the feed files being sent, a tally flush. Its outgoing connections (SMTP, fediverse
 # deliveries) are counted from their settings.
@@ -40,7 +42,7 @@ def connection_limit(settings: Settings) -> int:
     if soft == resource.RLIM_INFINITY:
         return 10_000
     outgoing = settings.mail.connections + settings.fediverse.concurrency
-    return max(soft - 2 * ACCEPT_BURST - OWN_DESCRIPTORS - outgoing, 32)
+    return max(soft - 4 * ACCEPT_BURST - OWN_DESCRIPTORS - outgoing, 32)
 
 
 def guarded_protocol(base: type[Any], header_timeout: float, max_connections: int) -> type[asyncio.Protocol]:
