@@ -6,6 +6,8 @@ import email
 import email.policy
 import json
 import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -246,3 +248,19 @@ def add_subscribers(
                 confirmed_at=confirmed_at,
             )
         return [subscribers.find(connection, address.lower()).id for address in emails]  # type: ignore[union-attr]
+
+
+def start_feedsvc(folder: Path, command: str, config: dict[str, Any]) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """`feedsvc <command>` in a subprocess on a free port, with `config` written to `folder`/feedsvc.toml and its
+    output in `folder`/<command>.log: (process, port, log path). The caller waits for it and stops it."""
+    (folder / "posts").mkdir(exist_ok=True)
+    path = folder / "feedsvc.toml"
+    path.write_bytes(tomli_w.dumps(config).encode())
+    port = free_port()
+    log = folder / f"{command}.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "feedsvc", command, "--config", str(path), "--port", str(port)],
+            stdout=sink, stderr=subprocess.STDOUT, cwd=folder,
+        )
+    return process, port, log

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-import tomli_w
-from conftest import free_port
+from conftest import start_feedsvc
 
 TOKEN = "fuzz-admin-token-of-at-least-32-bytes"
 # Enough to cover each operation's coverage phase and a fuzzing run within about 30 s a backend on a slow
@@ -36,16 +35,7 @@ def running(tmp_path: Path, command: str, store_url: str = "") -> Iterator[str]:
     }
     if store_url:
         config["store"] = {"url": store_url}
-    (tmp_path / "posts").mkdir(exist_ok=True)
-    path = tmp_path / "feedsvc.toml"
-    path.write_bytes(tomli_w.dumps(config).encode())
-    port = free_port()
-    log = tmp_path / f"{command}.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "feedsvc", command, "--config", str(path), "--port", str(port)],
-            stdout=sink, stderr=subprocess.STDOUT, cwd=tmp_path,
-        )
+    process, port, log = start_feedsvc(tmp_path, command, config)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30

@@ -8,7 +8,6 @@ import contextlib
 import resource
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,9 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-import tomli_w
 import uvicorn
-from conftest import free_port
+from conftest import free_port, start_feedsvc
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from feedsvc.web import create_app
@@ -35,16 +33,7 @@ def _start(tmp_path: Path, command: str) -> tuple[subprocess.Popen[bytes], int, 
         "web": {"secret_key": "slow-secret-of-at-least-thirty-two-bytes", "header_timeout": HEADER_TIMEOUT},
         "log": {"format": "json"},
     }
-    (tmp_path / "posts").mkdir()
-    path = tmp_path / "feedsvc.toml"
-    path.write_bytes(tomli_w.dumps(config).encode())
-    port = free_port()
-    log = tmp_path / f"{command}.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "feedsvc", command, "--config", str(path), "--port", str(port)],
-            stdout=sink, stderr=subprocess.STDOUT, cwd=tmp_path,
-        )
+    process, port, log = start_feedsvc(tmp_path, command, config)
     # The common default limit, set before the service gets to open anything much.
     resource.prlimit(process.pid, resource.RLIMIT_NOFILE, (OPEN_FILES, OPEN_FILES))
     deadline = time.monotonic() + 30
