@@ -46,6 +46,10 @@ def load_commands(argv: list[str]) -> None:
 
 
 def main() -> None:
+    # Off while the command's modules are imported: what an import makes lives as long as the process, so the
+    # collector's passes over it find nothing to free (2 % of a `digest send`'s instructions, 1.6 % of a small
+    # build's). `common.started` turns it back on once the command has imported what it uses.
+    gc.disable()
     load_commands(sys.argv[1:])
     # What the imports made lives as long as the process: kept out of the cyclic collector's passes, which
     # otherwise walk it again and again while a build makes its 10,000s of objects (about a tenth of a cold

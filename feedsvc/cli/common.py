@@ -90,7 +90,14 @@ def settings_or_exit(config: Path | None) -> Settings:
             "no feedsvc.toml and no FEEDSVC_ variables: running the bundled example site "
             "(`feedsvc init` writes your own config)"
         )
-    # The modules a command imports before it asks for its settings (most of them) and the settings live as long
-    # as the process: frozen out of the cyclic collector's passes, as `main` does with the CLI's own imports.
-    gc.freeze()
+    started()
     return settings
+
+
+def started() -> None:
+    """The command has imported what it uses (a command imports most of it before it asks for its settings): those
+    modules and the settings live as long as the process, so they are frozen out of the cyclic collector's passes,
+    as `main` does with the CLI's own imports, and the collector, off since `main` began, is turned back on. A
+    command that loads no settings calls this itself."""
+    gc.freeze()
+    gc.enable()

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from feedsvc.cli.common import EXIT_PROBLEMS, app, console, errors
+from feedsvc.cli.common import EXIT_PROBLEMS, app, console, errors, started
 from feedsvc.resources import bundled_path
 
 INIT_TEMPLATE = Path(__file__).resolve().parent / "init_template.toml"
@@ -41,6 +41,7 @@ def init(
     # Imported here, as in every command: `feedsvc --help` imports every command's module (cli/__init__.py).
     from feedsvc.config import CONFIG_FILENAME, ConfigError
 
+    started()  # it loads no settings, which is where the other commands say so
     config_path = directory / CONFIG_FILENAME
     templates = directory / "templates"
     existing = [path for path in (config_path, templates) if path.exists()]

@@ -16,7 +16,7 @@ from feedsvc.posts.fields import Site
 from feedsvc.posts.markup import markdown_problem
 from feedsvc.posts.model import Post, failure
 from feedsvc.posts.readers.formats import split
-from feedsvc.posts.readers.yaml_front_matter import YAMLError, load_yaml
+from feedsvc.posts.readers.yaml_front_matter import load_yaml
 from feedsvc.posts.source import Source, SourceError, decode
 
 # (line in the file or None, message): a warning about the file being read.
@@ -168,6 +168,8 @@ def zone(name: object, default: ZoneInfo) -> ZoneInfo:
 
 def read_config_file(path: Path) -> dict[str, Any]:
     """A generator's config file (TOML, YAML or JSON by its name) as a mapping; SourceError when it is not one."""
+    import yaml  # for its error; imported here, as load_yaml does, so that reading posts needs no PyYAML
+
     try:
         text = decode(path.read_bytes())
         if path.suffix == ".toml":
@@ -178,7 +180,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
             config = load_yaml(text)
     except OSError as exc:
         raise SourceError(f"{path.name} cannot be read: {exc.strerror or exc}") from None
-    except (ValueError, YAMLError) as exc:
+    except (ValueError, yaml.YAMLError) as exc:
         raise SourceError(f"{path.name} is not valid {path.suffix.lstrip('.').upper()}: {failure(exc)}") from None
     if not isinstance(config, dict):
         raise SourceError(f"{path.name} does not hold a mapping of settings")
