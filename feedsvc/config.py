@@ -40,6 +40,9 @@ class ConfigError(Exception):
     """The configuration cannot be used; the message names the key and the problem."""
 
 
+# Defaults are values, the mutable ones and the sections' too: pydantic copies them for each model it makes. A
+# default_factory costs an inspection of its signature when the class is built, and a builtin's (`list`, `dict`)
+# is parsed from text: together a sixth of the instructions of building these models, at every start.
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -79,13 +82,13 @@ class PostsSettings(_Section):
     # Placeholders: {site_url} {slug} {year} {month} {day}
     url_pattern: str = "{site_url}/{slug}/"
     # Relative link prefix (as written in posts) -> absolute URL prefix, e.g. "../../assets/" -> "https://example.org/assets/"
-    asset_urls: dict[str, str] = Field(default_factory=dict)
+    asset_urls: dict[str, str] = {}
     # Relative link prefix -> folder on disk, so `feedsvc check` can tell whether an image exists
-    asset_dirs: dict[str, Path] = Field(default_factory=dict)
+    asset_dirs: dict[str, Path] = {}
     max_file_bytes: int = 5 * 1024 * 1024
     # Tags past this many in one post are not used (and `feedsvc check` says so): each tag is a feed of its own.
     max_tags: Annotated[int, Field(ge=1, le=1000)] = 32
-    extensions: list[str] = Field(default_factory=lambda: [".md", ".markdown", ".txt"])
+    extensions: list[str] = [".md", ".markdown", ".txt"]
     # Whose rules the folder is read by: "auto" (detected from the folder's hugo.toml, _config.yml + _posts/...),
     # "feedsvc" (any post file, url_pattern), or a site generator's name.
     convention: Literal["auto", "feedsvc", "hugo", "jekyll", "pelican", "eleventy"] = "auto"
@@ -182,9 +185,9 @@ class HooksSettings(_Section):
     """Provider webhooks under /hooks/<provider>; a provider whose secret is empty is refused."""
 
     # Amazon SES through SNS: the topic ARNs to accept (empty: any topic whose message verifies).
-    ses_topic_arns: list[str] = Field(default_factory=list)
+    ses_topic_arns: list[str] = []
     # Certificate URLs that may sign besides https://sns.<region>.amazonaws.com/ (only for tests).
-    ses_extra_cert_url_prefixes: list[str] = Field(default_factory=list)
+    ses_extra_cert_url_prefixes: list[str] = []
     ses_enabled: bool = False
     postmark_username: str = ""
     postmark_password: str = ""
@@ -223,7 +226,7 @@ class WebSettings(_Section):
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     max_import_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     # /metrics and /api/openapi.json answer these networks without a token (anyone else needs the admin token).
-    metrics_networks: list[str] = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+    metrics_networks: list[str] = ["127.0.0.1/32", "::1/128"]
     # A client must send its request headers within this many seconds of connecting (or of its last answer).
     header_timeout: float = Field(10.0, gt=0)
     # Open HTTP connections at most; past it the one waiting longest for its headers is closed. 0: as many as
@@ -334,17 +337,17 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FEEDSVC_", env_nested_delimiter="__", extra="forbid")
 
     site: SiteSettings
-    posts: PostsSettings = Field(default_factory=PostsSettings)
-    feeds: FeedsSettings = Field(default_factory=FeedsSettings)
-    store: StoreSettings = Field(default_factory=StoreSettings)
-    mail: MailSettings = Field(default_factory=MailSettings)
-    digest: DigestSettings = Field(default_factory=DigestSettings)
-    web: WebSettings = Field(default_factory=WebSettings)
-    inbound: InboundSettings = Field(default_factory=InboundSettings)
-    hooks: HooksSettings = Field(default_factory=HooksSettings)
-    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
-    fediverse: FediverseSettings = Field(default_factory=FediverseSettings)
-    log: LogSettings = Field(default_factory=LogSettings)
+    posts: PostsSettings = PostsSettings()
+    feeds: FeedsSettings = FeedsSettings()
+    store: StoreSettings = StoreSettings()
+    mail: MailSettings = MailSettings()
+    digest: DigestSettings = DigestSettings()
+    web: WebSettings = WebSettings()
+    inbound: InboundSettings = InboundSettings()
+    hooks: HooksSettings = HooksSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
+    fediverse: FediverseSettings = FediverseSettings()
+    log: LogSettings = LogSettings()
 
     # The config file the values came from; None when configured by the environment or the bundled example.
     config_path: Path | None = Field(default=None, exclude=True)
