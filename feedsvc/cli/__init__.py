@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import importlib
+import os
 import sys
 
 from rich.markup import escape
@@ -50,6 +51,9 @@ def main() -> None:
     # collector's passes over it find nothing to free (2 % of a `digest send`'s instructions, 1.6 % of a small
     # build's). `common.started` turns it back on once the command has imported what it uses.
     gc.disable()
+    # feedsvc uses no pydantic plugin: without this, building the configuration's models reads the entry points of
+    # every installed distribution to look for one. A value set in the environment is kept (empty: plugins load).
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     load_commands(sys.argv[1:])
     # What the imports made lives as long as the process: kept out of the cyclic collector's passes, which
     # otherwise walk it again and again while a build makes its 10,000s of objects (about a tenth of a cold
