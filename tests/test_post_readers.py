@@ -17,7 +17,8 @@ from test_generators import write_tree
 from feedsvc import feeds
 from feedsvc.config import Settings
 from feedsvc.feeds.items import plain_text
-from feedsvc.posts import Collection, Post, Scan, lint
+from feedsvc.posts import Collection, Post, Scan
+from feedsvc.posts.lint import lint
 from feedsvc.posts.render import rendered
 
 NOW = datetime.now(UTC)

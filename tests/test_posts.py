@@ -19,7 +19,8 @@ import yaml
 from conftest import EXAMPLE_POSTS
 
 from feedsvc.config import ConfigError, Settings
-from feedsvc.posts import Collection, Post, Problem, Scan, is_published, lint, tag_slug
+from feedsvc.posts import Collection, Post, Problem, Scan, is_published, tag_slug
+from feedsvc.posts.lint import lint
 from feedsvc.posts.readers.yaml_front_matter import simple_yaml
 from feedsvc.posts.render import SourceChanged, rendered
 

@@ -79,7 +79,8 @@ def build_command(config: ConfigOption = None, posts: PostsOption = None, out: O
 @app.command("check")
 def check_command(config: ConfigOption = None, posts: PostsOption = None) -> None:
     """Check the posts without writing anything. Exit 1 when a post has an error."""
-    from feedsvc.posts import Collection, lint
+    from feedsvc.posts import Collection
+    from feedsvc.posts.lint import lint
 
     settings = _settings(config, posts, None)
     scan = Collection(settings).scan()

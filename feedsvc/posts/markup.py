@@ -8,23 +8,25 @@ Plain text is escaped and kept line for line; both then go through nh3, which al
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 from collections.abc import Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urljoin
 
 import markdown_it_pyrs
 import nh3
-from markdown_it import MarkdownIt
-from markdown_it.token import Token
+
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
+    from markdown_it.token import Token
 
 Markup = Literal["markdown", "text", "html"]
 AssetUrls = tuple[tuple[str, str], ...]  # (relative prefix, absolute prefix), longest prefix first
 
 MORE = "<!--more-->"
 
-_markdown = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
 _fast_markdown = markdown_it_pyrs.MarkdownIt("commonmark").enable("table").enable("strikethrough")
 _URL_ATTRIBUTES = {"href", "src", "cite"}
 _ATTRIBUTES = {tag: set(names) for tag, names in nh3.ALLOWED_ATTRIBUTES.items()}
@@ -238,20 +240,30 @@ def render_summary(markup: Markup, summary: str, body: str, base_url: str, asset
     return sanitize(fragment, base_url, asset_urls)
 
 
+@functools.cache
+def _token_parser() -> MarkdownIt:
+    """markdown-it-py, imported when the first summary is made: a process that renders no post (a `digest send`
+    with nothing new) has no use for it, and its import is a twentieth of that command's start-up."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
+
+
 def _first_markdown_paragraph(body: str) -> str:
     # Parse a growing prefix (cut at blank lines) until it holds a top-level paragraph with text in it: a
     # long body is not parsed whole.
+    parser = _token_parser()
     blocks = _BLANK_LINES.split(_LEADING_BLANK_LINES.sub("", body))  # keeps the indentation of line one
     taken = 1
     while True:
-        tokens = _markdown.parse("\n\n".join(blocks[:taken]))
+        tokens = parser.parse("\n\n".join(blocks[:taken]))
         for index, token in enumerate(tokens):
             if token.type == "paragraph_open" and token.level == 0:
                 inline = tokens[index + 1]
                 if _has_text(inline):
                     return (
                         "<p>"
-                        + _markdown.renderer.render(inline.children or [], _markdown.options, {})
+                        + parser.renderer.render(inline.children or [], parser.options, {})
                         + "</p>\n"
                     )
         if taken >= len(blocks):

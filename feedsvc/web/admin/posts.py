@@ -14,7 +14,8 @@ from starlette.routing import Route
 from feedsvc.cadences import edition_times
 from feedsvc.config import Settings
 from feedsvc.i18n import date_locale
-from feedsvc.posts import Collection, Post, Problem, is_published, lint
+from feedsvc.posts import Collection, Post, Problem, is_published
+from feedsvc.posts.lint import lint
 from feedsvc.web.admin.common import CACHE_SECONDS, PREFIX, Admin, MinuteCache, admin_page, now
 
 _cache = MinuteCache()
