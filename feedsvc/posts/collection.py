@@ -18,7 +18,16 @@ from feedsvc import __version__
 from feedsvc.config import Settings
 from feedsvc.parallel import fork_map
 from feedsvc.posts.fields import Site
-from feedsvc.posts.model import Post, Problem, brief, is_published, problem_order, shown_path, tag_slug
+from feedsvc.posts.model import (
+    Post,
+    Problem,
+    brief,
+    is_published,
+    pickled_by_position,
+    problem_order,
+    shown_path,
+    tag_slug,
+)
 from feedsvc.posts.parse import read_post
 from feedsvc.posts.readers import convention_for
 
@@ -127,6 +136,7 @@ def _is_below(path: str, folder: str) -> bool:
     return path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
+@pickled_by_position
 @dataclass(frozen=True, slots=True)
 class _Entry:
     """What a file of this size and mtime parsed to."""
