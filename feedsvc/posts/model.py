@@ -134,6 +134,8 @@ _NON_WORD = re.compile(r"[\W_]+")
 
 def fold(text: str) -> str:
     """Accents folded to ASCII ('é' -> 'e', 'ß' -> 'ss'); letters without an ASCII form kept."""
+    if text.isascii():  # what most slugs and tags are: nothing to fold, and a character loop less per post
+        return text
     return "".join(
         char if unicodedata.category(char)[0] != "M" else ""
         for char in unicodedata.normalize("NFKD", text.translate(_FOLD))
