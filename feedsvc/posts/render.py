@@ -13,7 +13,7 @@ import json
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from threading import Lock
@@ -130,12 +130,12 @@ class RenderedStore:
         self._added: list[tuple[str, Rendered]] = []  # put since the last save
 
     def get(self, post: Post) -> Rendered | None:
-        digest = _digest(post)
+        digest = self._digest(post)
         return None if digest is None else self._load().get(digest)
 
     def put(self, post: Post, html: Rendered) -> None:
         """A post rendered now: written by the next `save`."""
-        digest = _digest(post)
+        digest = self._digest(post)
         if digest is not None:
             self._load()[digest] = html
             self._added.append((digest, html))
@@ -148,19 +148,32 @@ class RenderedStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self._rewrite or self._lines + len(self._added) > 2 * count:
-                kept = {digest: html for post, html in shown() if (digest := _digest(post)) is not None}
+                kept = {digest: html for post, html in shown() if (digest := self._digest(post)) is not None}
                 # A name of our own: another process (the service's builds, a `feedsvc build`) may write too.
                 temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}")
-                temporary.write_text(self.header + "\n" + _lines(kept.items()), encoding="utf-8")
-                os.replace(temporary, self.path)
+                try:
+                    with temporary.open("w", encoding="utf-8") as file:
+                        file.write(self.header + "\n")
+                        file.writelines(_lines(kept.items()))
+                    os.replace(temporary, self.path)
+                finally:
+                    temporary.unlink(missing_ok=True)  # left only by a failed write
                 self._stored, self._lines, self._rewrite = kept, len(kept), False
             else:
                 with self.path.open("a", encoding="utf-8") as file:
-                    file.write(_lines(self._added))
+                    file.writelines(_lines(self._added))
                 self._lines += len(self._added)
         except OSError:  # only speed is lost; the parse cache, beside it, reports an unwritable store folder
             self._rewrite = True
         self._added = []
+
+    def _digest(self, post: Post) -> str | None:
+        """What identifies the HTML of a post the store may keep, None for one it does not keep. The header is in
+        it: a line another version of feedsvc appended (a `feedsvc build` beside the service) matches no post."""
+        if post.convention is not None or post.content_html is not None or post.summary_html is not None:
+            return None
+        source, version, *rest = _key(post)
+        return hashlib.sha256(repr((self.header, str(source), version, *rest)).encode()).hexdigest()
 
     def _load(self) -> dict[str, Rendered]:
         if self._stored is not None:
@@ -189,16 +202,6 @@ class RenderedStore:
         return stored
 
 
-def _digest(post: Post) -> str | None:
-    """What identifies the HTML of a post the store may keep; None for one it does not keep."""
-    if post.convention is not None or post.content_html is not None or post.summary_html is not None:
-        return None
-    source, version, *rest = _key(post)
-    return hashlib.sha256(repr((str(source), version, *rest)).encode()).hexdigest()
-
-
-def _lines(entries: Iterable[tuple[str, Rendered]]) -> str:
-    return "".join(
-        json.dumps([digest, html.content_html, html.summary_html]) + "\n"
-        for digest, html in entries
-    )
+def _lines(entries: Iterable[tuple[str, Rendered]]) -> Iterator[str]:
+    """One line per post, made as it is written (the file of a 50,000-post blog is some 10 MB)."""
+    return (json.dumps([digest, html.content_html, html.summary_html]) + "\n" for digest, html in entries)
