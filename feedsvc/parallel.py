@@ -36,8 +36,8 @@ def fork_map(function: Callable[[T], R], items: Sequence[T], *, min_items: int) 
 
 def fork_chunks(function: Callable[[list[T]], R], items: Sequence[T], *, min_items: int) -> list[R]:
     """`function` of each share of `items`, each share in a process of its own when there are at least
-    `min_items` items, else one share of them all. Share k of n holds items k, k + n, k + 2n... (files of the
-    same size and age are spread out rather than all given to one process)."""
+    `min_items` items, else one share of them all. Share k of n holds items k, k + n, k + 2n...: neighbours,
+    often alike (a folder of long posts), are spread over the processes rather than all given to one."""
     workers = min(os.cpu_count() or 1, MAX_PROCESSES, len(items))
     if len(items) < min_items or workers < 2 or threading.active_count() > 1:
         return [function(list(items))]

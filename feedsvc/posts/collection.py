@@ -220,7 +220,7 @@ class Collection:
         before = {relative: self._entries.get(relative) for relative in changes}
         _apply(self._entries, changes)
         # After a cold parse, the pickles the parsing processes sent back are the cache's snapshot as they are.
-        if pickled is not None and sum(1 for _, parsed, _ in parsed_files if parsed) < len(self._entries):
+        if pickled is not None and sum(1 for _, parsed, _ in parsed_files if parsed is not None) < len(self._entries):
             pickled = None
         if changes or self.cache.stale:
             problems += self.cache.save(self._entries, changes, self.site, pickled)
