@@ -12,6 +12,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -20,30 +21,41 @@ R = TypeVar("R")
 MAX_PROCESSES = 4
 
 # The work a forked child does: inherited through fork, never pickled.
-_job: tuple[Callable[[Any], Any], Sequence[Any]] | None = None
+_job: tuple[Callable[[list[Any]], Any], Sequence[Any]] | None = None
 
 
 def fork_map(function: Callable[[T], R], items: Sequence[T], *, min_items: int) -> list[R]:
     """`[function(item) for item in items]`, shared over the CPUs when there are at least `min_items` items
     (below that, starting processes costs more than it saves)."""
+    chunks = fork_chunks(partial(_map, function), items, min_items=min_items)
+    results: list[Any] = [None] * len(items)
+    for start, values in enumerate(chunks):
+        results[start :: len(chunks)] = values
+    return results
+
+
+def fork_chunks(function: Callable[[list[T]], R], items: Sequence[T], *, min_items: int) -> list[R]:
+    """`function` of each share of `items`, each share in a process of its own when there are at least
+    `min_items` items, else one share of them all. Share k of n holds items k, k + n, k + 2n...: neighbours,
+    often alike (a folder of long posts), are spread over the processes rather than all given to one."""
     workers = min(os.cpu_count() or 1, MAX_PROCESSES, len(items))
     if len(items) < min_items or workers < 2 or threading.active_count() > 1:
-        return [function(item) for item in items]
+        return [function(list(items))]
     global _job
     _job = (function, items)
     try:
         chunks = [range(start, len(items), workers) for start in range(workers)]
-        results: list[Any] = [None] * len(items)
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            for chunk, values in zip(chunks, pool.map(_run_chunk, chunks), strict=True):
-                for index, value in zip(chunk, values, strict=True):
-                    results[index] = value
-        return results
+            return list(pool.map(_run_chunk, chunks))
     finally:
         _job = None
 
 
-def _run_chunk(indices: range) -> list[Any]:
+def _map(function: Callable[[T], R], items: list[T]) -> list[R]:
+    return [function(item) for item in items]
+
+
+def _run_chunk(indices: range) -> Any:
     assert _job is not None
     function, items = _job
-    return [function(items[index]) for index in indices]
+    return function([items[index] for index in indices])

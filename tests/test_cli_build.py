@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -137,3 +138,64 @@ def test_check_reports_problems_writes_no_feeds_and_exits_1(site: Path) -> None:
     assert any(line.startswith("warning posts/picture.md:6: image 'missing/pic.png' not found") for line in lines)
     assert "3 posts checked: 1 errors" in result.stdout
     assert not (site / "public").exists()
+
+
+def feeds_of(folder: Path) -> dict[str, bytes]:
+    return {path.relative_to(folder).as_posix(): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+def cold_build(site: Path) -> dict[str, bytes]:
+    """The feeds a build with no caches at all writes, in a folder of their own."""
+    config = site / "cold.toml"
+    text = (site / "feedsvc.toml").read_text()
+    config.write_text(text.replace('"data"', '"data-cold"').replace('"public"', '"public-cold"'))
+    result = run(site, "build", "--config", str(config))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return feeds_of(site / "public-cold")
+
+
+def test_a_new_build_process_renders_again_only_the_posts_that_changed(site: Path) -> None:
+    assert run(site, "build").returncode == 0
+    store = site / "data" / "rendered-posts.jsonl"
+    # What the store holds is what the next process shows for a post whose file did not change (a stand-in
+    # text in place of the kept HTML shows which posts were rendered again).
+    store.write_text(store.read_text().replace("<p>More.</p>", "<p>Kept.</p>").replace("there", "thereabouts"))
+    hello = site / "posts" / "hello.md"
+    hello.write_text(hello.read_text().replace("Hi *there*.", "Hi *everyone*."))
+    assert run(site, "build").returncode == 0
+    rss = (site / "public" / "rss.xml").read_text()
+    assert "&lt;p&gt;Kept.&lt;/p&gt;" in rss and "More." not in rss
+    assert "everyone" in rss and "thereabouts" not in rss
+    # Once its file changes, a post is rendered from it again: the feeds are those of a build from nothing.
+    second = site / "posts" / "second.md"
+    second.write_text(second.read_text())
+    os.utime(second, ns=(second.stat().st_atime_ns, second.stat().st_mtime_ns + 1_000_000))
+    assert run(site, "build").returncode == 0
+    assert feeds_of(site / "public") == cold_build(site)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["garbage", "cut short", "other header", "wrong types", "deep nesting", "not UTF-8", "empty"],
+)
+def test_a_damaged_rendered_posts_store_is_ignored_and_written_again(site: Path, damage: str) -> None:
+    assert run(site, "build").returncode == 0
+    store = site / "data" / "rendered-posts.jsonl"
+    good = store.read_bytes()
+    header, first, *_ = good.split(b"\n")
+    store.write_bytes(
+        {
+            "garbage": b"\x80\x03 not a store at all",
+            "cut short": good[: len(header) + 1 + len(first) // 2],
+            "other header": b'["feedsvc rendered posts", 0]\n' + good.split(b"\n", 1)[1],
+            "wrong types": header + b'\n["digest", 1, {"a": 2}]\n',
+            "deep nesting": header + b"\n" + b"[" * 200_000 + b"]" * 200_000 + b"\n",
+            "not UTF-8": header + b"\n" + first.replace(b"Hi", b"\xff\xfe") + b"\n",
+            "empty": b"",
+        }[damage]
+    )
+    shutil.rmtree(site / "public")
+    result = run(site, "build")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert feeds_of(site / "public") == cold_build(site)
+    assert store.read_bytes() == good

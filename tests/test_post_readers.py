@@ -131,6 +131,21 @@ def test_hugo_shortcodes_render_or_are_removed_with_a_warning(make_settings, tmp
     assert [str(problem) for problem in lint(settings, scan)] == messages(scan)  # what `feedsvc check` lists
 
 
+def test_a_generator_s_posts_are_not_kept_rendered_on_disk(make_settings, tmp_path: Path) -> None:
+    # A's HTML holds B's URL (relref): it depends on a file its own version does not cover, so a new process
+    # renders it again rather than take it from the store of rendered posts.
+    files = {
+        "hugo.toml": HUGO_CONFIG,
+        "content/posts/a.md": '---\ntitle: A\ndate: 2020-01-01\n---\nSee [b]({{< relref "b.md" >}}).\n',
+        "content/posts/b.md": "---\ntitle: B\ndate: 2020-01-02\nslug: bee\n---\nb\n",
+    }
+    settings = site_settings(make_settings, tmp_path, files)
+    feeds.build(settings)
+    assert "https://example.org/2020/bee/" in (settings.feeds.output_dir / feeds.RSS_FILE).read_text()
+    store = settings.store.dir / "rendered-posts.jsonl"
+    assert len(store.read_text().splitlines()) == 1  # its header alone
+
+
 def test_jekyll_posts_dates_urls_and_liquid(make_settings, tmp_path: Path) -> None:
     settings = site_settings(
         make_settings,

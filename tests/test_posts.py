@@ -710,6 +710,11 @@ def test_a_large_cold_parse_shared_out_over_processes_gives_the_same_scan(settin
     again = Collection(settings, cache_path=settings.store.dir / "forked.pickle")
     again.scan()
     assert again.parses == 0
+    # A change appended to that cache is read back on top of it.
+    edited = write(settings, "post-07.md", post(title="Post 7, retitled", date="2025-03-08", tags="[a, b]"))
+    again.scan([edited])
+    third = Collection(settings, cache_path=settings.store.dir / "forked.pickle")
+    assert "Post 7, retitled" in [p.title for p in third.scan().posts] and third.parses == 0
 
 
 def test_an_edit_keeping_slug_and_id_updates_the_scan_as_a_full_rescan_would(settings):

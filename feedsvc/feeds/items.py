@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from feedsvc.posts import Post, tag_slug
-from feedsvc.posts.model import failure
-from feedsvc.posts.render import rendered
+from feedsvc.posts.model import failure, pickled_by_position
+from feedsvc.posts.render import Rendered, rendered
 
 # An empty feed still needs a date; a fixed one keeps its bytes stable.
 EMPTY_FEED_DATE = datetime(1970, 1, 1, tzinfo=UTC)
@@ -95,6 +95,7 @@ class FeedSet:
     tag: str | None = None  # the tag of a tag feed, its items' only category
 
 
+@pickled_by_position  # a cold build's items come back from the rendering processes pickled
 @dataclass(frozen=True, slots=True)
 class Item:
     """A post as every feed shows it: texts cleaned for XML, dates without microseconds, full HTML rendered."""
@@ -111,8 +112,9 @@ class Item:
     updated: datetime | None
 
     @classmethod
-    def of(cls, post: Post, default_author: str) -> Item:
-        html = rendered(post)
+    def of(cls, post: Post, default_author: str, html: Rendered | None = None) -> Item:
+        """`html`: the post's as rendered before (an item's own texts, kept on disk), else it is rendered now."""
+        html = rendered(post) if html is None else html
         return cls(
             id=entry_id(post.id),
             url=post.url,
@@ -131,9 +133,9 @@ class Item:
         return self.updated or self.published
 
 
-def _item_or_failure(post: Post, default_author: str) -> Item | str:
+def _item_or_failure(post: Post, default_author: str, html: Rendered | None) -> Item | str:
     try:
-        return Item.of(post, default_author)
+        return Item.of(post, default_author, html)
     except Exception as exc:  # one post that breaks the renderer must not keep the others out
         return failure(exc)
 

@@ -15,6 +15,7 @@ from feedsvc.feeds.formats import FORMATS
 from feedsvc.feeds.items import FeedSet, Item, _item_or_failure, feed_updated, xml_text
 from feedsvc.parallel import fork_map
 from feedsvc.posts import Post
+from feedsvc.posts.render import Rendered, RenderedStore
 
 # Items to render at once (a cold build) from which the rendering is shared over the CPUs.
 _PARALLEL_RENDER_MIN = 200
@@ -36,6 +37,8 @@ class FeedRenderer:
         self._items: dict[str, tuple[Post, Item | str]] = {}
         # (what makes it, item id, its categories) -> (the item, what was made of it): see `prepared`.
         self._prepared: dict[tuple[object, str, tuple[str, ...]], tuple[Item, object]] = {}
+        # The posts' HTML from the last write of any process (a `feedsvc build` after one edit renders one post).
+        self._store = RenderedStore(settings.store.dir / "rendered-posts.jsonl")
 
     def url(self, feed: FeedSet, filename: str) -> str:
         folder = f"{feed.folder}/" if feed.folder else ""
@@ -58,14 +61,22 @@ class FeedRenderer:
             for post in posts
             if (cached := self._items.get(post.id)) is None or cached[0] is not post
         }
-        posts_to_render = list(missing.values())
+        posts_to_render = []
+        for post in missing.values():
+            stored = self._store.get(post)
+            if stored is None:
+                posts_to_render.append(post)
+            else:
+                self._items[post.id] = (post, _item_or_failure(post, self.author, stored))
         items = fork_map(
-            partial(_item_or_failure, default_author=self.author),
+            partial(_item_or_failure, default_author=self.author, html=None),
             posts_to_render,
             min_items=_PARALLEL_RENDER_MIN,
         )
         for post, item in zip(posts_to_render, items, strict=True):
             self._items[post.id] = (post, item)
+            if isinstance(item, Item):
+                self._store.put(post, Rendered(item.content_html, item.summary_html))
         outcomes = {post.id: self._items[post.id][1] for post in posts}
         return {post_id: outcome for post_id, outcome in outcomes.items() if isinstance(outcome, str)}
 
@@ -86,13 +97,21 @@ class FeedRenderer:
             cached = self._prepared[key] = (item, make(item))
         return cached[1]  # type: ignore[return-value]
 
-    def forget_except(self, post_ids: Container[str]) -> None:
-        """Drop the prepared items of posts no longer published."""
+    def keep_only(self, post_ids: Container[str]) -> None:
+        """Drop the prepared items of posts no longer published; keep the HTML of the others on disk."""
         for post_id in [post_id for post_id in self._items if post_id not in post_ids]:
             del self._items[post_id]
         live = {item.id for _, item in self._items.values() if isinstance(item, Item)}
         for key in [key for key, (item, _) in self._prepared.items() if item.id not in live]:
             del self._prepared[key]
+        self._store.save(
+            lambda: (
+                (post, Rendered(item.content_html, item.summary_html))
+                for post, item in self._items.values()
+                if isinstance(item, Item)
+            ),
+            len(self._items),
+        )
 
     def generator(self, feed: FeedSet, items: list[Item], filename: str, media_type: str) -> FeedGenerator:
         generator = FeedGenerator()

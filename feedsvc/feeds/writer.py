@@ -102,7 +102,7 @@ class FeedWriter:
         if report.error is not None:
             return report
         self._previous = {post.id: post.tags for post in posts} if report.failed else current
-        self.renderer.forget_except(current)
+        self.renderer.keep_only(current)
         return report
 
     def _write(self, feed: FeedSet) -> tuple[list[Path], list[Path], OSError | None]:

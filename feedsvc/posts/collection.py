@@ -16,13 +16,22 @@ from typing import BinaryIO
 
 from feedsvc import __version__
 from feedsvc.config import Settings
-from feedsvc.parallel import fork_map
+from feedsvc.parallel import fork_chunks
 from feedsvc.posts.fields import Site
-from feedsvc.posts.model import Post, Problem, brief, is_published, problem_order, shown_path, tag_slug
+from feedsvc.posts.model import (
+    Post,
+    Problem,
+    brief,
+    is_published,
+    pickled_by_position,
+    problem_order,
+    shown_path,
+    tag_slug,
+)
 from feedsvc.posts.parse import read_post
 from feedsvc.posts.readers import convention_for
 
-_CACHE_VERSION = 2  # bump when what a cache entry holds changes
+_CACHE_VERSION = 3  # bump when what a cache entry holds changes
 # Hidden files and editors' scratch files: vim (.x.swp, x~, 4913), emacs (.#x, #x#), JetBrains (x___jb_tmp___),
 # backups and partial downloads. The watcher uses the same rule, so such a file never triggers a rebuild.
 _IGNORED_NAME = re.compile(r"(^[.#]|~$|\.sw[a-p]$|^4913$|\.(tmp|bak|part|crdownload)$|___jb_\w+___$)")
@@ -127,6 +136,7 @@ def _is_below(path: str, folder: str) -> bool:
     return path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
+@pickled_by_position
 @dataclass(frozen=True, slots=True)
 class _Entry:
     """What a file of this size and mtime parsed to."""
@@ -202,14 +212,18 @@ class Collection:
             entry = self._entries.get(relative)
             if entry is None or (entry.size, entry.mtime_ns) != (info.st_size, info.st_mtime_ns):
                 stale.append((relative, info))
-        for relative, parsed, failures in self._parse_all(stale):
+        parsed_files, pickled = self._parse_all(stale)
+        for relative, parsed, failures in parsed_files:
             problems += failures
             if parsed is not None or relative in self._entries:
                 changes[relative] = parsed
         before = {relative: self._entries.get(relative) for relative in changes}
         _apply(self._entries, changes)
+        # After a cold parse, the pickles the parsing processes sent back are the cache's snapshot as they are.
+        if pickled is not None and sum(1 for _, parsed, _ in parsed_files if parsed is not None) < len(self._entries):
+            pickled = None
         if changes or self.cache.stale:
-            problems += self.cache.save(self._entries, changes, self.site)
+            problems += self.cache.save(self._entries, changes, self.site, pickled)
 
         if changes or self._current is None:
             previous = self._current
@@ -343,18 +357,33 @@ class Collection:
 
     def _parse_all(
         self, stale: list[tuple[str, os.stat_result]]
-    ) -> list[tuple[str, _Entry | None, list[Problem]]]:
-        """Parse these files: (relative path, entry, problems not to cache) for each. A large cold parse (a first
-        build, a cache made under other settings) is shared out over the CPUs."""
+    ) -> tuple[list[tuple[str, _Entry | None, list[Problem]]], list[bytes] | None]:
+        """Parse these files: (relative path, entry, problems not to cache) for each, and with a large parse, the
+        pickles of {relative path: entry} its shares came back as. A large cold parse (a first build, a cache
+        made under other settings) is shared out over the CPUs; each process pickles what it parsed once, for
+        both the way back and the parse cache."""
         self.parses += len(stale)
         root = self.site.posts_dir
 
-        def parse(file: tuple[str, os.stat_result]) -> tuple[str, _Entry | None, list[Problem]]:
-            relative, info = file
+        def parse(relative: str, info: os.stat_result) -> tuple[str, _Entry | None, list[Problem]]:
             problems: list[Problem] = []
             return relative, self._parse(root / relative, info, problems), problems
 
-        return fork_map(parse, stale, min_items=_PARALLEL_PARSE_MIN)
+        def parse_share(files: list[tuple[str, os.stat_result]]) -> tuple[list[tuple[str, bool, list[Problem]]], bytes]:
+            parsed = [parse(*file) for file in files]
+            entries = {relative: entry for relative, entry, _ in parsed if entry is not None}
+            found = [(relative, entry is not None, problems) for relative, entry, problems in parsed]
+            return found, pickle.dumps(entries, pickle.HIGHEST_PROTOCOL)
+
+        if len(stale) < _PARALLEL_PARSE_MIN:
+            return [parse(*file) for file in stale], None
+        results: list[tuple[str, _Entry | None, list[Problem]]] = []
+        pickled = []
+        for found, entries_pickled in fork_chunks(parse_share, stale, min_items=_PARALLEL_PARSE_MIN):
+            entries = pickle.loads(entries_pickled)
+            results += [(relative, entries[relative] if ok else None, problems) for relative, ok, problems in found]
+            pickled.append(entries_pickled)
+        return results, pickled
 
     def _parse(self, path: Path, info: os.stat_result, problems: list[Problem]) -> _Entry | None:
         """Parse one file; None (and a problem, not cached) when it cannot be read at all."""
@@ -550,7 +579,9 @@ class _Cache:
             with self.path.open("rb") as file:
                 if pickle.load(file) != self.header:
                     return {}
-                entries: dict[str, _Entry] = pickle.load(file)
+                entries: dict[str, _Entry] = {}
+                for _ in range(pickle.load(file)):  # the snapshot, in parts
+                    entries.update(pickle.load(file))
                 self.stale = False
                 while self._load_delta(file, entries):
                     self._deltas += 1
@@ -574,8 +605,13 @@ class _Cache:
         return True
 
     def save(
-        self, entries: dict[str, _Entry], changes: dict[str, _Entry | None], site: Site
+        self,
+        entries: dict[str, _Entry],
+        changes: dict[str, _Entry | None],
+        site: Site,
+        pickled: list[bytes] | None = None,
     ) -> list[Problem]:
+        """`pickled`: pickles of dictionaries that together are `entries`, written as the snapshot if one is."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.stale or self._deltas > 50 or len(changes) * 4 > self._size:
@@ -583,7 +619,10 @@ class _Cache:
                 temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}")
                 with temporary.open("wb") as file:
                     pickle.dump(self.header, file, pickle.HIGHEST_PROTOCOL)
-                    pickle.dump(entries, file, pickle.HIGHEST_PROTOCOL)
+                    parts = pickled or [pickle.dumps(entries, pickle.HIGHEST_PROTOCOL)]
+                    pickle.dump(len(parts), file, pickle.HIGHEST_PROTOCOL)
+                    for part in parts:
+                        file.write(part)
                 os.replace(temporary, self.path)
                 self._deltas, self._size, self.stale = 0, len(entries), False
             else:

@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urljoin
@@ -78,11 +79,18 @@ class Site:
         ).hexdigest()
 
     def post_url(self, slug: str, when: datetime) -> str:
-        local = when.astimezone(self.tz)
-        path = self.url_pattern.format(
-            site_url=self.url, slug=quote(slug), year=f"{local:%Y}", month=f"{local:%m}", day=f"{local:%d}"
-        )
+        if self._dated_urls:
+            local = when.astimezone(self.tz)
+            year, month, day = f"{local:%Y}", f"{local:%m}", f"{local:%d}"
+        else:  # the default pattern: no time zone conversion and date formatting for each post read
+            year = month = day = ""
+        path = self.url_pattern.format(site_url=self.url, slug=quote(slug), year=year, month=month, day=day)
         return path if path.startswith(("https://", "http://")) else urljoin(self.url + "/", path)
+
+    @cached_property
+    def _dated_urls(self) -> bool:
+        """Whether url_pattern uses the date (a field of it starts "{year", "{month" or "{day")."""
+        return any(f"{{{name}" in self.url_pattern for name in ("year", "month", "day"))
 
     def problem(self, path: Path, line: int | None, message: str, severity: str = "error") -> Problem:
         return Problem(path, line, message, severity, self.root)  # type: ignore[arg-type]

@@ -6,18 +6,38 @@ import re
 import reprlib
 import unicodedata
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from functools import lru_cache
+from operator import attrgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from feedsvc.posts.markup import AssetUrls, Markup
 
 if TYPE_CHECKING:
     from feedsvc.posts.readers.base import Convention
 
+DataclassType = TypeVar("DataclassType", bound=type)
 
+
+def pickled_by_position(cls: DataclassType) -> DataclassType:
+    """Pickle a dataclass (frozen, with slots) as its class and its field values in order, made again by its
+    `__init__`. The pickling such a dataclass gets by itself looks its fields up again for every object, which
+    made pickling the posts of a cold 10,000-post build (back from the parsing processes, then into the parse
+    cache) two and a half times slower."""
+    names = [item.name for item in fields(cls)]
+    assert len(names) > 1, "attrgetter of one name gives a value, not a tuple"
+    values = attrgetter(*names)
+
+    def __reduce__(self: Any) -> tuple[type, tuple[Any, ...]]:
+        return cls, values(self)
+
+    cls.__reduce__ = __reduce__  # type: ignore[assignment]
+    return cls
+
+
+@pickled_by_position
 @dataclass(frozen=True, slots=True)
 class Post:
     """A post as read from its file: data only. Its HTML is made by `feedsvc.posts.render.rendered`, from the file
@@ -114,6 +134,8 @@ _NON_WORD = re.compile(r"[\W_]+")
 
 def fold(text: str) -> str:
     """Accents folded to ASCII ('é' -> 'e', 'ß' -> 'ss'); letters without an ASCII form kept."""
+    if text.isascii():  # what most slugs and tags are: nothing to fold, and a character loop less per post
+        return text
     return "".join(
         char if unicodedata.category(char)[0] != "M" else ""
         for char in unicodedata.normalize("NFKD", text.translate(_FOLD))

@@ -8,12 +8,21 @@ reads it again.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import threading
 from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from threading import Lock
 
+import markdown_it
+import markdown_it_pyrs
+import nh3
+
+from feedsvc import __version__
 from feedsvc.posts.markup import render_body, render_summary
 from feedsvc.posts.model import Post
 from feedsvc.posts.readers import split
@@ -34,8 +43,7 @@ class Rendered:
 def rendered(post: Post) -> Rendered:
     if post.content_html is not None and post.summary_html is not None:
         return Rendered(post.content_html, post.summary_html)
-    # Besides the file, what the HTML depends on: a post whose URL or asset mapping changed renders again.
-    key = (post.source, post.version, post.url, post.markup, post.summary, post.asset_urls)
+    key = _key(post)
     with _lock:
         found = _cache.get(key)
         if found is not None:
@@ -57,6 +65,11 @@ def rendered(post: Post) -> Rendered:
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
     return made
+
+
+def _key(post: Post) -> tuple[object, ...]:
+    # Besides the file, what the HTML depends on: a post whose URL or asset mapping changed renders again.
+    return post.source, post.version, post.url, post.markup, post.summary, post.asset_urls
 
 
 def body(post: Post) -> str:
@@ -83,3 +96,112 @@ def read_as_read(path: Path, version: tuple[int, int]) -> bytes:
 _CACHE_SIZE = 1024
 _cache: OrderedDict[tuple[object, ...], Rendered] = OrderedDict()
 _lock = Lock()
+
+
+class RenderedStore:
+    """The HTML of the posts of the last feed write, in a file, so that a new process (a `feedsvc build` after
+    one edit) renders only the posts that changed rather than the thousand its feeds show.
+
+    One JSON line per post (a digest of what its HTML depends on, as the in-memory cache's key; its HTML) after a
+    header line of feedsvc's and the renderers' versions; a save appends the posts rendered since the last one,
+    and rewrites the file when the posts no longer shown would make up over half of it. JSON, not pickle: the
+    file is in the store folder like the parse cache, yet reading it must never run code. A file that is not
+    one of ours, is cut short or holds anything else is ignored from there on and rewritten by the next save.
+
+    Only the posts of a plain feedsvc folder are kept: a site generator's macros (an include, a link to another
+    post) make a body depend on other files, which the key does not cover.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.header = json.dumps(
+            [
+                "feedsvc rendered posts",
+                1,
+                __version__,
+                nh3.__version__,  # type: ignore[attr-defined]  # (missing from its type stubs)
+                markdown_it_pyrs.__version__,  # type: ignore[attr-defined]
+                markdown_it.__version__,
+            ]
+        )
+        self._stored: dict[str, Rendered] | None = None  # what the file holds (that we know of), by digest
+        self._lines = 0  # posts in the file, shown or not (a rewrite drops the others)
+        self._rewrite = True  # the file does not (yet) continue as we would append to it
+        self._added: list[tuple[str, Rendered]] = []  # put since the last save
+
+    def get(self, post: Post) -> Rendered | None:
+        digest = self._digest(post)
+        return None if digest is None else self._load().get(digest)
+
+    def put(self, post: Post, html: Rendered) -> None:
+        """A post rendered now: written by the next `save`."""
+        digest = self._digest(post)
+        if digest is not None:
+            self._load()[digest] = html
+            self._added.append((digest, html))
+
+    def save(self, shown: Callable[[], Iterable[tuple[Post, Rendered]]], count: int) -> None:
+        """Write what was `put` since the last save. `shown`: the `count` posts of the feeds just written, the
+        only ones a rewrite keeps (asked for only then: a rebuild after one edit appends one line)."""
+        if not self._added and not self._rewrite:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self._rewrite or self._lines + len(self._added) > 2 * count:
+                kept = {digest: html for post, html in shown() if (digest := self._digest(post)) is not None}
+                # A name of our own: another process (the service's builds, a `feedsvc build`) may write too.
+                temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}")
+                try:
+                    with temporary.open("w", encoding="utf-8") as file:
+                        file.write(self.header + "\n")
+                        file.writelines(_lines(kept.items()))
+                    os.replace(temporary, self.path)
+                finally:
+                    temporary.unlink(missing_ok=True)  # left only by a failed write
+                self._stored, self._lines, self._rewrite = kept, len(kept), False
+            else:
+                with self.path.open("a", encoding="utf-8") as file:
+                    file.writelines(_lines(self._added))
+                self._lines += len(self._added)
+        except OSError:  # only speed is lost; the parse cache, beside it, reports an unwritable store folder
+            self._rewrite = True
+        self._added = []
+
+    def _digest(self, post: Post) -> str | None:
+        """What identifies the HTML of a post the store may keep, None for one it does not keep. The header is in
+        it: a line another version of feedsvc appended (a `feedsvc build` beside the service) matches no post."""
+        if post.convention is not None or post.content_html is not None or post.summary_html is not None:
+            return None
+        source, version, *rest = _key(post)
+        return hashlib.sha256(repr((self.header, str(source), version, *rest)).encode()).hexdigest()
+
+    def _load(self) -> dict[str, Rendered]:
+        if self._stored is not None:
+            return self._stored
+        stored: dict[str, Rendered] = {}
+        self._stored = stored
+        try:
+            with self.path.open(encoding="utf-8") as file:
+                if file.readline() != self.header + "\n":
+                    return stored
+                self._rewrite = False
+                for line in file:
+                    entry = json.loads(line) if line.endswith("\n") else None
+                    if not (
+                        isinstance(entry, list)
+                        and len(entry) == 3
+                        and all(isinstance(value, str) for value in entry)
+                    ):
+                        raise ValueError("not an entry")
+                    digest, content_html, summary_html = entry
+                    stored[digest] = Rendered(content_html, summary_html)
+                    self._lines += 1
+        except (OSError, ValueError, RecursionError):
+            # Unreadable, or cut short by a crash: what came before is good; the next save starts the file over.
+            self._rewrite = True
+        return stored
+
+
+def _lines(entries: Iterable[tuple[str, Rendered]]) -> Iterator[str]:
+    """One line per post, made as it is written (the file of a 50,000-post blog is some 10 MB)."""
+    return (json.dumps([digest, html.content_html, html.summary_html]) + "\n" for digest, html in entries)
