@@ -7,8 +7,7 @@ to a fresh SQLite store with one queued edition for `--subscribers` confirmed su
 `smtp-sink` (the store filled as in `send.py`, not timed), with `smtp-source -s 8` sending as many messages of the
 same size into the same sink in the same rounds. REV's `feedsvc` package is exported (`git archive`) to a
 temporary folder and put first on PYTHONPATH; both run on this venv's Python and libraries, and both are
-byte-compiled first, as an installed package is (with PYTHONDONTWRITEBYTECODE set, a tree never run before would
-be compiled again by every process: a sixth of a small `digest send`'s instructions, which no user pays). Rounds are
+byte-compiled first, as an installed package is (this tree by `_paths`, REV's on export). Rounds are
 interleaved (each round runs every row for both trees and the anchor), figures are medians, the load average is
 printed beside them. Needs Postfix's tools as `send.py` does.
 """
@@ -16,6 +15,7 @@ printed beside them. Needs Postfix's tools as `send.py` does.
 from __future__ import annotations
 
 import argparse
+import compileall
 import io
 import os
 import shutil
@@ -39,6 +39,7 @@ def export(rev: str, folder: Path) -> Path:
                              capture_output=True).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(folder, filter="data")
+    compileall.compile_dir(folder / "feedsvc", quiet=1)
     return folder
 
 
@@ -65,8 +66,6 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="feedsvc-startup-") as temp:
         folder = Path(temp)
         paths = {"before": export(args.before, folder / "before"), "after": _paths.ROOT}
-        for path in paths.values():
-            subprocess.run([sys.executable, "-m", "compileall", "-q", str(path / "feedsvc")], check=True)
         sink = send.Sink(folder)
         runs = 0
 
