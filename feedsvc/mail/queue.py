@@ -4,13 +4,17 @@ The pipeline, one drain per process at a time:
 
     claim a batch (lease) -> for each wave of `mail.connections` deliveries:
         personalise -> mark the wave `sending` (one transaction, also recording finished sends) -> hand to senders
-    senders (`mail.connections` tasks) -> transport.send -> outcome buffered -> written within FLUSH_INTERVAL
+        (the mark and hand-over of one wave run while the next wave is personalised)
+    senders (`mail.connections` tasks) -> transport.send -> outcome buffered -> written soon after (below)
 
-Crash safety: a delivery turns `sending` only just before its own send, and its outcome is written at most
-FLUSH_INTERVAL after the server accepted it: with the next wave's `sending` mark (the same transaction), or by
-the writer when no wave came within that time. So a kill -9 repeats only mails in flight or accepted in the
-last few milliseconds, all of them rows left `sending`. While the queue is being fed, that is one transaction
-per wave; every store call runs in a worker thread, under one lock, so SMTP I/O never waits on it.
+Crash safety: a delivery turns `sending` only just before its own send; at most three waves are `sending` and
+not yet sent (one on the wire, one in the senders' queue, one being marked). Its outcome is written with the
+next wave's `sending` mark (the same transaction), or by the writer once it waited FLUSH_INTERVAL both from the
+server's acceptance and from the end of the last store write: at most one store transaction plus FLUSH_INTERVAL
+after the server accepted it (a few milliseconds on SQLite, 5-15 ms on a PostgreSQL server that commits in
+2-5 ms). So a kill -9 repeats only mails in flight or accepted within that time, all of them rows left
+`sending`. While the queue is being fed, that is one transaction per wave; every store call runs in a worker
+thread, under one lock, so SMTP I/O never waits on it.
 
 A store that cannot take a write (SQLite locked by another process past its busy timeout, PostgreSQL
 restarting) repeats nothing: the outcomes stay in memory and the write is retried with backoff until the store
@@ -152,6 +156,7 @@ class _Drain:
         self.bounces: list[store.Bounce] = []
         self.wake_writer = asyncio.Event()  # set when an outcome arrives with none waiting before it
         self.unwritten_since: float | None = None  # the loop's time of the oldest outcome not written yet
+        self.store_free_at = 0.0  # the loop's time when the last store write ended
         self.finished = asyncio.Event()  # the senders are done: the writer and the lease renewal end
         self.write_error: BaseException | None = None
         self.halted = asyncio.Event()  # our own reason to stop (the store failed); `stop` is the caller's
@@ -194,25 +199,44 @@ class _Drain:
         await asyncio.gather(*senders)
 
     async def _feed(self) -> None:
-        mail = self.settings.mail
-        while not self._stopping():
-            now = self.now()
-            async with self.store_lock:
-                batch = await asyncio.to_thread(
-                    self._in_transaction, store.claim, self.worker_id,
-                    now=now, lease_until=now + self.lease, limit=mail.batch_size, kind=self.kind,
-                )
-                self.renewed_at = now
-            if not batch:
-                return
-            for wave in _chunks(batch, mail.connections):
-                if self._stopping():
+        # A wave is marked `sending` and handed to the senders by a task of its own while the next wave is
+        # personalised: on PostgreSQL a commit is milliseconds of waiting, which the personalising overlaps.
+        # The next wave's mark starts only once the wave before it is in the senders' queue, so no more
+        # deliveries are `sending` at once than when each wave waited for its own write.
+        starting: asyncio.Task[None] | None = None
+        try:
+            while not self._stopping():
+                batch = await self._claim()
+                if not batch:
                     return
-                jobs = [job for delivery in wave if (job := await self._job(delivery))]
-                startable = await self._write([job.delivery.id for job in jobs])
-                for job in jobs:
-                    if job.delivery.id in startable:
-                        await self.ready.put(job)
+                for wave in _chunks(batch, self.settings.mail.connections):
+                    if self._stopping():
+                        return
+                    jobs = [job for delivery in wave if (job := await self._job(delivery))]
+                    if starting is not None:
+                        await starting
+                    starting = asyncio.create_task(self._start(jobs))
+        finally:
+            if starting is not None:
+                await starting
+
+    async def _claim(self) -> list[store.Claimed]:
+        mail = self.settings.mail
+        now = self.now()
+        async with self.store_lock:
+            batch = await asyncio.to_thread(
+                self._in_transaction, store.claim, self.worker_id,
+                now=now, lease_until=now + self.lease, limit=mail.batch_size, kind=self.kind,
+            )
+            self.renewed_at = now
+        return batch
+
+    async def _start(self, jobs: list[_Job]) -> None:
+        """Mark the jobs `sending`, then give the senders those still ours to send."""
+        startable = await self._write([job.delivery.id for job in jobs])
+        for job in jobs:
+            if job.delivery.id in startable:
+                await self.ready.put(job)
 
     def _stopping(self) -> bool:
         return self.stop.is_set() or self.halted.is_set()
@@ -310,9 +334,12 @@ class _Drain:
             await self.wake_writer.wait()
             self.wake_writer.clear()
             while (since := self.unwritten_since) is not None and not self.finished.is_set():
-                delay = since + FLUSH_INTERVAL - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+                # While the queue is fed, a wave's mark follows each store write at once and takes the outcomes
+                # along; a write of their own (a commit: milliseconds on PostgreSQL) would hold that mark up. So
+                # they wait FLUSH_INTERVAL from the end of the store's last write, when that came later.
+                delay = max(since, self.store_free_at) + FLUSH_INTERVAL - loop.time()
+                if delay > 0 or self.store_lock.locked():
+                    await asyncio.sleep(max(delay, FLUSH_INTERVAL))
                 else:
                     await self._write(())
 
@@ -335,6 +362,7 @@ class _Drain:
             self.unwritten_since = None
             if sent or retries or bounces or start or renew or self._lease_is_stale():
                 startable, skipped = await self._until_stored(self._record_and_start, sent, retries, bounces, start, renew)
+                self.store_free_at = asyncio.get_running_loop().time()
             else:
                 startable, skipped = {}, set()
         self.attempts.update(startable)
