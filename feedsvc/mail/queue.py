@@ -13,8 +13,9 @@ next wave's `sending` mark (the same transaction), or by the writer once it wait
 server's acceptance and from the end of the last store write: at most one store transaction plus FLUSH_INTERVAL
 after the server accepted it (a few milliseconds on SQLite, 5-15 ms on a PostgreSQL server that commits in
 2-5 ms). So a kill -9 repeats only mails in flight or accepted within that time, all of them rows left
-`sending`. While the queue is being fed, that is one transaction per wave; every store call runs in a worker
-thread, under one lock, so SMTP I/O never waits on it.
+`sending`. While the queue is being fed, that is one transaction per wave; every store call runs under one
+lock, in a worker thread so SMTP I/O never waits on it (or, for `feedsvc digest send` on SQLite, on the loop's
+own thread: see `drain`).
 
 A store that cannot take a write (SQLite locked by another process past its busy timeout, PostgreSQL
 restarting) repeats nothing: the outcomes stay in memory and the write is retried with backoff until the store
@@ -107,13 +108,20 @@ async def drain(
     on_progress: Callable[[int, int], None] | None = None,
     now: Callable[[], datetime] = utc_now,
     kind: str | None = None,
+    store_inline: bool = False,
 ) -> DrainReport:
     """Send every delivery due now (only those of `kind`, when given); return what became of them.
 
     Set `stop` to end early: sends already started finish and are recorded, unstarted claims are released.
     `on_progress(done, total)` is called as outcomes are recorded. `now` is the clock (tests move it).
+    `store_inline`: on SQLite, run the store calls on the event loop's own thread, for a process that does nothing
+    but this drain (`feedsvc digest send`): each call then blocks the loop (a fraction of a millisecond; up to the
+    busy timeout while another process holds the write lock), but on a busy machine the hand-off of every call
+    to a worker thread and back waits for the scheduler twice, which starved the senders. Never in the service,
+    whose loop also serves requests.
     """
-    run = _Drain(settings, engine, transport, worker_id, stop or asyncio.Event(), on_progress, now, kind)
+    inline = store_inline and engine.dialect.name == "sqlite"
+    run = _Drain(settings, engine, transport, worker_id, stop or asyncio.Event(), on_progress, now, kind, inline)
     report = await run.run()
     if report.done:
         log.info(
@@ -134,6 +142,7 @@ class _Drain:
         on_progress: Callable[[int, int], None] | None,
         now: Callable[[], datetime],
         kind: str | None,
+        store_inline: bool,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -143,6 +152,7 @@ class _Drain:
         self.on_progress = on_progress
         self.now = now
         self.kind = kind
+        self.store_inline = store_inline  # see drain()
         self.tokens = Tokens(load_secret(settings.web.secret_key, settings.store.dir), settings.web.confirm_token_max_age)
         self.report = DrainReport()
         self.total = 0
@@ -169,10 +179,10 @@ class _Drain:
             return await self._run()
         finally:
             async with self.store_lock:
-                await asyncio.to_thread(self._close_connection)
+                await self._on_store(self._close_connection)
 
     async def _run(self) -> DrainReport:
-        self.total = await asyncio.to_thread(self._in_transaction, store.count_due, self.now())
+        self.total = await self._on_store(self._in_transaction, store.count_due, self.now())
         connections = self.settings.mail.connections
         senders = [asyncio.create_task(self._sender()) for _ in range(connections)]
         # Not cancelled at the end: a cancel could land after a write took the buffers, losing their count.
@@ -189,7 +199,7 @@ class _Drain:
                 raise self.write_error
             await self._write(())
             async with self.store_lock:
-                await asyncio.to_thread(self._in_transaction, store.release, self.worker_id)
+                await self._on_store(self._in_transaction, store.release, self.worker_id)
         return self.report
 
     async def _stop(self, senders: list[asyncio.Task[None]]) -> None:
@@ -224,7 +234,7 @@ class _Drain:
         mail = self.settings.mail
         now = self.now()
         async with self.store_lock:
-            batch = await asyncio.to_thread(
+            batch = await self._on_store(
                 self._in_transaction, store.claim, self.worker_id,
                 now=now, lease_until=now + self.lease, limit=mail.batch_size, kind=self.kind,
             )
@@ -259,7 +269,7 @@ class _Drain:
         edition = self.editions.get(edition_id)
         if edition is None:
             async with self.store_lock:
-                content = await asyncio.to_thread(self._in_transaction, store.edition_content, edition_id)
+                content = await self._on_store(self._in_transaction, store.edition_content, edition_id)
             skeleton = edition_skeleton(self.settings, content.subject, content.html, content.text)
             edition = self.editions[edition_id] = (skeleton, feedback_id(self.settings, edition_id))
         skeleton, edition_feedback_id = edition
@@ -416,7 +426,7 @@ class _Drain:
         failing_since: float | None = None
         while True:
             try:
-                result = await asyncio.to_thread(self._in_transaction, operation, *args)
+                result = await self._on_store(self._in_transaction, operation, *args)
             except (OperationalError, InterfaceError) as exc:
                 now = time.monotonic()
                 if failing_since is None:
@@ -430,6 +440,13 @@ class _Drain:
             if failing_since is not None:
                 log.warning("deliveries: the store took the write after %.1f s", time.monotonic() - failing_since)
             return result
+
+    async def _on_store(self, call, *args, **kwargs):
+        """A store call: in a worker thread, so SMTP I/O never waits on it; or on this thread when the drain was
+        asked to (`store_inline`, SQLite only), where a hand-off to a thread and back costs more than the call."""
+        if self.store_inline:
+            return call(*args, **kwargs)
+        return await asyncio.to_thread(call, *args, **kwargs)
 
     def _in_transaction(self, operation, *args, **kwargs):
         """One transaction on the drain's own connection, checked out once: a checkout per transaction costs
