@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import DROP
 from itsdangerous import URLSafeTimedSerializer
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from feedsvc.mail.message import message_id_for
 from feedsvc.mail.queue import DrainReport, drain
@@ -142,6 +142,14 @@ def test_every_subscriber_gets_one_personalised_mail(queue, smtp_server):
     states = rows(engine)
     assert {row["state"] for row in states.values()} == {"sent"}
     assert all(row["claimed_by"] is None and row["attempts"] == 1 and row["message_id"] for row in states.values())
+    # When and as what each was sent, stored as every other query writes and compares times (on SQLite the wave's
+    # statements run on the driver, with the column type's own processing).
+    assert all(
+        row["sent_at"] == START and row["message_id"] == message_id_for(settings, f"daily-1:{subscriber_id}")
+        for subscriber_id, row in states.items()
+    )
+    with engine.connect() as connection:
+        assert connection.execute(select(func.count()).where(deliveries.c.sent_at == START)).scalar_one() == 25
     # Nothing is due any more: a second drain sends nothing.
     assert run(settings, engine, Clock()) == DrainReport()
     assert len(smtp_server.received) == 25

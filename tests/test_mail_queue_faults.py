@@ -63,14 +63,18 @@ def slow_server() -> Iterator[SlowSink]:
         controller.stop()
 
 
-def deliver_as_the_service_does(settings, engine, *, timeout: float) -> None:
+def deliver_as_the_service_does(settings, engine, *, timeout: float, store_inline: bool = False) -> None:
     """Run the service's delivery loop (drain, and again every `drain_interval` after a failure) until every
-    delivery is sent."""
+    delivery is sent; `store_inline`: with the store calls on the loop's thread, as `feedsvc digest send` drains."""
 
     async def go() -> None:
         transport = SmtpTransport(settings)
         stop = asyncio.Event()
-        loop = DeliveryLoop(settings, engine, transport, worker_id="service")
+
+        def drain_pass(stop: asyncio.Event):
+            return drain(settings, engine, transport, worker_id="service", stop=stop, store_inline=store_inline)
+
+        loop = DeliveryLoop(settings, engine, transport, worker_id="service", drain_pass=drain_pass)
         task = asyncio.create_task(loop.run(stop))
         deadline = time.monotonic() + timeout
         try:
@@ -110,7 +114,8 @@ LOCK_SECONDS = 12.0
 
 
 @pytest.mark.slow
-def test_a_sqlite_store_locked_by_another_process_repeats_no_mail(make_settings, slow_server, tmp_path):
+@pytest.mark.parametrize("store_inline", [False, True], ids=["store in a thread", "store inline"])
+def test_a_sqlite_store_locked_by_another_process_repeats_no_mail(make_settings, slow_server, tmp_path, store_inline):
     # Short leases, so that a delivery left `sending` by a failed write would be taken up again within the test.
     settings = make_settings(
         store={"url": f"sqlite:///{tmp_path / 'store.db'}"},
@@ -135,7 +140,7 @@ def test_a_sqlite_store_locked_by_another_process_repeats_no_mail(make_settings,
         slow_server.delay = 0.1
         slow_server.on_message = lock_the_store
         started = time.monotonic()
-        deliver_as_the_service_does(settings, engine, timeout=60)
+        deliver_as_the_service_does(settings, engine, timeout=60, store_inline=store_inline)
         assert lockers and lockers[0].wait(5) == 0
         assert time.monotonic() - started > LOCK_SECONDS - 1, "the lock did not hold the queue up"
         assert copies_per_address(slow_server) == Counter(f"reader{n}@example.com" for n in range(30))

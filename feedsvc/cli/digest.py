@@ -210,6 +210,7 @@ async def _send(settings: Settings, engine, worker_id: str) -> bool:
                 worker_id=worker_id,
                 stop=stop,
                 on_progress=on_progress,
+                store_inline=True,  # this process only sends: no thread hand-off per store call
             )
     finally:
         await transport.aclose()

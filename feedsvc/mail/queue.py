@@ -4,13 +4,18 @@ The pipeline, one drain per process at a time:
 
     claim a batch (lease) -> for each wave of `mail.connections` deliveries:
         personalise -> mark the wave `sending` (one transaction, also recording finished sends) -> hand to senders
-    senders (`mail.connections` tasks) -> transport.send -> outcome buffered -> written within FLUSH_INTERVAL
+        (the mark and hand-over of one wave run while the next wave is personalised)
+    senders (`mail.connections` tasks) -> transport.send -> outcome buffered -> written soon after (below)
 
-Crash safety: a delivery turns `sending` only just before its own send, and its outcome is written at most
-FLUSH_INTERVAL after the server accepted it: with the next wave's `sending` mark (the same transaction), or by
-the writer when no wave came within that time. So a kill -9 repeats only mails in flight or accepted in the
-last few milliseconds, all of them rows left `sending`. While the queue is being fed, that is one transaction
-per wave; every store call runs in a worker thread, under one lock, so SMTP I/O never waits on it.
+Crash safety: a delivery turns `sending` only just before its own send; at most three waves are `sending` and
+not yet sent (one on the wire, one in the senders' queue, one being marked). Its outcome is written with the
+next wave's `sending` mark (the same transaction), or by the writer once it waited FLUSH_INTERVAL both from the
+server's acceptance and from the end of the last store write: at most one store transaction plus FLUSH_INTERVAL
+after the server accepted it (a few milliseconds on SQLite, 5-15 ms on a PostgreSQL server that commits in
+2-5 ms). So a kill -9 repeats only mails in flight or accepted within that time, all of them rows left
+`sending`. While the queue is being fed, that is one transaction per wave; every store call runs under one
+lock, in a worker thread so SMTP I/O never waits on it (or, for `feedsvc digest send` on SQLite, on the loop's
+own thread: see `drain`).
 
 A store that cannot take a write (SQLite locked by another process past its busy timeout, PostgreSQL
 restarting) repeats nothing: the outcomes stay in memory and the write is retried with backoff until the store
@@ -103,13 +108,20 @@ async def drain(
     on_progress: Callable[[int, int], None] | None = None,
     now: Callable[[], datetime] = utc_now,
     kind: str | None = None,
+    store_inline: bool = False,
 ) -> DrainReport:
     """Send every delivery due now (only those of `kind`, when given); return what became of them.
 
     Set `stop` to end early: sends already started finish and are recorded, unstarted claims are released.
     `on_progress(done, total)` is called as outcomes are recorded. `now` is the clock (tests move it).
+    `store_inline`: on SQLite, run the store calls on the event loop's own thread, for a process that does nothing
+    but this drain (`feedsvc digest send`): each call then blocks the loop (a fraction of a millisecond; up to the
+    busy timeout while another process holds the write lock), but on a busy machine the hand-off of every call
+    to a worker thread and back waits for the scheduler twice, which starved the senders. Never in the service,
+    whose loop also serves requests.
     """
-    run = _Drain(settings, engine, transport, worker_id, stop or asyncio.Event(), on_progress, now, kind)
+    inline = store_inline and engine.dialect.name == "sqlite"
+    run = _Drain(settings, engine, transport, worker_id, stop or asyncio.Event(), on_progress, now, kind, inline)
     report = await run.run()
     if report.done:
         log.info(
@@ -130,6 +142,7 @@ class _Drain:
         on_progress: Callable[[int, int], None] | None,
         now: Callable[[], datetime],
         kind: str | None,
+        store_inline: bool,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -139,6 +152,7 @@ class _Drain:
         self.on_progress = on_progress
         self.now = now
         self.kind = kind
+        self.store_inline = store_inline  # see drain()
         self.tokens = Tokens(load_secret(settings.web.secret_key, settings.store.dir), settings.web.confirm_token_max_age)
         self.report = DrainReport()
         self.total = 0
@@ -152,6 +166,7 @@ class _Drain:
         self.bounces: list[store.Bounce] = []
         self.wake_writer = asyncio.Event()  # set when an outcome arrives with none waiting before it
         self.unwritten_since: float | None = None  # the loop's time of the oldest outcome not written yet
+        self.store_free_at = 0.0  # the loop's time when the last store write ended
         self.finished = asyncio.Event()  # the senders are done: the writer and the lease renewal end
         self.write_error: BaseException | None = None
         self.halted = asyncio.Event()  # our own reason to stop (the store failed); `stop` is the caller's
@@ -164,10 +179,10 @@ class _Drain:
             return await self._run()
         finally:
             async with self.store_lock:
-                await asyncio.to_thread(self._close_connection)
+                await self._on_store(self._close_connection)
 
     async def _run(self) -> DrainReport:
-        self.total = await asyncio.to_thread(self._in_transaction, store.count_due, self.now())
+        self.total = await self._on_store(self._in_transaction, store.count_due, self.now())
         connections = self.settings.mail.connections
         senders = [asyncio.create_task(self._sender()) for _ in range(connections)]
         # Not cancelled at the end: a cancel could land after a write took the buffers, losing their count.
@@ -184,7 +199,7 @@ class _Drain:
                 raise self.write_error
             await self._write(())
             async with self.store_lock:
-                await asyncio.to_thread(self._in_transaction, store.release, self.worker_id)
+                await self._on_store(self._in_transaction, store.release, self.worker_id)
         return self.report
 
     async def _stop(self, senders: list[asyncio.Task[None]]) -> None:
@@ -194,25 +209,44 @@ class _Drain:
         await asyncio.gather(*senders)
 
     async def _feed(self) -> None:
-        mail = self.settings.mail
-        while not self._stopping():
-            now = self.now()
-            async with self.store_lock:
-                batch = await asyncio.to_thread(
-                    self._in_transaction, store.claim, self.worker_id,
-                    now=now, lease_until=now + self.lease, limit=mail.batch_size, kind=self.kind,
-                )
-                self.renewed_at = now
-            if not batch:
-                return
-            for wave in _chunks(batch, mail.connections):
-                if self._stopping():
+        # A wave is marked `sending` and handed to the senders by a task of its own while the next wave is
+        # personalised: on PostgreSQL a commit is milliseconds of waiting, which the personalising overlaps.
+        # The next wave's mark starts only once the wave before it is in the senders' queue, so no more
+        # deliveries are `sending` at once than when each wave waited for its own write.
+        starting: asyncio.Task[None] | None = None
+        try:
+            while not self._stopping():
+                batch = await self._claim()
+                if not batch:
                     return
-                jobs = [job for delivery in wave if (job := await self._job(delivery))]
-                startable = await self._write([job.delivery.id for job in jobs])
-                for job in jobs:
-                    if job.delivery.id in startable:
-                        await self.ready.put(job)
+                for wave in _chunks(batch, self.settings.mail.connections):
+                    if self._stopping():
+                        return
+                    jobs = [job for delivery in wave if (job := await self._job(delivery))]
+                    if starting is not None:
+                        await starting
+                    starting = asyncio.create_task(self._start(jobs))
+        finally:
+            if starting is not None:
+                await starting
+
+    async def _claim(self) -> list[store.Claimed]:
+        mail = self.settings.mail
+        now = self.now()
+        async with self.store_lock:
+            batch = await self._on_store(
+                self._in_transaction, store.claim, self.worker_id,
+                now=now, lease_until=now + self.lease, limit=mail.batch_size, kind=self.kind,
+            )
+            self.renewed_at = now
+        return batch
+
+    async def _start(self, jobs: list[_Job]) -> None:
+        """Mark the jobs `sending`, then give the senders those still ours to send."""
+        startable = await self._write([job.delivery.id for job in jobs])
+        for job in jobs:
+            if job.delivery.id in startable:
+                await self.ready.put(job)
 
     def _stopping(self) -> bool:
         return self.stop.is_set() or self.halted.is_set()
@@ -235,7 +269,7 @@ class _Drain:
         edition = self.editions.get(edition_id)
         if edition is None:
             async with self.store_lock:
-                content = await asyncio.to_thread(self._in_transaction, store.edition_content, edition_id)
+                content = await self._on_store(self._in_transaction, store.edition_content, edition_id)
             skeleton = edition_skeleton(self.settings, content.subject, content.html, content.text)
             edition = self.editions[edition_id] = (skeleton, feedback_id(self.settings, edition_id))
         skeleton, edition_feedback_id = edition
@@ -310,9 +344,12 @@ class _Drain:
             await self.wake_writer.wait()
             self.wake_writer.clear()
             while (since := self.unwritten_since) is not None and not self.finished.is_set():
-                delay = since + FLUSH_INTERVAL - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+                # While the queue is fed, a wave's mark follows each store write at once and takes the outcomes
+                # along; a write of their own (a commit: milliseconds on PostgreSQL) would hold that mark up. So
+                # they wait FLUSH_INTERVAL from the end of the store's last write, when that came later.
+                delay = max(since, self.store_free_at) + FLUSH_INTERVAL - loop.time()
+                if delay > 0 or self.store_lock.locked():
+                    await asyncio.sleep(max(delay, FLUSH_INTERVAL))
                 else:
                     await self._write(())
 
@@ -335,6 +372,7 @@ class _Drain:
             self.unwritten_since = None
             if sent or retries or bounces or start or renew or self._lease_is_stale():
                 startable, skipped = await self._until_stored(self._record_and_start, sent, retries, bounces, start, renew)
+                self.store_free_at = asyncio.get_running_loop().time()
             else:
                 startable, skipped = {}, set()
         self.attempts.update(startable)
@@ -388,7 +426,7 @@ class _Drain:
         failing_since: float | None = None
         while True:
             try:
-                result = await asyncio.to_thread(self._in_transaction, operation, *args)
+                result = await self._on_store(self._in_transaction, operation, *args)
             except (OperationalError, InterfaceError) as exc:
                 now = time.monotonic()
                 if failing_since is None:
@@ -402,6 +440,13 @@ class _Drain:
             if failing_since is not None:
                 log.warning("deliveries: the store took the write after %.1f s", time.monotonic() - failing_since)
             return result
+
+    async def _on_store(self, call, *args, **kwargs):
+        """A store call: in a worker thread, so SMTP I/O never waits on it; or on this thread when the drain was
+        asked to (`store_inline`, SQLite only), where a hand-off to a thread and back costs more than the call."""
+        if self.store_inline:
+            return call(*args, **kwargs)
+        return await asyncio.to_thread(call, *args, **kwargs)
 
     def _in_transaction(self, operation, *args, **kwargs):
         """One transaction on the drain's own connection, checked out once: a checkout per transaction costs

@@ -11,10 +11,12 @@ double opt-in mail to a pending one, through the same claims, retries and bounce
 
 from __future__ import annotations
 
+import functools
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     ARRAY,
@@ -30,6 +32,8 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import CursorResult, Dialect
+from sqlalchemy.sql.dml import UpdateBase
 
 from feedsvc.store import claims
 from feedsvc.store.claims import WAITING
@@ -144,10 +148,11 @@ def edition_content(connection: Connection, edition_id: int) -> EditionContent:
 # The statements run for every few messages sent, built once: SQLAlchemy spends far longer constructing and
 # keying a statement than SQLite takes to run these.
 _c = deliveries.c
+_UNFINISHED = or_(*(_c.state == state for state in (*WAITING, "sending")))  # no IN list: rendered each time
 _OURS = and_(
     _c.id.in_(bindparam("ids", expanding=True)),
     _c.claimed_by == bindparam("worker"),
-    _c.state.in_((*WAITING, "sending")),
+    _UNFINISHED,
 )
 _RELEASED = {"claimed_by": None, "lease_until": None}
 # A digest goes to active subscribers only. A confirmation goes to a pending one, or to one the operator has
@@ -169,9 +174,47 @@ _MINE = and_(_c.id == bindparam("delivery_id"), _c.claimed_by == bindparam("work
 # (so a worker that took the claim over finds it sent instead of sending it again).
 _MARK_SENT = (
     update(deliveries)
-    .where(_c.id == bindparam("delivery_id"), or_(*(_c.state == state for state in (*WAITING, "sending"))))
+    .where(_c.id == bindparam("delivery_id"), _UNFINISHED)
     .values(state="sent", sent_at=bindparam("now"), message_id=bindparam("mid"), last_error="", **_RELEASED)
 )
+
+
+@functools.cache
+def _driver_form(statement: UpdateBase, dialect: Dialect) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+    """A statement as SQLite's driver takes it (its SQL, the order of its parameters, the fixed ones' values),
+    compiled once. For the statements run every few mails: SQLAlchemy's own execution processes each row's
+    parameters in Python and renders an IN list again each time, which costs more than SQLite takes to run them."""
+    compiled = statement.compile(dialect=dialect)
+    return compiled.string, tuple(compiled.positiontup or ()), compiled.params
+
+
+def _execute_on_driver(connection: Connection, statement: UpdateBase, rows: list[dict[str, Any]]) -> CursorResult:
+    """Run `statement` (qmark parameters; its one expanding parameter, if any, named "ids") with each row's
+    values, given as the driver takes them."""
+    sql, order, fixed = _driver_form(statement, connection.dialect)
+    if "ids" in order:  # one row: the IN list rendered for its length
+        [row] = rows
+        sql = sql.replace("__[POSTCOMPILE_ids]", ", ".join("?" * len(row["ids"])))
+        values = {**fixed, **row}
+        return connection.exec_driver_sql(sql, tuple(_flat(values[name] for name in order)))
+    return connection.exec_driver_sql(sql, [tuple({**fixed, **row}[name] for name in order) for row in rows])
+
+
+def _flat(values: Iterable[Any]) -> Iterator[Any]:
+    for value in values:
+        if isinstance(value, list):
+            yield from value
+        else:
+            yield value
+
+
+@functools.cache
+def _sent_at_processor(dialect: Dialect) -> Callable[[datetime], Any]:
+    """How `sent_at` is stored on this backend (SQLite: a string of the UTC time), as SQLAlchemy writes it."""
+    processor = _c.sent_at.type.dialect_impl(dialect).bind_processor(dialect)
+    return processor or (lambda value: value)
+
+
 # The same on PostgreSQL as one statement over two arrays: psycopg runs an executemany row by row (in one
 # pipeline, but with a round of its own Python per row), a third of the queue's CPU there.
 _SENT_ROWS = (
@@ -181,7 +224,7 @@ _SENT_ROWS = (
 )
 _MARK_SENT_ARRAYS = (
     update(deliveries)
-    .where(_c.id == _SENT_ROWS.c.id, or_(*(_c.state == state for state in (*WAITING, "sending"))))
+    .where(_c.id == _SENT_ROWS.c.id, _UNFINISHED)
     .values(state="sent", sent_at=bindparam("now"), message_id=_SENT_ROWS.c.mid, last_error="", **_RELEASED)
 )
 _MARK_RETRY = (
@@ -200,7 +243,11 @@ def start_sending(connection: Connection, worker_id: str, ids: Sequence[int]) ->
     if not ids:
         return {}, set()
     params = {"ids": list(ids), "worker": worker_id}
-    sending = {delivery_id: attempts for delivery_id, attempts in connection.execute(_START, params)}
+    if connection.dialect.name == "sqlite":
+        started = _execute_on_driver(connection, _START, [params])
+    else:
+        started = connection.execute(_START, params)
+    sending = {delivery_id: attempts for delivery_id, attempts in started}
     # Only when some were left out (their subscriber left, or the claim is no longer ours): fail the former.
     skipped_ids = set(connection.execute(_SKIP_INACTIVE, params).scalars()) if len(sending) < len(ids) else set()
     return sending, skipped_ids
@@ -220,8 +267,9 @@ def record(
         ids, mids = [item.id for item in sent], [item.message_id for item in sent]
         connection.execute(_MARK_SENT_ARRAYS, {"ids": ids, "mids": mids, "now": now})
     elif sent:
-        connection.execute(
-            _MARK_SENT, [{"delivery_id": item.id, "now": now, "mid": item.message_id} for item in sent]
+        stamp = _sent_at_processor(connection.dialect)(now)
+        _execute_on_driver(
+            connection, _MARK_SENT, [{"delivery_id": item.id, "now": stamp, "mid": item.message_id} for item in sent]
         )
     if retries:
         connection.execute(
