@@ -189,7 +189,7 @@ class _Transport:
 def protocol_cpu(config_path: Path, requests: int = 5000) -> dict[tuple[str, str], float]:
     """In-process: CPU µs per feed request of the HTTP protocol `feedsvc serve` uses (`server_config`, with its
     fast path for feeds) and of the same guarded protocol without it (every request through the ASGI app), fed
-    one keep-alive request at a time on an in-memory transport; median of 3 runs each."""
+    one keep-alive request at a time on an in-memory transport; median of 5 runs each."""
     import asyncio
 
     import uvloop
@@ -218,7 +218,7 @@ def protocol_cpu(config_path: Path, requests: int = 5000) -> dict[tuple[str, str
         protocol = protocol_class(config=config, server_state=state, app_state={})
         protocol.connection_made(_Transport())
         timings = []
-        for count in (200, requests, requests, requests):  # a warm-up, then three timed runs
+        for count in (200, *[requests] * 5):  # a warm-up, then five timed runs
             started = time.process_time()
             for _ in range(count):
                 protocol.data_received(request)
@@ -338,7 +338,7 @@ def main() -> int:
         for name in feedsvcs:
             rps, p50, p99, cpu = results[(case, name)]
             print(f"{case:<16} {name:<8} {rps:>10.0f} {p50:>8.2f} {p99:>8.2f} {rps / baseline:>9.2f} {cpu:>11.1f}")
-    print("\nIn-process, the HTTP protocol alone (no socket): CPU µs per feed request, median of 3 runs of 5,000")
+    print("\nIn-process, the HTTP protocol alone (no socket): CPU µs per feed request, median of 5 runs of 5,000")
     print(f"{'case':<16} {'fast path':>10} {'ASGI app':>10}")
     for case, _, _ in FEED_CASES:
         print(f"{case:<16} {protocol[(case, 'fast path')]:>10.1f} {protocol[(case, 'ASGI app')]:>10.1f}")
