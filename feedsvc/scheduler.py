@@ -207,6 +207,7 @@ class Jobs:
         started = time.perf_counter()
         now = datetime.now(UTC)
         written: list[Path] = []
+        built = None  # how long the build took, until its feeds were being served
         try:
             result = await self.builds.build(now, changed)
         except BuildFailed as exc:
@@ -224,6 +225,7 @@ class Jobs:
             written = list(result.report.written) + list(result.report.removed)
             if written and self.on_feeds_written:
                 self.on_feeds_written()
+            built = time.perf_counter() - started
             failed = result.report.error is not None
             FEED_BUILDS.labels("failed" if failed else "ok").inc()
             if failed:
@@ -249,6 +251,7 @@ class Jobs:
                 feeds_written=len(written),
                 problems=len(scan.problems),
                 editions=len(rebuild.editions),
+                build_ms=round(built * 1000, 1) if built is not None else None,
                 took_ms=round((time.perf_counter() - started) * 1000, 1),
             ),
         )

@@ -39,7 +39,7 @@ from feedsvc.web.admin import admin_body_limits, admin_routes, feed_request_obse
 from feedsvc.web.api import IMPORT_PATH, api_routes
 from feedsvc.web.archive import WebCopies, archive_routes
 from feedsvc.web.context import WebContext, web_context
-from feedsvc.web.feed_server import FeedFiles, FeedsMiddleware
+from feedsvc.web.feed_server import FeedFiles, FeedRoute, FeedsMiddleware
 from feedsvc.web.forms import FIELD_LABELS, BadInput
 from feedsvc.web.hooks import routes as hook_routes
 from feedsvc.web.pages import routes as page_routes
@@ -229,6 +229,7 @@ def create_app(settings: Settings, engine: Engine | None = None, transport: Tran
     fediverse = fediverse_web.Fediverse(settings, engine) if settings.fediverse.enabled else None
     inbox_limits = dict.fromkeys(fediverse_web.INBOX_PATHS, settings.fediverse.max_body_bytes)
     store_health = StoreHealth(engine)
+    feed_route = FeedRoute(web.feeds, observe=feed_request_observer(engine, secret))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -256,7 +257,7 @@ def create_app(settings: Settings, engine: Engine | None = None, transport: Tran
         ],
         middleware=[
             # Feeds first: the hot path skips everything after it.
-            Middleware(FeedsMiddleware, files=web.feeds, observe=feed_request_observer(engine, secret)),
+            Middleware(FeedsMiddleware, route=feed_route),
             Middleware(RequestMetrics),
             Middleware(
                 BodyLimit, max_bytes=settings.web.max_body_bytes,
@@ -267,6 +268,7 @@ def create_app(settings: Settings, engine: Engine | None = None, transport: Tran
         lifespan=lifespan,
     )
     app.state.web = web
+    app.state.feed_route = feed_route  # for the HTTP server's fast path (feedsvc.web.server)
     app.state.web_copies = WebCopies(web)
     app.state.fediverse = fediverse
     app.state.home_page = None  # rendered at its first request (feedsvc.web.pages.home)

@@ -1,7 +1,9 @@
 """Serving the feed files (one per format of `feeds.FORMATS`, and tags/<tag>/…) from `feeds.output_dir`.
 
-The hot path answers from memory: each feed file is held with its precomputed strong ETag, Last-Modified and
-gzip body, so a plain GET does no compression and a 304 touches no file and no database.
+The hot path answers from memory: each feed file is held with its strong ETag, Last-Modified and its four possible
+answers (`Answer`; the gzip body is compressed once, at the first request for it), so a GET does no compression and
+a 304 touches no file and no database. `FeedsMiddleware` sends them through ASGI; the HTTP server's fast path (`feedsvc.web.server`)
+writes the same answers itself, and both count them with the same `FeedRoute`.
 
 Freshness: the feeds are written atomically (temp file + rename) by the builder, possibly in another process
 (`feedsvc build`). An entry is re-checked with one `os.stat` at most once per `recheck_seconds` (the key is
@@ -33,17 +35,41 @@ CONTENT_TYPES = {feed_format.file_name: f"{feed_format.media_type}; charset=utf-
 
 
 @dataclass(frozen=True, slots=True)
+class Answer:
+    """One of a feed file's four answers (plain or gzip, 200 or 304), made once per version of the file."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    # The headers as uvicorn writes them ("name: value\r\n" each): what the server's fast path sends.
+    header_lines: bytes
+
+
+def _answer(status: int, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> Answer:
+    return Answer(status, headers, body, b"".join(b"%s: %s\r\n" % header for header in headers))
+
+
+@dataclass(slots=True)
 class FeedFile:
     stat_key: tuple[int, int, int]  # mtime_ns, size, inode
     modified: int  # Last-Modified, whole seconds since the epoch
     etag: bytes
     gzip_etag: bytes
     body: bytes
-    gzip_body: bytes
-    headers: list[tuple[bytes, bytes]]  # for 200 without compression
-    gzip_headers: list[tuple[bytes, bytes]]  # for 200 with gzip
-    not_modified_headers: list[tuple[bytes, bytes]]
-    gzip_not_modified_headers: list[tuple[bytes, bytes]]
+    plain: Answer  # 200 without compression
+    not_modified: Answer
+    gzip_not_modified: Answer
+    _gzip_headers: list[tuple[bytes, bytes]]  # of the 200 with gzip, but its length
+    _gzip: Answer | None = None
+
+    def gzip(self) -> Answer:
+        """200 with gzip, compressed when first asked for: level 9 takes 25-40 ms for a 300 KB feed, which a new
+        version's first 304 or plain GET (the save-to-served path) then does not wait for."""
+        if self._gzip is None:
+            body = gzip.compress(self.body, compresslevel=9, mtime=0)
+            content = [(b"content-length", str(len(body)).encode()), (b"content-encoding", b"gzip")]
+            self._gzip = _answer(200, [self._gzip_headers[0], *content, *self._gzip_headers[1:]], body)
+        return self._gzip
 
 
 def _stat_key(stat: os.stat_result) -> tuple[int, int, int]:
@@ -55,7 +81,6 @@ def load_feed_file(path: Path, content_type: bytes, cache_control: bytes) -> Fee
         # The key comes from the open file, so it always describes the bytes read (a rename may happen meanwhile).
         stat = os.fstat(handle.fileno())
         body = handle.read()
-    gzip_body = gzip.compress(body, compresslevel=9, mtime=0)
     digest = hashlib.blake2b(body, digest_size=12).hexdigest()
     etag = f'"{digest}"'.encode()
     # A strong ETag names exact bytes, so the gzip representation has its own.
@@ -69,17 +94,14 @@ def load_feed_file(path: Path, content_type: bytes, cache_control: bytes) -> Fee
         etag=etag,
         gzip_etag=gzip_etag,
         body=body,
-        gzip_body=gzip_body,
-        headers=[(b"content-type", content_type), (b"content-length", str(len(body)).encode()), (b"etag", etag), *common],
-        gzip_headers=[
-            (b"content-type", content_type),
-            (b"content-length", str(len(gzip_body)).encode()),
-            (b"content-encoding", b"gzip"),
-            (b"etag", gzip_etag),
-            *common,
-        ],
-        not_modified_headers=[(b"etag", etag), *common],
-        gzip_not_modified_headers=[(b"etag", gzip_etag), *common],
+        plain=_answer(
+            200,
+            [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), (b"etag", etag), *common],
+            body,
+        ),
+        not_modified=_answer(304, [(b"etag", etag), *common]),
+        gzip_not_modified=_answer(304, [(b"etag", gzip_etag), *common]),
+        _gzip_headers=[(b"content-type", content_type), (b"etag", gzip_etag), *common],
     )
 
 
@@ -200,60 +222,73 @@ def _etag_matches(value: bytes, entry: FeedFile) -> bool:
     return entry.etag in tags or entry.gzip_etag in tags
 
 
+def choose_answer(entry: FeedFile, headers: list[tuple[bytes, bytes]]) -> Answer:
+    """The answer to a GET or HEAD of `entry` with these request headers (names lower-case)."""
+    if_none_match = if_modified_since = None
+    use_gzip = False
+    for name, value in headers:
+        if name == b"accept-encoding":
+            use_gzip = _accepts_gzip(value)
+        elif name == b"if-none-match":
+            if_none_match = value
+        elif name == b"if-modified-since":
+            if_modified_since = value
+    if if_none_match is not None:
+        not_modified = _etag_matches(if_none_match, entry)
+    elif if_modified_since is not None:
+        since = _http_date(if_modified_since)
+        not_modified = since is not None and entry.modified <= since
+    else:
+        not_modified = False
+    if not_modified:
+        return entry.gzip_not_modified if use_gzip else entry.not_modified
+    return entry.gzip() if use_gzip else entry.plain
+
+
+class FeedRoute:
+    """What serving a feed file involves besides the answer: the files, the request counter and the feed readers'
+    tally. Shared by the ASGI middleware and the HTTP server's fast path (`feedsvc.web.server`)."""
+
+    def __init__(self, files: FeedFiles, observe: Callable[[Scope], None] | None = None) -> None:
+        self.files = files
+        self.observe = observe  # told of every feed request served (the dashboard's feed-reader counts)
+        self._counters: dict[tuple[str, int], object] = {}
+
+    def served(self, scope: Scope, status: int) -> None:
+        """Count a GET or HEAD answered (`scope`: its method, path, headers and client)."""
+        self.count(scope["method"], status)
+        if self.observe is not None:
+            self.observe(scope)
+
+    def count(self, method: str, status: int) -> None:
+        counter = self._counters.get((method, status))
+        if counter is None:
+            counter = self._counters[(method, status)] = HTTP_REQUESTS.labels(method, "feed", str(status))
+        counter.inc()  # type: ignore[attr-defined]
+
+
 class FeedsMiddleware:
     """Answers requests for feed files before the router (GET and HEAD; 405 for other methods); everything
     else goes on to `app`."""
 
-    def __init__(self, app: ASGIApp, files: FeedFiles, observe: Callable[[Scope], None] | None = None) -> None:
+    def __init__(self, app: ASGIApp, route: FeedRoute) -> None:
         self.app = app
-        self.files = files
-        self.observe = observe  # told of every feed request served (the dashboard's feed-reader counts)
-        self._counters: dict[tuple[str, int], object] = {}
+        self.route = route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        entry = self.files.get(scope["path"])
+        entry = self.route.files.get(scope["path"])
         if entry is None:
             await self.app(scope, receive, send)
             return
         if scope["method"] not in ("GET", "HEAD"):
             refusal = PlainTextResponse("method not allowed: a feed is only read\n", 405, headers={"allow": "GET, HEAD"})
             await refusal(scope, receive, send)
-            self._count(scope["method"], 405)
+            self.route.count(scope["method"], 405)
             return
-        if_none_match = if_modified_since = None
-        use_gzip = False
-        for name, value in scope["headers"]:
-            if name == b"accept-encoding":
-                use_gzip = _accepts_gzip(value)
-            elif name == b"if-none-match":
-                if_none_match = value
-            elif name == b"if-modified-since":
-                if_modified_since = value
-        if if_none_match is not None:
-            not_modified = _etag_matches(if_none_match, entry)
-        elif if_modified_since is not None:
-            since = _http_date(if_modified_since)
-            not_modified = since is not None and entry.modified <= since
-        else:
-            not_modified = False
-        if not_modified:
-            status = 304
-            headers = entry.gzip_not_modified_headers if use_gzip else entry.not_modified_headers
-            body = b""
-        else:
-            status = 200
-            headers, body = (entry.gzip_headers, entry.gzip_body) if use_gzip else (entry.headers, entry.body)
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body if scope["method"] == "GET" else b""})
-        self._count(scope["method"], status)
-        if self.observe is not None:
-            self.observe(scope)
-
-    def _count(self, method: str, status: int) -> None:
-        counter = self._counters.get((method, status))
-        if counter is None:
-            counter = self._counters[(method, status)] = HTTP_REQUESTS.labels(method, "feed", str(status))
-        counter.inc()  # type: ignore[attr-defined]
+        answer = choose_answer(entry, scope["headers"])
+        await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
+        await send({"type": "http.response.body", "body": answer.body if scope["method"] == "GET" else b""})
+        self.route.served(scope, answer.status)

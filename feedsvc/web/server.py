@@ -7,6 +7,13 @@ its request headers within `[web] header_timeout` of connecting (or of its previ
 of open connections stays under `[web] max_connections`, below the open-file limit: a new connection past it
 closes the one that has waited longest for its client (its headers, or its request body trickled the same way),
 which is an attacker's, never a request being answered.
+
+Feed files are most of the traffic. With httptools (the default), a GET or HEAD of a feed is answered inside
+the protocol, from the parser's callbacks, with one write of the in-memory answer (`feed_fast_path`): uvicorn's
+ASGI cycle around the same answer (a task, two `send` messages, the headers checked again) was most of the CPU
+of a feed request (benchmarks/README.md, serving.py). The answer is the ASGI route's own (`feed_server.choose_answer`), written the way
+uvicorn writes it; anything else — another path or method, a body, a pipelined request behind one the app is
+still answering, an access log — goes to the app as before.
 """
 
 from __future__ import annotations
@@ -17,9 +24,11 @@ from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from feedsvc.config import Settings
+from feedsvc.web.feed_server import FeedRoute, choose_answer
 
 # asyncio accepts up to `backlog` waiting connections in one turn of its loop, and a connection is seen
 # (`connection_made`) only two turns later, so up to three bursts are open unseen; a connection closed to make
@@ -105,13 +114,100 @@ def guarded_protocol(base: type[Any], header_timeout: float, max_connections: in
     return GuardedHTTP
 
 
+def feed_fast_path(base: type[Any], route: FeedRoute) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol `base` answering GET and HEAD of feed files itself (see the module doc)."""
+    from uvicorn.protocols.http.httptools_impl import STATUS_LINE
+
+    class FeedFastPath(base):
+        _answered = False  # the current request was answered here: the app never sees it
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._answered = False
+
+        def on_headers_complete(self) -> None:
+            if self.transport.is_closing():
+                # Pipelined behind a `Connection: close` answered here: uvicorn never answers such a request
+                # either (the closed connection's queue is never started).
+                self._answered = True
+            elif not self._answer_feed():
+                super().on_headers_complete()
+
+        def on_body(self, body: bytes) -> None:
+            if not self._answered:
+                super().on_body(body)
+
+        def on_message_complete(self) -> None:
+            if not self._answered:
+                super().on_message_complete()
+
+        def _answer_feed(self) -> bool:
+            method = self.parser.get_method()
+            if method not in (b"GET", b"HEAD") or self.access_log or self.expect_100_continue:
+                return False
+            # In order: behind a request the app is still answering, this one waits its turn there.
+            if (self.cycle is not None and not self.cycle.response_complete) or self.pipeline:
+                return False
+            # The exact path only: a query, %-escapes or an absolute URL take the app's way.
+            entry = route.files.get(self.url.decode("latin-1"))
+            if entry is None or self.parser.should_upgrade():
+                return False
+            for name, _ in self.headers:
+                if name in (b"content-length", b"transfer-encoding"):
+                    return False
+            http_version = self.parser.get_http_version()
+            keep_alive = http_version != "1.0" and self.parser.should_keep_alive()
+            answer = choose_answer(entry, self.headers)
+            lines = [STATUS_LINE[answer.status]]
+            for name, value in self.server_state.default_headers:
+                lines += [name, b": ", value, b"\r\n"]
+            lines.append(answer.header_lines)
+            if not keep_alive:
+                lines.append(b"connection: close\r\n")
+            lines.append(b"\r\n")
+            head = b"".join(lines)
+            if method == b"GET" and answer.body:
+                self.transport.writelines((head, answer.body))
+            else:
+                self.transport.write(head)
+            self._answered = True
+            if not keep_alive:
+                self.transport.close()
+            scope = self.scope
+            scope["method"] = method.decode("ascii")
+            scope["http_version"] = http_version
+            scope["path"] = self.url.decode("latin-1")
+            self._forwarded_client(scope)
+            route.served(scope, answer.status)
+            self.on_response_complete()
+            return True
+
+        def _forwarded_client(self, scope: dict[str, Any]) -> None:
+            # What uvicorn's proxy middleware makes of the scope's client behind a trusted proxy (the tally
+            # counts readers by address).
+            forwarded = [value for name, value in scope["headers"] if name == b"x-forwarded-for"]
+            if forwarded and isinstance(self.app, ProxyHeadersMiddleware):
+                client = scope.get("client")
+                if client and client[0] in self.app.trusted_hosts:
+                    host, port = self.app.trusted_hosts.get_trusted_client_address(b", ".join(forwarded).decode("latin1"))
+                    if host:
+                        scope["client"] = (host, port)
+
+    FeedFastPath.__name__ = f"FeedFastPath{base.__name__}"
+    return FeedFastPath
+
+
 def server_config(app: ASGIApp, settings: Settings, **options: Any) -> uvicorn.Config:
     """The uvicorn configuration of `feedsvc run` and `feedsvc serve`; `options` are further uvicorn.Config
     arguments (host, port, timeout_graceful_shutdown…)."""
     web = settings.web
+    base: type[Any] = AutoHTTPProtocol
+    route = getattr(getattr(app, "state", None), "feed_route", None)
+    if route is not None and base.__name__ == "HttpToolsProtocol":
+        base = feed_fast_path(base, route)
     return uvicorn.Config(
         app,
-        http=guarded_protocol(AutoHTTPProtocol, web.header_timeout, connection_limit(settings)),
+        http=guarded_protocol(base, web.header_timeout, connection_limit(settings)),
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         backlog=ACCEPT_BURST,
         log_config=None,
