@@ -22,6 +22,7 @@ import feedparser
 import tomli_w
 
 from feedsvc.posts.readers import CONVENTIONS, detect
+from tests.support import run_feedsvc
 
 # (link, title, publication instant as a UTC timestamp) of every item
 Item = tuple[str, str, int]
@@ -189,12 +190,9 @@ def feedsvc_items(home: Path, site: Path, url: str | None = None) -> tuple[Items
     """`feedsvc init --from` the site, then `feedsvc build`: its Atom feed's items and the build's output. `url`
     stands in for the site's URL where its config has none (a Pelican site's SITEURL is often empty)."""
     home.mkdir(parents=True, exist_ok=True)
-    env = {key: value for key, value in os.environ.items() if not key.startswith("FEEDSVC_")}
 
     def feedsvc(*arguments: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "feedsvc", *arguments], check=False, cwd=home, env=env, capture_output=True, text=True, timeout=600
-        )
+        return run_feedsvc(*arguments, cwd=home, timeout=600)
 
     made = feedsvc("init", ".", "--from", str(site))
     if made.returncode != 0:

@@ -1,14 +1,21 @@
-"""Helpers shared by the tests and the benchmarks (which import it as `tests.support`): a free port, and waiting
-for a condition with a deadline that names what was awaited."""
+"""Helpers shared by the tests and the benchmarks (which import it as `tests.support`): a free port, waiting
+for a condition with a deadline that names what was awaited, and `feedsvc` run as a user runs it."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -33,3 +40,21 @@ def wait_for(condition: Callable[[], T], timeout: float, what: str, interval: fl
             return result
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def run_feedsvc(*arguments: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`python -m feedsvc ARGUMENTS` in `cwd`, a process of its own as a user runs it: none of the test run's
+    FEEDSVC_ variables, output captured as text, the exit status left to the caller to check."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("FEEDSVC_")}
+    return subprocess.run(
+        [sys.executable, "-m", "feedsvc", *arguments], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=timeout, check=False,
+    )
+
+
+def built_example(home: Path) -> Path:
+    """The bundled example copied to `home` and built there by `feedsvc build`; returns `home`."""
+    shutil.copytree(ROOT / "examples", home)
+    built = run_feedsvc("build", cwd=home)
+    assert built.returncode == 0, built.stdout + built.stderr
+    return home

@@ -4,10 +4,6 @@ failed on: most are advice ("should") on HTML in descriptions that a full-conten
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -15,6 +11,7 @@ import pytest
 
 from tests.feed_validator import validate, validator_source
 from tests.generators import feedsvc_items
+from tests.support import built_example
 from tests.test_generators import (
     ELEVENTY_SITE,
     HUGO_LANGUAGES_BY_FOLDER,
@@ -49,14 +46,7 @@ def assert_valid(home: Path) -> None:
 
 def test_the_bundled_examples_feeds_are_valid(tmp_path: Path) -> None:
     validator_source()
-    home = tmp_path / "example"
-    shutil.copytree(ROOT / "examples", home)
-    env = {key: value for key, value in os.environ.items() if not key.startswith("FEEDSVC_")}
-    built = subprocess.run(
-        [sys.executable, "-m", "feedsvc", "build"], cwd=home, env=env, capture_output=True, text=True, timeout=300, check=False
-    )
-    assert built.returncode == 0, built.stdout + built.stderr
-    assert_valid(home)
+    assert_valid(built_example(tmp_path / "example"))
 
 
 @pytest.mark.parametrize("name", FOLDERS)

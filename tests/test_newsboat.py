@@ -9,7 +9,6 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -18,7 +17,7 @@ from pathlib import Path
 import feedparser
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import built_example
 
 
 class QuietHandler(SimpleHTTPRequestHandler):
@@ -29,14 +28,7 @@ class QuietHandler(SimpleHTTPRequestHandler):
 @pytest.fixture
 def example_feeds(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     """The bundled example built by `feedsvc build`, its public/ folder served on 127.0.0.1: (folder, base URL)."""
-    home = tmp_path / "example"
-    shutil.copytree(ROOT / "examples", home)
-    env = {key: value for key, value in os.environ.items() if not key.startswith("FEEDSVC_")}
-    built = subprocess.run(
-        [sys.executable, "-m", "feedsvc", "build"], cwd=home, env=env, capture_output=True, text=True, timeout=300, check=False
-    )
-    assert built.returncode == 0, built.stdout + built.stderr
-    public = home / "public"
+    public = built_example(tmp_path / "example") / "public"
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(public)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

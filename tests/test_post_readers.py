@@ -4,8 +4,6 @@ URLs, tags and summaries, shortcodes and Liquid; embeds; `feedsvc init --from`."
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,6 +18,7 @@ from feedsvc.feeds.items import plain_text
 from feedsvc.posts import Collection, Post, Scan
 from feedsvc.posts.lint import lint
 from feedsvc.posts.render import rendered
+from tests.support import run_feedsvc
 
 NOW = datetime.now(UTC)
 HUGO_CONFIG = 'baseURL = "https://example.org/"\ntitle = "H"\ntimeZone = "Asia/Jakarta"\n[permalinks]\nposts = "/:year/:slug/"\n'
@@ -226,14 +225,7 @@ def test_init_from_a_hugo_site_writes_its_settings(tmp_path: Path) -> None:
             "content/posts/a.md": "---\ntitle: A\ndate: 2020-01-01\n---\nx\n",
         },
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "feedsvc", "init", "feedsvc", "--from", str(site)],
-        check=False,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_feedsvc("init", "feedsvc", "--from", str(site), cwd=tmp_path, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "Found a hugo site" in result.stdout
     config = tomllib.loads((tmp_path / "feedsvc" / "feedsvc.toml").read_text())
@@ -247,14 +239,7 @@ def test_init_from_a_hugo_site_writes_its_settings(tmp_path: Path) -> None:
         "convention": "hugo",
     }
     assert not (tmp_path / "feedsvc" / "posts").exists()
-    refused = subprocess.run(
-        [sys.executable, "-m", "feedsvc", "init", "other", "--from", str(tmp_path / "feedsvc")],
-        check=False,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    refused = run_feedsvc("init", "other", "--from", str(tmp_path / "feedsvc"), cwd=tmp_path, timeout=60)
     assert refused.returncode == 1
     assert "is not a site folder feedsvc knows (Hugo, Jekyll, Pelican, Eleventy)" in refused.stderr
 
@@ -270,14 +255,7 @@ def test_init_from_a_hugo_site_writes_its_settings(tmp_path: Path) -> None:
 )
 def test_init_from_names_the_plugins_feedsvc_does_not_run(tmp_path: Path, files: dict[str, str], note: str | None) -> None:
     site = write_tree(tmp_path / "blog", files)
-    result = subprocess.run(
-        [sys.executable, "-m", "feedsvc", "init", "feedsvc", "--from", str(site)],
-        check=False,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_feedsvc("init", "feedsvc", "--from", str(site), cwd=tmp_path, timeout=60)
     assert result.returncode == 0, result.stderr
     said = " ".join(result.stdout.split())
     if note is None:
