@@ -269,6 +269,7 @@ class WebSettings(_Section):
 class SchedulerSettings(_Section):
     watch: Literal["events", "poll"] = "events"
     poll_interval: float = Field(2.0, gt=0)
+    # The quiet time a save of several events waits for (a post renamed, removed or emptied midway; `watch.py`).
     debounce_ms: int = Field(50, ge=0)
     drain_interval: float = Field(5.0, gt=0)
     # With several instances on PostgreSQL, the leader (which runs watch/publish/digest jobs) holds a lease this

@@ -9,6 +9,12 @@ watchfiles yields a batch once a whole `step` passed with no new change, checkin
 time as its step, a save was reported 1 to 2 quiet times after it (68 ms median at 50 ms). Its step is short here
 and the rest of the quiet time is waited for on this side, so a save is reported one quiet time after it, plus
 at most one short step.
+
+The quiet time is there for saves made of several events. A burst that only rewrote existing posts in place,
+each left a non-empty file (most editors' save, `>`, a sync tool writing over the file), is one event per file
+and is complete as it is: it is reported after one short step, without waiting out the rest. A post that appeared,
+vanished or is empty (a rename in the middle of an atomic save, a truncate not yet followed by its write) waits
+the whole quiet time, so the save's other half joins it.
 """
 
 from __future__ import annotations
@@ -16,9 +22,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import stat
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import watchfiles
 
@@ -36,6 +44,11 @@ _HEARTBEAT_MS = 1000
 _STEP_MS = 10
 
 OnChange = Callable[[set[Path]], Awaitable[None]]
+
+
+class _Batch(NamedTuple):
+    paths: set[Path]
+    in_place: bool  # every change a modification of a file that existed (see `_complete`)
 
 
 def is_post_change(relative: Path, extensions: list[str]) -> bool:
@@ -78,8 +91,10 @@ class PostWatcher:
     async def run(self, stop: asyncio.Event) -> None:
         """Watch until `stop` is set. A failing callback is logged; watching goes on."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        log.info("watch.started", extra=fields(folder=str(self.folder), mode="poll" if self.polling else "events"))
-        batches: asyncio.Queue[set[Path] | None] = asyncio.Queue()  # None: watching ended
+        log.info(
+            "watch.started", extra=fields(folder=str(self.folder), mode="poll" if self.polling else "events")
+        )
+        batches: asyncio.Queue[_Batch | None] = asyncio.Queue()  # None: watching ended
         reading = asyncio.create_task(self._read(stop, batches), name="watch-read")
         try:
             while (paths := await self._quiet_burst(batches)) is not None:
@@ -94,7 +109,7 @@ class PostWatcher:
                 await reading  # a failure of watchfiles itself is this task's failure
         log.info("watch.stopped")
 
-    async def _read(self, stop: asyncio.Event, batches: asyncio.Queue[set[Path] | None]) -> None:
+    async def _read(self, stop: asyncio.Event, batches: asyncio.Queue[_Batch | None]) -> None:
         """Queue each batch watchfiles reports (it keeps reading while a rebuild runs)."""
         try:
             async for changes in watchfiles.awatch(
@@ -111,16 +126,21 @@ class PostWatcher:
             ):
                 self.last_beat = time.monotonic()
                 if changes:
-                    batches.put_nowait({Path(path) for _, path in changes})
+                    in_place = all(change == watchfiles.Change.modified for change, _ in changes)
+                    batches.put_nowait(_Batch({Path(path) for _, path in changes}, in_place))
         finally:
             batches.put_nowait(None)
 
-    async def _quiet_burst(self, batches: asyncio.Queue[set[Path] | None]) -> set[Path] | None:
+    async def _quiet_burst(self, batches: asyncio.Queue[_Batch | None]) -> set[Path] | None:
         """The paths of the next burst: batches until none came for the rest of the quiet time (watchfiles
-        waited one step of it), or for at most `_MAX_GROUP_MS`; None once watching ended."""
-        paths = await batches.get()
-        if paths is None:
+        waited one step of it), or for at most `_MAX_GROUP_MS`; at once when the first batch is complete as it is
+        (see the module doc). None once watching ended."""
+        first = await batches.get()
+        if first is None:
             return None
+        paths = first.paths
+        if first.in_place and _complete(paths):
+            return paths
         loop = asyncio.get_running_loop()
         give_up = loop.time() + _MAX_GROUP_MS / 1000
         rest = max(self.quiet_ms - _STEP_MS, 0) / 1000
@@ -132,5 +152,17 @@ class PostWatcher:
             if more is None:
                 batches.put_nowait(None)  # the end comes after this burst
                 break
-            paths |= more
+            paths |= more.paths
         return paths
+
+
+def _complete(paths: set[Path]) -> bool:
+    """Whether every path is a non-empty regular file now: a rewrite in place that has been written."""
+    for path in paths:
+        try:
+            info = path.lstat()
+        except OSError:
+            return False
+        if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
+            return False
+    return True

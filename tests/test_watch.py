@@ -106,6 +106,51 @@ def test_an_editors_atomic_save_reports_the_post_not_its_temp_files(make_setting
     assert {path.name for path in batches[0][1]} == {"post.md"}
 
 
+def test_a_post_rewritten_in_place_is_reported_without_waiting_out_the_quiet_time(make_settings):
+    settings = make_settings(scheduler={"debounce_ms": 1000})
+    post = settings.posts.dir / "post.md"
+    post.write_text("---\ntitle: Old\n---\n", encoding="utf-8")
+
+    async def save_in_place(folder: Path) -> None:
+        (folder / "post.md").write_text("---\ntitle: New\n---\n", encoding="utf-8")
+
+    batches, started, _ = asyncio.run(_watching(settings, save_in_place, settle=1.5))
+    assert [{path.name for path in paths} for _, paths in batches] == [{"post.md"}]
+    # One watchfiles step and the scheduler's delays, far from the 1,000 ms quiet time.
+    assert batches[0][0] - started < 0.5
+
+
+def test_a_post_emptied_midway_through_its_save_waits_for_the_write(make_settings):
+    settings = make_settings(scheduler={"debounce_ms": 400})
+    post = settings.posts.dir / "post.md"
+    post.write_text("---\ntitle: Old\n---\n", encoding="utf-8")
+
+    async def truncate_then_write(folder: Path) -> None:
+        with (folder / "post.md").open("r+b") as file:
+            file.truncate(0)
+            file.flush()
+            await asyncio.sleep(0.15)  # an editor stalled between its truncate and its write
+            file.write(b"---\ntitle: New\n---\n")
+
+    batches, started, _ = asyncio.run(_watching(settings, truncate_then_write, settle=1.5))
+    # One rebuild, of the written post: the empty file alone was not reported.
+    assert [{path.name for path in paths} for _, paths in batches] == [{"post.md"}]
+    assert batches[0][0] - started >= 0.15 + 0.4 - 0.05
+
+
+def test_a_post_renamed_away_midway_through_its_save_waits_for_its_return(make_settings):
+    settings = make_settings(scheduler={"debounce_ms": 400})
+    (settings.posts.dir / "post.md").write_text("---\ntitle: Old\n---\n", encoding="utf-8")
+
+    async def stalled_backup_save(folder: Path) -> None:
+        os.replace(folder / "post.md", folder / "post.md~")
+        await asyncio.sleep(0.15)  # the post is missing meanwhile
+        (folder / "post.md").write_text("---\ntitle: New\n---\n", encoding="utf-8")
+
+    batches, _, _ = asyncio.run(_watching(settings, stalled_backup_save, settle=1.5))
+    assert [{path.name for path in paths} for _, paths in batches] == [{"post.md"}]
+
+
 def test_temp_files_alone_trigger_nothing(make_settings):
     settings = make_settings()
 
