@@ -3,14 +3,37 @@ entry per item serves both (and every feed the item is in, through `FeedRenderer
 
 from __future__ import annotations
 
+import copy
+
 from feedgen.entry import FeedEntry
 from feedgen.ext.dc import DcEntryExtension
+from lxml.etree import _Element
 
 from feedsvc.feeds.items import Item
 
 
+class _ReusedEntry(FeedEntry):
+    """A feedgen entry that builds its RSS and Atom elements once and hands each feed a copy: an item is in the
+    site-wide feed and in each of its tags' feeds, and every rebuild writes those again, so building the elements
+    field by field was most of the feeds' rendering (one edit at 10,000 posts: 20 of 38 ms of CPU; lxml copies an
+    element in C). An entry is never changed once made (`feed_entry`), so its elements never go stale."""
+
+    _rss: _Element | None = None
+    _atom: _Element | None = None
+
+    def rss_entry(self, extensions: bool = True) -> _Element:
+        if self._rss is None:
+            self._rss = super().rss_entry(extensions)
+        return copy.deepcopy(self._rss)
+
+    def atom_entry(self, extensions: bool = True) -> _Element:
+        if self._atom is None:
+            self._atom = super().atom_entry(extensions)
+        return copy.deepcopy(self._atom)
+
+
 def feed_entry(item: Item) -> FeedEntry:
-    entry = FeedEntry()
+    entry = _ReusedEntry()
     entry.guid(item.id, permalink=False)
     entry.title(item.title)
     entry.link(href=item.url, rel="alternate", type="text/html")
