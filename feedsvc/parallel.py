@@ -27,7 +27,13 @@ _job: tuple[Callable[[list[Any]], Any], Sequence[Any]] | None = None
 def fork_map(function: Callable[[T], R], items: Sequence[T], *, min_items: int) -> list[R]:
     """`[function(item) for item in items]`, shared over the CPUs when there are at least `min_items` items
     (below that, starting processes costs more than it saves)."""
-    chunks = fork_chunks(partial(_map, function), items, min_items=min_items)
+    return fork_map_shares(partial(_map, function), items, min_items=min_items)
+
+
+def fork_map_shares(function: Callable[[list[T]], list[R]], items: Sequence[T], *, min_items: int) -> list[R]:
+    """`fork_map` for a function that takes a whole share of the items and gives one result for each, in order:
+    for work that is cheaper done for several items together."""
+    chunks = fork_chunks(function, items, min_items=min_items)
     results: list[Any] = [None] * len(items)
     for start, values in enumerate(chunks):
         results[start :: len(chunks)] = values

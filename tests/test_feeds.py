@@ -16,7 +16,7 @@ import feedparser
 import lxml.html
 import pytest
 
-from feedsvc.feeds import ATOM_FILE, FEED_FILES, JSON_FILE, RSS_FILE, FeedWriter, build, write_if_changed
+from feedsvc.feeds import ATOM_FILE, FEED_FILES, JSON_FILE, RSS_FILE, FeedWriter, build, replace_files
 from feedsvc.posts import Collection, Post, tag_slug
 from tests.conftest import EXAMPLE_POSTS
 
@@ -389,18 +389,51 @@ def test_a_changed_feed_is_replaced_atomically(make_settings) -> None:
     assert oct(target.stat().st_mode & 0o777) == oct(0o644)
 
 
-def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp_file(tmp_path, monkeypatch) -> None:
-    target = tmp_path / "feed.json"
-    target.write_bytes(b"old")
+def test_a_failed_write_keeps_the_old_files_and_leaves_no_temp_file(tmp_path, monkeypatch) -> None:
+    targets = [tmp_path / name for name in ("rss.xml", "atom.xml", "feed.json")]
+    for target in targets:
+        target.write_bytes(b"old")
 
     def disk_full(descriptor: int) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", disk_full)
-    with pytest.raises(OSError, match="No space left"):
-        write_if_changed(target, b"new")
-    assert target.read_bytes() == b"old"
-    assert [path.name for path in tmp_path.iterdir()] == ["feed.json"]
+    replaced, error = replace_files([(target, b"new") for target in targets])
+    assert replaced == [] and isinstance(error, OSError) and error.errno == 28
+    assert [target.read_bytes() for target in targets] == [b"old"] * 3
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(target.name for target in targets)
+
+
+def test_files_after_a_failed_rename_are_not_replaced(tmp_path) -> None:
+    first, second, third, fourth = (tmp_path / name for name in ("a.xml", "b.xml", "c.xml", "d.xml"))
+    for path in (first, second, fourth):
+        path.write_bytes(b"old")
+    third.mkdir()  # a folder where a feed file should be: the rename over it fails
+    replaced, error = replace_files([(first, b"new"), (second, b"old"), (third, b"new"), (fourth, b"new")])
+    assert replaced == [True, False] and isinstance(error, IsADirectoryError)
+    assert [first.read_bytes(), second.read_bytes(), fourth.read_bytes()] == [b"new", b"old", b"old"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a.xml", "b.xml", "c.xml", "d.xml"]
+
+
+def test_a_write_stopped_by_a_failing_file_reports_it_and_the_next_write_completes_it(make_settings) -> None:
+    settings = make_settings()
+    out = settings.feeds.output_dir
+    posts = newest_first(*(make_post(n, tags=("Go",) if n % 2 else ("Web",)) for n in range(1, 5)))
+    blocked = out / "tags" / "go" / ATOM_FILE
+    blocked.mkdir(parents=True)  # a folder where the feed file goes: replacing it fails
+    writer = FeedWriter(settings)
+    report = writer.write(posts)
+    assert report.error is not None and "Is a directory" in report.error
+    # The files before the failing one are in place; none after it is written.
+    assert report.written == [out / RSS_FILE, out / ATOM_FILE, out / JSON_FILE, out / "tags" / "go" / RSS_FILE]
+    assert not (out / "tags" / "go" / JSON_FILE).exists() and not list((out / "tags").rglob("web/*"))
+    blocked.rmdir()
+    again = writer.write(posts, tags=set())  # the next write is complete, whatever the caller names
+    assert not again.error
+    assert again.unchanged == report.written
+    assert {path.relative_to(out).as_posix() for path in again.written} == {
+        "tags/go/atom.xml", "tags/go/feed.json", "tags/web/rss.xml", "tags/web/atom.xml", "tags/web/feed.json"
+    }
 
 
 def test_tag_feeds_hold_their_newest_posts_and_stale_tags_go(make_settings) -> None:

@@ -16,7 +16,7 @@ from feedsvc.feeds.items import Item, TagGroup, tag_groups
 from feedsvc.feeds.json_feed import FILE_NAME as JSON_FILE
 from feedsvc.feeds.render import FeedRenderer
 from feedsvc.feeds.rss import FILE_NAME as RSS_FILE
-from feedsvc.feeds.writer import TAGS_DIR, BuildResult, FeedsReport, FeedWriter, build, write_if_changed
+from feedsvc.feeds.writer import TAGS_DIR, BuildResult, FeedsReport, FeedWriter, build, replace_files
 
 __all__ = [
     "ATOM_FILE",
@@ -34,6 +34,6 @@ __all__ = [
     "Item",
     "TagGroup",
     "build",
+    "replace_files",
     "tag_groups",
-    "write_if_changed",
 ]

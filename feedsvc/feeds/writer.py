@@ -6,6 +6,7 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,12 +15,19 @@ from feedsvc.config import Settings
 from feedsvc.feeds.formats import FEED_FILES
 from feedsvc.feeds.items import FeedSet, _tag_slugs, tag_groups
 from feedsvc.feeds.render import FeedRenderer
-from feedsvc.parallel import fork_map
+from feedsvc.parallel import fork_map_shares
 from feedsvc.posts import Collection, Post, Problem, Scan
 
 TAGS_DIR = "tags"
 # Feeds to write at once (a complete write) from which the writing is shared over the CPUs.
 _PARALLEL_WRITE_MIN = 16
+# Feeds whose files are replaced together (`replace_files`): their bytes are held in memory until then.
+_BATCH_FEEDS = 8
+# Files synced at once, at most.
+_SYNC_THREADS = 8
+
+# What happened to each feed of a write: files written, files unchanged, the error that stopped the write.
+_Outcome = tuple[list[Path], list[Path], OSError | None]
 
 
 @dataclass(slots=True)
@@ -53,7 +61,6 @@ class FeedWriter:
         self.renderer = FeedRenderer(settings)
         self.site_title = settings.site.title
         self._previous: dict[str, tuple[str, ...]] | None = None  # post id -> tags
-        self._write_error: OSError | None = None  # the first failure of this process's part of a write
 
     def write(self, posts: Sequence[Post], tags: Iterable[str] | None = None) -> FeedsReport:
         """Write the feeds of `posts` (published, newest first).
@@ -93,8 +100,9 @@ class FeedWriter:
             return report
         # Many feeds (a complete write) are rendered and written by several processes: feedgen's XML and the
         # fsync of each file are most of what is left of a cold build once the posts are parsed and rendered.
-        self._write_error = None
-        for written, unchanged, error in fork_map(self._write, feed_sets, min_items=_PARALLEL_WRITE_MIN):
+        for written, unchanged, error in fork_map_shares(
+            self._write, feed_sets, min_items=_PARALLEL_WRITE_MIN
+        ):
             report.written += written
             report.unchanged += unchanged
             if error is not None and report.error is None:
@@ -105,22 +113,38 @@ class FeedWriter:
         self.renderer.keep_only(current)
         return report
 
-    def _write(self, feed: FeedSet) -> tuple[list[Path], list[Path], OSError | None]:
-        """Write one feed's files: those written, those unchanged, and why it stopped. After a failure the process
-        writes nothing more, so the feeds it has not reached keep their last complete version."""
-        written: list[Path] = []
-        unchanged: list[Path] = []
-        if self._write_error is not None:
-            return written, unchanged, None
-        try:
-            folder = self.output / feed.folder
-            folder.mkdir(parents=True, exist_ok=True)
-            for filename, data in self.renderer.render(feed).items():
-                path = folder / filename
-                (written if write_if_changed(path, data) else unchanged).append(path)
-        except OSError as exc:
-            self._write_error = exc
-        return written, unchanged, self._write_error
+    def _write(self, feeds: list[FeedSet]) -> list[_Outcome]:
+        """Write these feeds' files, `_BATCH_FEEDS` feeds at a time (`replace_files`): for each feed, the files
+        written, those unchanged, and why it stopped. After a failure nothing more is written, so the feeds not
+        reached keep their last complete version."""
+        outcomes: list[_Outcome] = []
+        for start in range(0, len(feeds), _BATCH_FEEDS):
+            batch = feeds[start : start + _BATCH_FEEDS]
+            files: list[tuple[Path, bytes]] = []
+            owners: list[int] = []  # the feed of the batch each file belongs to
+            try:
+                for feed in batch:
+                    folder = self.output / feed.folder
+                    folder.mkdir(parents=True, exist_ok=True)
+                    for filename, data in self.renderer.render(feed).items():
+                        files.append((folder / filename, data))
+                        owners.append(len(outcomes))
+                    outcomes.append(([], [], None))
+            except OSError as exc:  # nothing of this batch is written
+                replaced: list[bool] = []
+                error: OSError | None = exc
+                owners.append(len(outcomes))
+                outcomes.append(([], [], None))
+            else:
+                replaced, error = replace_files(files)
+            for (path, _), owner, new in zip(files, owners, replaced, strict=False):
+                written, unchanged, _ = outcomes[owner]
+                (written if new else unchanged).append(path)
+            if error is not None:
+                failed = owners[len(replaced)]
+                outcomes[failed] = (*outcomes[failed][:2], error)
+                return outcomes + [([], [], None)] * (len(feeds) - len(outcomes))
+        return outcomes
 
     def _tag_folders(self) -> set[str]:
         tags = self.output / TAGS_DIR
@@ -147,25 +171,57 @@ def _moved_tags(previous: dict[str, tuple[str, ...]], current: dict[str, tuple[s
     return moved
 
 
-def write_if_changed(path: Path, data: bytes) -> bool:
-    """Atomically replace `path` with `data` unless it already holds exactly these bytes; True when written."""
+def replace_files(files: Sequence[tuple[Path, bytes]]) -> tuple[list[bool], OSError | None]:
+    """Atomically replace each path with its bytes unless it already holds exactly these bytes. Returns whether
+    each file was written (False: unchanged), for the files in place before any error, and the error that stopped
+    the rest; no file is renamed after an error, and no temporary file is left.
+
+    The new versions are all written, synced to disk together, then renamed into place in order: one fsync after
+    another waited for a journal commit each (the 9 files of a one-edit rebuild: 4 to 50 ms, with other writers on
+    the disk), where fsyncs running at once share one."""
+    outcomes: list[bool | None] = [None] * len(files)  # None: not in place (yet)
+    pending: list[tuple[int, str, int]] = []  # index of the file, its temporary file, that file's descriptor
+    error: OSError | None = None
     try:
-        if path.stat().st_size == len(data) and path.read_bytes() == data:
-            return False
-    except FileNotFoundError:
-        pass
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, 0o644)  # served by a web server, possibly as another user
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return True
+        for index, (path, data) in enumerate(files):
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_size == len(data) and path.read_bytes() == data:
+                    outcomes[index] = False
+                    continue
+            descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            pending.append((index, temporary, descriptor))
+            with open(descriptor, "wb", closefd=False) as file:
+                file.write(data)
+        _sync([descriptor for _, _, descriptor in pending])
+        for index, temporary, _ in pending:
+            os.chmod(temporary, 0o644)  # served by a web server, possibly as another user
+            os.replace(temporary, files[index][0])
+            outcomes[index] = True
+    except OSError as exc:
+        error = exc
+    finally:
+        for index, temporary, descriptor in pending:
+            with contextlib.suppress(OSError):
+                os.close(descriptor)
+            if outcomes[index] is None:
+                Path(temporary).unlink(missing_ok=True)
+    done: list[bool] = []
+    for outcome in outcomes:
+        if outcome is None:
+            break
+        done.append(outcome)
+    return done, error
+
+
+def _sync(descriptors: list[int]) -> None:
+    if len(descriptors) < 2:
+        for descriptor in descriptors:
+            os.fsync(descriptor)
+        return
+    # fsync lets go of the GIL. The pool's threads end with the `with`: a fork after it finds none.
+    with ThreadPoolExecutor(min(len(descriptors), _SYNC_THREADS)) as pool:
+        for _ in pool.map(os.fsync, descriptors):
+            pass
 
 
 @dataclass(frozen=True, slots=True)
