@@ -492,7 +492,15 @@ def test_incremental_write_touches_only_the_named_tags(make_settings) -> None:
     assert {path.parent.name for path in report.unchanged} == set()
     assert parsed(out / "tags" / "web" / RSS_FILE).entries[0].title == "Edited"
 
+    # A new version of a post with other tags, in the same place: both tags' feeds follow without being named.
+    retagged = make_post(2, tags=("Rust",), title="Edited")
+    report = writer.write(newest_first(first, retagged), tags=set())
+    assert not (out / "tags" / "web").exists()
+    assert parsed(out / "tags" / "rust" / RSS_FILE).entries[0].title == "Edited"
+    assert {path.parent.name for path in report.written} == {"public", "rust"}
+
     # A post leaving the published set (deleted, or turned into a draft) updates its tag without being named.
+    writer.write(newest_first(first, edited), tags={"web", "rust"})
     report = writer.write([first], tags=set())
     assert not (out / "tags" / "web").exists()
     assert (out / "tags" / "go" / RSS_FILE).is_file()

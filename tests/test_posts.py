@@ -241,6 +241,73 @@ def test_drafts_future_posts_and_next_publication(settings: Settings) -> None:
     assert not is_published(found.posts[2], datetime(2030, 1, 1, tzinfo=WIB))  # a draft, whatever the date
 
 
+def _brute_published(found: Scan, now: datetime) -> list[Post]:
+    return [item for item in found.posts if is_published(item, now)]
+
+
+def _brute_next_publication(found: Scan, now: datetime) -> datetime | None:
+    moments = [
+        moment
+        for item in found.posts
+        if not item.draft
+        for moment in (item.date, item.expires)
+        if moment is not None and moment > now
+    ]
+    return min(moments, default=None)
+
+
+def test_published_posts_follow_edits_in_place_as_a_look_at_every_post_does(settings: Settings) -> None:
+    """`published` and `next_publication` skip the posts they need not look at (see `Scan.held`): after edits in
+    place that turn posts into drafts and back, move their dates or keep them, they answer as a look at every post
+    does, and the posts stay in the order of a new collection's scan."""
+    rng = random.Random(7)
+    days = [datetime(2025, 1, 1, 8, tzinfo=WIB) + timedelta(days=rng.randint(0, 40)) for _ in range(60)]
+    paths = []
+    for number, day in enumerate(days):  # many share a date: the order among them is by slug
+        draft = str(rng.random() < 0.2).lower()
+        paths.append(write(settings, f"p{number:02d}.md", post(title=f"P{number}", date=day.isoformat(), draft=draft)))
+    collection = Collection(settings)
+    found = collection.scan()
+    moments = [datetime(2024, 12, 1, tzinfo=WIB), *days[::7], datetime(2026, 1, 1, tzinfo=WIB)]
+    for round_number in range(25):
+        edited = rng.sample(paths, rng.randint(1, 3))
+        for path in edited:
+            number = int(path.stem[1:])
+            if rng.random() < 0.3:
+                days[number] += timedelta(days=rng.choice([-3, 0, 5]))
+            draft = str(rng.random() < 0.25).lower()
+            path.write_text(post(title=f"P{number} r{round_number}", date=days[number].isoformat(), draft=draft))
+        found = collection.scan(set(edited))
+        assert found.held is not None
+        assert found.posts == Collection(settings).scan().posts
+        for now in moments:
+            assert found.published(now) == _brute_published(found, now)
+            assert found.next_publication(now) == _brute_next_publication(found, now)
+
+
+def test_published_posts_with_expiry_dates_as_a_look_at_every_post_does() -> None:
+    rng = random.Random(11)
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    posts = []
+    for number in range(80):
+        day = start + timedelta(days=rng.randint(0, 30))
+        expires = day + timedelta(days=rng.randint(1, 20)) if rng.random() < 0.3 else None
+        fields = {"id": f"p{number}", "slug": f"p{number:02d}", "title": f"P{number}", "url": f"{SITE}/p{number}/"}
+        posts.append(
+            Post(
+                **fields, date=day, updated=None, tags=(), author="A", image=None, draft=rng.random() < 0.15,
+                source=Path(f"p{number}.md"), expires=expires,
+            )
+        )
+    posts.sort(key=lambda item: (item.date.timestamp(), item.slug), reverse=True)
+    held = [place for place, item in enumerate(posts) if item.draft or item.expires is not None]
+    found = Scan(posts, [], set(), set(), held)
+    for offset in range(-2, 55):
+        now = start + timedelta(days=offset, hours=rng.choice([0, 12]))
+        assert found.published(now) == _brute_published(found, now)
+        assert found.next_publication(now) == _brute_next_publication(found, now)
+
+
 def test_summaries(settings: Settings) -> None:
     write(
         settings,
@@ -440,6 +507,30 @@ def test_malformed_corpus_gives_one_error_per_file_and_loses_no_good_post(settin
         assert words in problem.message, str(problem)
     warnings = {problem.path.name for problem in found.problems if problem.severity == "warning"}
     assert warnings == {"good-three.txt"}  # its date comes from the file
+
+
+def test_a_file_no_scan_could_read_is_tried_again_by_scans_of_other_files(settings: Settings, monkeypatch) -> None:
+    good = write(settings, "good.md", post(title="Good"))
+    write(settings, "flaky.md", post(title="Flaky"))
+    failures = iter([True, True])  # its first two reads fail, as on a disk giving I/O errors
+    real_parse = Collection._parse
+
+    def parse(self: Collection, path: Path, info: os.stat_result, problems: list[Problem]):
+        if path.name == "flaky.md" and next(failures, False):
+            problems.append(self.site.problem(path, None, "cannot read the file: input/output error"))
+            return None
+        return real_parse(self, path, info, problems)
+
+    monkeypatch.setattr(Collection, "_parse", parse)
+    collection = Collection(settings)
+    assert [problem.path.name for problem in errors(collection.scan())] == ["flaky.md"]
+    good.write_text(post(title="Good, edited"), encoding="utf-8")
+    found = collection.scan({good})  # flaky.md, not named, is read again (and fails again)
+    assert [problem.path.name for problem in errors(found)] == ["flaky.md"]
+    good.write_text(post(title="Good, edited again"), encoding="utf-8")
+    found = collection.scan({good})
+    assert not errors(found)
+    assert sorted(item.title for item in found.posts) == ["Flaky", "Good, edited again"]
 
 
 def test_problems_name_the_line(settings: Settings) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
+import operator
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -51,7 +53,7 @@ class FeedsReport:
 class FeedWriter:
     """Writes the feeds of a collection, rewriting only what changed.
 
-    It remembers the published posts (id -> tags) of its previous write, so posts that became due or
+    It remembers the published posts of its previous write, so posts that became due or
     disappeared since get their tag feeds rewritten even when the caller does not name those tags.
     """
 
@@ -60,7 +62,8 @@ class FeedWriter:
         self.limit = settings.feeds.items
         self.renderer = FeedRenderer(settings)
         self.site_title = settings.site.title
-        self._previous: dict[str, tuple[str, ...]] | None = None  # post id -> tags
+        self._previous: tuple[Post, ...] | None = None  # the published posts of the last complete write
+        self._published_ids: set[str] = set()  # their ids
 
     def write(self, posts: Sequence[Post], tags: Iterable[str] | None = None) -> FeedsReport:
         """Write the feeds of `posts` (published, newest first).
@@ -68,12 +71,9 @@ class FeedWriter:
         `tags=None` rewrites every feed and removes stale tag folders; a set of tag slugs limits the per-tag feeds
         to those (the site-wide feeds are always written). The first write of a writer is always complete.
         """
-        current = {post.id: post.tags for post in posts}
-        only = (
-            None
-            if tags is None or self._previous is None
-            else set(tags) | _moved_tags(self._previous, current)
-        )
+        previous = self._previous
+        places = None if previous is None else _replaced_places(previous, posts)
+        only = None if tags is None or previous is None else set(tags) | _moved_tags(previous, posts, places)
         report = FeedsReport()
         self._previous = None  # a failed write leaves the next one complete
         while True:  # a post that cannot be rendered leaves room in its feeds for the next one
@@ -109,8 +109,10 @@ class FeedWriter:
                 report.error = f"cannot write the feeds in {self.output}: {error.strerror or error}"
         if report.error is not None:
             return report
-        self._previous = {post.id: post.tags for post in posts} if report.failed else current
-        self.renderer.keep_only(current)
+        if places is None or report.failed:
+            self._published_ids = {post.id for post in posts}
+        self._previous = tuple(posts)
+        self.renderer.keep_only(self._published_ids)
         return report
 
     def _write(self, feeds: list[FeedSet]) -> list[_Outcome]:
@@ -161,12 +163,32 @@ class FeedWriter:
             folder.rmdir()
 
 
-def _moved_tags(previous: dict[str, tuple[str, ...]], current: dict[str, tuple[str, ...]]) -> set[str]:
-    """Slugs of the tags of posts that entered or left the published set, or whose tags changed."""
+def _replaced_places(previous: Sequence[Post], current: Sequence[Post]) -> list[int] | None:
+    """The common rebuild, a few posts edited: the same posts in the same places, some of them new versions. Then
+    the places holding another version, found by comparing objects in C rather than every published post in
+    Python (4 of them per rebuild, 30 ms at 50,000 posts); None when posts came, went or moved."""
+    if len(previous) != len(current):
+        return None
+    places = list(itertools.compress(range(len(current)), map(operator.is_not, previous, current)))
+    if any(previous[place].id != current[place].id for place in places):
+        return None
+    return places
+
+
+def _moved_tags(previous: Sequence[Post], current: Sequence[Post], places: list[int] | None) -> set[str]:
+    """Slugs of the tags of posts that entered or left the published set, or whose tags changed; `places`: see
+    `_replaced_places`."""
     moved: set[str] = set()
+    if places is not None:
+        for place in places:
+            if previous[place].tags != current[place].tags:
+                moved.update(slug for slug, _ in _tag_slugs((*previous[place].tags, *current[place].tags)))
+        return moved
     # (id, tags) pairs in one and not the other: a post that came or went, or both versions of one whose tags
-    # changed. A set operation in C rather than a loop over every published post on each rebuild.
-    for _, tags in previous.items() ^ current.items():
+    # changed. A set operation in C rather than a loop over every published post.
+    before = {post.id: post.tags for post in previous}
+    after = {post.id: post.tags for post in current}
+    for _, tags in before.items() ^ after.items():
         moved.update(slug for slug, _ in _tag_slugs(tags))
     return moved
 
