@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import mmap
 import os
@@ -375,11 +376,11 @@ class _Helper:
     def __init__(self, pid: int, counts: _SharedReport) -> None:
         self.pid = pid
         self.counts = counts
-        self.status: int | None = None  # its exit code once reaped (negative: the signal that killed it)
+        self.reaped = False  # once waited for, its pid may be another process's
 
     def stop(self, signum: int) -> None:
-        """Pass a stopping signal on, while the process is ours to signal (not yet reaped: its pid is not reused)."""
-        if self.status is None:
+        """Pass a stopping signal on, while the process is ours to signal."""
+        if not self.reaped:
             os.kill(self.pid, signum)
 
     async def wait(
@@ -393,14 +394,16 @@ class _Helper:
             await asyncio.wait({reaping}, timeout=PROGRESS_INTERVAL)
             if refresh is not None:
                 refresh()
-        self.status = os.waitstatus_to_exitcode(reaping.result()[1])
-        return self._outcome(report, stopped, self.status)
+        self.reaped = True
+        return self._outcome(report, stopped, os.waitstatus_to_exitcode(reaping.result()[1]))
 
     def reap(self) -> None:
         """Stop the helper and wait for it, unless that was done (for a send that ended by an exception)."""
-        if self.status is None:
+        if not self.reaped:
             self.stop(signal.SIGTERM)
-            self.status = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+            with contextlib.suppress(ChildProcessError):  # reaped by `wait`'s thread, whose loop the exception ended
+                os.waitpid(self.pid, 0)
+            self.reaped = True
 
     def _outcome(self, report: DrainReport, stopped_too: bool, status: int) -> tuple[DrainReport, str]:
         from feedsvc.mail.queue import DrainReport
