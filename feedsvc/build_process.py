@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import io
 import multiprocessing
 import os
@@ -28,7 +30,6 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from feedsvc import feeds
-from feedsvc.child_processes import die_with_parent
 from feedsvc.config import Settings
 from feedsvc.posts import Collection
 from feedsvc.posts.model import Post
@@ -36,6 +37,7 @@ from feedsvc.posts.model import Post
 # Spawn, not fork: the service runs threads (the store's, uvicorn's), and a forked child could inherit a lock
 # that no thread of its own will ever release.
 _CONTEXT = multiprocessing.get_context("spawn")
+_PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 
 
 class BuildFailed(Exception):
@@ -140,8 +142,7 @@ def _serve(settings: Settings, connection: Connection, parent: int) -> None:
     # A session of its own, so that a kill reaches the processes it starts too; Ctrl-C (sent to the terminal's
     # process group) then no longer reaches it either: the service decides when its builds stop.
     os.setsid()
-    # Elsewhere than on Linux, an orphan ends at its next reply, when it finds the pipe closed.
-    die_with_parent()
+    _die_with_parent()
     if os.getppid() != parent:  # the service died while this process was starting
         return
     collection = Collection(settings)
@@ -201,3 +202,12 @@ def _load(reply: bytes, posts: dict[int, Post]) -> feeds.BuildResult | str:
     posts.update(zip(tokens, received, strict=True))
     return outcome
 
+
+def _die_with_parent() -> None:
+    """On Linux, have the kernel kill this process when the service dies (even by SIGKILL), so no orphan build
+    goes on writing feeds beside the next service's. Elsewhere the orphan ends at its next reply."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass

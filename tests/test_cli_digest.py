@@ -12,7 +12,6 @@ import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from conftest import add_subscribers, write_post
@@ -168,24 +167,18 @@ def test_a_killed_send_resumes_with_no_mail_lost_and_repeats_only_in_flight(blog
     result = feedsvc(settings, "digest", "send")
     assert result.returncode == 0, result.stderr
 
-    assert_sent_to_all_repeating_at_most(smtp_server, addresses, connections)
-    assert "digest.sent" in result.stderr and "sent=300" in result.stderr
-    assert delivery_states(settings) == {"sent": 300}
-
-
-def assert_sent_to_all_repeating_at_most(smtp_server, addresses: list[str], repeats: int) -> None:
     per_address = Counter(recipient for mail in smtp_server.received for recipient in mail.recipients)
     assert sorted(per_address) == sorted(addresses), "every subscriber got the digest"
-    assert sum(count - 1 for count in per_address.values()) <= repeats, per_address.most_common(5)
-
-
-def delivery_states(settings: Settings) -> Counter[str]:
+    repeats = sum(count - 1 for count in per_address.values())
+    assert repeats <= connections, per_address.most_common(5)
+    assert "digest.sent" in result.stderr and "sent=300" in result.stderr
     engine = open_engine(settings.store.database_url)
     try:
         with engine.connect() as connection:
-            return Counter(connection.execute(select(deliveries.c.state)).scalars())
+            states = Counter(connection.execute(select(deliveries.c.state)).scalars())
     finally:
         engine.dispose()
+    assert states == {"sent": 300}
 
 
 def test_send_while_a_killed_process_still_holds_the_queue_says_so_and_fails(blog, smtp_server):
@@ -212,103 +205,6 @@ def test_send_while_a_killed_process_still_holds_the_queue_says_so_and_fails(blo
     assert held, result.stderr
     assert sent_before <= 40 - int(held[1]) + settings.mail.connections  # the rest, less what was in flight
     assert len(smtp_server.received) == sent_before
-
-
-def start_send_in_two(
-    blog, smtp_server, store_url: str, **mail: float
-) -> tuple[Settings, list[str], subprocess.Popen[str], int]:
-    """`feedsvc digest send` of 300 mails due in batches of 20, to a slow server: the send forks a second process,
-    each with 2 of the 4 connections. Returns the settings, the addresses, the first process, the second's pid."""
-    mail_settings = {"smtp_url": smtp_server.url, "connections": 4, "batch_size": 20, **mail}
-    settings, addresses = blog(subscribers=300, mail=mail_settings, store={"url": store_url})
-    smtp_server.fault = slow_data
-    command = [sys.executable, "-m", "feedsvc", "digest", "send", "--config", str(settings.config_path)]
-    send = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return settings, addresses, send, second_process(send)
-
-
-def second_process(send: subprocess.Popen[str]) -> int:
-    """The pid of the helper a large `digest send` forks to send beside it (its only child)."""
-    children = Path(f"/proc/{send.pid}/task/{send.pid}/children")
-    deadline = time.monotonic() + 30
-    while not (pids := children.read_text().split()):
-        assert send.poll() is None and time.monotonic() < deadline, "no second sending process started"
-        time.sleep(0.01)
-    [pid] = pids
-    return int(pid)
-
-
-def ended(pid: int) -> bool:
-    """Whether the process is gone (or a zombie, which sends nothing, waiting to be reaped by whoever adopted it)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
-
-
-def wait_until_received(smtp_server, count: int, send: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 30
-    while len(smtp_server.received) < count:
-        assert send.poll() is None, send.communicate()
-        assert time.monotonic() < deadline, "the send never got going"
-        time.sleep(0.01)
-
-
-def slow_data(stage: str, _envelope) -> None:
-    if stage == "data":
-        time.sleep(0.01)  # the server takes a while per message, so what the test does lands mid-run
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("killed", ["first", "second"])
-def test_a_send_in_two_processes_killed_in_either_resumes_with_no_mail_lost_and_repeats_only_in_flight(
-    blog, smtp_server, store_url, killed
-):
-    connections = 4
-    settings, addresses, send, helper = start_send_in_two(blog, smtp_server, store_url, lease_seconds=1.0)
-    wait_until_received(smtp_server, 100, send)
-    assert len(smtp_server.received) < 300, "the kill comes too late to test anything"
-    if killed == "first":
-        send.kill()
-        send.communicate(timeout=10)
-        deadline = time.monotonic() + 10
-        while not ended(helper):  # the kernel kills it with its parent
-            assert time.monotonic() < deadline, "the second sending process outlived the first"
-            time.sleep(0.01)
-    else:
-        os.kill(helper, signal.SIGKILL)
-        _, stderr = send.communicate(timeout=60)
-        # The first process goes on, then says the second died and fails.
-        assert send.returncode == 1, stderr
-        assert f"the second sending process (pid {helper}) was killed by SIGKILL" in " ".join(stderr.split())
-
-    time.sleep(1.2)  # the killed process's leases run out
-    result = feedsvc(settings, "digest", "send")
-    assert result.returncode == 0, result.stderr
-
-    assert_sent_to_all_repeating_at_most(smtp_server, addresses, connections)
-    assert delivery_states(settings) == {"sent": 300}
-
-
-@pytest.mark.slow
-def test_sigterm_stops_both_sending_processes_and_the_report_counts_both(blog, smtp_server, store_url):
-    settings, addresses, send, helper = start_send_in_two(blog, smtp_server, store_url)
-    wait_until_received(smtp_server, 60, send)
-    send.terminate()
-    stdout, stderr = send.communicate(timeout=60)
-    assert send.returncode == 1, stderr
-    assert ended(helper)
-    assert "second sending process" not in stderr  # stopped as asked, with the first
-    # Both stopped cleanly: what the server took is all recorded, and counted in the one report.
-    reported = re.search(r"sent (\d+), to retry 0, failed 0, bounced 0", stdout)
-    assert reported, stdout
-    assert int(reported[1]) == len(smtp_server.received) < 300
-    assert delivery_states(settings) == {"sent": len(smtp_server.received), "queued": 300 - len(smtp_server.received)}
-
-    result = feedsvc(settings, "digest", "send")
-    assert result.returncode == 0, result.stderr
-    assert f"sent {300 - int(reported[1])}," in result.stdout
-    assert_sent_to_all_repeating_at_most(smtp_server, addresses, 0)  # nothing was in doubt
 
 
 # What `feedsvc run` does first on a SQLite store: take the single-instance guard, and keep it while it runs.
