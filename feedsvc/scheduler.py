@@ -21,6 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,18 @@ STALE_SECONDS = 10.0
 # fails again up to the maximum: a disk that has room again is noticed without any post being saved.
 RETRY_FIRST_SECONDS = 2.0
 RETRY_MAX_SECONDS = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Built:
+    """What a build hands to its outputs."""
+
+    started: float  # perf_counter when the rebuild began
+    now: datetime  # the moment the posts were published at
+    scan: Scan
+    written: tuple[Path, ...]  # feed files written or removed
+    build_seconds: float | None  # until the new feeds were served; None: the build failed
+    failed: bool
 
 
 class CalendarTrigger(BaseTrigger):
@@ -115,7 +128,8 @@ class Jobs:
         self.ready = False  # the first build is over (whatever its outcome), or this instance does not lead
         self._failures = 0  # failed rebuilds in a row, for the retry back-off
         self._last_scan: Scan | None = None  # of the last build that gave one
-        self._rebuild_lock = asyncio.Lock()
+        self._build_lock = asyncio.Lock()
+        self._outputs_lock = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
 
     # --- liveness -----------------------------------------------------------------------------------------
@@ -149,8 +163,9 @@ class Jobs:
         self.scheduler.shutdown(wait=False)
         self.builds.kill()
         try:
-            await asyncio.wait_for(self._rebuild_lock.acquire(), timeout)
-            self._rebuild_lock.release()
+            for lock in (self._build_lock, self._outputs_lock):
+                await asyncio.wait_for(lock.acquire(), timeout)
+                lock.release()
         except TimeoutError:
             log.warning("rebuild.shutdown_timeout", extra=fields(timeout_s=timeout))
         for task in list(self._background):
@@ -191,55 +206,81 @@ class Jobs:
 
     async def _on_posts_changed(self, paths: set[Path]) -> None:
         if self.is_leader:
-            await self.rebuild("posts-changed", changed=paths)
+            # The watcher's next burst waits for this build, not for its outputs (see `rebuild`).
+            await self.rebuild("posts-changed", changed=paths, wait_for_outputs=False)
 
-    async def rebuild(self, reason: str, changed: set[Path] | None = None) -> None:
-        """Scan and write changed feeds, then run every output (`feedsvc.outputs`)."""
+    async def rebuild(self, reason: str, changed: set[Path] | None = None, *, wait_for_outputs: bool = True) -> None:
+        """Scan and write changed feeds, then run every output (`feedsvc.outputs`).
+
+        One build at a time, and the outputs of one build at a time, in the order of the builds; but a build need
+        not wait for the previous build's outputs (reading what is new among 50,000 posts takes longer than a
+        one-edit build), so a save made meanwhile is in the feeds as soon as its own build is done. Without
+        `wait_for_outputs` this returns once the feeds are written and the outputs go on in the background."""
         if not self.is_leader or self.stopping:
             return
-        async with self._rebuild_lock:
-            try:
-                await self._rebuild(reason, changed)
-            finally:
-                self.ready = True
+        try:
+            async with self._build_lock:
+                built = await self._build(reason, changed)
+        except BaseException:
+            self.ready = True
+            raise
+        if built is None:
+            self.ready = True
+            return
+        outputs = self._outputs_in_turn(reason, changed, built)
+        if wait_for_outputs:
+            await outputs
+        else:
+            self._in_background(outputs)
 
-    async def _rebuild(self, reason: str, changed: set[Path] | None) -> None:
+    async def _outputs_in_turn(self, reason: str, changed: set[Path] | None, built: _Built) -> None:
+        try:
+            async with self._outputs_lock:
+                if not self.stopping:
+                    await self._run_outputs(reason, changed, built)
+        except Exception:  # run_outputs reports the outputs' failures itself: this is a bug, in one line
+            log.exception("rebuild.outputs_failed", extra=fields(reason=reason))
+        finally:
+            self.ready = True
+
+    async def _build(self, reason: str, changed: set[Path] | None) -> _Built | None:
+        """The feeds' build in the child; None when it failed and there is no earlier scan to go on with."""
         started = time.perf_counter()
         now = datetime.now(UTC)
-        written: list[Path] = []
-        built = None  # how long the build took, until its feeds were being served
         try:
             result = await self.builds.build(now, changed)
         except BuildFailed as exc:
             if self.stopping:  # at shutdown the build is abandoned on purpose
-                return
+                return None
             FEED_BUILDS.labels("failed").inc()
-            failed = True
             self._failed(reason, "build", str(exc), changed)
             if self._last_scan is None:
-                return
+                return None
             # Posts of the last scan still become due and digests still go out while builds fail.
-            scan = self._last_scan
-        else:
-            scan = self._last_scan = result.scan
-            written = list(result.report.written) + list(result.report.removed)
-            if written and self.on_feeds_written:
-                self.on_feeds_written()
-            built = time.perf_counter() - started
-            failed = result.report.error is not None
-            FEED_BUILDS.labels("failed" if failed else "ok").inc()
-            if failed:
-                # The feeds not written keep their last complete version; announcing does not depend on them.
-                self._failed(reason, "write", result.report.error or "", changed)
-        rebuild = Rebuild(self.settings, self.engine, now, scan, written=tuple(written))
+            return _Built(started, now, self._last_scan, (), None, failed=True)
+        self._last_scan = result.scan
+        written = (*result.report.written, *result.report.removed)
+        if written and self.on_feeds_written:
+            self.on_feeds_written()
+        failed = result.report.error is not None
+        FEED_BUILDS.labels("failed" if failed else "ok").inc()
+        if failed:
+            # The feeds not written keep their last complete version; announcing does not depend on them.
+            self._failed(reason, "write", result.report.error or "", changed)
+        return _Built(started, now, result.scan, written, time.perf_counter() - started, failed)
+
+    async def _run_outputs(self, reason: str, changed: set[Path] | None, built: _Built) -> None:
+        scan = built.scan
+        rebuild = Rebuild(self.settings, self.engine, built.now, scan, written=built.written)
         outcome = await run_outputs(rebuild, EVERYTHING, detach=self._in_background)
+        failed = built.failed
         for failure in outcome.failed:
             failed = True
             self._failed(reason, failure.output, failure.error, changed)
         for name, count in outcome.done.items():
             if count and name in self.wakes:
                 self.wakes[name]()
-        self._plan_publication(scan.next_publication(now))
+        self._plan_publication(scan.next_publication(built.now))
         if not failed:
             self._failures = 0
         log.info(
@@ -248,11 +289,11 @@ class Jobs:
                 reason=reason,
                 changed_files=len(changed) if changed is not None else None,
                 posts=len(scan.posts),
-                feeds_written=len(written),
+                feeds_written=len(built.written),
                 problems=len(scan.problems),
                 editions=len(rebuild.editions),
-                build_ms=round(built * 1000, 1) if built is not None else None,
-                took_ms=round((time.perf_counter() - started) * 1000, 1),
+                build_ms=round(built.build_seconds * 1000, 1) if built.build_seconds is not None else None,
+                took_ms=round((time.perf_counter() - built.started) * 1000, 1),
             ),
         )
 

@@ -167,33 +167,39 @@ def test_a_saved_post_rebuilds_through_the_watcher(make_settings, mode):
     asyncio.run(scenario())
 
 
+def _announced(database) -> list[str]:
+    with sqlite3.connect(database) as connection:
+        return [title for (title,) in connection.execute("SELECT title FROM announcements ORDER BY title")]
+
+
+async def _hold_store_lock(database, seconds: float) -> asyncio.subprocess.Process:
+    """Another process holding the SQLite store's write lock for `seconds` (past the busy timeout if long)."""
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        (
+            "import sqlite3, sys, time; connection = sqlite3.connect(sys.argv[1], isolation_level=None); "
+            "connection.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(float(sys.argv[2]))"
+        ),
+        str(database),
+        str(seconds),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert holder.stdout is not None and await holder.stdout.readline() == b"locked\n"
+    return holder
+
+
 def test_a_store_that_cannot_record_announcements_does_not_stop_publishing_and_is_retried(make_settings):
     settings = make_settings()
     write_post(settings.posts.dir, "old.md", title="Already out", date=datetime.now(UTC) - timedelta(days=1))
     database = settings.store.dir / "feedsvc.db"
 
-    def announced() -> list[str]:
-        with sqlite3.connect(database) as connection:
-            return [
-                title for (title,) in connection.execute("SELECT title FROM announcements ORDER BY title")
-            ]
-
     async def scenario() -> None:
         harness = Harness(settings)
         harness.jobs.start()
-        await harness.until(lambda: announced() == ["Already out"])
+        await harness.until(lambda: _announced(database) == ["Already out"])
         # Another process holds the store's write lock past the busy timeout (10 s).
-        holder = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            (
-                "import sqlite3, sys, time; connection = sqlite3.connect(sys.argv[1], isolation_level=None); "
-                "connection.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(12)"
-            ),
-            str(database),
-            stdout=asyncio.subprocess.PIPE,
-        )
-        assert holder.stdout is not None and await holder.stdout.readline() == b"locked\n"
+        holder = await _hold_store_lock(database, seconds=12)
         write_post(settings.posts.dir, "new.md", title="Fresh", date=datetime.now(UTC) - timedelta(minutes=1))
         rebuilding = asyncio.ensure_future(harness.jobs.rebuild("posts-changed"))
         # The feeds do not wait for the store.
@@ -202,7 +208,37 @@ def test_a_store_that_cannot_record_announcements_does_not_stop_publishing_and_i
         assert harness.jobs.scheduler.get_job("rebuild-retry") is not None
         # Once the lock is gone, the planned retry announces the post without any file being saved.
         await holder.wait()
-        await harness.until(lambda: announced() == ["Already out", "Fresh"], within=10)
+        await harness.until(lambda: _announced(database) == ["Already out", "Fresh"], within=10)
+        await harness.close()
+
+    asyncio.run(scenario())
+
+
+def test_saves_are_served_while_the_outputs_of_an_earlier_build_wait_for_the_store(make_settings):
+    settings = make_settings(scheduler={"debounce_ms": 50})
+    write_post(settings.posts.dir, "old.md", title="Already out", date=datetime.now(UTC) - timedelta(days=1))
+    database = settings.store.dir / "feedsvc.db"
+
+    async def scenario() -> None:
+        harness = Harness(settings)
+        harness.jobs.start()
+        stop = asyncio.Event()
+        watching = asyncio.create_task(harness.jobs.watch(stop))
+        await harness.until(lambda: _announced(database) == ["Already out"])
+        # Another process holds the store's write lock for 6 s: the announcing output waits for it.
+        holder = await _hold_store_lock(database, seconds=6)
+        await asyncio.sleep(0.3)
+        write_post(settings.posts.dir, "first.md", title="First", date=datetime.now(UTC) - timedelta(minutes=2))
+        await harness.until(lambda: _titles(settings) == ["First", "Already out"], within=3)
+        # The first save's outputs are still waiting for the store; the second save is served all the same.
+        write_post(settings.posts.dir, "second.md", title="Second", date=datetime.now(UTC) - timedelta(minutes=1))
+        await harness.until(lambda: _titles(settings) == ["Second", "First", "Already out"], within=3)
+        assert holder.returncode is None and _announced(database) == ["Already out"]
+        # Once the lock is gone both are announced, whether by their own outputs or by a planned retry.
+        await holder.wait()
+        await harness.until(lambda: _announced(database) == ["Already out", "First", "Second"], within=15)
+        stop.set()
+        await watching
         await harness.close()
 
     asyncio.run(scenario())
@@ -215,16 +251,10 @@ def test_while_builds_fail_a_post_that_comes_due_is_still_announced(make_setting
     write_post(settings.posts.dir, "soon.md", title="Due in a moment", date=now + timedelta(seconds=6))
     database = settings.store.dir / "feedsvc.db"
 
-    def announced() -> list[str]:
-        with sqlite3.connect(database) as connection:
-            return [
-                title for (title,) in connection.execute("SELECT title FROM announcements ORDER BY title")
-            ]
-
     async def scenario() -> None:
         harness = Harness(settings)
         harness.jobs.start()
-        await harness.until(lambda: announced() == ["Already out"])
+        await harness.until(lambda: _announced(database) == ["Already out"])
         # The build process is killed (as by the OOM killer) and the next one hangs on the parse cache (as on a
         # hung network mount): every build from now on fails.
         cache = settings.store.dir / "posts-cache.pickle"
@@ -232,7 +262,7 @@ def test_while_builds_fail_a_post_that_comes_due_is_still_announced(make_setting
         os.mkfifo(cache)
         for child in multiprocessing.active_children():
             os.kill(child.pid, signal.SIGKILL)
-        await harness.until(lambda: announced() == ["Already out", "Due in a moment"], within=15)
+        await harness.until(lambda: _announced(database) == ["Already out", "Due in a moment"], within=15)
         assert _titles(settings) == ["Already out"]  # the feeds wait for a build that works
         await harness.close()
 
