@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -149,6 +150,93 @@ def test_a_post_is_announced_once_across_rescans_edits_renames_and_restarts(site
         assert sum(len(editions) for editions in delivered(restarted).values()) == 1
     finally:
         restarted.dispose()
+
+
+def _announcement_rows(engine: Engine) -> tuple[set[tuple], set[frozenset[str]]]:
+    """The announcements as rows (all but their batch names) and the posts of each batch."""
+    columns = [column for column in announcements.c if column.name not in ("batch", "id")]
+    batches: dict[str, set[str]] = {}
+    with engine.connect() as connection:
+        rows = {tuple(tuple(v) if isinstance(v, list) else v for v in row) for row in connection.execute(select(*columns))}
+        for post_id, batch in connection.execute(select(announcements.c.post_id, announcements.c.batch)):
+            batches.setdefault(batch, set()).add(post_id)
+    return rows, {frozenset(ids) for ids in batches.values()}
+
+
+def test_announcing_after_edits_in_place_records_what_reading_every_announcement_back_does(
+    site, make_settings, tmp_path
+) -> None:
+    """The service announces with the posts of its last committed pass (`announce`'s `since`): when only posts
+    edited in place changed, it looks up only those. Random rounds of edits in place, new, removed, renamed and
+    retitled posts, drafts and posts coming due leave the same announcements, batches and editions as passes that
+    read every announcement back (a second store, its memory of the last pass dropped before each pass)."""
+    import random
+
+    from sqlalchemy import event
+
+    from feedsvc.digests import editions as digest_editions
+    from feedsvc.posts import Post, Scan
+
+    settings, engine = site()
+    reference_settings = make_settings(store={"url": f"sqlite:///{tmp_path / 'reference.db'}"})
+    reference = open_engine(reference_settings.store.database_url)
+    confirmed = UTC_START - timedelta(days=30)
+    for store in (engine, reference):
+        add_subscribers(store, ["now@example.org"], frequency="instant", confirmed_at=confirmed)
+        add_subscribers(store, ["day@example.org"], frequency="daily", confirmed_at=confirmed)
+    full_reads: list[int] = []  # per round, how many times every announcement was read back
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def count(conn, cursor, statement, parameters, context, executemany) -> None:
+        if statement.lstrip().startswith("SELECT announcements.post_id, announcements.title") and "WHERE" not in statement:
+            full_reads[-1] += 1
+
+    rng = random.Random(5)
+    serial = iter(range(10_000))
+
+    def new_post(day: datetime, title: str | None = None) -> Post:
+        number = next(serial)
+        return Post(
+            id=f"post-{number}", slug=f"post-{number}", title=title or f"Post {number}", date=day, updated=None,
+            url=f"https://blog.example.org/post-{number}/", tags=("go",) if number % 2 else (), author="A",
+            image=None, draft=rng.random() < 0.1, source=Path(f"post-{number}.md"),
+            summary_html=f"<p>About {number}.</p>", content_html=f"<p>All of {number}.</p>",
+        )
+
+    posts = [new_post(UTC_START - timedelta(days=rng.randint(1, 20))) for _ in range(40)]
+    now = UTC_START
+    try:
+        for round_number in range(40):
+            now += timedelta(hours=rng.choice([1, 2, 7]))
+            kind = rng.choice(["edit", "edit", "edit", "edit", "new", "later", "gone", "renamed", "draft"])
+            if kind == "edit":  # new versions in the same places, title or date kept in place
+                for place in rng.sample(range(len(posts)), rng.randint(1, 3)):
+                    posts[place] = replace(posts[place], title=f"{posts[place].title} (r{round_number})")
+            elif kind == "new":
+                posts.append(new_post(now - timedelta(minutes=rng.randint(1, 50))))
+            elif kind == "later":  # comes due a few rounds from now
+                posts.append(new_post(now + timedelta(hours=rng.randint(2, 12))))
+            elif kind == "gone":
+                posts.pop(rng.randrange(len(posts)))
+            elif kind == "renamed":  # the file renamed: another id, the same title and date
+                place = rng.randrange(len(posts))
+                number = next(serial)
+                posts[place] = replace(posts[place], id=f"post-{number}", source=Path(f"post-{number}.md"))
+            else:
+                place = rng.randrange(len(posts))
+                posts[place] = replace(posts[place], draft=not posts[place].draft)
+            posts.sort(key=lambda item: (item.date.timestamp(), item.slug), reverse=True)
+            held = [place for place, item in enumerate(posts) if item.draft or item.expires is not None]
+            scan = Scan(list(posts), [], set(), set(), held)
+            full_reads.append(0)
+            mailed = run_due(settings, engine, scan, now)
+            digest_editions._last_announced.pop(reference, None)  # the reference reads every announcement back
+            expected = run_due(reference_settings, reference, scan, now)
+            assert [summary.post_ids for summary in mailed] == [summary.post_ids for summary in expected]
+            assert _announcement_rows(engine) == _announcement_rows(reference), f"round {round_number}: {kind}"
+    finally:
+        reference.dispose()
+    assert full_reads.count(0) >= 10  # the edits in place were announced without reading everything back
 
 
 def test_a_renamed_post_without_slug_or_id_is_not_announced_again(site, store_url):

@@ -18,7 +18,7 @@ from sqlalchemy import Connection
 
 from feedsvc.cadences import PERIODIC
 from feedsvc.logging import fields
-from feedsvc.posts import Post, tag_slug
+from feedsvc.posts import Post, replaced_places, tag_slug
 from feedsvc.store import announcements, editions
 
 log = logging.getLogger("feedsvc.digests")
@@ -39,19 +39,38 @@ def new_batch(now: datetime) -> str:
     return f"{now:%Y%m%dT%H%M%S}-{secrets.token_hex(4)}"
 
 
+# Posts edited in place since the last committed pass, at most, for which that pass's posts are compared rather
+# than every announcement read back.
+_MAX_EDITED = 64
+
+
 def announce(
-    connection: Connection, published: Sequence[Post], now: datetime, *, include_archive: bool = False
+    connection: Connection,
+    published: Sequence[Post],
+    now: datetime,
+    *,
+    include_archive: bool = False,
+    since: Sequence[Post] | None = None,
 ) -> Announced:
     """Record the published posts never announced before, in one batch (the caller commits).
 
     The first run records the existing blog as the archive: not mailed unless `include_archive`. Later, with
-    `include_archive`, posts recorded that way become news of now."""
+    `include_archive`, posts recorded that way become news of now.
+
+    `since`: the published posts of this process's last pass on this store that was committed. When only some of
+    them were edited in place since (the same posts in the same places, `replaced_places`), every post is
+    announced already: only the edited ones are looked up, for a new title or date. Reading every announcement
+    back was most of a rebuild's work in the service at 50,000 posts (about 300 ms)."""
     batch = new_batch(now)
     first_run = announcements.archive_recorded_at(connection) is None
+    edited = None if since is None or first_run or include_archive else replaced_places(since, published)
+    if edited is not None and len(edited) <= _MAX_EDITED:
+        posts = [published[place] for place in edited]
+        known = announcements.identities(connection, [post.id for post in posts])
+        _amend_edited(connection, known, posts)
+        return Announced(batch, frozenset(), first_run=False, mailable=True, released=0, renamed={})
     known = announcements.identities(connection)
-    for post in published:
-        if post.id in known and known[post.id] != (post.title, post.date):
-            announcements.amend(connection, post.id, title=post.title, published_at=post.date)
+    _amend_edited(connection, known, published)
     unknown, renamed = unannounced(known, published)
     for post in unknown:
         if len(post.id) > announcements.ID_MAX_CHARS:
@@ -88,6 +107,13 @@ def announce(
     elif include_archive:
         released = announcements.release_archive(connection, batch, now)
     return Announced(batch, frozenset(inserted), first_run, mailable, released, renamed)
+
+
+def _amend_edited(connection: Connection, known: Mapping[str, tuple[str, datetime]], posts: Sequence[Post]) -> None:
+    """Each announcement follows its post's title and date as they are edited."""
+    for post in posts:
+        if post.id in known and known[post.id] != (post.title, post.date):
+            announcements.amend(connection, post.id, title=post.title, published_at=post.date)
 
 
 def unannounced(

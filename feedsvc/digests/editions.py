@@ -13,6 +13,7 @@ import hashlib
 import logging
 import re
 import threading
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ log = logging.getLogger("feedsvc.digests")
 
 # One run at a time per process (the service's jobs may overlap); other processes are kept apart by unique keys.
 _run_lock = threading.Lock()
+# The published posts of the last run on each store whose announcing was committed (`announce`'s `since`).
+_last_announced: weakref.WeakKeyDictionary[Engine, tuple[Post, ...]] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +77,11 @@ def run_due(
         commit: Callable[[], None] = (lambda: None) if dry_run else connection.commit
         try:
             published = scan.published(now)
-            announced = announce(connection, published, now, include_archive=include_archive)
+            since = None if dry_run else _last_announced.get(engine)
+            announced = announce(connection, published, now, include_archive=include_archive, since=since)
             commit()
+            if not dry_run:
+                _last_announced[engine] = tuple(published)
             if announced.post_ids or announced.released:
                 log.info(
                     "digest.announced",

@@ -7,6 +7,15 @@ part of the start-up of a process that reads the posts without rendering them (a
 from __future__ import annotations
 
 from feedsvc.posts.collection import Collection, Scan, is_ignored_name
-from feedsvc.posts.model import Post, Problem, is_published, tag_slug
+from feedsvc.posts.model import Post, Problem, is_published, replaced_places, tag_slug
 
-__all__ = ["Collection", "Post", "Problem", "Scan", "is_ignored_name", "is_published", "tag_slug"]
+__all__ = [
+    "Collection",
+    "Post",
+    "Problem",
+    "Scan",
+    "is_ignored_name",
+    "is_published",
+    "replaced_places",
+    "tag_slug",
+]

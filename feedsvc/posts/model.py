@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+import operator
 import re
 import reprlib
 import unicodedata
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from functools import lru_cache
@@ -70,6 +73,19 @@ class Post:
 
 def is_published(post: Post, now: datetime) -> bool:
     return not post.draft and post.date <= now and (post.expires is None or now < post.expires)
+
+
+def replaced_places(previous: Sequence[Post], current: Sequence[Post]) -> list[int] | None:
+    """The common rebuild, a few posts edited: the same posts in the same places, some of them new versions. Then
+    the places holding another version, found by comparing objects in C rather than every post in Python (at
+    50,000 posts, a pass in Python over both lists cost several ms each time a feed writer or the announcing of
+    new posts asked); None when posts came, went or moved."""
+    if len(previous) != len(current):
+        return None
+    places = list(itertools.compress(range(len(current)), map(operator.is_not, previous, current)))
+    if any(previous[place].id != current[place].id for place in places):
+        return None
+    return places
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -49,9 +49,12 @@ def record_archive(connection: Connection, now: datetime) -> None:
     connection.execute(insert_ignoring_conflicts(connection, digest_periods, ["key"]).values(**values))
 
 
-def identities(connection: Connection) -> dict[str, tuple[str, datetime]]:
-    """Every announced post id -> (title, published_at): what a renamed file is recognised by."""
+def identities(connection: Connection, post_ids: Collection[str] | None = None) -> dict[str, tuple[str, datetime]]:
+    """Every announced post id (or those of `post_ids` that are) -> (title, published_at): what a renamed file is
+    recognised by."""
     statement = select(announcements.c.post_id, announcements.c.title, announcements.c.published_at)
+    if post_ids is not None:
+        statement = statement.where(announcements.c.post_id.in_(post_ids))
     return {post_id: (title, published_at) for post_id, title, published_at in connection.execute(statement)}
 
 
