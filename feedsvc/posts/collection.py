@@ -149,6 +149,31 @@ class _Entry:
     timestamp: float = 0.0
 
 
+class _Share:
+    """What one share of a large parse found: (relative path, parsed or not, problems not to cache) for each of
+    its files, and {relative path: entry}. A share parsed in another process comes back with its entries as one
+    pickle, kept (`pickled`) for the parse cache's snapshot; the parent's own share is never pickled on the way."""
+
+    __slots__ = ("entries", "found", "pickled")
+
+    def __init__(
+        self,
+        found: list[tuple[str, bool, list[Problem]]],
+        entries: dict[str, _Entry],
+        pickled: bytes | None = None,
+    ) -> None:
+        self.found = found
+        self.entries = entries
+        self.pickled = pickled
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return _unpickled_share, (self.found, pickle.dumps(self.entries, pickle.HIGHEST_PROTOCOL))
+
+
+def _unpickled_share(found: list[tuple[str, bool, list[Problem]]], pickled: bytes) -> _Share:
+    return _Share(found, pickle.loads(pickled), pickled)
+
+
 @dataclass
 class _Found:
     files: dict[str, os.stat_result] = field(default_factory=dict)  # relative path -> stat
@@ -212,18 +237,18 @@ class Collection:
             entry = self._entries.get(relative)
             if entry is None or (entry.size, entry.mtime_ns) != (info.st_size, info.st_mtime_ns):
                 stale.append((relative, info))
-        parsed_files, pickled = self._parse_all(stale)
+        parsed_files, parts = self._parse_all(stale)
         for relative, parsed, failures in parsed_files:
             problems += failures
             if parsed is not None or relative in self._entries:
                 changes[relative] = parsed
         before = {relative: self._entries.get(relative) for relative in changes}
         _apply(self._entries, changes)
-        # After a cold parse, the pickles the parsing processes sent back are the cache's snapshot as they are.
-        if pickled is not None and sum(1 for _, parsed, _ in parsed_files if parsed is not None) < len(self._entries):
-            pickled = None
+        # After a cold parse, its shares are the cache's snapshot (those from other processes as they were pickled).
+        if parts is not None and sum(1 for _, parsed, _ in parsed_files if parsed is not None) < len(self._entries):
+            parts = None
         if changes or self.cache.stale:
-            problems += self.cache.save(self._entries, changes, self.site, pickled)
+            problems += self.cache.save(self._entries, changes, self.site, parts)
 
         if changes or self._current is None:
             previous = self._current
@@ -357,11 +382,11 @@ class Collection:
 
     def _parse_all(
         self, stale: list[tuple[str, os.stat_result]]
-    ) -> tuple[list[tuple[str, _Entry | None, list[Problem]]], list[bytes] | None]:
+    ) -> tuple[list[tuple[str, _Entry | None, list[Problem]]], list[bytes | dict[str, _Entry]] | None]:
         """Parse these files: (relative path, entry, problems not to cache) for each, and with a large parse, the
-        pickles of {relative path: entry} its shares came back as. A large cold parse (a first build, a cache
-        made under other settings) is shared out over the CPUs; each process pickles what it parsed once, for
-        both the way back and the parse cache."""
+        {relative path: entry} of each of its shares, as the pickle a parsing process sent it back as. A large
+        cold parse (a first build, a cache made under other settings) is shared out over the CPUs; each process
+        pickles what it parsed once, for both the way back and the parse cache."""
         self.parses += len(stale)
         root = self.site.posts_dir
 
@@ -369,21 +394,24 @@ class Collection:
             problems: list[Problem] = []
             return relative, self._parse(root / relative, info, problems), problems
 
-        def parse_share(files: list[tuple[str, os.stat_result]]) -> tuple[list[tuple[str, bool, list[Problem]]], bytes]:
+        def parse_share(files: list[tuple[str, os.stat_result]]) -> _Share:
             parsed = [parse(*file) for file in files]
             entries = {relative: entry for relative, entry, _ in parsed if entry is not None}
             found = [(relative, entry is not None, problems) for relative, entry, problems in parsed]
-            return found, pickle.dumps(entries, pickle.HIGHEST_PROTOCOL)
+            return _Share(found, entries)
 
         if len(stale) < _PARALLEL_PARSE_MIN:
             return [parse(*file) for file in stale], None
         results: list[tuple[str, _Entry | None, list[Problem]]] = []
-        pickled = []
-        for found, entries_pickled in fork_chunks(parse_share, stale, min_items=_PARALLEL_PARSE_MIN):
-            entries = pickle.loads(entries_pickled)
-            results += [(relative, entries[relative] if ok else None, problems) for relative, ok, problems in found]
-            pickled.append(entries_pickled)
-        return results, pickled
+        parts: list[bytes | dict[str, _Entry]] = []
+        for share in fork_chunks(parse_share, stale, min_items=_PARALLEL_PARSE_MIN):
+            entries = share.entries
+            results += [
+                (relative, entries[relative] if ok else None, problems)
+                for relative, ok, problems in share.found
+            ]
+            parts.append(share.pickled or entries)
+        return results, parts
 
     def _parse(self, path: Path, info: os.stat_result, problems: list[Problem]) -> _Entry | None:
         """Parse one file; None (and a problem, not cached) when it cannot be read at all."""
@@ -609,9 +637,10 @@ class _Cache:
         entries: dict[str, _Entry],
         changes: dict[str, _Entry | None],
         site: Site,
-        pickled: list[bytes] | None = None,
+        parts: list[bytes | dict[str, _Entry]] | None = None,
     ) -> list[Problem]:
-        """`pickled`: pickles of dictionaries that together are `entries`, written as the snapshot if one is."""
+        """`parts`: dictionaries (some already pickled) that together are `entries`, written as the snapshot if
+        one is."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.stale or self._deltas > 50 or len(changes) * 4 > self._size:
@@ -619,10 +648,11 @@ class _Cache:
                 temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}")
                 with temporary.open("wb") as file:
                     pickle.dump(self.header, file, pickle.HIGHEST_PROTOCOL)
-                    parts = pickled or [pickle.dumps(entries, pickle.HIGHEST_PROTOCOL)]
-                    pickle.dump(len(parts), file, pickle.HIGHEST_PROTOCOL)
-                    for part in parts:
-                        file.write(part)
+                    snapshot = parts or [entries]
+                    pickle.dump(len(snapshot), file, pickle.HIGHEST_PROTOCOL)
+                    for part in snapshot:
+                        pickled = part if isinstance(part, bytes) else pickle.dumps(part, pickle.HIGHEST_PROTOCOL)
+                        file.write(pickled)
                 os.replace(temporary, self.path)
                 self._deltas, self._size, self.stale = 0, len(entries), False
             else:
