@@ -37,18 +37,21 @@ def fork_map(function: Callable[[T], R], items: Sequence[T], *, min_items: int) 
     return results
 
 
-def fork_chunks(function: Callable[[list[T]], R], items: Sequence[T], *, min_items: int) -> list[R]:
+def fork_chunks(
+    function: Callable[[list[T]], R], items: Sequence[T], *, min_items: int, own_share: float = 1.0
+) -> list[R]:
     """`function` of each share of `items`, one share per CPU (the first in this process, each other one in a
     forked process) when there are at least `min_items` items, else one share of them all. Share k of n holds
     items k, k + n, k + 2n...: neighbours, often alike (a folder of long posts), are spread over the processes
-    rather than all given to one."""
+    rather than all given to one. `own_share`: the size of this process's share against another's, below 1
+    when taking in the other shares' results is a large part of the work (it is this process's alone)."""
     workers = min(os.cpu_count() or 1, MAX_PROCESSES, len(items))
     if len(items) < min_items or workers < 2 or threading.active_count() > 1:
         return [function(list(items))]
     global _job
     _job = (function, items)
     try:
-        chunks = [range(start, len(items), workers) for start in range(workers)]
+        chunks = _shares(len(items), workers, own_share)
         # gc.freeze in each child: what it inherited stays out of its collector's passes, which would walk the
         # parent's objects (10,000 posts) again and again and copy the pages they touch.
         with ProcessPoolExecutor(
@@ -60,11 +63,22 @@ def fork_chunks(function: Callable[[list[T]], R], items: Sequence[T], *, min_ite
         _job = None
 
 
+def _shares(count: int, workers: int, own_share: float) -> list[Sequence[int]]:
+    if own_share == 1.0:
+        return [range(start, count, workers) for start in range(workers)]
+    # The first share takes one item in every 1 / fraction, spread evenly; the others take the rest in turn.
+    fraction = own_share / (own_share + workers - 1)
+    own = [index for index in range(count) if int((index + 1) * fraction) > int(index * fraction)]
+    taken = set(own)
+    rest = [index for index in range(count) if index not in taken]
+    return [own, *(rest[start :: workers - 1] for start in range(workers - 1))]
+
+
 def _map(function: Callable[[T], R], items: list[T]) -> list[R]:
     return [function(item) for item in items]
 
 
-def _run_chunk(indices: range) -> Any:
+def _run_chunk(indices: Sequence[int]) -> Any:
     assert _job is not None
     function, items = _job
     return function([items[index] for index in indices])

@@ -150,24 +150,21 @@ class _Entry:
 
 
 class _Share:
-    """What one share of a large parse found: (relative path, parsed or not, problems not to cache) for each of
-    its files, and {relative path: entry}. A share parsed in another process comes back with its entries as one
-    pickle, kept (`pickled`) for the parse cache's snapshot; the parent's own share is never pickled on the way."""
+    """What one share of a large parse found: (relative path, parsed or not, problems not to cache) for each
+    of its files, {relative path: entry}, and those entries pickled once, for the parse cache's snapshot and,
+    from a forked process, for the way back (only the pickle is sent: the parent unpickles it once)."""
 
     __slots__ = ("entries", "found", "pickled")
 
     def __init__(
-        self,
-        found: list[tuple[str, bool, list[Problem]]],
-        entries: dict[str, _Entry],
-        pickled: bytes | None = None,
+        self, found: list[tuple[str, bool, list[Problem]]], entries: dict[str, _Entry], pickled: bytes
     ) -> None:
         self.found = found
         self.entries = entries
         self.pickled = pickled
 
     def __reduce__(self) -> tuple[object, ...]:
-        return _unpickled_share, (self.found, pickle.dumps(self.entries, pickle.HIGHEST_PROTOCOL))
+        return _unpickled_share, (self.found, self.pickled)
 
 
 def _unpickled_share(found: list[tuple[str, bool, list[Problem]]], pickled: bytes) -> _Share:
@@ -237,18 +234,18 @@ class Collection:
             entry = self._entries.get(relative)
             if entry is None or (entry.size, entry.mtime_ns) != (info.st_size, info.st_mtime_ns):
                 stale.append((relative, info))
-        parsed_files, parts = self._parse_all(stale)
+        parsed_files, pickled = self._parse_all(stale)
         for relative, parsed, failures in parsed_files:
             problems += failures
             if parsed is not None or relative in self._entries:
                 changes[relative] = parsed
         before = {relative: self._entries.get(relative) for relative in changes}
         _apply(self._entries, changes)
-        # After a cold parse, its shares are the cache's snapshot (those from other processes as they were pickled).
-        if parts is not None and sum(1 for _, parsed, _ in parsed_files if parsed is not None) < len(self._entries):
-            parts = None
+        # After a cold parse, the pickles of its shares are the cache's snapshot as they are.
+        if pickled is not None and sum(1 for _, parsed, _ in parsed_files if parsed is not None) < len(self._entries):
+            pickled = None
         if changes or self.cache.stale:
-            problems += self.cache.save(self._entries, changes, self.site, parts)
+            problems += self.cache.save(self._entries, changes, self.site, pickled)
 
         if changes or self._current is None:
             previous = self._current
@@ -382,11 +379,11 @@ class Collection:
 
     def _parse_all(
         self, stale: list[tuple[str, os.stat_result]]
-    ) -> tuple[list[tuple[str, _Entry | None, list[Problem]]], list[bytes | dict[str, _Entry]] | None]:
+    ) -> tuple[list[tuple[str, _Entry | None, list[Problem]]], list[bytes] | None]:
         """Parse these files: (relative path, entry, problems not to cache) for each, and with a large parse, the
-        {relative path: entry} of each of its shares, as the pickle a parsing process sent it back as. A large
-        cold parse (a first build, a cache made under other settings) is shared out over the CPUs; each process
-        pickles what it parsed once, for both the way back and the parse cache."""
+        pickles of {relative path: entry} of its shares. A large cold parse (a first build, a cache made
+        under other settings) is shared out over the CPUs; each process pickles what it parsed once, for both
+        the way back and the parse cache."""
         self.parses += len(stale)
         root = self.site.posts_dir
 
@@ -398,20 +395,21 @@ class Collection:
             parsed = [parse(*file) for file in files]
             entries = {relative: entry for relative, entry, _ in parsed if entry is not None}
             found = [(relative, entry is not None, problems) for relative, entry, problems in parsed]
-            return _Share(found, entries)
+            return _Share(found, entries, pickle.dumps(entries, pickle.HIGHEST_PROTOCOL))
 
         if len(stale) < _PARALLEL_PARSE_MIN:
             return [parse(*file) for file in stale], None
         results: list[tuple[str, _Entry | None, list[Problem]]] = []
-        parts: list[bytes | dict[str, _Entry]] = []
-        for share in fork_chunks(parse_share, stale, min_items=_PARALLEL_PARSE_MIN):
+        pickled: list[bytes] = []
+        shares = fork_chunks(parse_share, stale, min_items=_PARALLEL_PARSE_MIN, own_share=_OWN_PARSE_SHARE)
+        for share in shares:
             entries = share.entries
             results += [
                 (relative, entries[relative] if ok else None, problems)
                 for relative, ok, problems in share.found
             ]
-            parts.append(share.pickled or entries)
-        return results, parts
+            pickled.append(share.pickled)
+        return results, pickled
 
     def _parse(self, path: Path, info: os.stat_result, problems: list[Problem]) -> _Entry | None:
         """Parse one file; None (and a problem, not cached) when it cannot be read at all."""
@@ -637,10 +635,9 @@ class _Cache:
         entries: dict[str, _Entry],
         changes: dict[str, _Entry | None],
         site: Site,
-        parts: list[bytes | dict[str, _Entry]] | None = None,
+        pickled: list[bytes] | None = None,
     ) -> list[Problem]:
-        """`parts`: dictionaries (some already pickled) that together are `entries`, written as the snapshot if
-        one is."""
+        """`pickled`: pickles of dictionaries that together are `entries`, written as the snapshot if one is."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.stale or self._deltas > 50 or len(changes) * 4 > self._size:
@@ -648,11 +645,10 @@ class _Cache:
                 temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}")
                 with temporary.open("wb") as file:
                     pickle.dump(self.header, file, pickle.HIGHEST_PROTOCOL)
-                    snapshot = parts or [entries]
-                    pickle.dump(len(snapshot), file, pickle.HIGHEST_PROTOCOL)
-                    for part in snapshot:
-                        pickled = part if isinstance(part, bytes) else pickle.dumps(part, pickle.HIGHEST_PROTOCOL)
-                        file.write(pickled)
+                    parts = pickled or [pickle.dumps(entries, pickle.HIGHEST_PROTOCOL)]
+                    pickle.dump(len(parts), file, pickle.HIGHEST_PROTOCOL)
+                    for part in parts:
+                        file.write(part)
                 os.replace(temporary, self.path)
                 self._deltas, self._size, self.stale = 0, len(entries), False
             else:
@@ -667,6 +663,9 @@ class _Cache:
 
 # Cold parses of at least this many files go to several processes (below it, starting them costs more).
 _PARALLEL_PARSE_MIN = 2000
+# This process parses a smaller share than each forked one, as it also unpickles theirs (callgrind: a post
+# costs about 525k instructions to parse and pickle, 92k to unpickle).
+_OWN_PARSE_SHARE = 0.82
 
 
 def _apply(entries: dict[str, _Entry], changes: dict[str, _Entry | None]) -> None:
