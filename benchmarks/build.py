@@ -228,7 +228,9 @@ def prepare(root: Path, posts: int) -> tuple[list[str], list[str], list[str], Pa
 
 def cold(root: Path, command: list[str], env: dict[str, str] | None = None) -> measure.Measured:
     fresh(root / "public", root / "data", root / "hugo-out", root / "hugo-cache", root / "hugo" / "resources")
-    return measure.run(command, env=env)
+    # Run from the site's folder: `python -m` puts the working folder first on sys.path, which from a checkout
+    # would import its feedsvc ahead of --before's PYTHONPATH.
+    return measure.run(command, env=env, cwd=root)
 
 
 def main() -> None:
