@@ -465,13 +465,14 @@ class Collection:
             post = entry.post
             if post is None:
                 continue
-            clash = next(
-                (
+            clash = (
+                None  # the common case, without making the tuples below for each of 10,000 posts
+                if post.url not in by_url and post.id not in by_id
+                else next(
                     (what, index[key])
                     for key, index, what in ((post.url, by_url, "URL"), (post.id, by_id, "id"))
                     if key in index
-                ),
-                None,
+                )
             )
             if clash is not None:
                 what, first = clash
