@@ -4,7 +4,10 @@ Fork, not spawn: a child starts at once with the parent's modules and data, so n
 pickled on the way in (only the results come back). Used only while the process runs no other thread, since
 forking a threaded process (the service) can leave a child holding a lock that no one will release. The parent
 works on a share itself rather than wait: one process less to start, and its share's results are neither
-pickled nor unpickled (with 2 CPUs, half of the 10,000 parsed posts of a cold build).
+pickled nor unpickled (with 2 CPUs, half of the 10,000 parsed posts of a cold build). Each child is a plain
+forked `multiprocessing` process that finds its share in what it inherited and sends its result back through a
+pipe: a process pool's threads (its manager and its queue's feeder) would need the GIL that this process's own
+share holds to hand a child its work, and start it several milliseconds late in every phase.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from functools import partial
+from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -50,17 +53,36 @@ def fork_chunks(
         return [function(list(items))]
     global _job
     _job = (function, items)
+    chunks = _shares(len(items), workers, own_share)
+    context = multiprocessing.get_context("fork")
+    children: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
+    done = False
     try:
-        chunks = _shares(len(items), workers, own_share)
-        # gc.freeze in each child: what it inherited stays out of its collector's passes, which would walk the
-        # parent's objects (10,000 posts) again and again and copy the pages they touch.
-        with ProcessPoolExecutor(
-            workers - 1, mp_context=multiprocessing.get_context("fork"), initializer=gc.freeze
-        ) as pool:
-            others = pool.map(_run_chunk, chunks[1:])  # started now, before this process's own share
-            return [_run_chunk(chunks[0]), *others]
+        for chunk in chunks[1:]:
+            receiver, sender = context.Pipe(duplex=False)
+            process = context.Process(target=_run_child, args=(chunk, sender), daemon=True)
+            process.start()
+            sender.close()
+            children.append((process, receiver))
+        results = [_run_chunk(chunks[0])]
+        for child, receiver in children:
+            try:
+                failed, value = receiver.recv()
+            except EOFError:
+                child.join()
+                raise ChildProcessError(f"a forked process ended with status {child.exitcode}") from None
+            if failed:
+                raise value
+            results.append(value)
+        done = True
+        return results
     finally:
         _job = None
+        for child, receiver in children:
+            receiver.close()
+            if not done:  # this process's share or another failed: what the others make is not wanted
+                child.terminate()
+            child.join()
 
 
 def _shares(count: int, workers: int, own_share: float) -> list[Sequence[int]]:
@@ -76,6 +98,20 @@ def _shares(count: int, workers: int, own_share: float) -> list[Sequence[int]]:
 
 def _map(function: Callable[[T], R], items: list[T]) -> list[R]:
     return [function(item) for item in items]
+
+
+def _run_child(indices: Sequence[int], sender: Connection) -> None:
+    # What the child inherited stays out of its collector's passes, which would walk the parent's objects
+    # (10,000 posts) again and again and copy the pages they touch.
+    gc.freeze()
+    try:
+        outcome = (False, _run_chunk(indices))
+    except BaseException as exc:
+        outcome = (True, exc)
+    try:
+        sender.send(outcome)
+    except Exception as exc:  # a result that cannot be pickled (a connection's send pickles before it writes)
+        sender.send((True, ChildProcessError(f"a forked process cannot send its result back: {exc}")))
 
 
 def _run_chunk(indices: Sequence[int]) -> Any:
