@@ -1,6 +1,6 @@
 """Build benchmark: feedsvc vs Hugo writing the same feeds from the same generated collection.
 
-    .venv/bin/python benchmarks/build.py [--posts 1000,10000] [--rounds 3] [--incremental-runs 20]
+    .venv/bin/python benchmarks/build.py [--posts 1000,10000] [--rounds 3] [--incremental-runs 20] [--before DIR]
 
 For each collection size, in interleaved rounds (every contender once per round, medians over the rounds):
 - cold `feedsvc build` (a new process, no parse cache, empty output);
@@ -8,9 +8,10 @@ For each collection size, in interleaved rounds (every contender once per round,
   (custom output formats and templates, no HTML pages);
 - Hugo writing RSS only (the same site with `outputs` reduced to RSS);
 each a whole process from outside: wall time, CPU, and PSS summed over the process tree (feedsvc forks workers)
-sampled while it runs (benchmarks/measure.py). Then, on the largest size, the edit rows: an incremental rebuild
-in-process after one post changes (as the service does it), a warm `feedsvc build` process (parse cache on disk)
-and Hugo's rebuild after the same edit.
+sampled while it runs (benchmarks/measure.py). `--before DIR` adds a cold build with the feedsvc code of DIR (say
+a `git worktree` of an earlier revision) to every round, as "before". Then, on the largest size, the edit rows:
+an incremental rebuild in-process after one post changes (as the service does it), a warm `feedsvc build`
+process (parse cache on disk) and Hugo's rebuild after the same edit.
 """
 
 from __future__ import annotations
@@ -225,9 +226,11 @@ def prepare(root: Path, posts: int) -> tuple[list[str], list[str], list[str], Pa
     return [sys.executable, "-m", "feedsvc", "build", "--config", str(config)], hugo, hugo_rss, posts_dir
 
 
-def cold(root: Path, command: list[str]) -> measure.Measured:
+def cold(root: Path, command: list[str], env: dict[str, str] | None = None) -> measure.Measured:
     fresh(root / "public", root / "data", root / "hugo-out", root / "hugo-cache", root / "hugo" / "resources")
-    return measure.run(command)
+    # Run from the site's folder: `python -m` puts the working folder first on sys.path, which from a checkout
+    # would import its feedsvc ahead of --before's PYTHONPATH.
+    return measure.run(command, env=env, cwd=root)
 
 
 def main() -> None:
@@ -235,10 +238,14 @@ def main() -> None:
     parser.add_argument("--posts", default="1000,10000", help="collection sizes, comma-separated")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--incremental-runs", type=int, default=20, help="0: skip the edit rows")
+    parser.add_argument("--before", type=Path, help="a checkout of feedsvc to build with too, as 'before'")
     args = parser.parse_args()
     sizes = [int(n) for n in args.posts.split(",")]
     load_before = measure.load()
     contenders = ("feedsvc build, cold", "hugo, same outputs", "hugo, RSS only")
+    before_env = {**os.environ, "PYTHONPATH": str(args.before.resolve())} if args.before else None
+    if args.before:
+        contenders += ("feedsvc build, before",)
     results: dict[tuple[int, str], list[measure.Measured]] = {}
 
     with tempfile.TemporaryDirectory(prefix="feedsvc-bench-") as temporary:
@@ -246,8 +253,9 @@ def main() -> None:
         for round_number in range(args.rounds):
             print(f"round {round_number + 1}/{args.rounds} ...", file=sys.stderr)
             for size, (feedsvc_build, hugo, hugo_rss, posts_dir) in sites.items():
-                for name, command in zip(contenders, (feedsvc_build, hugo, hugo_rss), strict=True):
-                    results.setdefault((size, name), []).append(cold(posts_dir.parent, command))
+                runs = [(feedsvc_build, None), (hugo, None), (hugo_rss, None), (feedsvc_build, before_env)]
+                for name, (command, env) in zip(contenders, runs, strict=False):
+                    results.setdefault((size, name), []).append(cold(posts_dir.parent, command, env))
         largest = max(sizes)
         feedsvc_build, hugo, _, posts_dir = sites[largest]
         cold(posts_dir.parent, feedsvc_build)  # its output to count, and the parse cache the edit rows start from
@@ -267,7 +275,7 @@ def main() -> None:
             pss = statistics.median(m.peak_pss_mib for m in runs)
             print(f"{size:>6} {name:<22}{seconds * 1000:>7.0f} ms{statistics.median(m.cpu_seconds for m in runs):>7.2f} s"
                   f"{pss:>7.0f} MiB{statistics.median(m.peak_rss_mib for m in runs):>6.0f} MiB{seconds / hugo_seconds:>9.2f}"
-                  + (f"  (PSS {pss / hugo_pss:.2f} of hugo's)" if name == contenders[0] else ""))
+                  + (f"  (PSS {pss / hugo_pss:.2f} of hugo's)" if name.startswith("feedsvc") else ""))
     print("targets: feedsvc cold <= 1.0x hugo (same outputs) at 1k, <= 0.5x at 10k; PSS <= 0.35x hugo's")
     for name, seconds, baseline in edit_rows:
         ratio = f"{seconds / baseline:.2f}" if baseline else ""

@@ -16,7 +16,17 @@ import feedparser
 import lxml.html
 import pytest
 
-from feedsvc.feeds import ATOM_FILE, FEED_FILES, JSON_FILE, RSS_FILE, FeedWriter, build, replace_files
+from feedsvc.feeds import (
+    ATOM_FILE,
+    FEED_FILES,
+    JSON_FILE,
+    RSS_FILE,
+    FeedWriter,
+    build,
+    replace_files,
+    tag_counts,
+    tag_groups,
+)
 from feedsvc.posts import Collection, Post, tag_slug
 from tests.conftest import EXAMPLE_POSTS
 
@@ -576,6 +586,15 @@ def test_xml_illegal_control_characters_are_stripped(make_settings) -> None:
     item = json.loads((out / JSON_FILE).read_text())["items"][0]
     assert (item["title"], item["content_html"], item["tags"]) == ("Bad title", "<p>content</p>", ["Tag"])
     assert (out / "tags" / tag_slug("Ta\x0bg") / ATOM_FILE).is_file()
+
+
+def test_tag_counts_tell_what_unlimited_tag_groups_tell() -> None:
+    tag_sets = [("Go", "Web"), ("go",), ("Web", "C#"), ("GO", "web", "Go"), (), ("C#",), ("Go", "Web")]
+    posts = newest_first(*(make_post(n, tags=tag_sets[n % len(tag_sets)]) for n in range(1, 40)))
+    groups = tag_groups(posts, limit=len(posts))
+    # The name is the newest post's spelling ("GO" or "go", whichever is newer), as in the tag's feed title.
+    assert tag_counts(posts) == {slug: (group.name, len(group.posts)) for slug, group in groups.items()}
+    assert tag_counts([]) == {}
 
 
 def test_items_rendered_in_forked_processes_give_the_same_bytes(make_settings, monkeypatch) -> None:

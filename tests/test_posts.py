@@ -19,6 +19,7 @@ import yaml
 from conftest import EXAMPLE_POSTS
 
 from feedsvc.config import ConfigError, Settings
+from feedsvc.parallel import fork_chunks
 from feedsvc.posts import Collection, Post, Problem, Scan, is_published, tag_slug
 from feedsvc.posts.lint import lint
 from feedsvc.posts.readers.yaml_front_matter import simple_yaml
@@ -806,6 +807,18 @@ def test_a_large_cold_parse_shared_out_over_processes_gives_the_same_scan(settin
     again.scan([edited])
     third = Collection(settings, cache_path=settings.store.dir / "forked.pickle")
     assert "Post 7, retitled" in [p.title for p in third.scan().posts] and third.parses == 0
+
+
+def test_shared_work_gives_every_item_to_one_share_and_this_process_its_smaller_own_share():
+    assert threading.active_count() == 1 and (os.cpu_count() or 1) > 1  # else nothing would be forked
+    items = list(range(1000))
+    shares = fork_chunks(lambda share: (os.getpid(), share), items, min_items=10, own_share=0.8)
+    assert sorted(item for _, share in shares for item in share) == items
+    assert shares[0][0] == os.getpid() and all(pid != os.getpid() for pid, _ in shares[1:])
+    assert len(shares[0][1]) < min(len(share) for _, share in shares[1:])
+    # An even split (the default) keeps share k of n as items k, k + n, k + 2n...
+    even = fork_chunks(lambda share: share, items, min_items=10)
+    assert even == [items[start :: len(even)] for start in range(len(even))]
 
 
 def test_an_edit_keeping_slug_and_id_updates_the_scan_as_a_full_rescan_would(settings):

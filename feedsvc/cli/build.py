@@ -58,8 +58,8 @@ def build_command(config: ConfigOption = None, posts: PostsOption = None, out: O
     )
     counts = ", ".join(f"{feed_format.label} {report.count(feed_format.file_name)}" for feed_format in feeds.FORMATS)
     console.print(f"  {counts} (site-wide + one per tag)", highlight=False)
-    groups = feeds.tag_groups(result.published, limit=len(result.published))
-    tags = ", ".join(f"{group.name} ({len(group.posts)})" for _, group in sorted(groups.items()))
+    tagged = feeds.tag_counts(result.published)
+    tags = ", ".join(f"{name} ({count})" for _, (name, count) in sorted(tagged.items()))
     console.print(f"  tags: {escape(tags) or '(none)'}", highlight=False, soft_wrap=True)
     console.print(
         f"  posts: {len(result.published)} published of {len(result.scan.posts)} read", highlight=False

@@ -12,7 +12,7 @@ every format, each item's entries made once and reused), `writer` (files and `bu
 
 from feedsvc.feeds.atom import FILE_NAME as ATOM_FILE
 from feedsvc.feeds.formats import BY_FILE_NAME, FEED_FILES, FORMATS, FeedFormat
-from feedsvc.feeds.items import Item, TagGroup, tag_groups
+from feedsvc.feeds.items import Item, TagGroup, tag_counts, tag_groups
 from feedsvc.feeds.json_feed import FILE_NAME as JSON_FILE
 from feedsvc.feeds.render import FeedRenderer
 from feedsvc.feeds.rss import FILE_NAME as RSS_FILE
@@ -35,5 +35,6 @@ __all__ = [
     "TagGroup",
     "build",
     "replace_files",
+    "tag_counts",
     "tag_groups",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -68,6 +69,17 @@ def tag_groups(posts: Iterable[Post], limit: int, only: set[str] | None = None) 
             elif wanted is not None:
                 wanted.discard(slug)
     return groups
+
+
+def tag_counts(posts: Iterable[Post]) -> dict[str, tuple[str, int]]:
+    """Tag slug -> (its name as the newest post spells it, how many posts have it), as `tag_groups` without a
+    limit would tell, counted by tag combination (posts share few): what `feedsvc build` prints."""
+    combinations = Counter(post.tags for post in posts)  # in the order each first appears: newest first
+    counts: dict[str, tuple[str, int]] = {}
+    for tags, count in combinations.items():
+        for slug, name in _tag_slugs(tags):
+            counts[slug] = (counts[slug][0], counts[slug][1] + count) if slug in counts else (name, count)
+    return counts
 
 
 _slugged: dict[tuple[str, ...], tuple[tuple[str, str], ...]] = {}

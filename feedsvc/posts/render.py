@@ -130,8 +130,11 @@ class RenderedStore:
         self._added: list[tuple[str, Rendered]] = []  # put since the last save
 
     def get(self, post: Post) -> Rendered | None:
+        stored = self._load()
+        if not stored:  # a cold build: no digest to make for each of the thousand posts its feeds show
+            return None
         digest = self._digest(post)
-        return None if digest is None else self._load().get(digest)
+        return None if digest is None else stored.get(digest)
 
     def put(self, post: Post, html: Rendered) -> None:
         """A post rendered now: written by the next `save`."""
