@@ -150,7 +150,7 @@ def _serve(settings: Settings, connection: Connection, parent: int) -> None:
     if os.getppid() != parent:  # the service died while this process was starting
         return
     collection = Collection(settings)
-    writer = feeds.FeedWriter(settings)
+    writer = feeds.FeedWriter(settings, rewrites=True)
     sent: list[Post] = []  # the posts of the last reply
     while True:
         try:

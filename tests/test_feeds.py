@@ -516,11 +516,12 @@ def test_incremental_write_touches_only_the_named_tags(make_settings) -> None:
     assert (out / "tags" / "go" / RSS_FILE).is_file()
 
 
-def test_rewrites_reusing_prepared_entries_give_the_bytes_of_a_fresh_writer(make_settings, tmp_path) -> None:
-    # A writer keeps each item's feedgen entry and JSON item between writes: what it writes after edits must be
-    # exactly what a writer starting afresh writes for the same posts.
+@pytest.mark.parametrize("rewrites", [False, True])
+def test_rewrites_reusing_prepared_entries_give_the_bytes_of_a_fresh_writer(make_settings, tmp_path, rewrites) -> None:
+    # A writer keeps each item's feedgen entry and JSON item between writes (`rewrites`: and each entry's XML):
+    # what it writes after edits must be exactly what a writer starting afresh writes for the same posts.
     settings = make_settings()
-    writer = FeedWriter(settings)
+    writer = FeedWriter(settings, rewrites=rewrites)
     posts = [make_post(n, tags=("Go", "Web") if n % 2 else ("Go",)) for n in range(1, 8)]
     writer.write(newest_first(*posts))
     posts[3] = make_post(4, tags=("Web", "Rust"), title="Retitled", summary_html="<p>New summary</p>")

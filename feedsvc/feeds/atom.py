@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from feedsvc.feeds.entries import feed_entry
 from feedsvc.feeds.items import FeedSet, Item
 
 if TYPE_CHECKING:
@@ -17,5 +16,5 @@ MEDIA_TYPE = "application/atom+xml"
 def render_atom(renderer: FeedRenderer, feed: FeedSet, items: list[Item]) -> bytes:
     generator = renderer.generator(feed, items, FILE_NAME, MEDIA_TYPE)
     for item in items:
-        generator.add_entry(renderer.prepared(item, feed_entry), order="append")
+        generator.add_entry(renderer.prepared(item, renderer.feed_entry), order="append")
     return generator.atom_str(pretty=True)

@@ -11,6 +11,7 @@ from urllib.parse import quote
 from feedgen.feed import FeedGenerator
 
 from feedsvc.config import Settings
+from feedsvc.feeds.entries import feed_entry
 from feedsvc.feeds.formats import FORMATS
 from feedsvc.feeds.items import FeedSet, Item, _item_or_failure, feed_updated, xml_text
 from feedsvc.parallel import fork_map
@@ -26,8 +27,11 @@ T = TypeVar("T")
 class FeedRenderer:
     """Turns one FeedSet into the bytes of its file in each format of `FORMATS`."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, keep_elements: bool = False) -> None:
+        """`keep_elements`: for a renderer that renders again and again, keep the XML of each entry (`entries`)."""
         self.site = settings.site
+        # The feedgen entry of an item, which RSS and Atom share (`prepared` keeps one per item).
+        self.feed_entry = partial(feed_entry, keep_elements=keep_elements)
         self.hub = settings.feeds.websub_hub
         self.home = f"{self.site.url}/"
         self.description = xml_text(self.site.description or self.site.title)

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 from feedgen.ext.base import BaseExtension
 
-from feedsvc.feeds.entries import feed_entry
 from feedsvc.feeds.items import FeedSet, Item
 
 if TYPE_CHECKING:
@@ -42,5 +41,5 @@ def render_rss(renderer: FeedRenderer, feed: FeedSet, items: list[Item]) -> byte
         generator.register_extension("websub", _RssHub, atom=False, rss=True)
         generator.websub.hub = renderer.hub
     for item in items:
-        generator.add_entry(renderer.prepared(item, feed_entry), order="append")
+        generator.add_entry(renderer.prepared(item, renderer.feed_entry), order="append")
     return generator.rss_str(pretty=True)

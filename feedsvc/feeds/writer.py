@@ -55,10 +55,12 @@ class FeedWriter:
     disappeared since get their tag feeds rewritten even when the caller does not name those tags.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, rewrites: bool = False) -> None:
+        """`rewrites`: this writer will write again and again (the service's build child), and keeps more of what
+        it made between writes."""
         self.output = settings.feeds.output_dir.resolve()
         self.limit = settings.feeds.items
-        self.renderer = FeedRenderer(settings)
+        self.renderer = FeedRenderer(settings, keep_elements=rewrites)
         self.site_title = settings.site.title
         self._previous: tuple[Post, ...] | None = None  # the published posts of the last complete write
         self._published_ids: set[str] = set()  # their ids
