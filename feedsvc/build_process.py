@@ -54,8 +54,7 @@ class BuildProcess:
         self.timeout = timeout
         self._process: BaseProcess | None = None
         self._connection: Connection | None = None
-        # The posts of the child's last result, by the child's token for each (see `_dump`).
-        self._posts: list[Post] = []  # the posts of the child's last reply
+        self._posts: list[Post] = []  # the posts of the child's last reply (see `_dump`)
         # While a build waits for the child: the loop, the pipe's descriptor it watches, and the future it awaits.
         self._waiting: tuple[asyncio.AbstractEventLoop, int, asyncio.Future[None]] | None = None
 

@@ -48,7 +48,7 @@ OnChange = Callable[[set[Path]], Awaitable[None]]
 
 class _Batch(NamedTuple):
     paths: set[Path]
-    in_place: bool  # every change a modification of a file that existed (see `_complete`)
+    in_place: bool  # every change a modification of a file that existed (see the module doc)
 
 
 def is_post_change(relative: Path, extensions: list[str]) -> bool:
