@@ -21,7 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,23 @@ class _Built:
     written: tuple[Path, ...]  # feed files written or removed
     build_seconds: float | None  # until the new feeds were served; None: the build failed
     failed: bool
+
+
+@dataclass(slots=True)
+class _Waiting:
+    """Outputs waiting for the previous build's to end: those of the newest build, for what every build since wrote."""
+
+    reason: str
+    changed: set[Path] | None  # None: any file may have changed
+    built: _Built
+    done: asyncio.Future[None]
+
+    def take(self, reason: str, changed: set[Path] | None, built: _Built) -> None:
+        """A newer build's outputs instead: its scan and time, and the files both builds wrote (WebSub pings)."""
+        written = tuple(dict.fromkeys((*self.built.written, *built.written)))
+        self.built = replace(built, written=written, failed=self.built.failed or built.failed)
+        self.reason = reason
+        self.changed = None if self.changed is None or changed is None else self.changed | changed
 
 
 class CalendarTrigger(BaseTrigger):
@@ -130,6 +147,7 @@ class Jobs:
         self._last_scan: Scan | None = None  # of the last build that gave one
         self._build_lock = asyncio.Lock()
         self._outputs_lock = asyncio.Lock()
+        self._waiting: _Waiting | None = None  # outputs not started yet (see `rebuild`)
         self._background: set[asyncio.Task[Any]] = set()
 
     # --- liveness -----------------------------------------------------------------------------------------
@@ -170,6 +188,8 @@ class Jobs:
             log.warning("rebuild.shutdown_timeout", extra=fields(timeout_s=timeout))
         for task in list(self._background):
             task.cancel()
+        if self._waiting is not None and not self._waiting.done.done():
+            self._waiting.done.set_result(None)  # its task may be cancelled before it ever ran
         if self.is_leader:
             await asyncio.to_thread(leases.release, self.engine, leases.LEADER, self.instance_id)
             self.is_leader = False
@@ -214,8 +234,10 @@ class Jobs:
 
         One build at a time, and the outputs of one build at a time, in the order of the builds; but a build need
         not wait for the previous build's outputs (reading what is new among 50,000 posts takes longer than a
-        one-edit build), so a save made meanwhile is in the feeds as soon as its own build is done. Without
-        `wait_for_outputs` this returns once the feeds are written and the outputs go on in the background."""
+        one-edit build, and a locked store can hold them for seconds), so a save made meanwhile is in the feeds as
+        soon as its own build is done. Outputs that have not started yet are those of the newest build only, so
+        saves faster than the outputs never pile up a queue of them. Without `wait_for_outputs` this returns once
+        the feeds are written and the outputs go on in the background."""
         if not self.is_leader or self.stopping:
             return
         try:
@@ -227,21 +249,30 @@ class Jobs:
         if built is None:
             self.ready = True
             return
-        outputs = self._outputs_in_turn(reason, changed, built)
-        if wait_for_outputs:
-            await outputs
+        if self._waiting is not None:
+            self._waiting.take(reason, changed, built)
+            done = self._waiting.done
         else:
-            self._in_background(outputs)
+            done = asyncio.get_running_loop().create_future()
+            self._waiting = _Waiting(reason, changed, built, done)
+            self._in_background(self._outputs_in_turn())
+        if wait_for_outputs:
+            await asyncio.shield(done)
 
-    async def _outputs_in_turn(self, reason: str, changed: set[Path] | None, built: _Built) -> None:
+    async def _outputs_in_turn(self) -> None:
+        waiting = self._waiting  # newer builds' outputs merge into it (`_Waiting.take`) until it starts
+        assert waiting is not None
         try:
             async with self._outputs_lock:
+                self._waiting = None  # from now on a newer build's outputs wait anew
                 if not self.stopping:
-                    await self._run_outputs(reason, changed, built)
+                    await self._run_outputs(waiting.reason, waiting.changed, waiting.built)
         except Exception:  # run_outputs reports the outputs' failures itself: this is a bug, in one line
-            log.exception("rebuild.outputs_failed", extra=fields(reason=reason))
+            log.exception("rebuild.outputs_failed", extra=fields(reason=waiting.reason))
         finally:
             self.ready = True
+            if not waiting.done.done():
+                waiting.done.set_result(None)
 
     async def _build(self, reason: str, changed: set[Path] | None) -> _Built | None:
         """The feeds' build in the child; None when it failed and there is no earlier scan to go on with."""

@@ -244,6 +244,37 @@ def test_saves_are_served_while_the_outputs_of_an_earlier_build_wait_for_the_sto
     asyncio.run(scenario())
 
 
+def test_outputs_waiting_behind_a_locked_store_are_those_of_the_newest_build_only(make_settings, caplog):
+    settings = make_settings()
+    write_post(settings.posts.dir, "old.md", title="Already out", date=datetime.now(UTC) - timedelta(days=1))
+    database = settings.store.dir / "feedsvc.db"
+
+    async def scenario() -> None:
+        harness = Harness(settings)
+        harness.jobs.start()
+        await harness.until(lambda: _announced(database) == ["Already out"])
+        holder = await _hold_store_lock(database, seconds=4)
+        caplog.set_level("INFO", logger="feedsvc.scheduler")
+        caplog.clear()
+        for number in range(5):  # saves much faster than outputs that wait for the store
+            path = write_post(
+                settings.posts.dir, f"p{number}.md", title=f"P{number}", date=datetime.now(UTC) - timedelta(minutes=1)
+            )
+            await harness.jobs.rebuild("posts-changed", changed={path}, wait_for_outputs=False)
+            assert _titles(settings)[0] == f"P{number}"  # served at once
+        # The first build's outputs wait for the store; the other four builds' merged into one waiting run.
+        assert len(harness.jobs._background) <= 2
+        await holder.wait()
+        await harness.until(lambda: _announced(database) == ["Already out", "P0", "P1", "P2", "P3", "P4"], within=15)
+        await harness.until(lambda: not harness.jobs._background)
+        done = [record for record in caplog.records if record.msg == "rebuild.done"]
+        assert len(done) == 2
+        assert done[-1].feedsvc_fields["feeds_written"] >= 3  # what the merged builds wrote, for WebSub's pings
+        await harness.close()
+
+    asyncio.run(scenario())
+
+
 def test_while_builds_fail_a_post_that_comes_due_is_still_announced(make_settings):
     settings = make_settings(scheduler={"rebuild_timeout": 3})
     now = datetime.now(UTC)
