@@ -189,15 +189,26 @@ async def _hold_store_lock(database, seconds: float) -> asyncio.subprocess.Proce
     return holder
 
 
-def test_a_store_that_cannot_record_announcements_does_not_stop_publishing_and_is_retried(make_settings):
-    settings = make_settings()
+def _one_post_out(make_settings, **sections) -> tuple:
+    """Settings with one post published a day ago, and the path of their SQLite store."""
+    settings = make_settings(**sections)
     write_post(settings.posts.dir, "old.md", title="Already out", date=datetime.now(UTC) - timedelta(days=1))
-    database = settings.store.dir / "feedsvc.db"
+    return settings, settings.store.dir / "feedsvc.db"
+
+
+async def _leading(settings, database) -> Harness:
+    """Jobs started, elected, and done with their first build: the post is announced."""
+    harness = Harness(settings)
+    harness.jobs.start()
+    await harness.until(lambda: _announced(database) == ["Already out"])
+    return harness
+
+
+def test_a_store_that_cannot_record_announcements_does_not_stop_publishing_and_is_retried(make_settings):
+    settings, database = _one_post_out(make_settings)
 
     async def scenario() -> None:
-        harness = Harness(settings)
-        harness.jobs.start()
-        await harness.until(lambda: _announced(database) == ["Already out"])
+        harness = await _leading(settings, database)
         # Another process holds the store's write lock past the busy timeout (10 s).
         holder = await _hold_store_lock(database, seconds=12)
         write_post(settings.posts.dir, "new.md", title="Fresh", date=datetime.now(UTC) - timedelta(minutes=1))
@@ -215,16 +226,12 @@ def test_a_store_that_cannot_record_announcements_does_not_stop_publishing_and_i
 
 
 def test_saves_are_served_while_the_outputs_of_an_earlier_build_wait_for_the_store(make_settings):
-    settings = make_settings(scheduler={"debounce_ms": 50})
-    write_post(settings.posts.dir, "old.md", title="Already out", date=datetime.now(UTC) - timedelta(days=1))
-    database = settings.store.dir / "feedsvc.db"
+    settings, database = _one_post_out(make_settings, scheduler={"debounce_ms": 50})
 
     async def scenario() -> None:
-        harness = Harness(settings)
-        harness.jobs.start()
+        harness = await _leading(settings, database)
         stop = asyncio.Event()
         watching = asyncio.create_task(harness.jobs.watch(stop))
-        await harness.until(lambda: _announced(database) == ["Already out"])
         # Another process holds the store's write lock for 6 s: the announcing output waits for it.
         holder = await _hold_store_lock(database, seconds=6)
         await asyncio.sleep(0.3)
@@ -245,14 +252,10 @@ def test_saves_are_served_while_the_outputs_of_an_earlier_build_wait_for_the_sto
 
 
 def test_outputs_waiting_behind_a_locked_store_are_those_of_the_newest_build_only(make_settings, caplog):
-    settings = make_settings()
-    write_post(settings.posts.dir, "old.md", title="Already out", date=datetime.now(UTC) - timedelta(days=1))
-    database = settings.store.dir / "feedsvc.db"
+    settings, database = _one_post_out(make_settings)
 
     async def scenario() -> None:
-        harness = Harness(settings)
-        harness.jobs.start()
-        await harness.until(lambda: _announced(database) == ["Already out"])
+        harness = await _leading(settings, database)
         holder = await _hold_store_lock(database, seconds=4)
         caplog.set_level("INFO", logger="feedsvc.scheduler")
         caplog.clear()
