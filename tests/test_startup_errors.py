@@ -88,6 +88,8 @@ class _LateProxy:
                     selector.register(client, selectors.EVENT_READ)
                     selector.register(upstream, selectors.EVENT_READ)
                     continue
+                if sock.fileno() == -1:  # closed a moment ago with its peer, ready in the same select
+                    continue
                 data = sock.recv(65536)
                 if data:
                     peers[sock].sendall(data)
