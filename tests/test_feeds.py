@@ -446,6 +446,19 @@ def test_a_write_stopped_by_a_failing_file_reports_it_and_the_next_write_complet
     }
 
 
+def test_a_file_where_a_tag_folder_goes_stops_the_write_after_the_feeds_before_it(make_settings) -> None:
+    settings = make_settings()
+    out = settings.feeds.output_dir
+    posts = newest_first(*(make_post(n, tags=("Go",) if n % 2 else ("Web",)) for n in range(1, 5)))
+    (out / "tags").mkdir(parents=True)
+    (out / "tags" / "web").write_text("not a folder")
+    report = FeedWriter(settings).write(posts)
+    assert report.error is not None and "File exists" in report.error
+    assert report.written == [
+        out / RSS_FILE, out / ATOM_FILE, out / JSON_FILE, *(out / "tags" / "go" / name for name in FEED_FILES)
+    ]
+
+
 def test_tag_feeds_hold_their_newest_posts_and_stale_tags_go(make_settings) -> None:
     settings = make_settings(feeds={"items": 3})
     posts = newest_first(

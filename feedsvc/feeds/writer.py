@@ -119,33 +119,32 @@ class FeedWriter:
         """Write these feeds' files, `_BATCH_FEEDS` feeds at a time (`replace_files`): for each feed, the files
         written, those unchanged, and why it stopped. After a failure nothing more is written, so the feeds not
         reached keep their last complete version."""
-        outcomes: list[_Outcome] = []
+        outcomes: list[_Outcome] = [([], [], None) for _ in feeds]
         for start in range(0, len(feeds), _BATCH_FEEDS):
-            batch = feeds[start : start + _BATCH_FEEDS]
             files: list[tuple[Path, bytes]] = []
-            owners: list[int] = []  # the feed of the batch each file belongs to
-            try:
-                for feed in batch:
-                    folder = self.output / feed.folder
+            owners: list[int] = []  # the feed each file belongs to
+            stopped = False
+            for index in range(start, min(start + _BATCH_FEEDS, len(feeds))):
+                folder = self.output / feeds[index].folder
+                try:
                     folder.mkdir(parents=True, exist_ok=True)
-                    for filename, data in self.renderer.render(feed).items():
-                        files.append((folder / filename, data))
-                        owners.append(len(outcomes))
-                    outcomes.append(([], [], None))
-            except OSError as exc:  # nothing of this batch is written
-                replaced: list[bool] = []
-                error: OSError | None = exc
-                owners.append(len(outcomes))
-                outcomes.append(([], [], None))
-            else:
-                replaced, error = replace_files(files)
+                except OSError as exc:  # the feeds before it are still written
+                    outcomes[index] = ([], [], exc)
+                    stopped = True
+                    break
+                for filename, data in self.renderer.render(feeds[index]).items():
+                    files.append((folder / filename, data))
+                    owners.append(index)
+            replaced, error = replace_files(files)
             for (path, _), owner, new in zip(files, owners, replaced, strict=False):
                 written, unchanged, _ = outcomes[owner]
                 (written if new else unchanged).append(path)
             if error is not None:
                 failed = owners[len(replaced)]
                 outcomes[failed] = (*outcomes[failed][:2], error)
-                return outcomes + [([], [], None)] * (len(feeds) - len(outcomes))
+                return outcomes
+            if stopped:
+                return outcomes
         return outcomes
 
     def _tag_folders(self) -> set[str]:
