@@ -106,6 +106,9 @@ def test_trickling_headers_do_not_lock_real_readers_out(tmp_path, command):
                 status = type(exc).__name__
             outcomes.append((status, time.monotonic() - started))
             time.sleep(0.5)
+        # The attack ends first: while it goes on, the server may close the connection below earlier than its
+        # header timeout, as the one waiting longest for its headers when it is full (what it does to attackers).
+        attack.close()
         # A connection that keeps trickling is closed once its headers are late, whatever it sends meanwhile.
         slow = socket.create_connection(("127.0.0.1", port), timeout=HEADER_TIMEOUT + 5)
         slow.sendall(b"GET / HTTP/1.1\r\n")
