@@ -19,9 +19,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
-import itertools
 import multiprocessing
-import operator
 import os
 import pickle
 import signal
@@ -36,7 +34,7 @@ from pathlib import Path
 from feedsvc import feeds
 from feedsvc.config import Settings
 from feedsvc.posts import Collection
-from feedsvc.posts.model import Post
+from feedsvc.posts.model import Post, replaced_places
 
 # Spawn, not fork: the service runs threads (the store's, uvicorn's), and a forked child could inherit a lock
 # that no thread of its own will ever release.
@@ -166,8 +164,9 @@ def _serve(settings: Settings, connection: Connection, parent: int) -> None:
             return
 
 
-# How the scan's posts differ from the previous reply's: None and the places whose post changed (the same number
-# of posts), or the place of each post in the previous reply (-1: not in it) and the posts not in it.
+# How the scan's posts differ from the previous reply's: None and the places holding another version of their
+# post (the same posts in the same places, `replaced_places`), or the place of each post in the previous reply
+# (-1: not in it) and the posts not in it.
 _Change = tuple[Sequence[int] | None, dict[int, Post]]
 
 
@@ -182,10 +181,10 @@ def _dump(outcome: feeds.BuildResult | str, sent: list[Post]) -> bytes:
         return pickle.dumps(outcome, pickle.HIGHEST_PROTOCOL)
     posts = outcome.scan.posts
     change: _Change
-    if len(posts) == len(sent):
-        places = itertools.compress(range(len(posts)), map(operator.is_not, sent, posts))
+    places = replaced_places(sent, posts)
+    if places is not None:
         change = (None, {place: posts[place] for place in places})
-    else:  # posts came or went: every post is placed
+    else:  # posts came, went or moved: every post is placed
         previous = {id(post): place for place, post in enumerate(sent)}
         order = array("q", [previous.get(id(post), -1) for post in posts])
         change = (order, {place: post for place, post in enumerate(posts) if order[place] < 0})
