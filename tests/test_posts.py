@@ -810,6 +810,31 @@ def test_shared_work_gives_every_item_to_one_share_and_this_process_its_smaller_
     assert even == [items[start :: len(even)] for start in range(len(even))]
 
 
+def test_shared_work_in_pieces_gives_each_share_piece_by_piece_and_a_later_pieces_failure():
+    assert threading.active_count() == 1 and (os.cpu_count() or 1) > 1  # else nothing would be forked
+    items = list(range(1001))
+    parent = os.getpid()
+    results = fork_chunks(lambda piece: (os.getpid(), piece), items, min_items=10, pieces=4)
+    workers = len(results) // 4
+    assert len(results) == workers * 4 and workers > 1
+    for share in range(workers):
+        pids = {pid for pid, _ in results[share * 4 : share * 4 + 4]}
+        assert (pids == {parent}) == (share == 0) and len(pids) == 1
+        # The pieces of a share, in order, are that share: items k, k + n, k + 2n...
+        assert [item for _, piece in results[share * 4 : share * 4 + 4] for item in piece] == items[share::workers]
+
+    def fails_late_in_a_child(piece: list[int]) -> int:
+        if os.getpid() != parent and 700 < piece[0]:  # its last piece
+            raise ValueError(f"cannot take {piece[0]}")
+        return len(piece)
+
+    with pytest.raises(ValueError, match="cannot take"):
+        fork_chunks(fails_late_in_a_child, items, min_items=10, pieces=4)
+    # Fewer items than pieces: the last pieces are empty, none is lost.
+    few = fork_chunks(lambda piece: piece, list(range(3)), min_items=2, pieces=4)
+    assert sorted(item for piece in few for item in piece) == [0, 1, 2]
+
+
 def test_an_edit_keeping_slug_and_id_updates_the_scan_as_a_full_rescan_would(settings):
     for n in range(12):
         write(settings, f"post-{n:02}.md", post(title=f"Post {n}", date=f"2025-03-{n + 1:02}", tags="[a]"))
