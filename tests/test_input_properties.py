@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from feedsvc.config import Settings
 from feedsvc.posts.fields import Site, parse_date
+from feedsvc.posts.markup import render_summary, sanitize
 from feedsvc.posts.parse import read_post
 from feedsvc.posts.readers import Convention, convention_for
 from feedsvc.subscriptions import InvalidInput, normalise_address
@@ -189,3 +190,42 @@ def test_any_file_gives_a_post_or_problems(site, data):
 def test_any_date_value_is_a_datetime_or_none(value):
     parsed = parse_date(value)
     assert parsed is None or isinstance(parsed, datetime)
+
+
+# --- the summary of a Markdown body ----------------------------------------------------------------------------
+
+_MARKDOWN_BLOCKS = st.sampled_from(
+    [
+        "# Judul 🎉", "Setext\n===", "![only an image](pic.png)", "`only code`", "    indented code",
+        "```\nfenced\n```", "- item\n- *another*", "1. first", "> quoted *text*", "<div>raw html</div>",
+        "a | b\n--|--\n1 | 2", "---", "[ref]: https://example.org/ref 'Title'", "",
+        "Saya *suka* kopi ☕ and [a link][ref].", "Plain words\ncontinued on a lazy line.",
+        "![img](x.png) with text after", "**strong** and ~~gone~~ and <b>inline</b>", "Text with `code` in it.",
+        "  Indented two spaces, still prose.", "[undefined][nowhere] reference", "Line with trailing  \nbreak",
+        "\\* escaped marker", "<!-- a comment -->", "Ünïcödé paragraph: ñ ß 漢字",
+    ]
+)
+
+
+def _reference_summary(body: str) -> str:
+    """The rule on markdown-it-py's token stream (the reference implementation markdown-it-pyrs ports): the first
+    top-level paragraph whose inline tokens hold text, rendered with the whole document's references."""
+    from markdown_it import MarkdownIt
+
+    parser = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
+    tokens = parser.parse(body)
+    for index, token in enumerate(tokens):
+        if token.type == "paragraph_open" and token.level == 0:
+            children = tokens[index + 1].children or []
+            if any(child.type == "text" and child.content.strip() for child in children):
+                return "<p>" + parser.renderer.render(children, parser.options, {}) + "</p>\n"
+    return ""
+
+
+@given(st.lists(_MARKDOWN_BLOCKS, max_size=8), st.sampled_from(["\n\n", "\n", "\r\n\r\n", "\n\n\n"]))
+@settings(max_examples=400, deadline=None)
+def test_a_markdown_summary_is_the_first_paragraph_with_text_as_the_reference_parser_finds_it(blocks, joint):
+    body = joint.join(blocks)
+    assert render_summary("markdown", "", body, "https://example.org/", ()) == sanitize(
+        _reference_summary(body), "https://example.org/", ()
+    )

@@ -824,7 +824,7 @@ def test_shared_work_in_pieces_gives_each_share_piece_by_piece_and_a_later_piece
         assert [item for _, piece in results[share * 4 : share * 4 + 4] for item in piece] == items[share::workers]
 
     def fails_late_in_a_child(piece: list[int]) -> int:
-        if os.getpid() != parent and 700 < piece[0]:  # its last piece
+        if os.getpid() != parent and piece[0] > 700:  # its last piece
             raise ValueError(f"cannot take {piece[0]}")
         return len(piece)
 

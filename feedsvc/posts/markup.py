@@ -2,25 +2,20 @@
 
 Markdown is CommonMark + tables + strikethrough with raw HTML allowed: whole bodies are rendered by
 markdown-it-pyrs (the Rust port of markdown-it: the same HTML, over ten times faster, which is what lets a cold
-build of a large blog beat Hugo), while the summary's first paragraph is found on markdown-it-py's token stream.
+build of a large blog beat Hugo), which also gives the tree in which the summary's first paragraph is found.
 Plain text is escaped and kept line for line; both then go through nh3, which also rewrites every URL.
 """
 
 from __future__ import annotations
 
-import functools
 import html
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 from urllib.parse import urljoin
 
 import markdown_it_pyrs
 import nh3
-
-if TYPE_CHECKING:
-    from markdown_it import MarkdownIt
-    from markdown_it.token import Token
 
 Markup = Literal["markdown", "text", "html"]
 AssetUrls = tuple[tuple[str, str], ...]  # (relative prefix, absolute prefix), longest prefix first
@@ -240,36 +235,40 @@ def render_summary(markup: Markup, summary: str, body: str, base_url: str, asset
     return sanitize(fragment, base_url, asset_urls)
 
 
-@functools.cache
-def _token_parser() -> MarkdownIt:
-    """markdown-it-py, imported when the first summary is made: a process that renders no post (a `digest send`
-    with nothing new) has no use for it, and its import is a twentieth of that command's start-up."""
-    from markdown_it import MarkdownIt
-
-    return MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
-
-
 def _first_markdown_paragraph(body: str) -> str:
-    # Parse a growing prefix (cut at blank lines) until it holds a top-level paragraph with text in it: a
-    # long body is not parsed whole.
-    parser = _token_parser()
+    # markdown-it-pyrs's tree of a growing prefix (cut at blank lines) until it holds a top-level paragraph with
+    # text in it: the tree of a whole long body costs more than rendering it. A paragraph found in a prefix is one
+    # in the whole body too. It is rendered on its own, with the body's link reference definitions (wherever
+    # they stand: only where the rest of the body has none are the prefix's enough).
     blocks = _BLANK_LINES.split(_LEADING_BLANK_LINES.sub("", body))  # keeps the indentation of line one
     taken = 1
     while True:
-        tokens = parser.parse("\n\n".join(blocks[:taken]))
-        for index, token in enumerate(tokens):
-            if token.type == "paragraph_open" and token.level == 0:
-                inline = tokens[index + 1]
-                if _has_text(inline):
-                    return (
-                        "<p>"
-                        + parser.renderer.render(inline.children or [], parser.options, {})
-                        + "</p>\n"
-                    )
+        prefix = "\n\n".join(blocks[:taken]).encode()  # the tree's spans count UTF-8 bytes
+        tree = _fast_markdown.tree(prefix.decode())
+        paragraph = next((node for node in tree.children if node.name == "paragraph" and _has_text(node)), None)
+        if paragraph is not None:
+            break
         if taken >= len(blocks):
             return ""
         taken *= 2
+    source = prefix
+    if taken < len(blocks) and "]:" in "\n\n".join(blocks[taken:]):
+        source = "\n\n".join(blocks).encode()
+        tree = _fast_markdown.tree(source.decode())
+    definitions = [_source_of(node, source) for node in tree.children if node.name == "definition"]
+    return _fast_markdown.render(b"\n\n".join([_source_of(paragraph, prefix), *definitions]).decode())
 
 
-def _has_text(inline: Token) -> bool:
-    return any(child.type == "text" and child.content.strip() for child in inline.children or [])
+def _source_of(node: markdown_it_pyrs.Node, source: bytes) -> bytes:
+    assert node.srcmap is not None, "a block always has its span"
+    start, end = node.srcmap
+    return source[start:end]
+
+
+def _has_text(node: markdown_it_pyrs.Node) -> bool:
+    """Whether a paragraph shows text: an image's alt text or inline code alone is not a summary."""
+    return any(
+        (child.name == "text" and child.meta["content"].strip())
+        or (child.name not in ("image", "code_inline") and _has_text(child))
+        for child in node.children
+    )

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from threading import Lock
 
-import markdown_it
 import markdown_it_pyrs
 import nh3
 
@@ -117,11 +116,10 @@ class RenderedStore:
         self.header = json.dumps(
             [
                 "feedsvc rendered posts",
-                1,
+                2,  # 2: summaries found on markdown-it-pyrs's tree, with references defined anywhere in the body
                 __version__,
                 nh3.__version__,  # type: ignore[attr-defined]  # (missing from its type stubs)
                 markdown_it_pyrs.__version__,  # type: ignore[attr-defined]
-                markdown_it.__version__,
             ]
         )
         self._stored: dict[str, Rendered] | None = None  # what the file holds (that we know of), by digest
