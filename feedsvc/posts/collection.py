@@ -114,11 +114,21 @@ class _Bounds:
         inside = {folder: what for folder, what in own.items() if _is_below(folder, root)}
         return cls(root, inside, config, config_file)
 
+    def named_in(self, real_folder: str) -> frozenset[str]:
+        """The names in `real_folder` (its path, links resolved) that `refusal` could refuse by their path: the config
+        file and feedsvc's own folders, where they sit right there. Any other entry that is no link is refused
+        only as a hard link to the config file (`is_config_file`)."""
+        paths = [self.config, *self.own] if self.config else list(self.own)
+        return frozenset(os.path.basename(path) for path in paths if os.path.dirname(path) == real_folder)
+
+    def is_config_file(self, info: os.stat_result) -> bool:
+        return self.config_file is not None and _file_id(info) == self.config_file
+
     def refusal(self, real: str, info: os.stat_result, linked: bool) -> str | None:
         """Why the file or folder at `real` (its path, links resolved) must not be read, or None."""
         if linked and not (real == self.root or _is_below(real, self.root)):
             return "symlink to a place outside the posts folder (posts.dir); not read"
-        if real == self.config or (self.config_file is not None and _file_id(info) == self.config_file):
+        if real == self.config or self.is_config_file(info):
             return "is feedsvc's config file; never read as a post"
         for folder, what in self.own.items():
             # Only a link can lead below one of these without passing through it: a plain entry is checked
@@ -349,6 +359,7 @@ class Collection:
         except OSError as exc:
             found.problems.append(self.site.problem(folder, None, f"folder cannot be read: {_reason(exc)}"))
             return
+        named = self.bounds.named_in(real_folder)
         for entry in entries:
             name = entry.name
             if is_ignored_name(name):
@@ -364,6 +375,13 @@ class Collection:
                     found.problems.append(
                         self.site.problem(Path(entry.path), None, _stat_failure(entry, exc))
                     )
+                continue
+            # The common case, a plain post file: only a hard link to the config file is refused, and its path is
+            # not made (50,000 joins and checks were a fifth of walking a folder of 50,000 posts).
+            plain_file = stat.S_ISREG(info.st_mode) and name not in named and not entry.is_symlink()
+            if plain_file and not self.bounds.is_config_file(info):
+                if is_post:
+                    found.files[relative] = info
                 continue
             linked = entry.is_symlink()
             real = os.path.realpath(entry.path) if linked else os.path.join(real_folder, name)
