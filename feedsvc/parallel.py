@@ -23,7 +23,7 @@ import gc
 import multiprocessing
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
@@ -82,37 +82,50 @@ def fork_chunks(
     children: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
     received: list[list[Any]] = []  # each child's results so far
     done = False
-    collecting = gc.isenabled()
-    gc.disable()  # in the children too, which inherit it
     try:
-        for share in shares[1:]:
-            receiver, sender = context.Pipe(duplex=False)
-            _widen(sender)
-            process = context.Process(target=_run_child, args=(share, sender), daemon=True)
-            process.start()
-            sender.close()
-            children.append((process, receiver))
-            received.append([])
-        own = []
-        for piece in shares[0]:
-            own.append(_run_chunk(piece))
+        with collector_paused():  # in the children too, which inherit it
+            for share in shares[1:]:
+                receiver, sender = context.Pipe(duplex=False)
+                _widen(sender)
+                process = context.Process(target=_run_child, args=(share, sender), daemon=True)
+                process.start()
+                sender.close()
+                children.append((process, receiver))
+                received.append([])
+            own = []
+            for piece in shares[0]:
+                own.append(_run_chunk(piece))
+                for (child, receiver), results in zip(children, received, strict=True):
+                    while len(results) < pieces and receiver.poll():
+                        results.append(_received(child, receiver))
             for (child, receiver), results in zip(children, received, strict=True):
-                while len(results) < pieces and receiver.poll():
+                while len(results) < pieces:
                     results.append(_received(child, receiver))
-        for (child, receiver), results in zip(children, received, strict=True):
-            while len(results) < pieces:
-                results.append(_received(child, receiver))
         done = True
         return [*own, *(result for results in received for result in results)]
     finally:
         _job = None
-        if collecting:
-            gc.enable()
         for child, receiver in children:
             receiver.close()
             if not done:  # this process's share or another failed: what the others make is not wanted
                 child.terminate()
             child.join()
+
+
+@contextlib.contextmanager
+def collector_paused(*, keep: bool = False) -> Iterator[None]:
+    """The cyclic collector off meanwhile (see above), back on after as it was. `keep`: what is made meanwhile
+    lives on, so it is frozen out of the collector's later passes. Without it the first passes after, young
+    and middle generation alike, walk everything made while the collector was off (at 50,000 posts, 0.27 s)."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+        if keep:
+            gc.freeze()
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def _widen(pipe: Connection) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import bisect
 import errno
-import gc
 import os
 import pickle
 import re
@@ -18,7 +17,7 @@ from typing import BinaryIO
 
 from feedsvc import __version__
 from feedsvc.config import Settings
-from feedsvc.parallel import fork_chunks
+from feedsvc.parallel import collector_paused, fork_chunks
 from feedsvc.posts.fields import Site
 from feedsvc.posts.model import (
     Post,
@@ -446,20 +445,20 @@ class Collection:
             return [parse(*file) for file in stale], None
         results: list[tuple[str, _Entry | None, list[Problem]]] = []
         pickled: list[bytes] = []
-        shares = fork_chunks(
-            parse_share, stale, min_items=_PARALLEL_PARSE_MIN, own_share=_OWN_PARSE_SHARE, pieces=_PARSE_PIECES
-        )
-        for share in shares:
-            entries = share.entries
-            results += [
-                (relative, entries[relative] if ok else None, problems)
-                for relative, ok, problems in share.found
-            ]
-            pickled.append(share.pickled)
-        # These entries live as long as the collection, holding no reference cycles: kept out of the cyclic
-        # collector's later passes, the first of which (over 50,000 posts, 250 ms) came while the posts were
-        # being sorted. An edit replaces entries and posts without a cycle, so the old ones are still freed.
-        gc.freeze()
+        # The entries live as long as the collection and hold no reference cycles: kept out of the cyclic
+        # collector's later passes (over 50,000 posts, one took 250 ms while they were being sorted). An edit
+        # replaces entries and posts without a cycle, so the old ones are still freed.
+        with collector_paused(keep=True):
+            shares = fork_chunks(
+                parse_share, stale, min_items=_PARALLEL_PARSE_MIN, own_share=_OWN_PARSE_SHARE, pieces=_PARSE_PIECES
+            )
+            for share in shares:
+                entries = share.entries
+                results += [
+                    (relative, entries[relative] if ok else None, problems)
+                    for relative, ok, problems in share.found
+                ]
+                pickled.append(share.pickled)
         return results, pickled
 
     def _parse(self, path: Path, info: os.stat_result, problems: list[Problem]) -> _Entry | None:
