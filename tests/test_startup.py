@@ -21,8 +21,9 @@ from feedsvc.store import open_engine
 # Runs the `feedsvc` command as its entry point does, then writes the top-level packages and the feedsvc modules it
 # imported (argv[1]: the file; the rest: the command's arguments).
 REPORTER = """
-import gc, json, sys
+import gc, json, os, sys
 from feedsvc.cli import main
+os._exit = sys.exit  # a command that ends at once (build) ends here instead, so the report gets written
 report, sys.argv = sys.argv[1], ["feedsvc", *sys.argv[2:]]
 try:
     main()

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import gc
 import importlib
+import logging
 import os
 import sys
+from typing import NoReturn
 
 from rich.markup import escape
 
@@ -38,9 +40,30 @@ COMMAND_MODULES = {
 }
 
 
+# Commands that end holding an object or more per post: the process ends with them all at once, where freeing
+# them one by one took 0.16 s of a cold build of 50,000 posts after its work was done.
+_ENDS_AT_ONCE = {"build", "check"}
+
+
+def _command(argv: list[str]) -> str | None:
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
+def _end_at_once(code: object) -> NoReturn:
+    """Exit as `sys.exit(code)` would, without the interpreter's teardown: what must reach the terminal or a log
+    file is flushed first. The command has written and closed its files by then."""
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
+
+
 def load_commands(argv: list[str]) -> None:
     """Import the module of the command named in argv, or every module (for --help or an unknown name)."""
-    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    command = _command(argv)
     modules = [COMMAND_MODULES[command]] if command in COMMAND_MODULES else sorted(set(COMMAND_MODULES.values()))
     for module in modules:
         importlib.import_module(f"feedsvc.cli.{module}")
@@ -61,6 +84,10 @@ def main() -> None:
     gc.freeze()
     try:
         app()
+    except SystemExit as exc:
+        if _command(sys.argv[1:]) in _ENDS_AT_ONCE:
+            _end_at_once(exc.code)
+        raise
     except Exception as exc:  # every failure not handled by its command: one line, the traceback on --debug
         if options.debug:
             raise
