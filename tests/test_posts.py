@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import os
+import pickle
 import random
 import re
 import shutil
@@ -796,6 +797,14 @@ def test_a_large_cold_parse_shared_out_over_processes_gives_the_same_scan(settin
     again.scan([edited])
     third = Collection(settings, cache_path=settings.store.dir / "forked.pickle")
     assert "Post 7, retitled" in [p.title for p in third.scan().posts] and third.parses == 0
+
+
+def test_a_post_comes_back_from_a_pickle_equal_with_its_source_a_path(settings):
+    write(settings, "pickled.md", post(title="Pickled", date="2025-03-01", tags="[a]"))
+    (original,) = scan(settings).posts
+    copy = pickle.loads(pickle.dumps(original, pickle.HIGHEST_PROTOCOL))
+    assert copy == original and isinstance(copy.source, Path) and copy.source == original.source
+    assert [getattr(copy, name) for name in original.__slots__] == [getattr(original, name) for name in original.__slots__]
 
 
 def test_shared_work_gives_every_item_to_one_share_and_this_process_its_smaller_own_share():
