@@ -38,19 +38,24 @@ _PIPE_BYTES = 1 << 20  # Linux's default cap (/proc/sys/fs/pipe-max-size)
 _job: tuple[Callable[[list[Any]], Any], Sequence[Any]] | None = None
 
 
-def fork_map(function: Callable[[T], R], items: Sequence[T], *, min_items: int) -> list[R]:
+def fork_map(function: Callable[[T], R], items: Sequence[T], *, min_items: int, own_share: float = 1.0) -> list[R]:
     """`[function(item) for item in items]`, shared over the CPUs when there are at least `min_items` items
-    (below that, starting processes costs more than it saves)."""
-    return fork_map_shares(partial(_map, function), items, min_items=min_items)
+    (below that, starting processes costs more than it saves); `own_share` as for `fork_chunks`."""
+    return fork_map_shares(partial(_map, function), items, min_items=min_items, own_share=own_share)
 
 
-def fork_map_shares(function: Callable[[list[T]], list[R]], items: Sequence[T], *, min_items: int) -> list[R]:
+def fork_map_shares(
+    function: Callable[[list[T]], list[R]], items: Sequence[T], *, min_items: int, own_share: float = 1.0
+) -> list[R]:
     """`fork_map` for a function that takes a whole share of the items and gives one result for each, in order:
     for work that is cheaper done for several items together."""
-    chunks = fork_chunks(function, items, min_items=min_items)
+    chunks = fork_chunks(function, items, min_items=min_items, own_share=own_share)
+    if len(chunks) == 1:
+        return chunks[0]
     results: list[Any] = [None] * len(items)
-    for start, values in enumerate(chunks):
-        results[start :: len(chunks)] = values
+    for indices, values in zip(_shares(len(items), len(chunks), own_share), chunks, strict=True):
+        for index, value in zip(indices, values, strict=True):
+            results[index] = value
     return results
 
 
