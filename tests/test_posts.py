@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import html
 import os
 import pickle
@@ -20,7 +21,7 @@ import yaml
 from conftest import EXAMPLE_POSTS
 
 from feedsvc.config import ConfigError, Settings
-from feedsvc.parallel import fork_chunks
+from feedsvc.parallel import fork_chunks, fork_map
 from feedsvc.posts import Collection, Post, Problem, Scan, is_published, tag_slug
 from feedsvc.posts.lint import lint
 from feedsvc.posts.readers.yaml_front_matter import simple_yaml
@@ -814,6 +815,11 @@ def test_shared_work_gives_every_item_to_one_share_and_this_process_its_smaller_
     assert sorted(item for _, share in shares for item in share) == items
     assert shares[0][0] == os.getpid() and all(pid != os.getpid() for pid, _ in shares[1:])
     assert len(shares[0][1]) < min(len(share) for _, share in shares[1:])
+    # fork_map with uneven shares gives each result back at its item's place, this process's share the largest.
+    mapped = fork_map(lambda item: (item * 2, os.getpid()), items, min_items=10, own_share=1.25)
+    assert [doubled for doubled, _ in mapped] == [item * 2 for item in items]
+    counts = collections.Counter(pid for _, pid in mapped)
+    assert len(counts) > 1 and counts.most_common(1)[0][0] == os.getpid()
     # An even split (the default) keeps share k of n as items k, k + n, k + 2n...
     even = fork_chunks(lambda share: share, items, min_items=10)
     assert even == [items[start :: len(even)] for start in range(len(even))]
