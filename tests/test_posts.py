@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import gc
 import html
 import os
 import pickle
@@ -21,7 +22,7 @@ import yaml
 from conftest import EXAMPLE_POSTS
 
 from feedsvc.config import ConfigError, Settings
-from feedsvc.parallel import fork_chunks, fork_map
+from feedsvc.parallel import collector_paused, fork_chunks, fork_map
 from feedsvc.posts import Collection, Post, Problem, Scan, is_published, tag_slug
 from feedsvc.posts.lint import lint
 from feedsvc.posts.readers.yaml_front_matter import simple_yaml
@@ -823,6 +824,19 @@ def test_shared_work_gives_every_item_to_one_share_and_this_process_its_smaller_
     # An even split (the default) keeps share k of n as items k, k + n, k + 2n...
     even = fork_chunks(lambda share: share, items, min_items=10)
     assert even == [items[start :: len(even)] for start in range(len(even))]
+
+
+def test_the_collector_is_off_while_shares_are_worked_on_and_what_is_kept_is_frozen_before_it_is_back_on():
+    assert gc.isenabled()
+    assert set(fork_chunks(lambda share: gc.isenabled(), list(range(100)), min_items=10)) == {False}
+    assert gc.isenabled()
+    frozen = gc.get_freeze_count()  # what an earlier large parse in this process froze
+    with pytest.raises(ValueError), collector_paused(keep=True):
+        raise ValueError("a failed parse keeps nothing")
+    assert gc.isenabled() and gc.get_freeze_count() == frozen
+    with collector_paused(keep=True):
+        kept = [[index] for index in range(1000)]
+    assert gc.isenabled() and gc.get_freeze_count() >= frozen + len(kept)
 
 
 def test_shared_work_in_pieces_gives_each_share_piece_by_piece_and_a_later_pieces_failure():
