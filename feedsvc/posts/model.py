@@ -32,21 +32,22 @@ def pickled_by_position(cls: DataclassType) -> DataclassType:
     names = [item.name for item in fields(cls)]
     assert len(names) > 1, "attrgetter of one name gives a value, not a tuple"
     values = attrgetter(*names)
-    # A Path field goes as its text: a Path made again from its text costs half what unpickling its parts does,
-    # and taking in the posts a parsing process sends back is one process's work alone.
+    # A Path field (annotated `Path`: annotations are text in this package) goes as its text: a Path made again
+    # from its text costs half what unpickling its parts does, and taking in the posts a parsing process sends
+    # back is one process's work alone.
     path_fields = [index for index, item in enumerate(fields(cls)) if item.type == "Path"]
     assert len(path_fields) <= 1, "one Path field at most"
 
     def __reduce__(self: Any) -> tuple[Any, tuple[Any, ...]]:
         return cls, values(self)
 
-    def __reduce_with_path__(self: Any) -> tuple[Any, tuple[Any, ...]]:
+    def reduce_with_path(self: Any) -> tuple[Any, tuple[Any, ...]]:
         state = values(self)
         return _made_with_path, (cls, at, (*state[:at], str(state[at]), *state[at + 1 :]))
 
     if path_fields:
         at = path_fields[0]
-        cls.__reduce__ = __reduce_with_path__  # type: ignore[assignment]
+        cls.__reduce__ = reduce_with_path  # type: ignore[assignment]
     else:
         cls.__reduce__ = __reduce__  # type: ignore[assignment]
     return cls
