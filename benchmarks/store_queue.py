@@ -5,10 +5,12 @@
 One ~47 KB digest queued for every subscriber (not timed), sent into Postfix's `smtp-sink` with the default
 [mail] settings.
 1. In-process (labelled so): `drain()` once on SQLite and once on PostgreSQL, counting with SQLAlchemy's engine
-   events the statements executed and the transactions begun, and the process CPU time, per message.
+   events the statements executed and the transactions begun, and the process CPU time, per message; and the
+   PostgreSQL server's CPU time per message (its processes on this machine, from /proc).
 2. Whole processes: k `feedsvc digest send` processes started together on one PostgreSQL store share its queue
    (SKIP LOCKED claims); messages/s against one process, and each process's CPU time (wait4) as a share of the
-   wall time, so a reader sees where the cores went. One SQLite process is the anchor.
+   wall time, with the sink's and the PostgreSQL server's beside them (the same cores), so a reader sees where
+   the cores went. One SQLite process is the anchor.
 Every row is measured once per round, rounds interleaved; the tables show medians.
 Needs `FEEDSVC_TEST_POSTGRES_URL` (or --postgres) and Postfix's tools
 (`DEBIAN_FRONTEND=noninteractive apt-get install -y postfix`, daemon left stopped).
@@ -27,6 +29,7 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 import measure  # benchmarks/measure.py, beside this script
 from send import Sink, delivery_states, fill_store, find_tool, write_config
@@ -70,21 +73,58 @@ def in_process(config: Path, subscribers: int) -> dict[str, float]:
         finally:
             await transport.aclose()
 
-    cpu, started = time.process_time(), time.perf_counter()
+    cpu, started, server = time.process_time(), time.perf_counter(), server_cpu_seconds()
     sent = asyncio.run(go())
     cpu, seconds = time.process_time() - cpu, time.perf_counter() - started
+    server = server_cpu_seconds() - server
     engine.dispose()
     if sent != subscribers:
         raise SystemExit(f"drain sent {sent} of {subscribers}")
-    return {"cpu_us": cpu * 1e6 / sent, "statements": counts["statements"] / sent,
+    return {"cpu_us": cpu * 1e6 / sent, "server_us": server * 1e6 / sent, "statements": counts["statements"] / sent,
             "transactions": counts["transactions"] / sent, "rate": sent / seconds}
 
 
-def processes(config: Path, count: int, subscribers: int, sink: Sink) -> tuple[float, list[float]]:
-    """`count` digest send processes at once on one store: wall seconds, and each one's CPU seconds."""
+def server_cpu_seconds() -> float:
+    """The CPU time the PostgreSQL server has used so far on this machine (user + system): its live processes'
+    own, and the postmaster's count of its children that ended (a connection's backend ends with it). 0 when
+    it runs elsewhere."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # a process that ended meanwhile
+            continue
+        name, fields = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
+        if name != "postgres":
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        if _process_name(int(fields[1])) != "postgres":  # the postmaster: add its children that ended
+            ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _process_name(pid: int) -> str:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return text[text.index("(") + 1 : text.rindex(")")]
+
+
+class Run(NamedTuple):
+    seconds: float
+    cpu: list[float]  # each feedsvc process's CPU seconds
+    sink_cpu: float  # smtp-sink's, over the run
+    server_cpu: float  # the PostgreSQL server's, over the run
+
+
+def processes(config: Path, count: int, subscribers: int, sink: Sink) -> Run:
+    """`count` digest send processes at once on one store: wall seconds, each one's CPU seconds, and the CPU the
+    sink and the PostgreSQL server used meanwhile (they share the cores)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDSVC_")}
     command = [sys.executable, "-m", "feedsvc", "digest", "send", "--config", str(config)]
     before = sink.messages()
+    sink_cpu, server_cpu = sink.cpu_seconds(), server_cpu_seconds()
     started = time.perf_counter()
     children = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(count)]
     cpu, errors = [], []
@@ -95,16 +135,17 @@ def processes(config: Path, count: int, subscribers: int, sink: Sink) -> tuple[f
             errors.append(child.stderr.read().decode()[-500:])
         cpu.append(usage.ru_utime + usage.ru_stime)
     seconds = time.perf_counter() - started
+    sink_cpu, server_cpu = sink.cpu_seconds() - sink_cpu, server_cpu_seconds() - server_cpu
     received = sink.messages() - before
     states = delivery_states(config)
     if received != subscribers or states.get("sent") != subscribers or sum(states.values()) != subscribers:
         raise SystemExit(f"{count} processes: sink got {received}, store {states}, of {subscribers}\n{''.join(errors)}")
-    return seconds, cpu
+    return Run(seconds, cpu, sink_cpu, server_cpu)
 
 
-def median_run(runs: list[tuple[float, list[float]]]) -> tuple[float, list[float]]:
-    """The run of median wall time, with its processes' CPU times."""
-    return sorted(runs, key=lambda run: run[0])[len(runs) // 2]
+def median_run(runs: list[Run]) -> Run:
+    """The run of median wall time."""
+    return sorted(runs, key=lambda run: run.seconds)[len(runs) // 2]
 
 
 def main() -> int:
@@ -140,7 +181,7 @@ def main() -> int:
             return config
 
         inproc_rounds: dict[str, list[dict[str, float]]] = {}
-        scaling_rounds: dict[tuple[str, int], list[tuple[float, list[float]]]] = {}
+        scaling_rounds: dict[tuple[str, int], list[Run]] = {}
         try:
             for _ in range(args.rounds):
                 for name in ("SQLite", "PostgreSQL"):
@@ -161,17 +202,21 @@ def main() -> int:
     scaling = {key: median_run(runs) for key, runs in scaling_rounds.items()}
     print(f"{n} subscribers, default [mail], Postfix smtp-sink; {os.cpu_count()} CPUs; {args.rounds} interleaved "
           f"rounds (medians); load average before {load_before}, after {measure.load()}")
-    print(f"\n{'in-process drain()':<20}{'msg/s':>8}{'CPU µs/msg':>12}{'statements/msg':>16}{'transactions/msg':>18}")
+    print(f"\n{'in-process drain()':<20}{'msg/s':>8}{'CPU µs/msg':>12}{'statements/msg':>16}{'transactions/msg':>18}"
+          f"{'PG server µs/msg':>18}")
     for name, row in inproc.items():
-        print(f"{name:<20}{row['rate']:>8.0f}{row['cpu_us']:>12.0f}{row['statements']:>16.2f}{row['transactions']:>18.3f}")
+        print(f"{name:<20}{row['rate']:>8.0f}{row['cpu_us']:>12.0f}{row['statements']:>16.2f}{row['transactions']:>18.3f}"
+              f"{row['server_us']:>18.0f}")
     sqlite, postgres = inproc["SQLite"], inproc["PostgreSQL"]
     print(f"PostgreSQL / SQLite: CPU {postgres['cpu_us'] / sqlite['cpu_us']:.2f}, statements "
           f"{postgres['statements'] / sqlite['statements']:.2f} (target: within 1.20)")
-    print(f"\n{'feedsvc digest send processes':<32}{'seconds':>8}{'msg/s':>8}{'vs 1 PG':>8}  CPU share of each process")
-    one = n / scaling[("PostgreSQL", 1)][0]
-    for (name, count), (seconds, cpu) in scaling.items():
-        shares = " ".join(f"{c / seconds:.0%}" for c in cpu)
-        print(f"{f'{name}, {count}':<32}{seconds:>8.2f}{n / seconds:>8.0f}{n / seconds / one:>8.2f}  {shares}")
+    print(f"\n{'feedsvc digest send processes':<32}{'seconds':>8}{'msg/s':>8}{'vs 1 PG':>8}{'sink':>6}"
+          f"{'PG server':>10}  CPU share of each process (shares of one core over the run)")
+    one = n / scaling[("PostgreSQL", 1)].seconds
+    for (name, count), run in scaling.items():
+        shares = " ".join(f"{c / run.seconds:.0%}" for c in run.cpu)
+        print(f"{f'{name}, {count}':<32}{run.seconds:>8.2f}{n / run.seconds:>8.0f}{n / run.seconds / one:>8.2f}"
+              f"{run.sink_cpu / run.seconds:>6.0%}{run.server_cpu / run.seconds:>10.0%}  {shares}")
     print("targets: one PostgreSQL process >= 0.8x one SQLite process")
     return 0
 
