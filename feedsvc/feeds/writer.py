@@ -142,9 +142,8 @@ class FeedWriter:
             if error is not None:
                 failed = owners[len(replaced)]
                 outcomes[failed] = (*outcomes[failed][:2], error)
-                return outcomes
-            if stopped:
-                return outcomes
+            if error is not None or stopped:
+                break
         return outcomes
 
     def _tag_folders(self) -> set[str]:
