@@ -157,6 +157,8 @@ def fill_store(config: Path, subscribers: int) -> tuple[str, str, str]:
                     for n in numbers
                 ],
             )
+    with engine.begin() as connection:  # as the digest's queueing does once a period's deliveries are in
+        editions.refresh_queue_statistics(connection)
     engine.dispose()
     return edition.subject, edition.html, edition.text
 

@@ -188,6 +188,8 @@ def _fill(
         created.update(editions.insert_deliveries(connection, rows))
         commit()
         after_id = page[-1].id
+    if created:
+        editions.refresh_queue_statistics(connection)
     editions.complete_period(connection, period.key, now)
     commit()
     summaries = [
