@@ -5,7 +5,9 @@
 One ~47 KB digest queued for every subscriber (not timed), sent into Postfix's `smtp-sink` with the default
 [mail] settings.
 1. In-process (labelled so): `drain()` once on SQLite and once on PostgreSQL, counting with SQLAlchemy's engine
-   events the statements executed and the transactions begun, and the process CPU time, per message; and the
+   events the statements executed and the transactions begun (not those of a connection in autocommit mode, which
+   send no BEGIN or COMMIT), hence the round trips to the store (statements + BEGIN + COMMIT), and the process CPU
+   time, per message; and the
    PostgreSQL server's CPU time per message (its processes on this machine, from /proc).
 2. Whole processes: k `feedsvc digest send` processes started together on one PostgreSQL store share its queue
    (SKIP LOCKED claims); messages/s against one process, and each process's CPU time (wait4) as a share of the
@@ -64,7 +66,7 @@ def in_process(config: Path, subscribers: int) -> dict[str, float]:
     engine = open_engine(settings.store.database_url)
     counts: Counter[str] = Counter()
     event.listen(engine, "before_cursor_execute", lambda *args: counts.update(["statements"]))
-    event.listen(engine, "begin", lambda *args: counts.update(["transactions"]))
+    event.listen(engine, "begin", lambda connection: counts.update(["transactions"] * _begins(connection)))
 
     async def go() -> int:
         transport = SmtpTransport(settings)
@@ -81,7 +83,13 @@ def in_process(config: Path, subscribers: int) -> dict[str, float]:
     if sent != subscribers:
         raise SystemExit(f"drain sent {sent} of {subscribers}")
     return {"cpu_us": cpu * 1e6 / sent, "server_us": server * 1e6 / sent, "statements": counts["statements"] / sent,
-            "transactions": counts["transactions"] / sent, "rate": sent / seconds}
+            "transactions": counts["transactions"] / sent,
+            "round_trips": (counts["statements"] + 2 * counts["transactions"]) / sent, "rate": sent / seconds}
+
+
+def _begins(connection) -> bool:
+    """Whether a transaction SQLAlchemy begins on this connection reaches the store as BEGIN ... COMMIT."""
+    return connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT"
 
 
 def server_cpu_seconds() -> float:
@@ -203,12 +211,13 @@ def main() -> int:
     print(f"{n} subscribers, default [mail], Postfix smtp-sink; {os.cpu_count()} CPUs; {args.rounds} interleaved "
           f"rounds (medians); load average before {load_before}, after {measure.load()}")
     print(f"\n{'in-process drain()':<20}{'msg/s':>8}{'CPU µs/msg':>12}{'statements/msg':>16}{'transactions/msg':>18}"
-          f"{'PG server µs/msg':>18}")
+          f"{'round trips/msg':>17}{'PG server µs/msg':>18}")
     for name, row in inproc.items():
         print(f"{name:<20}{row['rate']:>8.0f}{row['cpu_us']:>12.0f}{row['statements']:>16.2f}{row['transactions']:>18.3f}"
-              f"{row['server_us']:>18.0f}")
+              f"{row['round_trips']:>17.2f}{row['server_us']:>18.0f}")
     sqlite, postgres = inproc["SQLite"], inproc["PostgreSQL"]
-    print(f"PostgreSQL / SQLite: CPU {postgres['cpu_us'] / sqlite['cpu_us']:.2f}, statements "
+    print(f"PostgreSQL / SQLite: CPU {postgres['cpu_us'] / sqlite['cpu_us']:.2f}, round trips "
+          f"{postgres['round_trips'] / sqlite['round_trips']:.2f}, statements "
           f"{postgres['statements'] / sqlite['statements']:.2f} (target: within 1.20)")
     print(f"\n{'feedsvc digest send processes':<32}{'seconds':>8}{'msg/s':>8}{'vs 1 PG':>8}{'sink':>6}"
           f"{'PG server':>10}  CPU share of each process (shares of one core over the run)")

@@ -257,6 +257,36 @@ def test_subscribers_who_left_meanwhile_are_skipped(queue, smtp_server):
     assert (row["state"], row["last_error"]) == ("failed", delivery_store.INACTIVE)
 
 
+def test_a_waves_write_records_the_last_wave_and_starts_the_next(queue):
+    """The drain's write per wave, as it runs it: on PostgreSQL one statement outside a transaction."""
+    settings, engine = queue
+    ids = add_subscribers(engine, 5)
+    add_edition(settings, engine, "daily-1", ids)
+    clock = Clock()
+    with engine.begin() as connection:
+        claimed = delivery_store.claim(connection, "w", now=clock(), lease_until=clock() + timedelta(minutes=5), limit=9)
+        first, _ = delivery_store.start_sending(connection, "w", [claimed[0].id, claimed[1].id])
+        subscriber_store.change(connection, ids[4], status="unsubscribed")
+    assert [c.subscriber_id for c in claimed] == ids and claimed[0].email == "reader0@example.com"
+    sent = [delivery_store.Sent(delivery_id, f"<{delivery_id}@blog.example.org>") for delivery_id in first]
+    autocommit = "AUTOCOMMIT" if engine.dialect.name == "postgresql" else None
+    with engine.connect() as connection:
+        if autocommit:
+            connection = connection.execution_options(isolation_level=autocommit)
+        started, skipped = delivery_store.record_and_start(
+            connection, "w", sent=sent, start=[c.id for c in claimed[2:]], now=clock()
+        )
+        connection.commit()
+    assert (started, skipped) == ({claimed[2].id: 1, claimed[3].id: 1}, {claimed[4].id})
+    after = rows(engine)
+    assert [(after[sid]["state"], after[sid]["claimed_by"], after[sid]["message_id"]) for sid in ids[:2]] == [
+        ("sent", None, f"<{claimed[0].id}@blog.example.org>"), ("sent", None, f"<{claimed[1].id}@blog.example.org>")
+    ]
+    assert [(after[sid]["state"], after[sid]["claimed_by"]) for sid in ids[2:]] == [
+        ("sending", "w"), ("sending", "w"), ("failed", None)
+    ]
+
+
 def test_leases_of_a_dead_worker_are_taken_over_once_expired(queue, smtp_server):
     settings, engine = queue
     ids = add_subscribers(engine, 6)

@@ -3,18 +3,18 @@
 The pipeline, one drain per process at a time:
 
     claim a batch (lease) -> for each wave of `mail.connections` deliveries:
-        personalise -> mark the wave `sending` (one transaction, also recording finished sends) -> hand to senders
+        personalise -> mark the wave `sending` (one write, also recording finished sends) -> hand to senders
         (the mark and hand-over of one wave run while the next wave is personalised)
     senders (`mail.connections` tasks) -> transport.send -> outcome buffered -> written soon after (below)
 
 Crash safety: a delivery turns `sending` only just before its own send; at most three waves are `sending` and
 not yet sent (one on the wire, one in the senders' queue, one being marked). Its outcome is written with the
-next wave's `sending` mark (the same transaction), or by the writer once it waited FLUSH_INTERVAL both from the
-server's acceptance and from the end of the last store write: at most one store transaction plus FLUSH_INTERVAL
-after the server accepted it (a few milliseconds on SQLite, 5-15 ms on a PostgreSQL server that commits in
-2-5 ms). So a kill -9 repeats only mails in flight or accepted within that time, all of them rows left
-`sending`. While the queue is being fed, that is one transaction per wave; every store call runs under one
-lock, in a worker thread so SMTP I/O never waits on it (or, for `feedsvc digest send` on SQLite, on the loop's
+next wave's `sending` mark (the same transaction; on PostgreSQL the same statement), or by the writer once it
+waited FLUSH_INTERVAL both from the server's acceptance and from the end of the last store write: at most one
+store write plus FLUSH_INTERVAL after the server accepted it (a few milliseconds on SQLite, 5-15 ms on a
+PostgreSQL server that commits in 2-5 ms). So a kill -9 repeats only mails in flight or accepted within that
+time, all of them rows left `sending`. While the queue is being fed, that is one write per wave; every store
+call runs under one lock, in a worker thread so SMTP I/O never waits on it (or, for `feedsvc digest send` on SQLite, on the loop's
 own thread: see `drain`).
 
 A store that cannot take a write (SQLite locked by another process past its busy timeout, PostgreSQL
@@ -160,7 +160,9 @@ class _Drain:
         self.editions: dict[int, tuple[MessageSkeleton, str]] = {}  # each edition's skeleton and Feedback-ID
         self.ready: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=settings.mail.connections)
         self.store_lock = asyncio.Lock()
-        self.connection: Connection | None = None  # see _in_transaction
+        self.connections: dict[bool, Connection] = {}  # see _on_connection: by whether it autocommits
+        # On PostgreSQL, writes whose every statement stands alone run outside a transaction (_statement_by_statement).
+        self.autocommits = engine.dialect.name == "postgresql"
         self.sent: list[store.Sent] = []
         self.retries: list[store.Retry] = []
         self.bounces: list[store.Bounce] = []
@@ -179,7 +181,7 @@ class _Drain:
             return await self._run()
         finally:
             async with self.store_lock:
-                await self._on_store(self._close_connection)
+                await self._on_store(self._close_connections)
 
     async def _run(self) -> DrainReport:
         self.total = await self._on_store(self._in_transaction, store.count_due, self.now())
@@ -235,7 +237,7 @@ class _Drain:
         now = self.now()
         async with self.store_lock:
             batch = await self._on_store(
-                self._in_transaction, store.claim, self.worker_id,
+                self._statement_by_statement, store.claim, self.worker_id,
                 now=now, lease_until=now + self.lease, limit=mail.batch_size, kind=self.kind,
             )
             self.renewed_at = now
@@ -371,7 +373,11 @@ class _Drain:
             bounces, self.bounces = self.bounces, []
             self.unwritten_since = None
             if sent or retries or bounces or start or renew or self._lease_is_stale():
-                startable, skipped = await self._until_stored(self._record_and_start, sent, retries, bounces, start, renew)
+                # A bounce's three UPDATEs (the delivery, its subscriber, their other mail) stand or fall together.
+                run = self._in_transaction if retries or bounces else self._statement_by_statement
+                startable, skipped = await self._until_stored(
+                    run, self._record_and_start, sent, retries, bounces, start, renew
+                )
                 self.store_free_at = asyncio.get_running_loop().time()
             else:
                 startable, skipped = {}, set()
@@ -391,12 +397,13 @@ class _Drain:
         renew: bool,
     ) -> tuple[dict[int, int], set[int]]:
         now = self.now()
-        store.record(connection, self.worker_id, sent=sent, retries=retries, bounces=bounces, now=now)
         # A batch held up by a slow or failing server keeps its claims: renewed well before they expire.
         if renew or self._lease_is_stale(now):
             store.renew(connection, self.worker_id, now + self.lease)
             self.renewed_at = now
-        return store.start_sending(connection, self.worker_id, start)
+        return store.record_and_start(
+            connection, self.worker_id, sent=sent, retries=retries, bounces=bounces, start=start, now=now
+        )
 
     def _lease_is_stale(self, now: datetime | None = None) -> bool:
         return (now or self.now()) - self.renewed_at > self.lease / 3
@@ -416,7 +423,7 @@ class _Drain:
         if self.on_progress and (sent or retries or bounces or skipped):
             self.on_progress(report.done, max(self.total, report.done))
 
-    async def _until_stored(self, operation, *args):
+    async def _until_stored(self, run, operation, *args):
         """Run a write in a worker thread, trying again with backoff while the store is locked or unreachable.
 
         What it writes (outcomes of mails the server accepted) exists nowhere else: giving up would send them
@@ -426,7 +433,7 @@ class _Drain:
         failing_since: float | None = None
         while True:
             try:
-                result = await self._on_store(self._in_transaction, operation, *args)
+                result = await self._on_store(run, operation, *args)
             except (OperationalError, InterfaceError) as exc:
                 now = time.monotonic()
                 if failing_since is None:
@@ -449,21 +456,36 @@ class _Drain:
         return await asyncio.to_thread(call, *args, **kwargs)
 
     def _in_transaction(self, operation, *args, **kwargs):
-        """One transaction on the drain's own connection, checked out once: a checkout per transaction costs
-        PostgreSQL a ping round trip each time. Called under `store_lock` (one at a time, from any thread)."""
-        if self.connection is None:
-            self.connection = self.engine.connect()
+        """`operation` in one transaction."""
+        return self._on_connection(False, operation, *args, **kwargs)
+
+    def _statement_by_statement(self, operation, *args, **kwargs):
+        """`operation`, whose every statement is a whole write by itself or changes nothing when it runs again (a
+        claim; a wave's write with no failure among its outcomes): on PostgreSQL outside a transaction, as BEGIN
+        and COMMIT were two of the three round trips of a wave's write; on SQLite in one, as its commit is
+        what costs there."""
+        return self._on_connection(self.autocommits, operation, *args, **kwargs)
+
+    def _on_connection(self, autocommit: bool, operation, *args, **kwargs):
+        """`operation` on one of the drain's own connections, each checked out once: a checkout per transaction
+        costs PostgreSQL a ping round trip each time. Called under `store_lock` (one at a time, from any thread)."""
+        connection = self.connections.get(autocommit)
+        if connection is None:
+            connection = self.engine.connect()
+            if autocommit:
+                connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+            self.connections[autocommit] = connection
         try:
-            with self.connection.begin():
-                return operation(self.connection, *args, **kwargs)
+            with connection.begin():  # in autocommit, neither BEGIN nor COMMIT reaches the server
+                return operation(connection, *args, **kwargs)
         except BaseException:
-            # Locked, lost, restarting: the next try starts from a fresh checkout (the pool pings it).
-            self._close_connection()
+            # Locked, lost, restarting: the next try starts from fresh checkouts (the pool pings them).
+            self._close_connections()
             raise
 
-    def _close_connection(self) -> None:
-        connection, self.connection = self.connection, None
-        if connection is not None:
+    def _close_connections(self) -> None:
+        connections, self.connections = self.connections, {}
+        for connection in connections.values():
             with contextlib.suppress(Exception):  # a connection already lost: the pool has discarded it
                 connection.close()
 

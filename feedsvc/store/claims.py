@@ -9,9 +9,11 @@ sent, and a row left `sending` was in flight when its process died, so it is sen
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Table, and_, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Row, Table, and_, or_, select, update
 
 WAITING = ("queued", "retry")
 
@@ -38,13 +40,33 @@ def claim_ids(
     limit: int,
     only: ColumnElement[bool] | None = None,
 ) -> list[int]:
-    """Lease up to `limit` due rows (those matching `only`, when given) to `worker_id`; their ids.
+    """Lease up to `limit` due rows (those matching `only`, when given) to `worker_id`; their ids."""
+    rows = claim_rows(connection, table, worker_id, now=now, lease_until=lease_until, limit=limit, only=only)
+    return [row_id for (row_id,) in rows]
+
+
+def claim_rows(
+    connection: Connection,
+    table: Table,
+    worker_id: str,
+    *,
+    now: datetime,
+    lease_until: datetime,
+    limit: int,
+    only: ColumnElement[bool] | None = None,
+    returning: Sequence[ColumnElement[Any]] = (),
+    joined: ColumnElement[bool] | None = None,
+) -> list[Row[Any]]:
+    """Lease up to `limit` due rows (those matching `only`, when given) to `worker_id`; each claimed row's
+    `returning` columns (its id by default), which may name a table `joined` to it (PostgreSQL only: SQLite's
+    RETURNING cannot name another table).
 
     On PostgreSQL the candidate rows are locked with SKIP LOCKED, so concurrent workers take disjoint sets
-    without waiting; SQLite has a single writer, so the UPDATE over a sub-select is atomic by itself.
+    without waiting; SQLite has a single writer, so the UPDATE over a sub-select is atomic by itself. Each of the
+    two statements is a whole claim by itself: the rows one leased stay leased if the other fails.
     Rows abandoned in flight go first (they have waited longest), then the due ones.
     """
-    claimed: list[int] = []
+    claimed: list[Row[Any]] = []
     for condition in (abandoned_in_flight(table, now), waiting_due(table, now)):
         remaining = limit - len(claimed)
         if remaining <= 0:
@@ -55,13 +77,11 @@ def claim_ids(
             candidates = candidates.where(only)
         if connection.dialect.name == "postgresql":
             candidates = candidates.with_for_update(skip_locked=True)
-        statement = (
-            update(table)
-            .where(table.c.id.in_(candidates.scalar_subquery()))
-            .values(claimed_by=worker_id, lease_until=lease_until)
-            .returning(table.c.id)
-        )
-        claimed += connection.execute(statement).scalars()
+        statement = update(table).where(table.c.id.in_(candidates.scalar_subquery()))
+        if joined is not None:
+            statement = statement.where(joined)
+        statement = statement.values(claimed_by=worker_id, lease_until=lease_until).returning(*returning or [table.c.id])
+        claimed += connection.execute(statement).all()
     return claimed
 
 
