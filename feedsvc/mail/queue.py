@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.parser
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -160,8 +161,9 @@ class _Drain:
         self.editions: dict[int, tuple[MessageSkeleton, str]] = {}  # each edition's skeleton and Feedback-ID
         self.ready: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=settings.mail.connections)
         self.store_lock = asyncio.Lock()
-        self.connections: dict[bool, Connection] = {}  # see _on_connection: by whether it autocommits
-        # On PostgreSQL, writes whose every statement stands alone run outside a transaction (_statement_by_statement).
+        self.connections: dict[str, Connection] = {}  # see _on_connection
+        # On PostgreSQL, writes whose every statement stands alone run outside a transaction (_statement_by_statement),
+        # and claims on a connection of their own, beside the waves' writes (_claim).
         self.autocommits = engine.dialect.name == "postgresql"
         self.sent: list[store.Sent] = []
         self.retries: list[store.Retry] = []
@@ -215,12 +217,16 @@ class _Drain:
         # personalised: on PostgreSQL a commit is milliseconds of waiting, which the personalising overlaps.
         # The next wave's mark starts only once the wave before it is in the senders' queue, so no more
         # deliveries are `sending` at once than when each wave waited for its own write.
+        # The next batch is claimed while this one is sent: on PostgreSQL a claim of 200 rows takes milliseconds,
+        # which the senders would otherwise spend idle.
         starting: asyncio.Task[None] | None = None
+        claiming = asyncio.create_task(self._claim())
         try:
             while not self._stopping():
-                batch = await self._claim()
+                batch = await claiming
                 if not batch:
                     return
+                claiming = asyncio.create_task(self._claim())
                 for wave in _chunks(batch, self.settings.mail.connections):
                     if self._stopping():
                         return
@@ -231,17 +237,31 @@ class _Drain:
         finally:
             if starting is not None:
                 await starting
+            await self._settle(claiming)
 
     async def _claim(self) -> list[store.Claimed]:
         mail = self.settings.mail
         now = self.now()
-        async with self.store_lock:
-            batch = await self._on_store(
-                self._statement_by_statement, store.claim, self.worker_id,
-                now=now, lease_until=now + self.lease, limit=mail.batch_size, kind=self.kind,
-            )
-            self.renewed_at = now
+        claim = functools.partial(
+            store.claim, worker_id=self.worker_id, now=now, lease_until=now + self.lease, limit=mail.batch_size,
+            kind=self.kind,
+        )
+        if self.autocommits:  # its own connection: no wait for a wave's write, nor a wave's for it
+            batch = await self._on_store(self._on_connection, "claims", claim)
+        else:
+            async with self.store_lock:
+                batch = await self._on_store(self._in_transaction, claim)
+        self.renewed_at = now
         return batch
+
+    @staticmethod
+    async def _settle(claiming: asyncio.Task[list[store.Claimed]]) -> None:
+        """Wait for a claim made ahead that the feed no longer needs (stopped, or failed): the drain releases
+        its rows with the rest at the end."""
+        try:
+            await claiming
+        except Exception as exc:  # the feed's own failure, if any, is the one raised
+            log.warning("deliveries: claiming the next batch failed: %s", exc)
 
     async def _start(self, jobs: list[_Job]) -> None:
         """Mark the jobs `sending`, then give the senders those still ours to send."""
@@ -457,35 +477,41 @@ class _Drain:
 
     def _in_transaction(self, operation, *args, **kwargs):
         """`operation` in one transaction."""
-        return self._on_connection(False, operation, *args, **kwargs)
+        return self._on_connection("transactions", operation, *args, **kwargs)
 
     def _statement_by_statement(self, operation, *args, **kwargs):
         """`operation`, whose every statement is a whole write by itself or changes nothing when it runs again (a
         claim; a wave's write with no failure among its outcomes): on PostgreSQL outside a transaction, as BEGIN
         and COMMIT were two of the three round trips of a wave's write; on SQLite in one, as its commit is
         what costs there."""
-        return self._on_connection(self.autocommits, operation, *args, **kwargs)
+        return self._on_connection("statements" if self.autocommits else "transactions", operation, *args, **kwargs)
 
-    def _on_connection(self, autocommit: bool, operation, *args, **kwargs):
-        """`operation` on one of the drain's own connections, each checked out once: a checkout per transaction
-        costs PostgreSQL a ping round trip each time. Called under `store_lock` (one at a time, from any thread)."""
-        connection = self.connections.get(autocommit)
+    def _on_connection(self, name: str, operation, *args, **kwargs):
+        """`operation` on the drain's own connection `name`, checked out once: a checkout per transaction costs
+        PostgreSQL a ping round trip each time. "transactions" begins one around `operation`; the others (on
+        PostgreSQL only) are in autocommit mode. One call at a time on each: "claims" from `_claim`, the others
+        under `store_lock`."""
+        connection = self.connections.get(name)
         if connection is None:
             connection = self.engine.connect()
-            if autocommit:
+            if name != "transactions":
                 connection = connection.execution_options(isolation_level="AUTOCOMMIT")
-            self.connections[autocommit] = connection
+            self.connections[name] = connection
         try:
             with connection.begin():  # in autocommit, neither BEGIN nor COMMIT reaches the server
                 return operation(connection, *args, **kwargs)
         except BaseException:
-            # Locked, lost, restarting: the next try starts from fresh checkouts (the pool pings them).
-            self._close_connections()
+            # Locked, lost, restarting: the next try starts from a fresh checkout (the pool pings it).
+            self._close_connection(name)
             raise
 
     def _close_connections(self) -> None:
-        connections, self.connections = self.connections, {}
-        for connection in connections.values():
+        for name in list(self.connections):
+            self._close_connection(name)
+
+    def _close_connection(self, name: str) -> None:
+        connection = self.connections.pop(name, None)
+        if connection is not None:
             with contextlib.suppress(Exception):  # a connection already lost: the pool has discarded it
                 connection.close()
 
