@@ -2,7 +2,7 @@
 
 The pipeline, one drain per process at a time:
 
-    claim a batch (lease) -> for each wave of `mail.connections` deliveries:
+    claim a batch (lease; the next is claimed while this one is sent) -> for each wave of `mail.connections`:
         personalise -> mark the wave `sending` (one write, also recording finished sends) -> hand to senders
         (the mark and hand-over of one wave run while the next wave is personalised)
     senders (`mail.connections` tasks) -> transport.send -> outcome buffered -> written soon after (below)
@@ -13,9 +13,9 @@ next wave's `sending` mark (the same transaction; on PostgreSQL the same stateme
 waited FLUSH_INTERVAL both from the server's acceptance and from the end of the last store write: at most one
 store write plus FLUSH_INTERVAL after the server accepted it (a few milliseconds on SQLite, 5-15 ms on a
 PostgreSQL server that commits in 2-5 ms). So a kill -9 repeats only mails in flight or accepted within that
-time, all of them rows left `sending`. While the queue is being fed, that is one write per wave; every store
-call runs under one lock, in a worker thread so SMTP I/O never waits on it (or, for `feedsvc digest send` on SQLite, on the loop's
-own thread: see `drain`).
+time, all of them rows left `sending`. While the queue is being fed, that is one write per wave. Every store
+call runs under one lock (on PostgreSQL, claims on a connection of their own do not), in a worker thread so
+SMTP I/O never waits on it (or, for `feedsvc digest send` on SQLite, on the loop's own thread: see `drain`).
 
 A store that cannot take a write (SQLite locked by another process past its busy timeout, PostgreSQL
 restarting) repeats nothing: the outcomes stay in memory and the write is retried with backoff until the store

@@ -269,9 +269,10 @@ def record_and_start(
 ) -> tuple[dict[int, int], set[int]]:
     """`record` these outcomes, then `start_sending` these deliveries: a drain's write for each wave.
 
-    Every statement here is a whole write by itself, or changes nothing when repeated, so a drain on PostgreSQL
-    runs them outside a transaction (see `mail.queue`). There the `sent` marks and the next wave's `sending` mark
-    are one statement: one round trip where a transaction took four (BEGIN, two UPDATEs, COMMIT)."""
+    With no retry or bounce among the outcomes, each statement here is a whole write by itself or changes nothing
+    when it runs again, so a drain on PostgreSQL runs them outside a transaction (see `mail.queue`); there the
+    `sent` marks and the next wave's `sending` mark are one statement, one round trip where a transaction took
+    four (BEGIN, two UPDATEs, COMMIT). A bounce's UPDATEs need the transaction around them."""
     if sent and start and connection.dialect.name == "postgresql":
         record(connection, worker_id, retries=retries, bounces=bounces, now=now)
         return _start(connection, _START_AFTER_SENT, worker_id, start, _sent_arrays(sent, now))
