@@ -235,6 +235,50 @@ def test_a_postgres_restart_mid_send_repeats_no_mail(make_settings, slow_server,
         engine.dispose()
 
 
+@pytest.mark.slow
+def test_one_drain_outlasts_a_postgres_restart_while_its_next_batch_is_claimed(make_settings, slow_server, private_postgres):
+    """The next batch is claimed while this one is sent; a claim that meets the outage waits for the store, as
+    the writes do, rather than ending the drain."""
+    settings = make_settings(
+        store={"url": private_postgres.url},
+        mail={"smtp_url": slow_server.url, "connections": 3, "batch_size": 10},
+    )
+    engine = open_engine(settings.store.database_url)
+    restarts: list[threading.Thread] = []
+
+    def restart() -> None:
+        private_postgres.stop()
+        time.sleep(OUTAGE_SECONDS)
+        private_postgres.start()
+
+    def restart_the_store(count: int) -> None:
+        if count == 2 and not restarts:  # the claim of the second batch is done; the third is claimed next
+            restarts.append(threading.Thread(target=restart))
+            restarts[0].start()
+
+    async def one_drain() -> DrainReport:
+        transport = SmtpTransport(settings)
+        try:
+            return await drain(settings, engine, transport, worker_id="w1")
+        finally:
+            await transport.aclose()
+
+    try:
+        ids = add_subscribers(engine, 30)
+        add_edition(settings, engine, "daily-1", ids)
+        slow_server.delay = 0.1
+        slow_server.on_message = restart_the_store
+        started = time.monotonic()
+        report = asyncio.run(one_drain())
+        restarts[0].join()
+        assert time.monotonic() - started > OUTAGE_SECONDS, "the restart did not hold the queue up"
+        assert report == DrainReport(sent=30)
+        assert copies_per_address(slow_server) == Counter(f"reader{n}@example.com" for n in range(30))
+        assert {row["state"] for row in rows(engine).values()} == {"sent"}
+    finally:
+        engine.dispose()
+
+
 # --- leases shorter than a send -------------------------------------------------------------------------------
 
 

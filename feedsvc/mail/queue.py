@@ -247,10 +247,10 @@ class _Drain:
             kind=self.kind,
         )
         if self.autocommits:  # its own connection: no wait for a wave's write, nor a wave's for it
-            batch = await self._on_store(self._on_connection, "claims", claim)
+            batch = await self._until_stored(functools.partial(self._on_connection, "claims"), claim)
         else:
             async with self.store_lock:
-                batch = await self._on_store(self._in_transaction, claim)
+                batch = await self._until_stored(self._in_transaction, claim)
         self.renewed_at = now
         return batch
 
@@ -448,6 +448,8 @@ class _Drain:
 
         What it writes (outcomes of mails the server accepted) exists nowhere else: giving up would send them
         again. It gives up only when asked to stop and the store has failed for longer than the shutdown timeout.
+        Claims go the same way: one made ahead while a batch is sent must not end the drain for an outage that is
+        over before the batch is.
         """
         delay = STORE_RETRY_FIRST
         failing_since: float | None = None
@@ -490,7 +492,9 @@ class _Drain:
         """`operation` on the drain's own connection `name`, checked out once: a checkout per transaction costs
         PostgreSQL a ping round trip each time. "transactions" begins one around `operation`; the others (on
         PostgreSQL only) are in autocommit mode. One call at a time on each: "claims" from `_claim`, the others
-        under `store_lock`."""
+        under `store_lock`. On PostgreSQL, "transactions" is checked out for each call instead: it serves the
+        rare calls (the count at the start, an edition's content, a bounce, the release at the end), and one
+        held idle through a server restart would fail its next call where the pool's ping replaces it."""
         connection = self.connections.get(name)
         if connection is None:
             connection = self.engine.connect()
@@ -504,6 +508,9 @@ class _Drain:
             # Locked, lost, restarting: the next try starts from a fresh checkout (the pool pings it).
             self._close_connection(name)
             raise
+        finally:
+            if name == "transactions" and self.autocommits:
+                self._close_connection(name)
 
     def _close_connections(self) -> None:
         for name in list(self.connections):
