@@ -4,10 +4,15 @@ A token carries the subscriber id, the subscriber row's random link key and its 
 so a token made for one purpose never passes as another, and a link dies with its row: it never opens another
 subscriber's row, even one that got the same id. Confirmation tokens expire; unsubscribe and preferences links
 in old mails keep working.
+
+The tokens in addresses (an envelope sender for VERP, a mailto unsubscribe) are spelled in lowercase base32
+instead: a mail system may change the case of an address's local part on the way back (RFC 5321 leaves it to the
+receiving system), which would break a base64 signature.
 """
 
 from __future__ import annotations
 
+import base64
 import hmac
 import os
 import re
@@ -47,6 +52,8 @@ class ExpiredToken(InvalidToken):
 
 # A token as `make` writes it: payload, timestamp and signature, each in unpadded URL-safe base64.
 _CANONICAL = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+# An `address_tag` in any case: 18 bytes in unpadded base32.
+_ADDRESS_TAG = re.compile(r"[A-Za-z2-7]{29}")
 
 
 def _canonical(token: str) -> bool:
@@ -104,6 +111,27 @@ class Tokens:
         mac = self._macs[purpose].copy()
         mac.update(signed)
         return (signed + b"." + base64_encode(mac.digest())).decode("ascii")
+
+    def address_tag(self, purpose: Purpose, number: int) -> str:
+        """`number` signed for `purpose`, spelled for an address's local part: 29 characters of lowercase base32
+        (the number's 8 bytes and 80 bits of HMAC), read back the same in any case."""
+        payload = number.to_bytes(8, "big")
+        return base64.b32encode(payload + self._address_mac(purpose, payload)).decode("ascii").rstrip("=").lower()
+
+    def read_address_tag(self, purpose: Purpose, tag: str) -> int:
+        """The number an `address_tag` of this purpose carries, whatever the case it came back in."""
+        if not _ADDRESS_TAG.fullmatch(tag):
+            raise InvalidToken("not a signed address")
+        raw = base64.b32decode(tag.upper() + "===")
+        payload, mac = raw[:8], raw[8:]
+        if not hmac.compare_digest(mac, self._address_mac(purpose, payload)):
+            raise InvalidToken("not a signed address")
+        return int.from_bytes(payload, "big")
+
+    def _address_mac(self, purpose: Purpose, payload: bytes) -> bytes:
+        mac = self._macs[purpose].copy()
+        mac.update(b"address:" + payload)  # never the input of a link token's MAC (base64 text)
+        return mac.digest()[:10]
 
     def _timestamp(self) -> bytes:
         """b".<the signing time>", encoded once per second rather than for each of a digest's thousands of tokens."""
@@ -193,7 +221,7 @@ def bounce_sender(settings: Settings, tokens: Tokens, delivery_id: int) -> str:
     """The VERP envelope sender of one delivery (bounces+<token>@…); "" without a `mail.bounce_address`."""
     if not settings.mail.bounce_address:
         return ""
-    return _tagged_address(settings.mail.bounce_address, tokens.make(Purpose.BOUNCE, delivery_id, None))
+    return _tagged_address(settings.mail.bounce_address, tokens.address_tag(Purpose.BOUNCE, delivery_id))
 
 
 def unsubscribe_mailto(settings: Settings, tokens: Tokens, subscriber_id: int) -> str:
@@ -201,17 +229,20 @@ def unsubscribe_mailto(settings: Settings, tokens: Tokens, subscriber_id: int) -
     if not settings.mail.bounce_address:
         return ""
     domain = settings.mail.bounce_address.rpartition("@")[2]
-    return _tagged_address(f"unsubscribe@{domain}", tokens.make(Purpose.MAILTO_UNSUBSCRIBE, subscriber_id, None))
+    return _tagged_address(f"unsubscribe@{domain}", tokens.address_tag(Purpose.MAILTO_UNSUBSCRIBE, subscriber_id))
 
 
 def read_tagged_address(tokens: Tokens, address: str) -> tuple[Purpose, int] | None:
-    """(BOUNCE, delivery id) or (MAILTO_UNSUBSCRIBE, subscriber id) from a signed address; None for any other."""
+    """(BOUNCE, delivery id) or (MAILTO_UNSUBSCRIBE, subscriber id) from a signed address; None for any other.
+    Tags of mails sent before address tags were case-proof (a base64 link token) are read too."""
     local = address.strip().strip("<>").rpartition("@")[0]
     _, plus, tag = local.partition("+")
     if not plus:
         return None
     for purpose in (Purpose.BOUNCE, Purpose.MAILTO_UNSUBSCRIBE):
         try:
+            if _ADDRESS_TAG.fullmatch(tag):
+                return purpose, tokens.read_address_tag(purpose, tag)
             return purpose, tokens.read(purpose, tag).subscriber_id
         except InvalidToken:
             continue

@@ -29,7 +29,7 @@ from feedsvc.posts import Collection
 from feedsvc.store.engine import open_engine
 from feedsvc.store.schema import deliveries
 from feedsvc.store.schema import mail_events as mail_events_table
-from feedsvc.tokens import bounce_sender, tokens_for, unsubscribe_mailto
+from feedsvc.tokens import Purpose, bounce_sender, read_tagged_address, tokens_for, unsubscribe_mailto
 
 START = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 BOUNCES = "bounces@bounce.blog.example.org"
@@ -94,6 +94,35 @@ def test_bounces_of_every_format_name_their_delivery(reader, sample, kind):
     assert [(r.kind, r.delivery_id, r.address) for r in reading.reports] == [(kind, 41, None)]
 
 
+def test_signed_addresses_come_back_in_any_case(reader):
+    """A mail system may change the case of a local part on the way back; the signature must survive it."""
+    settings, tokens, verp, mailto = reader
+    local, _, domain = verp.partition("@")
+    assert local == local.lower()  # as mailed: lowercase base32, short enough for a local part (64 octets)
+    assert len(local) <= 64 and len(mailto.partition("@")[0]) <= 64
+    for spelled in (verp.upper(), local.upper() + "@" + domain, local[:10] + local[10:].upper() + "@" + domain):
+        reading = read_message(settings, tokens, samples.postfix_dsn(spelled, "gone@example.com"), "maildir")
+        assert [(r.kind, r.delivery_id) for r in reading.reports] == [(Kind.HARD_BOUNCE, 41)]
+    [report] = read_message(settings, tokens, samples.mailto_unsubscribe(mailto.upper(), "x@gmail.com"), "smtp").reports
+    assert (report.kind, report.subscriber_id) == (Kind.UNSUBSCRIBE, 7)
+
+
+def test_addresses_signed_before_tags_were_case_proof_are_still_read(reader):
+    """Mails already out carry a base64 link token in their envelope sender and mailto; their bounces and
+    unsubscribes still count."""
+    settings, tokens, _, _ = reader
+    legacy_verp = f"bounces+{tokens.make(Purpose.BOUNCE, 41, None)}@bounce.blog.example.org"
+    reading = read_message(settings, tokens, samples.gmail_dsn(legacy_verp, "gone@example.com"), "imap")
+    assert [(r.kind, r.delivery_id) for r in reading.reports] == [(Kind.HARD_BOUNCE, 41)]
+    legacy_mailto = f"unsubscribe+{tokens.make(Purpose.MAILTO_UNSUBSCRIBE, 7, None)}@bounce.blog.example.org"
+    [report] = read_message(settings, tokens, samples.mailto_unsubscribe(legacy_mailto, "x@gmail.com"), "smtp").reports
+    assert (report.kind, report.subscriber_id) == (Kind.UNSUBSCRIBE, 7)
+    # A tag says its own purpose, whatever address it is put in: a mailto tag is never a delivery's bounce.
+    as_bounce = f"bounces+{tokens.address_tag(Purpose.MAILTO_UNSUBSCRIBE, 41)}@bounce.blog.example.org"
+    assert read_tagged_address(tokens, as_bounce) == (Purpose.MAILTO_UNSUBSCRIBE, 41)
+    assert read_tagged_address(tokens, as_bounce.replace("+", "+x")) is None
+
+
 def test_dsn_detail_keeps_status_and_diagnostic(reader):
     settings, tokens, verp, _ = reader
     [report] = read_message(settings, tokens, samples.gmail_dsn(verp, "gone@example.com"), "imap").reports
@@ -119,7 +148,7 @@ def test_mailto_unsubscribe_needs_the_signed_address(reader):
     assert (report.kind, report.subscriber_id) == (Kind.UNSUBSCRIBE, 7)
     # A forged token, or a token of another purpose, is nothing.
     local, _, domain = mailto.partition("@")
-    forged = local[:-3] + ("AAA" if not local.endswith("AAA") else "BBB") + "@" + domain
+    forged = local[:-3] + ("AAA" if not local.upper().endswith("AAA") else "BBB") + "@" + domain
     assert read_message(settings, tokens, samples.mailto_unsubscribe(forged, "x@gmail.com"), "smtp").reports == []
 
 
