@@ -30,21 +30,6 @@ def abandoned_in_flight(table: Table, now: datetime) -> ColumnElement[bool]:
     return and_(c.state == "sending", or_(c.lease_until.is_(None), c.lease_until < now))
 
 
-def claim_ids(
-    connection: Connection,
-    table: Table,
-    worker_id: str,
-    *,
-    now: datetime,
-    lease_until: datetime,
-    limit: int,
-    only: ColumnElement[bool] | None = None,
-) -> list[int]:
-    """Lease up to `limit` due rows (those matching `only`, when given) to `worker_id`; their ids."""
-    rows = claim_rows(connection, table, worker_id, now=now, lease_until=lease_until, limit=limit, only=only)
-    return [row_id for (row_id,) in rows]
-
-
 def claim_rows(
     connection: Connection,
     table: Table,

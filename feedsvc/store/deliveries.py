@@ -112,7 +112,7 @@ def claim(
 
     On PostgreSQL the candidate rows are locked with SKIP LOCKED, so concurrent workers take disjoint sets
     without waiting; SQLite has a single writer, so the UPDATE over a sub-select is atomic by itself.
-    Deliveries abandoned in flight go first (see `claims.claim_ids`). `kind`: only those.
+    Deliveries abandoned in flight go first (see `claims.claim_rows`). `kind`: only those.
     """
     only = deliveries.c.kind == kind if kind is not None else None
     if connection.dialect.name == "postgresql":
@@ -122,9 +122,8 @@ def claim(
             returning=_CLAIMED_COLUMNS, joined=subscribers.c.id == deliveries.c.subscriber_id,
         )
         return [Claimed(*tuple(row)) for row in sorted(leased, key=lambda row: row[0])]
-    claimed = claims.claim_ids(
-        connection, deliveries, worker_id, now=now, lease_until=lease_until, limit=limit, only=only
-    )
+    leased = claims.claim_rows(connection, deliveries, worker_id, now=now, lease_until=lease_until, limit=limit, only=only)
+    claimed = [row.id for row in leased]
     if not claimed:
         return []
     rows = connection.execute(

@@ -200,7 +200,8 @@ def queue_activity(
 
 
 def claim(connection: Connection, worker_id: str, *, now: datetime, lease_until: datetime, limit: int) -> list[Claimed]:
-    ids = claims.claim_ids(connection, fediverse_deliveries, worker_id, now=now, lease_until=lease_until, limit=limit)
+    leased = claims.claim_rows(connection, fediverse_deliveries, worker_id, now=now, lease_until=lease_until, limit=limit)
+    ids = [row.id for row in leased]
     if not ids:
         return []
     d = fediverse_deliveries.c
