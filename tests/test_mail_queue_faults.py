@@ -24,11 +24,11 @@ from aiosmtpd.controller import Controller
 from conftest import SmtpSink, free_port
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
-from test_mail_queue import Clock, add_edition, add_subscribers, rows, statuses
+from test_mail_queue import Clock, add_edition, add_subscribers, rows, run, statuses
 from test_mail_smtp import ScriptedServer
 
 from feedsvc.mail.delivery_loop import DeliveryLoop
-from feedsvc.mail.queue import DrainReport, drain
+from feedsvc.mail.queue import DrainReport, drain, utc_now
 from feedsvc.mail.smtp import SmtpTransport
 from feedsvc.store import deliveries as delivery_store
 from feedsvc.store.engine import open_engine
@@ -200,6 +200,29 @@ def private_postgres() -> Iterator[PrivatePostgres]:
 OUTAGE_SECONDS = 4.0
 
 
+class RestartAt:
+    """As `on_message` of the SMTP server: once it has accepted message `count`, stop the private PostgreSQL
+    server and start it again OUTAGE_SECONDS later, in a thread of its own (`join` waits for it)."""
+
+    def __init__(self, cluster: PrivatePostgres, count: int) -> None:
+        self.cluster, self.count = cluster, count
+        self.thread: threading.Thread | None = None
+
+    def __call__(self, accepted: int) -> None:
+        if accepted == self.count and self.thread is None:
+            self.thread = threading.Thread(target=self._restart)
+            self.thread.start()
+
+    def join(self) -> None:
+        assert self.thread is not None, "the store was never restarted"
+        self.thread.join()
+
+    def _restart(self) -> None:
+        self.cluster.stop()
+        time.sleep(OUTAGE_SECONDS)
+        self.cluster.start()
+
+
 @pytest.mark.slow
 def test_a_postgres_restart_mid_send_repeats_no_mail(make_settings, slow_server, private_postgres):
     settings = make_settings(
@@ -208,26 +231,15 @@ def test_a_postgres_restart_mid_send_repeats_no_mail(make_settings, slow_server,
         scheduler={"drain_interval": 0.2},
     )
     engine = open_engine(settings.store.database_url)
-    restarts: list[threading.Thread] = []
-
-    def restart() -> None:
-        private_postgres.stop()
-        time.sleep(OUTAGE_SECONDS)
-        private_postgres.start()
-
-    def restart_the_store(count: int) -> None:
-        if count == 6 and not restarts:
-            restarts.append(threading.Thread(target=restart))
-            restarts[0].start()
-
+    restart = RestartAt(private_postgres, 6)
     try:
         ids = add_subscribers(engine, 30)
         add_edition(settings, engine, "daily-1", ids)
         slow_server.delay = 0.1
-        slow_server.on_message = restart_the_store
+        slow_server.on_message = restart
         started = time.monotonic()
         deliver_as_the_service_does(settings, engine, timeout=60)
-        restarts[0].join()
+        restart.join()
         assert time.monotonic() - started > OUTAGE_SECONDS, "the restart did not hold the queue up"
         assert copies_per_address(slow_server) == Counter(f"reader{n}@example.com" for n in range(30))
         assert {row["state"] for row in rows(engine).values()} == {"sent"}
@@ -244,33 +256,15 @@ def test_one_drain_outlasts_a_postgres_restart_while_its_next_batch_is_claimed(m
         mail={"smtp_url": slow_server.url, "connections": 3, "batch_size": 10},
     )
     engine = open_engine(settings.store.database_url)
-    restarts: list[threading.Thread] = []
-
-    def restart() -> None:
-        private_postgres.stop()
-        time.sleep(OUTAGE_SECONDS)
-        private_postgres.start()
-
-    def restart_the_store(count: int) -> None:
-        if count == 2 and not restarts:  # the claim of the second batch is done; the third is claimed next
-            restarts.append(threading.Thread(target=restart))
-            restarts[0].start()
-
-    async def one_drain() -> DrainReport:
-        transport = SmtpTransport(settings)
-        try:
-            return await drain(settings, engine, transport, worker_id="w1")
-        finally:
-            await transport.aclose()
-
+    restart = RestartAt(private_postgres, 2)  # the claim of the second batch is done; the third is claimed next
     try:
         ids = add_subscribers(engine, 30)
         add_edition(settings, engine, "daily-1", ids)
         slow_server.delay = 0.1
-        slow_server.on_message = restart_the_store
+        slow_server.on_message = restart
         started = time.monotonic()
-        report = asyncio.run(one_drain())
-        restarts[0].join()
+        report = run(settings, engine, utc_now)  # one drain on the wall clock, not the service's loop
+        restart.join()
         assert time.monotonic() - started > OUTAGE_SECONDS, "the restart did not hold the queue up"
         assert report == DrainReport(sent=30)
         assert copies_per_address(slow_server) == Counter(f"reader{n}@example.com" for n in range(30))
