@@ -286,7 +286,7 @@ def _start(
         return {}, set()
     params = {"ids": list(ids), "worker": worker_id}
     if connection.dialect.name == "sqlite":
-        started = _execute_on_driver(connection, statement, [params])
+        started = _execute_on_driver(connection, statement, [{**params, **extra}])
     else:
         started = connection.execute(statement, {**params, **extra})
     sending = {delivery_id: attempts for delivery_id, attempts in started}
