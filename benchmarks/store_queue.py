@@ -6,8 +6,9 @@ One ~47 KB digest queued for every subscriber (not timed), sent into Postfix's `
 [mail] settings.
 1. In-process (labelled so): `drain()` once on SQLite and once on PostgreSQL, counting with SQLAlchemy's engine
    events the statements executed and the transactions begun (not those of a connection in autocommit mode, which
-   send no BEGIN or COMMIT), hence the round trips to the store (statements + BEGIN + COMMIT), and the process CPU
-   time, per message; and the PostgreSQL server's CPU time per message (its processes on this machine, from /proc).
+   send no BEGIN or COMMIT), and the statements of the drain's connection on the event loop (`store.on_loop`,
+   autocommit, which the engine does not see), hence the round trips to the store (statements + BEGIN + COMMIT),
+   and the process CPU time, per message; and the PostgreSQL server's CPU time per message (its processes on this machine, from /proc).
 2. Whole processes: k `feedsvc digest send` processes started together on one PostgreSQL store share its queue
    (SKIP LOCKED claims); messages/s against one process, and each process's CPU time (wait4) as a share of the
    wall time, with the sink's and the PostgreSQL server's beside them (the same cores), so a reader sees where
@@ -60,12 +61,18 @@ def in_process(config: Path, subscribers: int) -> dict[str, float]:
     from feedsvc.mail.queue import drain
     from feedsvc.mail.smtp import SmtpTransport
     from feedsvc.store.engine import open_engine
+    from feedsvc.store.on_loop import LoopConnection
 
     settings = load_settings(config)
     engine = open_engine(settings.store.database_url)
     counts: Counter[str] = Counter()
     event.listen(engine, "before_cursor_execute", lambda *args: counts.update(["statements"]))
     event.listen(engine, "begin", lambda connection: counts.update(["transactions"] * _begins(connection)))
+    execute_on_loop = LoopConnection.execute
+
+    async def counted_on_loop(self, statement, params):
+        counts.update(["statements"])
+        return await execute_on_loop(self, statement, params)
 
     async def go() -> int:
         transport = SmtpTransport(settings)
@@ -75,7 +82,11 @@ def in_process(config: Path, subscribers: int) -> dict[str, float]:
             await transport.aclose()
 
     cpu, started, server = time.process_time(), time.perf_counter(), server_cpu_seconds()
-    sent = asyncio.run(go())
+    LoopConnection.execute = counted_on_loop  # type: ignore[method-assign]
+    try:
+        sent = asyncio.run(go())
+    finally:
+        LoopConnection.execute = execute_on_loop  # type: ignore[method-assign]
     cpu, seconds = time.process_time() - cpu, time.perf_counter() - started
     server = server_cpu_seconds() - server
     engine.dispose()

@@ -17,6 +17,7 @@ import pytest
 from conftest import DROP
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from feedsvc.mail.message import message_id_for
 from feedsvc.mail.queue import DrainReport, drain
@@ -27,6 +28,7 @@ from feedsvc.store import deliveries as delivery_store
 from feedsvc.store import editions as edition_store
 from feedsvc.store import subscribers as subscriber_store
 from feedsvc.store.engine import open_engine
+from feedsvc.store.on_loop import LoopConnection
 from feedsvc.store.schema import deliveries, subscribers
 from feedsvc.tokens import Purpose, Tokens
 
@@ -257,9 +259,9 @@ def test_subscribers_who_left_meanwhile_are_skipped(queue, smtp_server):
     assert (row["state"], row["last_error"]) == ("failed", delivery_store.INACTIVE)
 
 
-def test_a_waves_write_records_the_last_wave_and_starts_the_next(queue):
-    """The drain's write per wave, as it runs it: on PostgreSQL one statement outside a transaction."""
-    settings, engine = queue
+def _wave_write_case(settings, engine) -> tuple[list[int], list[delivery_store.Claimed], list[delivery_store.Sent]]:
+    """Five claimed deliveries: two sent (their outcomes to record), three to start, one of them to a subscriber
+    who left meanwhile."""
     ids = add_subscribers(engine, 5)
     add_edition(settings, engine, "daily-1", ids)
     clock = Clock()
@@ -268,16 +270,11 @@ def test_a_waves_write_records_the_last_wave_and_starts_the_next(queue):
         first, _ = delivery_store.start_sending(connection, "w", [claimed[0].id, claimed[1].id])
         subscriber_store.change(connection, ids[4], status="unsubscribed")
     assert [c.subscriber_id for c in claimed] == ids and claimed[0].email == "reader0@example.com"
-    sent = [delivery_store.Sent(delivery_id, f"<{delivery_id}@blog.example.org>") for delivery_id in first]
-    autocommit = "AUTOCOMMIT" if engine.dialect.name == "postgresql" else None
-    with engine.connect() as connection:
-        if autocommit:
-            connection = connection.execution_options(isolation_level=autocommit)
-        started, skipped = delivery_store.record_and_start(
-            connection, "w", sent=sent, start=[c.id for c in claimed[2:]], now=clock()
-        )
-        connection.commit()
-    assert (started, skipped) == ({claimed[2].id: 1, claimed[3].id: 1}, {claimed[4].id})
+    return ids, claimed, [delivery_store.Sent(delivery_id, f"<{delivery_id}@blog.example.org>") for delivery_id in first]
+
+
+def _assert_wave_written(engine, ids: list[int], claimed: list[delivery_store.Claimed], written) -> None:
+    assert written == ({claimed[2].id: 1, claimed[3].id: 1}, {claimed[4].id})
     after = rows(engine)
     assert [(after[sid]["state"], after[sid]["claimed_by"], after[sid]["message_id"]) for sid in ids[:2]] == [
         ("sent", None, f"<{claimed[0].id}@blog.example.org>"), ("sent", None, f"<{claimed[1].id}@blog.example.org>")
@@ -285,6 +282,78 @@ def test_a_waves_write_records_the_last_wave_and_starts_the_next(queue):
     assert [(after[sid]["state"], after[sid]["claimed_by"]) for sid in ids[2:]] == [
         ("sending", "w"), ("sending", "w"), ("failed", None)
     ]
+
+
+def test_a_waves_write_records_the_last_wave_and_starts_the_next(queue):
+    """The write per wave in a transaction on the engine's connection, as the drain runs it on SQLite (and on
+    PostgreSQL when the outcomes hold a retry or a bounce)."""
+    settings, engine = queue
+    ids, claimed, sent = _wave_write_case(settings, engine)
+    with engine.begin() as connection:
+        written = delivery_store.record_and_start(
+            connection, "w", sent=sent, start=[c.id for c in claimed[2:]], now=Clock()()
+        )
+    _assert_wave_written(engine, ids, claimed, written)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("outcomes", ["sent and started", "started only", "sent only"])
+def test_on_postgresql_a_drain_writes_its_waves_from_the_event_loop(make_settings, postgres_url, outcomes):
+    """The same write as the drain runs it on PostgreSQL: on psycopg's asyncio connection, where an `ids` list
+    is one array parameter."""
+    settings = make_settings(store={"url": postgres_url})
+    engine = open_engine(postgres_url)
+    try:
+        ids, claimed, sent = _wave_write_case(settings, engine)
+        start = [] if outcomes == "sent only" else [c.id for c in claimed[2:]]
+        recorded = [] if outcomes == "started only" else sent
+
+        async def write():
+            connection = await LoopConnection.open(engine)
+            try:
+                return await delivery_store.record_and_start_on_loop(
+                    connection, "w", sent=recorded, start=start, now=Clock()()
+                )
+            finally:
+                await connection.close()
+
+        written = asyncio.run(write())
+        if outcomes == "sent and started":
+            _assert_wave_written(engine, ids, claimed, written)
+            return
+        after = rows(engine)
+        states = [(after[sid]["state"], after[sid]["claimed_by"]) for sid in ids]
+        if outcomes == "started only":
+            assert written == ({claimed[2].id: 1, claimed[3].id: 1}, {claimed[4].id})
+            assert states == [("sending", "w")] * 4 + [("failed", None)]
+        else:
+            assert written == ({}, set())
+            assert states == [("sent", None)] * 2 + [("queued", "w")] * 3
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_loop_connection_whose_server_went_away_says_so_as_the_engine_does(postgres_url):
+    """A server that ends the session (a restart, an administrator) surfaces as SQLAlchemy's OperationalError, which
+    the drain waits out with backoff, the same as on the engine's own connections."""
+    engine = open_engine(postgres_url)
+
+    async def write_after_the_session_ended():
+        connection = await LoopConnection.open(engine)
+        try:
+            [(pid,)] = await connection.execute(select(func.pg_backend_pid()), {})
+            with engine.connect() as admin:
+                assert admin.execute(select(func.pg_terminate_backend(pid))).scalar() is True
+            await delivery_store.record_and_start_on_loop(connection, "w", sent=[], start=[1], now=Clock()())
+        finally:
+            await connection.close()
+
+    try:
+        with pytest.raises(OperationalError):
+            asyncio.run(write_after_the_session_ended())
+    finally:
+        engine.dispose()
 
 
 def test_leases_of_a_dead_worker_are_taken_over_once_expired(queue, smtp_server):
@@ -359,6 +428,7 @@ from feedsvc.config import load_settings
 from feedsvc.mail.queue import drain
 from feedsvc.mail.smtp import SmtpTransport
 from feedsvc.store.engine import open_engine
+from feedsvc.store.on_loop import LoopConnection
 
 settings = load_settings(sys.argv[1])
 engine = open_engine(settings.store.database_url)

@@ -15,7 +15,9 @@ store write plus FLUSH_INTERVAL after the server accepted it (a few milliseconds
 PostgreSQL server that commits in 2-5 ms). So a kill -9 repeats only mails in flight or accepted within that
 time, all of them rows left `sending`. While the queue is being fed, that is one write per wave. Every store
 call runs under one lock (on PostgreSQL, claims on a connection of their own do not), in a worker thread so
-SMTP I/O never waits on it (or, for `feedsvc digest send` on SQLite, on the loop's own thread: see `drain`).
+SMTP I/O never waits on it (or, for `feedsvc digest send` on SQLite, on the loop's own thread: see `drain`);
+on PostgreSQL a wave's write with no failure among its outcomes is one statement sent from the loop itself, on
+an asyncio connection, which the loop does not wait for (`_on_loop`).
 
 A store that cannot take a write (SQLite locked by another process past its busy timeout, PostgreSQL
 restarting) repeats nothing: the outcomes stay in memory and the write is retried with backoff until the store
@@ -31,9 +33,10 @@ import email.parser
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -51,6 +54,7 @@ from feedsvc.mail.message import (
 from feedsvc.mail.transport import Outgoing, SendError, Transport
 from feedsvc.metrics import DELIVERIES
 from feedsvc.store import deliveries as store
+from feedsvc.store.on_loop import LoopConnection
 from feedsvc.tokens import (
     Tokens,
     bounce_sender,
@@ -62,6 +66,7 @@ from feedsvc.tokens import (
 )
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 # Longest time an accepted mail's `sent` waits to be written (bounds what a crash can repeat).
 FLUSH_INTERVAL = 0.005
@@ -162,8 +167,9 @@ class _Drain:
         self.ready: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=settings.mail.connections)
         self.store_lock = asyncio.Lock()
         self.connections: dict[str, Connection] = {}  # see _on_connection
-        # On PostgreSQL, writes whose every statement stands alone run outside a transaction (_statement_by_statement),
-        # and claims on a connection of their own, beside the waves' writes (_claim).
+        self.loop_connection: LoopConnection | None = None  # see _on_loop
+        # On PostgreSQL, the waves' writes run from the loop (_on_loop), and claims on a connection of their own in
+        # autocommit mode, beside those writes (_claim).
         self.autocommits = engine.dialect.name == "postgresql"
         self.sent: list[store.Sent] = []
         self.retries: list[store.Retry] = []
@@ -184,6 +190,7 @@ class _Drain:
         finally:
             async with self.store_lock:
                 await self._on_store(self._close_connections)
+                await self._close_loop_connection()
 
     async def _run(self) -> DrainReport:
         self.total = await self._on_store(self._in_transaction, store.count_due, self.now())
@@ -247,10 +254,10 @@ class _Drain:
             kind=self.kind,
         )
         if self.autocommits:  # its own connection: no wait for a wave's write, nor a wave's for it
-            batch = await self._until_stored(functools.partial(self._on_connection, "claims"), claim)
+            batch = await self._until_stored(functools.partial(self._on_store, self._on_connection, "claims", claim))
         else:
             async with self.store_lock:
-                batch = await self._until_stored(self._in_transaction, claim)
+                batch = await self._until_stored(functools.partial(self._on_store, self._in_transaction, claim))
         self.renewed_at = now
         return batch
 
@@ -393,11 +400,16 @@ class _Drain:
             bounces, self.bounces = self.bounces, []
             self.unwritten_since = None
             if sent or retries or bounces or start or renew or self._lease_is_stale():
-                # A bounce's three UPDATEs (the delivery, its subscriber, their other mail) stand or fall together.
-                run = self._in_transaction if retries or bounces else self._statement_by_statement
-                startable, skipped = await self._until_stored(
-                    run, self._record_and_start, sent, retries, bounces, start, renew
-                )
+                write: Callable[[], Awaitable[tuple[dict[int, int], set[int]]]]
+                if self.autocommits and not (retries or bounces or renew or self._lease_is_stale()):
+                    write = functools.partial(self._on_loop, sent, start)
+                else:
+                    # In a transaction: a bounce's three UPDATEs (the delivery, its subscriber, their other mail) stand
+                    # or fall together; a renewal of the claims comes every third of the lease.
+                    write = functools.partial(
+                        self._on_store, self._in_transaction, self._record_and_start, sent, retries, bounces, start, renew
+                    )
+                startable, skipped = await self._until_stored(write)
                 self.store_free_at = asyncio.get_running_loop().time()
             else:
                 startable, skipped = {}, set()
@@ -443,8 +455,8 @@ class _Drain:
         if self.on_progress and (sent or retries or bounces or skipped):
             self.on_progress(report.done, max(self.total, report.done))
 
-    async def _until_stored(self, run, operation, *args):
-        """Run a write in a worker thread, trying again with backoff while the store is locked or unreachable.
+    async def _until_stored(self, write: Callable[[], Awaitable[_T]]) -> _T:
+        """Run a store call (`write()` makes it), trying again with backoff while the store is locked or unreachable.
 
         What it writes (outcomes of mails the server accepted) exists nowhere else: giving up would send them
         again. It gives up only when asked to stop and the store has failed for longer than the shutdown timeout.
@@ -455,7 +467,7 @@ class _Drain:
         failing_since: float | None = None
         while True:
             try:
-                result = await self._on_store(run, operation, *args)
+                result = await write()
             except (OperationalError, InterfaceError) as exc:
                 now = time.monotonic()
                 if failing_since is None:
@@ -470,6 +482,25 @@ class _Drain:
                 log.warning("deliveries: the store took the write after %.1f s", time.monotonic() - failing_since)
             return result
 
+    async def _on_loop(self, sent: list[store.Sent], start: Sequence[int]) -> tuple[dict[int, int], set[int]]:
+        """A wave's write on PostgreSQL, from the event loop (`store.on_loop`): the loop personalises and sends
+        while the server works, where a worker thread would wait for the interpreter lock after each answer."""
+        if self.loop_connection is None:
+            self.loop_connection = await LoopConnection.open(self.engine)
+        try:
+            return await store.record_and_start_on_loop(
+                self.loop_connection, self.worker_id, sent=sent, start=start, now=self.now()
+            )
+        except BaseException:
+            await self._close_loop_connection()  # the next try opens a fresh one
+            raise
+
+    async def _close_loop_connection(self) -> None:
+        connection, self.loop_connection = self.loop_connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):  # a connection already lost
+                await connection.close()
+
     async def _on_store(self, call, *args, **kwargs):
         """A store call: in a worker thread, so SMTP I/O never waits on it; or on this thread when the drain was
         asked to (`store_inline`, SQLite only), where a hand-off to a thread and back costs more than the call."""
@@ -481,20 +512,14 @@ class _Drain:
         """`operation` in one transaction."""
         return self._on_connection("transactions", operation, *args, **kwargs)
 
-    def _statement_by_statement(self, operation, *args, **kwargs):
-        """`operation`, whose every statement is a whole write by itself or changes nothing when it runs again (a
-        claim; a wave's write with no failure among its outcomes): on PostgreSQL outside a transaction, as BEGIN
-        and COMMIT were two of the three round trips of a wave's write; on SQLite in one, as its commit is
-        what costs there."""
-        return self._on_connection("statements" if self.autocommits else "transactions", operation, *args, **kwargs)
-
     def _on_connection(self, name: str, operation, *args, **kwargs):
         """`operation` on the drain's own connection `name`, checked out once: a checkout per transaction costs
-        PostgreSQL a ping round trip each time. "transactions" begins one around `operation`; the others (on
-        PostgreSQL only) are in autocommit mode. One call at a time on each: "claims" from `_claim`, the others
-        under `store_lock`. On PostgreSQL, "transactions" is checked out for each call instead: it serves the
-        rare calls (the count at the start, an edition's content, a bounce, the release at the end), and one
-        held idle through a server restart would fail its next call where the pool's ping replaces it."""
+        PostgreSQL a ping round trip each time. "transactions" begins one around `operation`; "claims" (PostgreSQL
+        only) is in autocommit mode, where each claim's statement is a whole write by itself. One call at a time on
+        each: "claims" from `_claim`, "transactions" under `store_lock`. On PostgreSQL, "transactions" is checked
+        out for each call instead: it serves the rare calls (the count at the start, an edition's content, a
+        bounce, a renewal, the release at the end), and one held idle through a server restart would fail its
+        next call where the pool's ping replaces it."""
         connection = self.connections.get(name)
         if connection is None:
             connection = self.engine.connect()

@@ -37,6 +37,7 @@ from sqlalchemy.sql.dml import UpdateBase
 
 from feedsvc.store import claims
 from feedsvc.store.claims import WAITING
+from feedsvc.store.on_loop import LoopConnection
 from feedsvc.store.schema import DELIVERY_STATES, deliveries, editions, subscribers
 
 SUPPRESSED = "subscriber suppressed"
@@ -268,15 +269,31 @@ def record_and_start(
 ) -> tuple[dict[int, int], set[int]]:
     """`record` these outcomes, then `start_sending` these deliveries: a drain's write for each wave.
 
-    With no retry or bounce among the outcomes, each statement here is a whole write by itself or changes nothing
-    when it runs again, so a drain on PostgreSQL runs them outside a transaction (see `mail.queue`); there the
-    `sent` marks and the next wave's `sending` mark are one statement, one round trip where a transaction took
-    four (BEGIN, two UPDATEs, COMMIT). A bounce's UPDATEs need the transaction around them."""
+    On PostgreSQL the `sent` marks and the next wave's `sending` mark are one statement. With no retry or bounce
+    among the outcomes that statement is a whole write by itself, and a drain runs it from the event loop outside
+    a transaction instead (`record_and_start_on_loop`): one round trip where a transaction took four (BEGIN, two
+    UPDATEs, COMMIT). A bounce's UPDATEs need the transaction around them."""
     if sent and start and connection.dialect.name == "postgresql":
         record(connection, worker_id, retries=retries, bounces=bounces, now=now)
         return _start(connection, _START_AFTER_SENT, worker_id, start, _sent_arrays(sent, now))
     record(connection, worker_id, sent=sent, retries=retries, bounces=bounces, now=now)
     return start_sending(connection, worker_id, start)
+
+
+async def record_and_start_on_loop(
+    connection: LoopConnection, worker_id: str, *, sent: Sequence[Sent], start: Sequence[int], now: datetime
+) -> tuple[dict[int, int], set[int]]:
+    """`record_and_start` for outcomes that are all `sent`, on PostgreSQL from the event loop (`store.on_loop`),
+    where a drain writes its waves: one statement, a second only when some of `start` were left out."""
+    params = {"ids": list(start), "worker": worker_id, **_sent_arrays(sent, now)}
+    if not start:
+        await connection.execute(_MARK_SENT_ARRAYS, params)
+        return {}, set()
+    sending = dict(await connection.execute(_START_AFTER_SENT if sent else _START, params))
+    # As in `_start`: the subscribers who left fail here, the deliveries no longer ours are in neither set.
+    if len(sending) == len(start):
+        return sending, set()
+    return sending, {delivery_id for delivery_id, in await connection.execute(_SKIP_INACTIVE, params)}
 
 
 def _start(
