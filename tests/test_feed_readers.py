@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from conftest import EXAMPLE_POSTS
@@ -16,6 +16,7 @@ from test_web import serve  # noqa: F401  (the real-server fixture)
 
 from feedsvc import feed_readers, feeds
 from feedsvc.feed_readers import HostedCount, hosted_count
+from feedsvc.store.engine import open_engine
 
 # As the readers send them (their documented formats, ids and counts changed).
 REAL_USER_AGENTS = {
@@ -101,3 +102,24 @@ def test_counts_older_than_the_window_are_left_out(serve, store_url):
     tally.flush()
     [audience] = feed_readers.audiences(served.engine, datetime.now(UTC))
     assert (audience.readers, audience.direct) == ([("Feedbin", 40)], 0)
+
+
+def test_a_direct_fetcher_counts_once_a_day_whatever_the_order_of_its_requests(tmp_path):
+    """The tally names each request's UTC day (the same day remembered between requests, another worked out
+    anew), and hashes each client once however often it comes back."""
+    engine = open_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    tally = feed_readers.Tally(engine, "key", flush_seconds=3600)
+    midnight = datetime.combine(datetime.now(UTC).date() - timedelta(days=2), datetime.min.time(), UTC)
+    try:
+        for moment in (midnight - timedelta(seconds=1), midnight, midnight + timedelta(hours=23, minutes=59)):
+            tally.observe("/rss.xml", "192.0.2.1", DIRECT[1], moment)
+        # Back to the first day, given in local time: 03:00 the next day in Jakarta.
+        evening = (midnight - timedelta(hours=4)).astimezone(timezone(timedelta(hours=7)))
+        tally.observe("/atom.xml", "192.0.2.1", DIRECT[1], evening)
+        tally.flush()
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT day, feed FROM feed_fetchers ORDER BY day, feed")).all()
+    finally:
+        engine.dispose()
+    first, second = (midnight - timedelta(days=1)).date().isoformat(), midnight.date().isoformat()
+    assert [tuple(row) for row in rows] == [(first, "/atom.xml"), (first, "/rss.xml"), (second, "/rss.xml")]

@@ -192,6 +192,42 @@ def test_each_request_on_a_kept_alive_connection_gets_the_header_deadline_too(ma
 
 
 @pytest.mark.parametrize("protocol", ["h11", "httptools"])
+def test_the_header_deadline_counts_from_the_last_answer_not_from_the_connection(make_settings, protocol):
+    """A kept-alive connection answered a moment ago gets its whole header deadline for the next request, however
+    long ago it connected (the check armed at the connection moves on), and is still closed once that is over."""
+    with guarded_server(make_settings(web={"port": free_port()}), protocol, 1.0, 100) as port, \
+            socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        connected = time.monotonic()
+
+        def answered() -> None:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            while not answer.endswith(b"}}"):
+                answer += sock.recv(4096)
+            assert answer.startswith(b"HTTP/1.1 200")
+
+        answered()
+        time.sleep(0.7)
+        answered()  # 0.7 s after connecting: the next request's deadline ends 1.7 s after it
+        last_answer = time.monotonic()
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+        sock.settimeout(0.2)
+        closed_at = None
+        while closed_at is None and time.monotonic() - last_answer < 3:
+            try:
+                sock.sendall(b"X-Trickle: a\r\n")
+                if sock.recv(4096) == b"":
+                    closed_at = time.monotonic()
+            except TimeoutError:
+                continue
+            except OSError:
+                closed_at = time.monotonic()
+        assert closed_at is not None, "a trickled request outlived its header deadline"
+        assert closed_at - connected > 1.3, "the deadline was counted from the connection, not from the last answer"
+        assert 0.9 <= closed_at - last_answer <= 1.8
+
+
+@pytest.mark.parametrize("protocol", ["h11", "httptools"])
 def test_trickled_request_bodies_make_room_too(make_settings, protocol):
     """Complete headers, then a body a byte at a time: at the connection limit these go first, not real requests."""
     settings = make_settings(web={"port": free_port(), "subscribe_rate_per_client": 1000})
