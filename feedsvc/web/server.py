@@ -59,8 +59,9 @@ def guarded_protocol(base: type[Any], header_timeout: float, max_connections: in
 
     class GuardedHTTP(base):
         # The pending check of the header deadline: one per connection at most, armed when the server starts
-        # waiting for headers and none is pending. A timer made and cancelled per request was a tenth of the CPU
-        # of a feed request; a connection kept busy now finds its check pending and moves the deadline alone.
+        # waiting for headers and none is pending. A timer made and cancelled per request was a tenth of the
+        # instructions of a feed request's fast path; a connection kept busy now finds its check pending, and the
+        # check moves on to the last answer's deadline when it fires.
         _deadline: asyncio.TimerHandle | None = None
         # Since when the server has been waiting for this client (its headers or its body); None while the
         # request is being answered.
