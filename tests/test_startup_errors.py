@@ -21,6 +21,8 @@ from conftest import free_port
 from sqlalchemy.engine import make_url
 from test_service import services, wait_for, write_config  # noqa: F401 (the `services` fixture)
 
+from feedsvc.store.engine import StoreUnavailable, connect, create_store_engine
+
 
 def _problem_lines(output: str) -> list[str]:
     """What the process printed besides its JSON log lines."""
@@ -57,6 +59,19 @@ def test_an_unreachable_store_is_one_line_after_the_bounded_wait(tmp_path):
 
     debug = _run("--debug", "db", "upgrade", "--config", str(config), cwd=tmp_path)
     assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_the_bounded_wait_for_the_store_lasts_the_whole_timeout():
+    """The last pause is cut to what is left of `connect_timeout`, not skipped: "after waiting 1.5 s" is true (it
+    gave up after 0.75 s, once the next doubled pause would have overshot)."""
+    engine = create_store_engine(_unreachable_postgres_url())
+    started = time.monotonic()
+    try:
+        with pytest.raises(StoreUnavailable, match=r"after waiting 1\.5 s"):
+            connect(engine, 1.5)
+    finally:
+        engine.dispose()
+    assert 1.5 <= time.monotonic() - started < 3
 
 
 class _LateProxy:

@@ -100,14 +100,16 @@ def connect(engine: Engine, timeout: float = 0.0) -> None:
                 raise StoreUnavailable(
                     f"cannot open the SQLite store {sqlite_path(url)}: {reason} (is its folder writable by this user?)"
                 ) from None
-            if time.monotonic() + delay > deadline:
+            # The whole timeout is waited out: the last sleep is cut to what is left of it, not skipped.
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 waited = f" after waiting {timeout:g} s ([store] connect_timeout)" if timeout else ""
                 raise StoreUnavailable(
                     f"cannot reach the store at {masked_url(url)}{waited}: {reason} "
                     "(is the database running, and is [store] url right?)"
                 ) from None
             log.warning("store.waiting", extra=fields(store=masked_url(url), error=reason))
-            time.sleep(delay)
+            time.sleep(min(delay, remaining))
             delay = min(delay * 2, 2.0)
 
 
