@@ -8,7 +8,8 @@ One ~47 KB digest queued for every subscriber (not timed), sent into Postfix's `
    events the statements executed and the transactions begun (not those of a connection in autocommit mode, which
    send no BEGIN or COMMIT), and the statements of the drain's connection on the event loop (`store.on_loop`,
    autocommit, which the engine does not see), hence the round trips to the store (statements + BEGIN + COMMIT),
-   and the process CPU time, per message; and the PostgreSQL server's CPU time per message (its processes on this machine, from /proc).
+   and the process CPU time, per message; and the PostgreSQL server's CPU time per message (its processes on
+   this machine, from /proc).
 2. Whole processes: k `feedsvc digest send` processes started together on one PostgreSQL store share its queue
    (SKIP LOCKED claims); messages/s against one process, and each process's CPU time (wait4) as a share of the
    wall time, with the sink's and the PostgreSQL server's beside them (the same cores), so a reader sees where
