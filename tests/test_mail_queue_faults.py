@@ -223,6 +223,28 @@ class RestartAt:
         self.cluster.start()
 
 
+def sent_once_through_a_restart(settings, slow_server, private_postgres: PrivatePostgres, restart_at: int, send):
+    """A digest to 30 subscribers sent by `send(engine)` while the private server stops once the SMTP server has
+    accepted message `restart_at` and comes back OUTAGE_SECONDS later: each address gets one copy and every
+    delivery ends `sent`. Returns what `send` returned."""
+    engine = open_engine(settings.store.database_url)
+    restart = RestartAt(private_postgres, restart_at)
+    try:
+        ids = add_subscribers(engine, 30)
+        add_edition(settings, engine, "daily-1", ids)
+        slow_server.delay = 0.1
+        slow_server.on_message = restart
+        started = time.monotonic()
+        result = send(engine)
+        restart.join()
+        assert time.monotonic() - started > OUTAGE_SECONDS, "the restart did not hold the queue up"
+        assert copies_per_address(slow_server) == Counter(f"reader{n}@example.com" for n in range(30))
+        assert {row["state"] for row in rows(engine).values()} == {"sent"}
+        return result
+    finally:
+        engine.dispose()
+
+
 @pytest.mark.slow
 def test_a_postgres_restart_mid_send_repeats_no_mail(make_settings, slow_server, private_postgres):
     settings = make_settings(
@@ -230,21 +252,9 @@ def test_a_postgres_restart_mid_send_repeats_no_mail(make_settings, slow_server,
         mail={"smtp_url": slow_server.url, "connections": 3, "batch_size": 10, "lease_seconds": 2},
         scheduler={"drain_interval": 0.2},
     )
-    engine = open_engine(settings.store.database_url)
-    restart = RestartAt(private_postgres, 6)
-    try:
-        ids = add_subscribers(engine, 30)
-        add_edition(settings, engine, "daily-1", ids)
-        slow_server.delay = 0.1
-        slow_server.on_message = restart
-        started = time.monotonic()
-        deliver_as_the_service_does(settings, engine, timeout=60)
-        restart.join()
-        assert time.monotonic() - started > OUTAGE_SECONDS, "the restart did not hold the queue up"
-        assert copies_per_address(slow_server) == Counter(f"reader{n}@example.com" for n in range(30))
-        assert {row["state"] for row in rows(engine).values()} == {"sent"}
-    finally:
-        engine.dispose()
+    sent_once_through_a_restart(
+        settings, slow_server, private_postgres, 6, lambda engine: deliver_as_the_service_does(settings, engine, timeout=60)
+    )
 
 
 @pytest.mark.slow
@@ -255,22 +265,10 @@ def test_one_drain_outlasts_a_postgres_restart_while_its_next_batch_is_claimed(m
         store={"url": private_postgres.url},
         mail={"smtp_url": slow_server.url, "connections": 3, "batch_size": 10},
     )
-    engine = open_engine(settings.store.database_url)
-    restart = RestartAt(private_postgres, 2)  # the claim of the second batch is done; the third is claimed next
-    try:
-        ids = add_subscribers(engine, 30)
-        add_edition(settings, engine, "daily-1", ids)
-        slow_server.delay = 0.1
-        slow_server.on_message = restart
-        started = time.monotonic()
-        report = run(settings, engine, utc_now)  # one drain on the wall clock, not the service's loop
-        restart.join()
-        assert time.monotonic() - started > OUTAGE_SECONDS, "the restart did not hold the queue up"
-        assert report == DrainReport(sent=30)
-        assert copies_per_address(slow_server) == Counter(f"reader{n}@example.com" for n in range(30))
-        assert {row["state"] for row in rows(engine).values()} == {"sent"}
-    finally:
-        engine.dispose()
+    # Restarted once the claim of the second batch is done: the third is claimed next. One drain on the wall clock,
+    # not the service's loop.
+    report = sent_once_through_a_restart(settings, slow_server, private_postgres, 2, lambda engine: run(settings, engine, utc_now))
+    assert report == DrainReport(sent=30)
 
 
 # --- leases shorter than a send -------------------------------------------------------------------------------
