@@ -33,7 +33,7 @@ from pathlib import Path
 
 import _paths  # noqa: F401  (the repository root on sys.path, for tests.support)
 
-from tests.support import free_port, wait_for
+from tests.support import MemoryTransport, free_port, wait_for
 
 PARAGRAPH = (
     "Setiap kali sebuah layanan backend tumbuh, kita belajar bahwa antrian, cache dan indeks basis data "
@@ -158,34 +158,6 @@ FEED_CASES = [
 PAGE_CASES = [("GET / (home)", "/", {}), ("GET /healthz", "/healthz", {})]
 
 
-class _Transport:
-    """What the protocol needs of an asyncio transport, writing nowhere: CPU of the protocol alone."""
-
-    def __init__(self) -> None:
-        self.closing = False
-
-    def write(self, data: bytes) -> None:
-        pass
-
-    def writelines(self, data: object) -> None:
-        pass
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def close(self) -> None:
-        self.closing = True
-
-    def get_extra_info(self, name: str, default: object = None) -> object:
-        return {"sockname": ("127.0.0.1", 8080), "peername": ("127.0.0.1", 50000)}.get(name, default)
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-
 def protocol_cpu(config_path: Path, requests: int = 5000) -> dict[tuple[str, str], float]:
     """In-process: CPU µs per feed request of the HTTP protocol `feedsvc serve` uses (`server_config`, with its
     fast path for feeds) and of the same guarded protocol without it (every request through the ASGI app), fed
@@ -216,7 +188,7 @@ def protocol_cpu(config_path: Path, requests: int = 5000) -> dict[tuple[str, str
         state = ServerState()
         state.default_headers = [(b"date", b"Sat, 05 Dec 2026 22:00:00 GMT")]
         protocol = protocol_class(config=config, server_state=state, app_state={})
-        protocol.connection_made(_Transport())
+        protocol.connection_made(MemoryTransport())
         timings = []
         for count in (200, *[requests] * 5):  # a warm-up, then five timed runs
             started = time.process_time()

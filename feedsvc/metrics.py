@@ -1,12 +1,17 @@
 """Prometheus metrics: the counters every part of feedsvc increments, and the text served at /metrics.
 
 Counters live in one registry of this process. Numbers that already live in the store (subscribers by status)
-are read at scrape time, so they are right whichever process changed them.
+are read at scrape time, so they are right whichever process changed them. The feed requests answered are counted
+in a plain dict by the event loop that answers them (`LoopCounts`) and added to their counter whenever the registry
+is collected: prometheus_client's `inc` (a lock, a labelled child looked up) was a tenth of the instructions of a
+feed answered by the HTTP server's fast path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import threading
+import weakref
+from collections.abc import Callable, Hashable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, disable_created_metrics, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -19,6 +24,52 @@ disable_created_metrics()
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+
+
+class LoopCounts:
+    """Increments of a labelled counter made by one thread (an event loop's), kept as plain counts in `counts`
+    (key -> number since the start) and added to the counter at each collection of REGISTRY, before the counter
+    is read: every scrape and `REGISTRY.get_sample_value` sees them all. Only the owning thread writes `counts`
+    (a dict item set, atomic under the GIL); a collection in any thread reads a copy and adds what it has not added
+    yet, so no increment is lost or counted twice."""
+
+    def __init__(self, counter: Counter, labels: Callable[[Hashable], tuple[str, ...]]) -> None:
+        self.counts: dict[Hashable, int] = {}
+        self._counter = counter
+        self._labels = labels
+        self._added: dict[Hashable, int] = {}
+        _LOOP_COUNTS.add(self)
+
+    def add_to_counter(self) -> None:
+        with _ADDING:
+            for key, number in self.counts.copy().items():
+                added = self._added.get(key, 0)
+                if number != added:
+                    self._counter.labels(*self._labels(key)).inc(number - added)
+                    self._added[key] = number
+
+    def __del__(self) -> None:
+        self.add_to_counter()  # a route that goes away (an app of the tests) loses none of its counts
+
+
+_LOOP_COUNTS: weakref.WeakSet[LoopCounts] = weakref.WeakSet()
+_ADDING = threading.RLock()  # one collection adds at a time (`__del__` may run inside one: reentrant)
+
+
+class _AddLoopCounts:
+    """Registered first, so collected first: adds every LoopCounts to its counter before the counters are read."""
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        with _ADDING:
+            for counts in list(_LOOP_COUNTS):
+                counts.add_to_counter()
+        return iter(())
+
+
+REGISTRY.register(_AddLoopCounts())
 
 FEED_BUILDS = Counter(
     "feedsvc_feed_builds", "Feed builds, by outcome (ok, failed).", ["outcome"], registry=REGISTRY

@@ -1,5 +1,6 @@
 """Helpers shared by the tests and the benchmarks (which import it as `tests.support`): a free port, waiting
-for a condition with a deadline that names what was awaited, and `feedsvc` run as a user runs it."""
+for a condition with a deadline that names what was awaited, `feedsvc` run as a user runs it, and an in-memory
+transport to drive an HTTP protocol with."""
 
 from __future__ import annotations
 
@@ -58,3 +59,36 @@ def built_example(home: Path) -> Path:
     built = run_feedsvc("build", cwd=home)
     assert built.returncode == 0, built.stdout + built.stderr
     return home
+
+
+class MemoryTransport:
+    """What uvicorn's HTTP protocols need of an asyncio transport, in memory: what is written is kept in `written`
+    when `keep` (else dropped: CPU of the protocol alone)."""
+
+    def __init__(self, keep: bool = False) -> None:
+        self.closing = False
+        self.keep = keep
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if self.keep:
+            self.written.append(data)
+
+    def writelines(self, data: list[bytes]) -> None:
+        if self.keep:
+            self.written.extend(data)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return {"sockname": ("127.0.0.1", 8080), "peername": ("127.0.0.1", 50000)}.get(name, default)
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass

@@ -123,3 +123,37 @@ def test_a_direct_fetcher_counts_once_a_day_whatever_the_order_of_its_requests(t
         engine.dispose()
     first, second = (midnight - timedelta(days=1)).date().isoformat(), midnight.date().isoformat()
     assert [tuple(row) for row in rows] == [(first, "/atom.xml"), (first, "/rss.xml"), (second, "/rss.xml")]
+
+
+def test_reads_handed_to_the_tally_in_a_batch_count_as_read_one_by_one(tmp_path, monkeypatch):
+    """A batch of feed reads (`FeedReads`) goes to the tally in the order of each key's last read, each with its own
+    time: the latest count a hosted reader stated wins, and a read before midnight is the day before's."""
+    from feedsvc.web.admin import readers
+
+    clock = [0.0]
+    monkeypatch.setattr(readers, "time", type("Clock", (), {"time": staticmethod(lambda: clock[0])}))
+    engine = open_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    reads = readers.FeedReads(feed_readers.Tally(engine, "key", flush_seconds=3600))
+    midnight = datetime.combine(datetime.now(UTC).date() - timedelta(days=1), datetime.min.time(), UTC).timestamp()
+    few, many = (f"Feedbin feed-id:1 - {number} subscribers".encode() for number in (40, 500))
+    try:
+        for moment, client, user_agent in [
+            (midnight - 1.0, "", many),  # handed over at once, the first read: the batch starts after it
+            (midnight - 0.6, "", few),
+            (midnight - 0.5, "192.0.2.1", DIRECT[1].encode()),  # the day before
+            (midnight - 0.4, "", many),
+            (midnight - 0.2, "", few),  # Feedbin's latest: 40, although its key came first in the batch
+            (midnight + 0.3, "192.0.2.1", DIRECT[1].encode()),  # the same client, the next day
+        ]:
+            clock[0] = moment
+            reads.read("/rss.xml", client, user_agent)
+        reads.hand_over()
+        reads.tally.flush()
+        with engine.connect() as connection:
+            days = connection.execute(text("SELECT day FROM feed_fetchers ORDER BY day")).scalars().all()
+            stated = connection.execute(text("SELECT subscribers FROM feed_reader_counts")).scalars().all()
+    finally:
+        engine.dispose()
+    day_before = datetime.fromtimestamp(midnight - 1, UTC).date().isoformat()
+    assert days == [day_before, datetime.fromtimestamp(midnight, UTC).date().isoformat()]
+    assert stated == [40]

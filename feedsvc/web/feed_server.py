@@ -17,18 +17,22 @@ import gzip
 import hashlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import formatdate
 from functools import lru_cache
 from pathlib import Path
+from typing import cast
 
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from feedsvc.feeds.formats import FORMATS
-from feedsvc.metrics import HTTP_REQUESTS
+from feedsvc.metrics import HTTP_REQUESTS, LoopCounts
+
+# Told of each feed read: (URL path, client address or "", User-Agent or b"").
+Observer = Callable[[str, str, bytes], None]
 
 # File name -> Content-Type: only these files are served.
 CONTENT_TYPES = {feed_format.file_name: f"{feed_format.media_type}; charset=utf-8".encode() for feed_format in FORMATS}
@@ -215,6 +219,8 @@ def _accepts_gzip(value: bytes) -> bool:
 
 
 def _etag_matches(value: bytes, entry: FeedFile) -> bool:
+    if value == entry.etag or value == entry.gzip_etag:  # the tag a client was given, as it sends it back
+        return True
     if value.strip() == b"*":
         return True
     # Weak comparison (RFC 9110 13.1.2): either representation's tag, with or without W/.
@@ -224,15 +230,18 @@ def _etag_matches(value: bytes, entry: FeedFile) -> bool:
 
 def choose_answer(entry: FeedFile, headers: list[tuple[bytes, bytes]]) -> Answer:
     """The answer to a GET or HEAD of `entry` with these request headers (names lower-case)."""
-    if_none_match = if_modified_since = None
-    use_gzip = False
-    for name, value in headers:
-        if name == b"accept-encoding":
-            use_gzip = _accepts_gzip(value)
-        elif name == b"if-none-match":
-            if_none_match = value
-        elif name == b"if-modified-since":
-            if_modified_since = value
+    found = {name: value for name, value in headers if name in _CONDITIONS}  # the last of each
+    return answer_for(entry, *(found.get(name) for name in _CONDITIONS))
+
+
+_CONDITIONS = (b"accept-encoding", b"if-none-match", b"if-modified-since")  # answer_for's arguments
+
+
+def answer_for(
+    entry: FeedFile, accept_encoding: bytes | None, if_none_match: bytes | None, if_modified_since: bytes | None
+) -> Answer:
+    """`choose_answer` from the three request headers it depends on (the last of each; None when absent)."""
+    use_gzip = accept_encoding is not None and _accepts_gzip(accept_encoding)
     if if_none_match is not None:
         not_modified = _etag_matches(if_none_match, entry)
     elif if_modified_since is not None:
@@ -245,26 +254,41 @@ def choose_answer(entry: FeedFile, headers: list[tuple[bytes, bytes]]) -> Answer
     return entry.gzip() if use_gzip else entry.plain
 
 
+def _request_counter_labels(key: Hashable) -> tuple[str, str, str]:
+    method, status = cast(tuple[str, int], key)
+    return (method, "feed", str(status))
+
+
 class FeedRoute:
     """What serving a feed file involves besides the answer: the files, the request counter and the feed readers'
-    tally. Shared by the ASGI middleware and the HTTP server's fast path (`feedsvc.web.server`)."""
+    tally. Shared by the ASGI middleware and the HTTP server's fast path (`feedsvc.web.server`), on the event
+    loop's thread."""
 
-    def __init__(self, files: FeedFiles, observe: Callable[[Scope], None] | None = None) -> None:
+    def __init__(self, files: FeedFiles, observe: Observer | None = None) -> None:
         self.files = files
-        self.observe = observe  # told of every feed request served (the dashboard's feed-reader counts)
-        self._counters: dict[tuple[str, int], object] = {}
+        # Told of every feed request served, (path, client address, User-Agent): the dashboard's feed-reader counts.
+        self.observe = observe
+        # (method, status) -> answers: HTTP_REQUESTS{route="feed"}, added to it whenever the metrics are read.
+        self.requests = LoopCounts(HTTP_REQUESTS, _request_counter_labels)
 
     def served(self, scope: Scope, status: int) -> None:
         """Count a GET or HEAD answered (`scope`: its method, path, headers and client)."""
-        self.count(scope["method"], status)
+        user_agent = next((value for name, value in scope["headers"] if name == b"user-agent"), b"")
+        client = scope["client"][0] if scope.get("client") else ""
+        self.answered(scope["method"], scope["path"], status, client, user_agent)
+
+    def answered(self, method: str, path: str, status: int, client: str, user_agent: bytes) -> None:
+        """Count a GET or HEAD answered, from what it is counted by."""
+        counts = self.requests.counts
+        key = (method, status)
+        counts[key] = counts.get(key, 0) + 1
         if self.observe is not None:
-            self.observe(scope)
+            self.observe(path, client, user_agent)
 
     def count(self, method: str, status: int) -> None:
-        counter = self._counters.get((method, status))
-        if counter is None:
-            counter = self._counters[(method, status)] = HTTP_REQUESTS.labels(method, "feed", str(status))
-        counter.inc()  # type: ignore[attr-defined]
+        """Count an answer that is not a feed read (a refused method)."""
+        counts = self.requests.counts
+        counts[(method, status)] = counts.get((method, status), 0) + 1
 
 
 class FeedsMiddleware:

@@ -28,7 +28,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from feedsvc.config import Settings
-from feedsvc.web.feed_server import FeedRoute, choose_answer
+from feedsvc.web.feed_server import FeedRoute, answer_for
 
 # asyncio accepts up to `backlog` waiting connections in one turn of its loop, and a connection is seen
 # (`connection_made`) only two turns later, so up to three bursts are open unseen; a connection closed to make
@@ -125,11 +125,24 @@ def feed_fast_path(base: type[Any], route: FeedRoute) -> type[asyncio.Protocol]:
     """uvicorn's httptools protocol `base` answering GET and HEAD of feed files itself (see the module doc)."""
     from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
+    files = route.files
+    # The server's default headers (its `date`) as written, for the list it last made: it makes a new one each
+    # second, so they are joined once a second instead of for every answer.
+    defaults: list[Any] = [None, b""]
+
     class FeedFastPath(base):
         _answered = False  # the current request was answered here: the app never sees it
+        # Since when the connection has been idle after an answer (loop time); None from its next bytes on. The
+        # keep-alive check stays pending across requests (see on_response_complete).
+        _idle_since: float | None = None
+        timeout_keep_alive_task: asyncio.TimerHandle | None  # uvicorn's: here the pending check
 
         def on_message_begin(self) -> None:
-            super().on_message_begin()
+            # What uvicorn's on_message_begin resets, without its scope: that is made for a request the app answers
+            # (`_to_app`). A feed read answered here needs none, and making it was a tenth of the instructions of one.
+            self.url = b""
+            self.expect_100_continue = False
+            self.headers: list[tuple[bytes, bytes]] = []
             self._answered = False
 
         def on_headers_complete(self) -> None:
@@ -138,7 +151,16 @@ def feed_fast_path(base: type[Any], route: FeedRoute) -> type[asyncio.Protocol]:
                 # either (the closed connection's queue is never started).
                 self._answered = True
             elif not self._answer_feed():
-                super().on_headers_complete()
+                self._to_app()
+
+        def _to_app(self) -> None:
+            # uvicorn's scope, made by its own on_message_begin, then its on_headers_complete: the app's request
+            # is the one uvicorn alone makes, with the URL and headers received.
+            url, headers, expect_100_continue = self.url, self.headers, self.expect_100_continue
+            super().on_message_begin()
+            self.url, self.expect_100_continue = url, expect_100_continue
+            self.headers = self.scope["headers"] = headers
+            super().on_headers_complete()
 
         def on_body(self, body: bytes) -> None:
             if not self._answered:
@@ -156,23 +178,42 @@ def feed_fast_path(base: type[Any], route: FeedRoute) -> type[asyncio.Protocol]:
             if (self.cycle is not None and not self.cycle.response_complete) or self.pipeline:
                 return False
             # The exact path only: a query, %-escapes or an absolute URL take the app's way.
-            entry = route.files.get(self.url.decode("latin-1"))
+            path = self.url.decode("latin-1")
+            entry = files.get(path)
             if entry is None or self.parser.should_upgrade():
                 return False
-            for name, _ in self.headers:
-                if name in (b"content-length", b"transfer-encoding"):
+            # One pass over the headers for all that the answer and its count depend on.
+            accept_encoding = if_none_match = if_modified_since = user_agent = None
+            forwarded: list[bytes] = []
+            connection = False
+            for name, value in self.headers:
+                if name == b"user-agent":
+                    if user_agent is None:
+                        user_agent = value
+                elif name == b"accept-encoding":
+                    accept_encoding = value
+                elif name == b"if-none-match":
+                    if_none_match = value
+                elif name == b"if-modified-since":
+                    if_modified_since = value
+                elif name == b"x-forwarded-for":
+                    forwarded.append(value)
+                elif name in (b"content-length", b"transfer-encoding"):
                     return False
-            http_version = self.parser.get_http_version()
-            keep_alive = http_version != "1.0" and self.parser.should_keep_alive()
-            answer = choose_answer(entry, self.headers)
-            lines = [STATUS_LINE[answer.status]]
-            for name, value in self.server_state.default_headers:
-                lines += [name, b": ", value, b"\r\n"]
-            lines.append(answer.header_lines)
-            if not keep_alive:
-                lines.append(b"connection: close\r\n")
-            lines.append(b"\r\n")
-            head = b"".join(lines)
+                elif name in (b"connection", b"proxy-connection"):
+                    connection = True
+            # uvicorn's `http_version != "1.0" and should_keep_alive()`. llhttp keeps an HTTP/1.0 request alive only
+            # for a `keep-alive` token in one of these two headers, so without them the version need not be asked
+            # for (httptools formats it as a string: 2,300 instructions, a twentieth of a 304).
+            keep_alive = self.parser.should_keep_alive() and not (
+                connection and self.parser.get_http_version() == "1.0"
+            )
+            answer = answer_for(entry, accept_encoding, if_none_match, if_modified_since)
+            server_defaults = self.server_state.default_headers
+            if server_defaults is not defaults[0]:
+                defaults[:] = server_defaults, b"".join(b"%s: %s\r\n" % header for header in server_defaults)
+            end = b"\r\n" if keep_alive else b"connection: close\r\n\r\n"
+            head = b"".join((STATUS_LINE[answer.status], defaults[1], answer.header_lines, end))
             if method == b"GET" and answer.body:
                 self.transport.writelines((head, answer.body))
             else:
@@ -180,25 +221,61 @@ def feed_fast_path(base: type[Any], route: FeedRoute) -> type[asyncio.Protocol]:
             self._answered = True
             if not keep_alive:
                 self.transport.close()
-            scope = self.scope
-            scope["method"] = method.decode("ascii")
-            scope["http_version"] = http_version
-            scope["path"] = self.url.decode("latin-1")
-            self._forwarded_client(scope)
-            route.served(scope, answer.status)
+            client = self.client[0] if self.client else ""
+            if forwarded:
+                client = self._forwarded_client(client, forwarded)
+            route.answered("GET" if method == b"GET" else "HEAD", path, answer.status, client, user_agent or b"")
             self.on_response_complete()
             return True
 
-        def _forwarded_client(self, scope: dict[str, Any]) -> None:
+        def _forwarded_client(self, client: str, forwarded: list[bytes]) -> str:
             # What uvicorn's proxy middleware makes of the scope's client behind a trusted proxy (the tally
             # counts readers by address).
-            forwarded = [value for name, value in scope["headers"] if name == b"x-forwarded-for"]
-            if forwarded and isinstance(self.app, ProxyHeadersMiddleware):
-                client = scope.get("client")
-                if client and client[0] in self.app.trusted_hosts:
-                    host, port = self.app.trusted_hosts.get_trusted_client_address(b", ".join(forwarded).decode("latin1"))
-                    if host:
-                        scope["client"] = (host, port)
+            if isinstance(self.app, ProxyHeadersMiddleware) and self.client and client in self.app.trusted_hosts:
+                host, _ = self.app.trusted_hosts.get_trusted_client_address(b", ".join(forwarded).decode("latin1"))
+                if host:
+                    return host
+            return client
+
+        # uvicorn arms a keep-alive timer at each answer and cancels it at the next request's first bytes: a timer
+        # made and cancelled per request, as the header deadline's was. Here one check per connection stays
+        # pending; when it fires it closes the connection if it has been idle `timeout_keep_alive` since its last
+        # answer, waits for the rest if it answered since, or ends if a request is under way (whose answer arms
+        # the next). The closing is uvicorn's: after the same idle time, never during a request.
+        def _unset_keepalive_if_required(self) -> None:
+            self._idle_since = None  # bytes of a request came in (data_received)
+
+        def on_response_complete(self) -> None:
+            # uvicorn's, but the keep-alive check above.
+            self.server_state.total_requests += 1
+            if self.transport.is_closing():
+                return
+            self._idle_since = None
+            self.flow.resume_reading()
+            if self.pipeline:
+                cycle, app = self.pipeline.pop()
+                self._start_asgi_task(cycle, app)
+            else:
+                self._idle_since = self.loop.time()
+                if self.timeout_keep_alive_task is None:
+                    self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self._keep_alive_check)
+
+        def _keep_alive_check(self) -> None:
+            self.timeout_keep_alive_task = None
+            if self._idle_since is None:
+                return
+            left = self._idle_since + self.timeout_keep_alive - self.loop.time()
+            if left > 0:
+                self.timeout_keep_alive_task = self.loop.call_later(left, self._keep_alive_check)
+            else:
+                self.timeout_keep_alive_handler()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self.timeout_keep_alive_task is not None:
+                self.timeout_keep_alive_task.cancel()
+                self.timeout_keep_alive_task = None
+            self._idle_since = None
+            super().connection_lost(exc)
 
     FeedFastPath.__name__ = f"FeedFastPath{base.__name__}"
     return FeedFastPath
