@@ -461,7 +461,9 @@ def test_kill_9_mid_send_repeats_at_most_the_mails_in_flight(queue, smtp_server)
     received_before = Counter(m.recipients[0] for m in smtp_server.received)
     assert 60 <= len(received_before) < 300
     sending = {sid for sid, state in before_kill.items() if state == "sending"}
-    assert 0 < len(sending) <= 3 * settings.mail.connections  # in flight + handed over, never a whole batch
+    # With the senders (two per connection: one awaiting its reply, the next one's envelope), in their queue and
+    # being marked: four waves at most, never a whole batch.
+    assert 0 < len(sending) <= 4 * settings.mail.connections
 
     smtp_server.fault = None
     clock = Clock()
@@ -472,7 +474,8 @@ def test_kill_9_mid_send_repeats_at_most_the_mails_in_flight(queue, smtp_server)
     assert set(copies) == {f"reader{n}@example.com" for n in range(300)}  # nobody lost
     repeated = {address for address, number in copies.items() if number > 1}
     assert all(number <= 2 for number in copies.values())
-    # In flight (one per connection) plus accepted within the last flush interval (a few at this pace).
+    # In flight (one message per connection whose text the server may have taken) plus accepted within the last
+    # flush interval (a few at this pace).
     assert len(repeated) <= 2 * settings.mail.connections
     # Only a delivery left `sending` by the dead process may have been repeated.
     by_address = {f"reader{n}@example.com": sid for n, sid in enumerate(ids)}

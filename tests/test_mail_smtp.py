@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import contextlib
 import mailbox
 import quopri
 import random
@@ -243,7 +244,9 @@ def test_tls_is_used_and_certificates_are_checked(scheme, self_signed):
 class ScriptedServer:
     """A raw SMTP server on asyncio streams that records how commands arrive: each group is the commands read
     before the server answered (one group of three when the client pipelines). `rcpt_reply`/`data_reply`
-    script the answers; the DATA block is kept exactly as it came over the wire (still dot-stuffed)."""
+    script the answers; the DATA block is kept exactly as it came over the wire (still dot-stuffed). With
+    `reply_delay`, each message is answered that long after it came, and `before_reply` records the command the
+    client sent meanwhile, if any ("" if none): what it pipelined behind the message."""
 
     def __init__(
         self,
@@ -252,8 +255,11 @@ class ScriptedServer:
         rcpt_reply: bytes = b"250 OK",
         data_reply: bytes = b"354 go ahead",
         after_message: bytes = b"",
+        reply_delay: float = 0.0,
     ) -> None:
         self.pipelining = pipelining
+        self.reply_delay = reply_delay
+        self.before_reply: list[str] = []
         self.after_message = after_message  # said unasked after each accepted message
         self.rcpt_reply = rcpt_reply
         self.data_reply = data_reply
@@ -264,13 +270,17 @@ class ScriptedServer:
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.sessions += 1
         writer.write(b"220 scripted ready\r\n")
-        while line := await reader.readline():
+        early = b""  # a command that came before the reply to the message it followed
+        while line := early or await reader.readline():
+            early = b""
             group = [line]
             # Whatever the client sent without waiting for an answer belongs to the same group.
             while not group[-1].upper().startswith(b"DATA"):
                 try:
                     group.append(await asyncio.wait_for(reader.readline(), 0.2))
                 except TimeoutError:
+                    break
+                if not group[-1]:  # the client closed the connection
                     break
             self.groups.append([command.split()[0].decode().upper() for command in group if command.strip()])
             for command in group:
@@ -285,6 +295,11 @@ class ScriptedServer:
                     if self.data_reply.startswith(b"354"):
                         block = await reader.readuntil(b"\r\n.\r\n")
                         self.blocks.append(block)
+                        if self.reply_delay:
+                            await writer.drain()
+                            with contextlib.suppress(TimeoutError):
+                                early = await asyncio.wait_for(reader.readline(), self.reply_delay)
+                            self.before_reply.append(early.split()[0].decode().upper() if early.strip() else "")
                         writer.write(b"250 queued\r\n" + self.after_message)
                 elif verb == b"QUIT":
                     writer.write(b"221 bye\r\n")
@@ -297,12 +312,12 @@ class ScriptedServer:
         writer.close()
 
 
-def scripted_send(server: ScriptedServer, items: list[Outgoing]) -> list[BaseException | None]:
+def scripted_send(server: ScriptedServer, items: list[Outgoing], **mail) -> list[BaseException | None]:
     async def scenario() -> list[BaseException | None]:
         listener = await asyncio.start_server(server.handle, "127.0.0.1", 0)
         port = listener.sockets[0].getsockname()[1]
         try:
-            transport = SmtpTransport(_settings_for(f"smtp://127.0.0.1:{port}", connections=1, timeout=5))
+            transport = SmtpTransport(_settings_for(f"smtp://127.0.0.1:{port}", connections=1, timeout=5, **mail))
             return await send_all(transport, items)
         finally:
             listener.close()
@@ -326,6 +341,58 @@ def test_envelope_commands_are_pipelined_only_when_offered_and_lines_with_dots_a
     assert server.sessions == 1
     # Every line starting with '.' gets one more on the wire; the lone '.' line must not end the message.
     assert server.blocks == [b"Subject: dots\r\n\r\n..hidden line\r\n...two dots\r\n..\r\nend\r\n.\r\n"] * 2
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelining", "plain"])
+def test_the_next_envelope_or_quit_follows_a_message_before_its_reply_only_with_pipelining(pipelining):
+    # A relay taking 0.3 s to answer each message. With PIPELINING the next mail's envelope (or the QUIT ending
+    # a connection at its cap) goes right behind the message (RFC 2920 3.1: the content may begin a group), so a
+    # message costs one round trip; without it every command waits for the reply before it (RFC 5321).
+    server = ScriptedServer(pipelining=pipelining, reply_delay=0.3)
+    items = [outgoing(f"reader{n}@example.com") for n in range(3)]
+    assert scripted_send(server, items, messages_per_connection=2) == [None] * 3
+    assert server.before_reply == (["MAIL", "QUIT", ""] if pipelining else ["", "", ""])
+    assert server.sessions == 2
+    assert len(server.blocks) == 3
+
+
+def test_a_refused_message_leaves_the_session_to_the_next_one_and_a_421_behind_it_is_survived():
+    # 554 to the first message's text ends that transaction only (no RSET): the next mail goes out on the same
+    # connection. Then the relay answers the second message and says 421 before closing: the third mail, whose
+    # envelope already followed, is sent again on a fresh connection instead of failing.
+    replies = iter([b"554 5.7.1 rejected as spam\r\n", b"250 queued\r\n421 4.3.2 shutting down\r\n"])
+
+    class Relay(ScriptedServer):
+        async def handle(self, reader, writer):
+            self.sessions += 1
+            writer.write(b"220 scripted ready\r\n")
+            while line := await reader.readline():
+                verb = line.split()[0].upper()
+                self.groups.append([verb.decode()])
+                if verb == b"EHLO":
+                    writer.write(b"250-scripted\r\n250 PIPELINING\r\n")
+                elif verb == b"DATA":
+                    writer.write(b"354 go ahead\r\n")
+                    self.blocks.append(await reader.readuntil(b"\r\n.\r\n"))
+                    reply = next(replies, b"250 queued\r\n")
+                    writer.write(reply)
+                    if b"421" in reply:
+                        await writer.drain()
+                        break
+                elif verb == b"QUIT":
+                    writer.write(b"221 bye\r\n")
+                    break
+                else:
+                    writer.write(b"250 OK\r\n")
+                await writer.drain()
+            writer.close()
+
+    server = Relay(pipelining=True)
+    errors = scripted_send(server, [outgoing(f"reader{n}@example.com") for n in range(3)])
+    assert isinstance(errors[0], SendError) and errors[0].permanent and errors[0].code == 554
+    assert errors[1:] == [None, None]
+    assert ["RSET"] not in server.groups
+    assert server.sessions == 2 and len(server.blocks) == 3
 
 
 def test_bare_line_endings_are_sent_as_crlf():
@@ -356,10 +423,12 @@ def test_data_accepted_after_a_refused_recipient_is_a_bounce_and_abandons_the_co
     assert ["RSET"] not in server.groups  # nothing more was said on the abandoned session
 
 
-def test_a_reply_nobody_asked_for_retires_the_connection_instead_of_answering_the_next_mail():
-    # A relay announcing its shutdown (421) between two mails: that reply must not be read as the next
-    # MAIL's answer, which would fail a good message; the next mail goes out on a fresh connection.
-    server = ScriptedServer(pipelining=True, after_message=b"421 4.4.2 closing idle connection\r\n")
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelining", "plain"])
+def test_a_reply_nobody_asked_for_retires_the_connection_instead_of_answering_the_next_mail(pipelining):
+    # A relay announcing its shutdown (421) between two mails: that reply must not fail the next mail, whose
+    # MAIL may already have gone out behind the first message and been answered by it; the next mail goes out
+    # on a fresh connection.
+    server = ScriptedServer(pipelining=pipelining, after_message=b"421 4.4.2 closing idle connection\r\n")
     assert scripted_send(server, [outgoing("a@example.com"), outgoing("b@example.com")]) == [None, None]
     assert server.sessions == 2
 

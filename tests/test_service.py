@@ -320,10 +320,11 @@ def test_two_runs_and_a_worker_share_a_digest_and_survive_a_kill(tmp_path, postg
     per_address = Counter(recipient for mail in smtp_server.received for recipient in mail.recipients)
     assert set(per_address) == set(addresses), "nobody is left out"
     # Only mail the killed process had in flight may repeat (sent, or accepted but not yet recorded), once each;
-    # that window is its connections' sends plus a flush interval's worth, never a whole batch.
+    # that window is its connections' sends plus a flush interval's worth, never a whole batch: at most four waves
+    # were left `sending` (one awaiting its replies, one being started, one queued, one being marked).
     repeated = {address for address, count in per_address.items() if count > 1}
     assert repeated <= in_flight, sorted(repeated - in_flight)[:5]
-    assert max(per_address.values()) <= 2 and len(in_flight) <= 3 * connections, (len(in_flight), per_address.most_common(3))
+    assert max(per_address.values()) <= 2 and len(in_flight) <= 4 * connections, (len(in_flight), per_address.most_common(3))
     with engine.connect() as connection:
         editions = connection.execute(text("SELECT count(*) FROM editions WHERE frequency = 'daily'")).scalar_one()
         states = dict(connection.execute(text("SELECT state, count(*) FROM deliveries GROUP BY state")).all())

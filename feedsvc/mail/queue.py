@@ -5,10 +5,13 @@ The pipeline, one drain per process at a time:
     claim a batch (lease; the next is claimed while this one is sent) -> for each wave of `mail.connections`:
         personalise -> mark the wave `sending` (one write, also recording finished sends) -> hand to senders
         (the mark and hand-over of one wave run while the next wave is personalised)
-    senders (`mail.connections` tasks) -> transport.send -> outcome buffered -> written soon after (below)
+    senders (`mail.connections` tasks) -> transport.start -> (the reply comes) outcome buffered -> written soon
+        after (below); a sender takes its next mail as soon as this one is on the wire, so over SMTP a connection
+        carries the next envelope while the reply to the last message is awaited (`mail.smtp`)
 
-Crash safety: a delivery turns `sending` only just before its own send; at most three waves are `sending` and
-not yet sent (one on the wire, one in the senders' queue, one being marked). Its outcome is written with the
+Crash safety: a delivery turns `sending` only just before its own send; at most four waves are `sending` and
+not yet sent: one on the wire awaiting its replies (of which only the messages sent whole, one per connection,
+may have reached the server), one being started by the senders, one in their queue, one being marked. Its outcome is written with the
 next wave's `sending` mark (the same transaction; on PostgreSQL the same statement), or by the writer once it
 waited FLUSH_INTERVAL both from the server's acceptance and from the end of the last store write: at most one
 store write plus FLUSH_INTERVAL after the server accepted it (a few milliseconds on SQLite, 5-15 ms on a
@@ -165,6 +168,7 @@ class _Drain:
         self.attempts: dict[int, int] = {}
         self.editions: dict[int, tuple[MessageSkeleton, str]] = {}  # each edition's skeleton and Feedback-ID
         self.ready: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=settings.mail.connections)
+        self.awaiting: set[asyncio.Future[None]] = set()  # sent, the server's reply still to come
         self.store_lock = asyncio.Lock()
         self.connections: dict[str, Connection] = {}  # see _on_connection
         self.loop_connection: LoopConnection | None = None  # see _on_loop
@@ -214,10 +218,11 @@ class _Drain:
         return self.report
 
     async def _stop(self, senders: list[asyncio.Task[None]]) -> None:
-        """Let the senders finish the jobs handed to them, then end them."""
+        """Let the senders finish the jobs handed to them, then end them, once every reply has come."""
         for _ in senders:
             await self.ready.put(None)
         await asyncio.gather(*senders)
+        await asyncio.gather(*self.awaiting, return_exceptions=True)  # each recorded by _on_reply
 
     async def _feed(self) -> None:
         # A wave is marked `sending` and handed to the senders by a task of its own while the next wave is
@@ -334,15 +339,27 @@ class _Drain:
                 # A slow server: the batch's claims are renewed before this send, not only after it.
                 await self._write(())
             try:
-                await self.transport.send(job.item)
-            except SendError as exc:
-                self._failed(job, exc)
-            except Exception as exc:  # a transport bug or a full disk must not stop the other sends
-                log.exception("sending delivery %d failed unexpectedly", job.delivery.id)
-                self._failed(job, SendError(f"{type(exc).__name__}: {exc}", permanent=False))
-            else:
-                self.sent.append(store.Sent(job.delivery.id, job.message_id))
-            self._outcome_waits()
+                accepted = await self.transport.start(job.item)
+            except Exception as exc:
+                self._record_outcome(job, exc)
+                continue
+            # The reply settles it when it comes: meanwhile this sender starts the next mail.
+            self.awaiting.add(accepted)
+            accepted.add_done_callback(functools.partial(self._on_reply, job))
+
+    def _on_reply(self, job: _Job, accepted: asyncio.Future[None]) -> None:
+        self.awaiting.discard(accepted)
+        self._record_outcome(job, None if accepted.cancelled() else accepted.exception())
+
+    def _record_outcome(self, job: _Job, error: BaseException | None) -> None:
+        if error is None:
+            self.sent.append(store.Sent(job.delivery.id, job.message_id))
+        elif isinstance(error, SendError):
+            self._failed(job, error)
+        else:  # a transport bug or a full disk must not stop the other sends
+            log.error("sending delivery %d failed unexpectedly", job.delivery.id, exc_info=error)
+            self._failed(job, SendError(f"{type(error).__name__}: {error}", permanent=False))
+        self._outcome_waits()
 
     def _outcome_waits(self) -> None:
         if self.unwritten_since is None:

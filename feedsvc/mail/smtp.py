@@ -14,6 +14,7 @@ write when the server offers PIPELINING (RFC 2920), so a message costs two round
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import time
 from collections import deque
@@ -110,13 +111,15 @@ class Refused(Exception):
 
 
 class _ReplyReader(asyncio.Protocol):
-    """Takes over a connection's incoming bytes and splits them into replies, which may arrive several at once."""
+    """Takes over a connection's incoming bytes, splits them into replies (several may arrive at once) and hands
+    them out in order to the commands that expect them (`expect`): with pipelining, replies to several groups of
+    commands may be awaited at once, each by its own task."""
 
     def __init__(self) -> None:
         self._buffer = bytearray()
         self._lines: list[str] = []  # the lines so far of a multi-line reply
         self._replies: deque[Reply] = deque()
-        self._waiter: asyncio.Future[None] | None = None
+        self._expected: deque[tuple[int, asyncio.Future[list[Reply]]]] = deque()  # (how many replies, for whom)
         self.lost: SessionLost | None = None
 
     def data_received(self, data: bytes) -> None:
@@ -127,7 +130,7 @@ class _ReplyReader(asyncio.Protocol):
             line = bytes(buffer[start:end]).rstrip(b"\r")
             start = end + 1
             if len(line) < 3 or not line[:3].isdigit() or line[3:4] not in (b"", b" ", b"-"):
-                self._lose(SessionLost(f"not an SMTP reply: {line[:80]!r}"))
+                self.lose(SessionLost(f"not an SMTP reply: {line[:80]!r}"))
                 return
             self._lines.append(line[4:].decode("utf-8", "replace").strip())
             if line[3:4] != b"-":
@@ -135,45 +138,57 @@ class _ReplyReader(asyncio.Protocol):
                 self._lines = []
         del buffer[:start]
         if len(buffer) > MAX_REPLY_BYTES:
-            self._lose(SessionLost("reply too long"))
+            self.lose(SessionLost("reply too long"))
         elif self._replies:
-            self._wake()
+            self._hand_out()
 
     def eof_received(self) -> bool:
-        self._lose(SessionLost("the server closed the connection"))
+        self.lose(SessionLost("the server closed the connection"))
         return False  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._lose(SessionLost(f"connection lost: {exc}" if exc else "connection lost"))
+        self.lose(SessionLost(f"connection lost: {exc}" if exc else "connection lost"))
 
     @property
     def unsolicited(self) -> bool:
         """Whether replies wait that no command has asked for yet (between transactions: the server spoke unasked)."""
-        return bool(self._replies)
+        return bool(self._replies) and not self._expected
 
-    async def read(self, count: int) -> list[Reply]:
-        while len(self._replies) < count:
-            if self.lost is not None:
-                raise self.lost
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        return [self._replies.popleft() for _ in range(count)]
+    def expect(self, count: int) -> asyncio.Future[list[Reply]]:
+        """The next `count` replies not handed out to an earlier `expect`, once they have all come."""
+        future: asyncio.Future[list[Reply]] = asyncio.get_running_loop().create_future()
+        if self.lost is not None:
+            future.set_exception(self.lost)
+        else:
+            self._expected.append((count, future))
+            self._hand_out()
+        return future
 
-    def _lose(self, error: SessionLost) -> None:
+    def _hand_out(self) -> None:
+        replies, expected = self._replies, self._expected
+        while expected and len(replies) >= expected[0][0]:
+            count, future = expected.popleft()
+            answer = [replies.popleft() for _ in range(count)]
+            if not future.done():  # its reader gave up (a timeout): the session is being dropped
+                future.set_result(answer)
+
+    def lose(self, error: SessionLost) -> None:
         if self.lost is None:
             self.lost = error
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        while self._expected:
+            _, future = self._expected.popleft()
+            if not future.done():
+                future.set_exception(error)
 
 
 class _Session:
-    """SMTP transactions on a connection aiosmtplib opened and greeted (and secured and logged in)."""
+    """SMTP transactions on a connection aiosmtplib opened and greeted (and secured and logged in).
+
+    A transaction is started (`start`: the envelope, then the content) and its reply comes apart, as a future.
+    With PIPELINING, the next transaction's envelope may follow a message's content before the server has
+    answered it (RFC 2920 3.1: the content may be the first "command" of a group), so one round trip carries
+    the reply to a message and the envelope's replies of the next: a message costs one round trip, not two.
+    """
 
     def __init__(self, client: aiosmtplib.SMTP, timeout: float) -> None:
         # An asyncio.Transport in effect, whatever its class (uvloop's are not subclasses).
@@ -185,15 +200,24 @@ class _Session:
         self._timeout = timeout
         self.pipelining = client.supports_extension("pipelining")
         self._size = client.supports_extension("size")
-        self.sent = 0
+        self.started = 0  # transactions whose content was sent
+        self._last_reply: asyncio.Future[list[Reply]] | None = None  # to the last message sent
+        self._retired = False  # QUIT goes behind the last transaction
 
     @property
     def usable(self) -> bool:
         # A reply nobody asked for (a 421 before an idle server hangs up) would be taken for the next MAIL's.
-        return self._reader.lost is None and not self._reader.unsolicited and not self._transport.is_closing()
+        return (
+            self._reader.lost is None
+            and not self._retired
+            and not self._reader.unsolicited
+            and not self._transport.is_closing()
+        )
 
-    async def send(self, sender: str, recipient: str, message: bytes) -> None:
-        """One transaction; raises `Refused` for a negative reply, `SessionLost`/`TimeoutError` for a broken one."""
+    async def start(self, sender: str, recipient: str, message: bytes) -> asyncio.Future[list[Reply]]:
+        """The envelope, then the content: returns the future of the server's reply to the content, which fails
+        with `SessionLost` if the session breaks or the reply does not come in time. Raises `Refused` for a
+        refused envelope, `SessionLost`/`TimeoutError` for a broken session."""
         content = _data_block(message)
         size = b" SIZE=%d" % len(message) if self._size else b""
         commands = (
@@ -205,6 +229,10 @@ class _Session:
             self._transport.write(b"".join(commands))
             replies = await self._read(3)
         else:
+            if self._last_reply is not None:
+                # Without PIPELINING every command waits for the reply before it (RFC 5321 4.1.1.4 and 2920):
+                # the last message's too. Its own timer bounds the wait; its outcome is its sender's.
+                await asyncio.wait([self._last_reply])
             replies = []
             for command in commands:
                 self._transport.write(command)
@@ -213,18 +241,37 @@ class _Session:
                 if reply.code >= 400:
                     break
         _check_envelope(replies)
+        if not self.usable:  # dropped while the envelope was answered (a reply before it was a 421)
+            raise self._reader.lost or SessionLost("connection dropped")
         self._transport.write(content)
-        [reply] = await self._read(1)
-        if not reply.positive:
-            raise Refused("message", reply)
-        self.sent += 1
+        self.started += 1
+        replied = self._last_reply = self._reader.expect(1)
+        if not replied.done():
+            timer = asyncio.get_running_loop().call_later(self._timeout, self._time_out)
+            replied.add_done_callback(lambda _: timer.cancel())
+        return replied
 
     async def reset(self) -> None:
-        """End a refused transaction, keeping the session for the next one."""
+        """End a transaction whose envelope was refused, keeping the session for the next one."""
         self._transport.write(b"RSET\r\n")
         [reply] = await self._read(1)
         if not reply.positive:
             raise SessionLost(f"RSET answered {reply.code} {reply.text}")
+
+    def retire(self) -> None:
+        """QUIT behind the last transaction: no more are started here, and the connection closes once the server
+        has answered the transactions before it (the next mail takes a fresh connection meanwhile). Pipelined
+        right behind the message, or without PIPELINING once its reply has come."""
+        self._retired = True
+        if self.pipelining or self._last_reply is None:
+            self._quit_unanswered()
+        else:
+            self._last_reply.add_done_callback(lambda _: self._quit_unanswered())
+
+    def _quit_unanswered(self) -> None:
+        if not self._transport.is_closing():
+            self._transport.write(b"QUIT\r\n")
+            self._reader.expect(1).add_done_callback(self._close_after_quit)
 
     async def quit(self) -> None:
         try:
@@ -239,9 +286,26 @@ class _Session:
     def abort(self) -> None:
         self._transport.close()
 
+    def _time_out(self) -> None:
+        self._reader.lose(SessionLost(f"no reply within {self._timeout:g} s (timed out)"))
+        self.abort()
+
+    def _close_after_quit(self, answered: asyncio.Future[list[Reply]]) -> None:
+        if not answered.cancelled():
+            answered.exception()  # a connection already lost: nothing more to say on it
+        self.abort()
+
     async def _read(self, count: int) -> list[Reply]:
-        async with asyncio.timeout(self._timeout):
-            return await self._reader.read(count)
+        return await self._wait(self._reader.expect(count))
+
+    async def _wait(self, replies: asyncio.Future[list[Reply]]) -> list[Reply]:
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await replies
+        except TimeoutError:
+            # The replies still owed would be taken for later commands' answers: the session is over.
+            self.abort()
+            raise
 
 
 def _check_envelope(replies: list[Reply]) -> None:
@@ -295,32 +359,73 @@ class SmtpTransport:
             self._idle.put_nowait(slot)
 
     async def send(self, item: Outgoing) -> None:
+        await (await self.start(item))
+
+    async def start(self, item: Outgoing) -> asyncio.Future[None]:
         sender = _envelope_address(item.sender, "sender", permanent=False)
         recipient = _envelope_address(item.recipient, "recipient", permanent=True)
         slot = await self._idle.get()
         try:
             await self._limiter.acquire()
-            await self._send_on(slot, sender, recipient, item.message)
+            session, replied = await self._start_on(slot, sender, recipient, item.message)
         finally:
+            # The message is on the wire: the connection can carry the next envelope while its reply is awaited.
             self._idle.put_nowait(slot)
+        accepted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        replied.add_done_callback(functools.partial(self._accepted, session, accepted))
+        return accepted
+
+    def _accepted(self, session: _Session, accepted: asyncio.Future[None], replied: asyncio.Future[list[Reply]]) -> None:
+        """Settle a message's outcome from the server's reply to it."""
+        lost = replied.exception()
+        if lost is not None:
+            session.abort()
+            error = SendError(f"SMTP connection to {self._where()} failed: {_describe(lost)}", permanent=False)
+        else:
+            [reply] = replied.result()
+            if reply.positive:
+                accepted.set_result(None)
+                return
+            code = reply.code
+            if not 500 <= code < 600:
+                session.abort()  # a 4xx (421 especially) may leave the session unusable: drop it rather than guess
+            # The transaction is over whatever the reply (RFC 5321 4.1.1.4): after a 5xx the session goes on, no RSET.
+            error = SendError(f"message refused: {code} {reply.text}".strip(), permanent=500 <= code < 600, code=code)
+        accepted.set_exception(error)
 
     async def aclose(self) -> None:
         for slot in self._slots:
             await self._close(slot)
 
-    async def _send_on(self, slot: _Connection, sender: str, recipient: str, message: bytes) -> None:
-        try:
-            if slot.session is None or not slot.session.usable:
-                slot.session = await self._connect_or_fail()
-            await slot.session.send(sender, recipient, message)
-        except Refused as exc:
-            raise await self._refusal(slot, exc) from None
-        except (SessionLost, OSError, TimeoutError) as exc:
-            # Timeouts, refused or dropped connections: the connection state is unknown, start afresh.
-            self._discard(slot)
-            raise SendError(f"SMTP connection to {self._where()} failed: {_describe(exc)}", permanent=False) from None
-        if slot.session.sent >= self._per_connection:
-            await self._close(slot)
+    async def _start_on(
+        self, slot: _Connection, sender: str, recipient: str, message: bytes
+    ) -> tuple[_Session, asyncio.Future[list[Reply]]]:
+        """Start a transaction on the slot's session (opened first if need be); returns it and its outcome."""
+        while True:
+            session = slot.session
+            reused = session is not None and session.usable
+            try:
+                if session is None or not reused:
+                    self._discard(slot)  # unusable: no transaction awaits a reply on it
+                    session = slot.session = await self._connect_or_fail()
+                accepted = await session.start(sender, recipient, message)
+            except Refused as exc:
+                if not (reused and exc.reply.code == 421):
+                    raise await self._refusal(slot, exc) from None
+                self._discard(slot)
+            except (SessionLost, OSError, TimeoutError) as exc:
+                # Timeouts, refused or dropped connections: the connection state is unknown, start afresh.
+                self._discard(slot)
+                if not reused or isinstance(exc, TimeoutError):
+                    raise SendError(f"SMTP connection to {self._where()} failed: {_describe(exc)}", permanent=False) from None
+            else:
+                if session.started >= self._per_connection:
+                    session.retire()
+                    slot.session = None
+                return session, accepted
+            # A connection that had carried earlier mail closed (or said 421) before this envelope was answered: an
+            # idle timeout, or a close announced behind the last message. Nothing of this message was sent, so it
+            # goes out on a fresh connection now rather than at its retry.
 
     async def _refusal(self, slot: _Connection, refused: Refused) -> SendError:
         code, text = refused.reply.code, refused.reply.text

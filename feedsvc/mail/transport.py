@@ -32,7 +32,14 @@ class SendError(Exception):
 
 
 class Transport(Protocol):
-    async def send(self, item: Outgoing) -> None: ...
+    async def send(self, item: Outgoing) -> None:
+        """Returns once the message is accepted; raises `SendError`."""
+        ...
+
+    async def start(self, item: Outgoing) -> asyncio.Future[None]:
+        """Returns once the message is handed over (on the wire), with the future of its acceptance, which fails
+        with `SendError`; may raise `SendError` itself. The caller can go on while the reply is awaited."""
+        ...
 
     async def aclose(self) -> None: ...
 
@@ -47,6 +54,12 @@ class MaildirTransport:
 
     async def send(self, item: Outgoing) -> None:
         await asyncio.to_thread(self._maildir.add, item.message)
+
+    async def start(self, item: Outgoing) -> asyncio.Future[None]:
+        await self.send(item)
+        accepted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        accepted.set_result(None)
+        return accepted
 
     async def aclose(self) -> None:
         pass
