@@ -1,6 +1,7 @@
 """Sending benchmark: `feedsvc digest send` with the default [mail] settings against Postfix's smtp-source.
 
     .venv/bin/python benchmarks/send.py [--sizes 1000,10000] [--rounds 3] [--memory 1000,10000,100000]
+                                        [--relay-rtt-ms 0]
 
 One ~30 KB digest (5 posts, Indonesian, emoji subject) is queued for every subscriber of a fresh SQLite store
 (not timed); then the user's command, `feedsvc digest send`, runs as a new process with the store and
@@ -11,6 +12,8 @@ processes, start-up included. Counts are checked exactly: the sink received as m
 subscribers, and the store has one delivery per subscriber, every one sent. The sink's own CPU per message is
 shown too: it runs on the machine's cores beside the contender. Then the memory of the same command
 at each --memory size (PSS summed over the process tree, sampled while it runs; peak RSS from wait4).
+With `--relay-rtt-ms N`, both contenders reach the sink through `delay_proxy.py`, which holds every byte for N/2
+ms each way: a relay N ms away instead of one on loopback, where round trips cost nothing.
 
 Needs Postfix's tools, not its daemon: `DEBIAN_FRONTEND=noninteractive apt-get install -y postfix` (leave
 postfix stopped).
@@ -213,6 +216,7 @@ def main() -> int:
     parser.add_argument("--sizes", default="1000,10000", help="subscriber counts timed against smtp-source")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--memory", default="1000,10000,100000", help="subscriber counts for the memory table")
+    parser.add_argument("--relay-rtt-ms", type=float, default=0.0, help="a round trip to the relay (0: loopback)")
     args = parser.parse_args()
     if not (find_tool("smtp-sink") and find_tool("smtp-source")):
         print("needs smtp-sink and smtp-source: DEBIAN_FRONTEND=noninteractive apt-get install -y postfix", file=sys.stderr)
@@ -223,6 +227,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="feedsvc-bench-") as temp:
         folder = Path(temp)
         sink = Sink(folder)
+        relay_port, proxy = sink.port, None
+        if args.relay_rtt_ms:
+            relay_port = free_port()
+            proxy = subprocess.Popen([sys.executable, str(Path(__file__).with_name("delay_proxy.py")), str(relay_port),
+                                      str(sink.port), str(args.relay_rtt_ms)])
+            wait_for(lambda: listening(relay_port), 10, f"the delaying proxy on port {relay_port}", interval=0.05)
         runs = 0
 
         def prepared(subscribers: int) -> Path:
@@ -230,7 +240,7 @@ def main() -> int:
             runs += 1
             run_dir = folder / f"run{runs}"
             run_dir.mkdir()
-            config = write_config(run_dir, sink.port)
+            config = write_config(run_dir, relay_port)
             parts = fill_store(config, subscribers)
             return config
 
@@ -243,12 +253,16 @@ def main() -> int:
                 for size in sizes:
                     config = prepared(size)
                     timings.setdefault(("feedsvc", size), []).append(digest_send(config, size, sink))
-                    timings.setdefault(("smtp-source", size), []).append(smtp_source(sink.port, size, message_size, sink))
+                    timings.setdefault(("smtp-source", size), []).append(smtp_source(relay_port, size, message_size, sink))
             memory = {size: digest_send(prepared(size), size, sink) for size in memory_sizes}
         finally:
+            if proxy is not None:
+                proxy.terminate()
+                proxy.wait()
             sink.stop()
 
-    print(f"message {message_size / 1024:.1f} KiB; SQLite store; Postfix smtp-sink; {args.rounds} interleaved rounds "
+    relay = f"{args.relay_rtt_ms:g} ms away (delay_proxy.py)" if args.relay_rtt_ms else "on loopback"
+    print(f"message {message_size / 1024:.1f} KiB; SQLite store; Postfix smtp-sink {relay}; {args.rounds} interleaved rounds "
           f"(medians), whole processes; load average before {load_before}, after {measure.load()}")
     print(f"{'subscribers':>11} {'contender':<42} {'seconds':>8} {'msg/s':>7} {'CPU µs/msg':>10} {'sink CPU µs/msg':>15} "
           f"{'vs smtp-source':>14}")

@@ -260,6 +260,7 @@ class ScriptedServer:
         self.pipelining = pipelining
         self.reply_delay = reply_delay
         self.before_reply: list[str] = []
+        self.got_message = asyncio.Event()  # set at the first message's end
         self.after_message = after_message  # said unasked after each accepted message
         self.rcpt_reply = rcpt_reply
         self.data_reply = data_reply
@@ -295,6 +296,7 @@ class ScriptedServer:
                     if self.data_reply.startswith(b"354"):
                         block = await reader.readuntil(b"\r\n.\r\n")
                         self.blocks.append(block)
+                        self.got_message.set()
                         if self.reply_delay:
                             await writer.drain()
                             with contextlib.suppress(TimeoutError):
@@ -354,6 +356,30 @@ def test_the_next_envelope_or_quit_follows_a_message_before_its_reply_only_with_
     assert server.before_reply == (["MAIL", "QUIT", ""] if pipelining else ["", "", ""])
     assert server.sessions == 2
     assert len(server.blocks) == 3
+
+
+def test_a_mail_that_comes_after_the_last_message_went_out_alone_waits_for_its_reply():
+    # The end of a message went out with nothing behind it; the next mail comes before the relay's reply. Its envelope waits for that reply (and carries its acknowledgement) instead of following at once: it
+    # could otherwise reach the relay after the reply, and Nagle's algorithm would hold the relay's answers to it.
+    server = ScriptedServer(pipelining=True, reply_delay=0.3)
+
+    async def scenario() -> None:
+        listener = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+        port = listener.sockets[0].getsockname()[1]
+        transport = SmtpTransport(_settings_for(f"smtp://127.0.0.1:{port}", connections=1, timeout=5))
+        try:
+            first = asyncio.create_task(transport.send(outgoing("first@example.com")))
+            await server.got_message.wait()  # the first message is on the wire, its reply 0.3 s away
+            await asyncio.sleep(0.05)
+            await transport.send(outgoing("second@example.com"))
+            await first
+        finally:
+            await transport.aclose()
+            listener.close()
+
+    asyncio.run(scenario())
+    assert server.before_reply == ["", ""]
+    assert len(server.blocks) == 2 and server.sessions == 1
 
 
 def test_a_refused_message_leaves_the_session_to_the_next_one_and_a_421_behind_it_is_survived():

@@ -335,17 +335,19 @@ class _Drain:
 
     async def _sender(self) -> None:
         while (job := await self.ready.get()) is not None:
-            if self._lease_is_stale():
-                # A slow server: the batch's claims are renewed before this send, not only after it.
-                await self._write(())
             try:
-                accepted = await self.transport.start(job.item)
+                accepted = await self.transport.start(job.item, self._renew_if_stale)
             except Exception as exc:
                 self._record_outcome(job, exc)
                 continue
             # The reply settles it when it comes: meanwhile this sender starts the next mail.
             self.awaiting.add(accepted)
             accepted.add_done_callback(functools.partial(self._on_reply, job))
+
+    async def _renew_if_stale(self) -> None:
+        if self._lease_is_stale():
+            # A slow server: the batch's claims are renewed before this mail goes out, not only after it.
+            await self._write(())
 
     def _on_reply(self, job: _Job, accepted: asyncio.Future[None]) -> None:
         self.awaiting.discard(accepted)

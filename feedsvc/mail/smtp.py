@@ -26,13 +26,14 @@ import aiosmtplib
 
 from feedsvc.config import Settings
 from feedsvc.mail.message import WireMessage
-from feedsvc.mail.transport import Outgoing, SendError
+from feedsvc.mail.transport import BeforeData, Outgoing, SendError
 
 # A server reply longer than this without its last line is not an SMTP server talking.
 MAX_REPLY_BYTES = 64 * 1024
 # Envelope addresses go into commands verbatim: nothing that could end or extend the command line.
 _ENVELOPE_ADDRESS = re.compile(r"[!-~]+")
 _BARE_LINE_ENDING = re.compile(rb"\r\n|\r|\n")
+END_OF_DATA = b".\r\n"
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,8 @@ class _Session:
         self.pipelining = client.supports_extension("pipelining")
         self._size = client.supports_extension("size")
         self.started = 0  # transactions whose content was sent
+        # The end of the last message's data, held back until the next write or the loop's next turn (see start).
+        self._held = b""
         self._last_reply: asyncio.Future[list[Reply]] | None = None  # to the last message sent
         self._retired = False  # QUIT goes behind the last transaction
 
@@ -214,7 +217,9 @@ class _Session:
             and not self._transport.is_closing()
         )
 
-    async def start(self, sender: str, recipient: str, message: bytes) -> asyncio.Future[list[Reply]]:
+    async def start(
+        self, sender: str, recipient: str, message: bytes, before_data: BeforeData | None = None
+    ) -> asyncio.Future[list[Reply]]:
         """The envelope, then the content: returns the future of the server's reply to the content, which fails
         with `SessionLost` if the session breaks or the reply does not come in time. Raises `Refused` for a
         refused envelope, `SessionLost`/`TimeoutError` for a broken session."""
@@ -225,25 +230,39 @@ class _Session:
             b"RCPT TO:<%s>\r\n" % recipient.encode("ascii"),
             b"DATA\r\n",
         )
+        last = self._last_reply
+        if last is not None and not last.done() and not (self.pipelining and self._held):
+            # Without PIPELINING every command waits for the reply before it (RFC 5321 4.1.1.4 and 2920), the last
+            # message's too. With it, so does an envelope that cannot go out with the end of the last message (see
+            # below). The reply's own timer bounds the wait; the outcome is its sender's.
+            await asyncio.wait([last])
         if self.pipelining:
-            self._transport.write(b"".join(commands))
+            self._write(b"".join(commands))
             replies = await self._read(3)
         else:
-            if self._last_reply is not None:
-                # Without PIPELINING every command waits for the reply before it (RFC 5321 4.1.1.4 and 2920):
-                # the last message's too. Its own timer bounds the wait; its outcome is its sender's.
-                await asyncio.wait([self._last_reply])
             replies = []
             for command in commands:
-                self._transport.write(command)
+                self._write(command)
                 [reply] = await self._read(1)
                 replies.append(reply)
                 if reply.code >= 400:
                     break
         _check_envelope(replies)
+        if before_data is not None:
+            await before_data()
         if not self.usable:  # dropped while the envelope was answered (a reply before it was a 421)
             raise self._reader.lost or SessionLost("connection dropped")
-        self._transport.write(content)
+        if self.pipelining:
+            # The end of data goes out with what is written next in this turn of the loop (the next mail's envelope,
+            # a QUIT), or alone at the next turn (`flush_soon`): the server reads them together and answers them in
+            # one write. An envelope sent after the end of data went alone could reach the server after it answered
+            # that; its replies would then be held by Nagle's algorithm (most servers keep it) until we acknowledge
+            # the first, which a client with nothing to send delays by up to 40 ms. So such an envelope waits for
+            # the reply, as without PIPELINING, and carries the acknowledgement.
+            self._transport.write(content)
+            self._held = END_OF_DATA
+        else:
+            self._transport.writelines((content, END_OF_DATA))
         self.started += 1
         replied = self._last_reply = self._reader.expect(1)
         if not replied.done():
@@ -253,7 +272,7 @@ class _Session:
 
     async def reset(self) -> None:
         """End a transaction whose envelope was refused, keeping the session for the next one."""
-        self._transport.write(b"RSET\r\n")
+        self._write(b"RSET\r\n")
         [reply] = await self._read(1)
         if not reply.positive:
             raise SessionLost(f"RSET answered {reply.code} {reply.text}")
@@ -270,13 +289,13 @@ class _Session:
 
     def _quit_unanswered(self) -> None:
         if not self._transport.is_closing():
-            self._transport.write(b"QUIT\r\n")
+            self._write(b"QUIT\r\n")
             self._reader.expect(1).add_done_callback(self._close_after_quit)
 
     async def quit(self) -> None:
         try:
             if self.usable:
-                self._transport.write(b"QUIT\r\n")
+                self._write(b"QUIT\r\n")
                 await self._read(1)
         except (SessionLost, TimeoutError):
             pass
@@ -285,6 +304,20 @@ class _Session:
 
     def abort(self) -> None:
         self._transport.close()
+
+    def _write(self, data: bytes) -> None:
+        if self._held:
+            data, self._held = self._held + data, b""
+        self._transport.write(data)
+
+    def flush_soon(self) -> None:
+        """Send what is held back at the loop's next turn, unless a write of this turn takes it along."""
+        if self._held:
+            asyncio.get_running_loop().call_soon(self._write_held)
+
+    def _write_held(self) -> None:
+        if self._held and not self._transport.is_closing():
+            self._write(b"")
 
     def _time_out(self) -> None:
         self._reader.lose(SessionLost(f"no reply within {self._timeout:g} s (timed out)"))
@@ -320,7 +353,8 @@ def _check_envelope(replies: list[Reply]) -> None:
 
 
 def _data_block(message: bytes) -> bytes:
-    """The message as sent after DATA: CRLF line endings, dot-stuffed (RFC 5321 4.5.2), ending in CRLF.CRLF."""
+    """The message as sent after DATA: CRLF line endings, dot-stuffed (RFC 5321 4.5.2), ending in CRLF; the
+    end of data (".\r\n", `END_OF_DATA`) follows it."""
     if not (isinstance(message, WireMessage) and message.endswith(b"\r\n")):
         crlf = message.count(b"\r\n")
         if message.count(b"\n") != crlf or message.count(b"\r") != crlf:  # counting is ~10x cheaper than the regex
@@ -330,7 +364,7 @@ def _data_block(message: bytes) -> bytes:
         if message.startswith(b"."):
             message = b"." + message
         message = message.replace(b"\r\n.", b"\r\n..")
-    return message + b".\r\n"
+    return message
 
 
 # --- the pool ------------------------------------------------------------------------------------------------
@@ -361,16 +395,17 @@ class SmtpTransport:
     async def send(self, item: Outgoing) -> None:
         await (await self.start(item))
 
-    async def start(self, item: Outgoing) -> asyncio.Future[None]:
+    async def start(self, item: Outgoing, before_data: BeforeData | None = None) -> asyncio.Future[None]:
         sender = _envelope_address(item.sender, "sender", permanent=False)
         recipient = _envelope_address(item.recipient, "recipient", permanent=True)
         slot = await self._idle.get()
         try:
             await self._limiter.acquire()
-            session, replied = await self._start_on(slot, sender, recipient, item.message)
+            session, replied = await self._start_on(slot, sender, recipient, item.message, before_data)
         finally:
             # The message is on the wire: the connection can carry the next envelope while its reply is awaited.
             self._idle.put_nowait(slot)
+        session.flush_soon()  # after the slot is back, so that a sender waiting for it writes first
         accepted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         replied.add_done_callback(functools.partial(self._accepted, session, accepted))
         return accepted
@@ -398,7 +433,7 @@ class SmtpTransport:
             await self._close(slot)
 
     async def _start_on(
-        self, slot: _Connection, sender: str, recipient: str, message: bytes
+        self, slot: _Connection, sender: str, recipient: str, message: bytes, before_data: BeforeData | None
     ) -> tuple[_Session, asyncio.Future[list[Reply]]]:
         """Start a transaction on the slot's session (opened first if need be); returns it and its outcome."""
         while True:
@@ -408,7 +443,7 @@ class SmtpTransport:
                 if session is None or not reused:
                     self._discard(slot)  # unusable: no transaction awaits a reply on it
                     session = slot.session = await self._connect_or_fail()
-                accepted = await session.start(sender, recipient, message)
+                accepted = await session.start(sender, recipient, message, before_data)
             except Refused as exc:
                 if not (reused and exc.reply.code == 421):
                     raise await self._refusal(slot, exc) from None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import mailbox
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -23,6 +24,9 @@ class Outgoing:
     message: bytes  # the complete RFC 5322 message
 
 
+BeforeData = Callable[[], Awaitable[None]]
+
+
 class SendError(Exception):
     def __init__(self, reason: str, *, permanent: bool, code: int | None = None) -> None:
         super().__init__(reason)
@@ -36,9 +40,11 @@ class Transport(Protocol):
         """Returns once the message is accepted; raises `SendError`."""
         ...
 
-    async def start(self, item: Outgoing) -> asyncio.Future[None]:
+    async def start(self, item: Outgoing, before_data: BeforeData | None = None) -> asyncio.Future[None]:
         """Returns once the message is handed over (on the wire), with the future of its acceptance, which fails
-        with `SendError`; may raise `SendError` itself. The caller can go on while the reply is awaited."""
+        with `SendError`; may raise `SendError` itself. The caller can go on while the reply is awaited.
+        `before_data` is awaited just before the message itself goes out (over SMTP: once the envelope is
+        accepted, which may be after the relay has dealt with the message before it)."""
         ...
 
     async def aclose(self) -> None: ...
@@ -55,7 +61,9 @@ class MaildirTransport:
     async def send(self, item: Outgoing) -> None:
         await asyncio.to_thread(self._maildir.add, item.message)
 
-    async def start(self, item: Outgoing) -> asyncio.Future[None]:
+    async def start(self, item: Outgoing, before_data: BeforeData | None = None) -> asyncio.Future[None]:
+        if before_data is not None:
+            await before_data()
         await self.send(item)
         accepted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         accepted.set_result(None)
