@@ -9,23 +9,23 @@ The pipeline, one drain per process at a time:
         after (below); a sender takes its next mail as soon as this one is on the wire, so over SMTP a connection
         carries the next envelope while the reply to the last message is awaited (`mail.smtp`)
 
-Crash safety: a delivery turns `sending` only just before its own send; at most four waves are `sending` and
-not yet sent: one on the wire awaiting its replies (of which only the messages sent whole, one per connection,
-may have reached the server), one being started by the senders, one in their queue, one being marked. Its outcome is written with the
-next wave's `sending` mark (the same transaction; on PostgreSQL the same statement), or by the writer once it
-waited FLUSH_INTERVAL both from the server's acceptance and from the end of the last store write: at most one
-store write plus FLUSH_INTERVAL after the server accepted it (a few milliseconds on SQLite, 5-15 ms on a
-PostgreSQL server that commits in 2-5 ms). So a kill -9 repeats only mails in flight or accepted within that
-time, all of them rows left `sending`. While the queue is being fed, that is one write per wave. Every store
-call runs under one lock (on PostgreSQL, claims on a connection of their own do not), in a worker thread so
-SMTP I/O never waits on it (or, for `feedsvc digest send` on SQLite, on the loop's own thread: see `drain`);
-on PostgreSQL a wave's write with no failure among its outcomes is one statement sent from the loop itself, on
-an asyncio connection, which the loop does not wait for (`_on_loop`).
+Crash safety: a delivery turns `sending` only just before its own send; at most four waves are `sending` and not yet
+sent: one on the wire awaiting its replies (of which only the messages sent whole, one per connection, may have
+reached the server), one being started by the senders, one in their queue, one being marked. Its outcome is written
+with the next wave's `sending` mark (the same transaction; on PostgreSQL the same statement), or by the writer once
+it waited FLUSH_INTERVAL both from the server's acceptance and from the end of the last store write: at most one
+store write plus FLUSH_INTERVAL after the server accepted it (a few milliseconds on SQLite, 5-15 ms on a PostgreSQL
+server that commits in 2-5 ms). So a kill -9 repeats only mails in flight or accepted within that time, all of them
+rows left `sending`. While the queue is being fed, that is one write per wave. Every store call runs under one lock
+(on PostgreSQL, claims on a connection of their own do not), in a worker thread so SMTP I/O never waits on it (or,
+for `feedsvc digest send` on SQLite, on the loop's own thread: see `drain`); on PostgreSQL a wave's write with no
+failure among its outcomes is one statement sent from the loop itself, on an asyncio connection, which the loop does
+not wait for (`_on_loop`).
 
-A store that cannot take a write (SQLite locked by another process past its busy timeout, PostgreSQL
-restarting) repeats nothing: the outcomes stay in memory and the write is retried with backoff until the store
-answers; the sends in flight finish meanwhile and no new one starts. The batch's claims are renewed every third
-of the lease, also while a send is in flight, so no other worker takes over a mail that is being sent.
+A store that cannot take a write (SQLite locked by another process past its busy timeout, PostgreSQL restarting)
+repeats nothing: the outcomes stay in memory and the write is retried with backoff until the store answers; the
+sends in flight finish meanwhile and no new one starts. The batch's claims are renewed every third of the lease,
+also while a send is in flight, so no other worker takes over a mail that is being sent.
 """
 
 from __future__ import annotations
@@ -222,7 +222,8 @@ class _Drain:
         for _ in senders:
             await self.ready.put(None)
         await asyncio.gather(*senders)
-        await asyncio.gather(*self.awaiting, return_exceptions=True)  # each recorded by _on_reply
+        if self.awaiting:  # each recorded by _on_reply; a cancelled wait leaves them to come
+            await asyncio.wait(set(self.awaiting))
 
     async def _feed(self) -> None:
         # A wave is marked `sending` and handed to the senders by a task of its own while the next wave is
@@ -351,7 +352,8 @@ class _Drain:
 
     def _on_reply(self, job: _Job, accepted: asyncio.Future[None]) -> None:
         self.awaiting.discard(accepted)
-        self._record_outcome(job, None if accepted.cancelled() else accepted.exception())
+        if not accepted.cancelled():  # cancelled, the outcome is unknown: the row stays `sending`, as after a crash
+            self._record_outcome(job, accepted.exception())
 
     def _record_outcome(self, job: _Job, error: BaseException | None) -> None:
         if error is None:

@@ -8,7 +8,9 @@ connection in doubt (4xx, timeout, dropped connection) discards it; the next sen
 aiosmtplib opens each connection (greeting, EHLO, STARTTLS, AUTH); the transactions then run on a
 `_Session` of our own over the same socket, because aiosmtplib waits for each reply before the next command
 and re-scans every message twice with regular expressions. A session pipelines MAIL, RCPT and DATA in one
-write when the server offers PIPELINING (RFC 2920), so a message costs two round trips instead of four.
+write when the server offers PIPELINING (RFC 2920), and the next mail's envelope behind the end of a message,
+so a message costs one round trip instead of four. The connection goes back to the pool as soon as a message is
+on the wire (`start`); the reply settles the message's future later.
 """
 
 from __future__ import annotations
