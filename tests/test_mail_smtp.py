@@ -382,6 +382,33 @@ def test_a_mail_that_comes_after_the_last_message_went_out_alone_waits_for_its_r
     assert len(server.blocks) == 2 and server.sessions == 1
 
 
+def test_a_mail_given_up_between_its_envelope_and_its_text_takes_its_connection_with_it():
+    # The drain's check just before a message's text (renewing its claims) fails after the relay said 354: whatever
+    # came next on that connection would be taken as the text of that mail, so the connection is dropped and the
+    # next mail goes out whole on a fresh one.
+    server = ScriptedServer(pipelining=True)
+
+    async def store_down() -> None:
+        raise RuntimeError("the store is down")
+
+    async def scenario() -> None:
+        listener = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+        port = listener.sockets[0].getsockname()[1]
+        transport = SmtpTransport(_settings_for(f"smtp://127.0.0.1:{port}", connections=1, timeout=2))
+        try:
+            with pytest.raises(RuntimeError, match="store is down"):
+                await transport.start(outgoing("first@example.com"), store_down)
+            await transport.send(outgoing("second@example.com"))
+        finally:
+            await transport.aclose()
+            listener.close()
+
+    asyncio.run(scenario())
+    assert server.sessions == 2
+    assert len(server.blocks) == 1 and b"To: second@example.com" in server.blocks[0]
+    assert b"MAIL FROM" not in server.blocks[0]
+
+
 def test_a_refused_message_leaves_the_session_to_the_next_one_and_a_421_behind_it_is_survived():
     # 554 to the first message's text ends that transaction only (no RSET): the next mail goes out on the same
     # connection. Then the relay answers the second message and says 421 before closing: the third mail, whose

@@ -238,22 +238,30 @@ class _Session:
             # message's too. With it, so does an envelope that cannot go out with the end of the last message (see
             # below). The reply's own timer bounds the wait; the outcome is its sender's.
             await asyncio.wait([last])
-        if self.pipelining:
-            self._write(b"".join(commands))
-            replies = await self._read(3)
-        else:
-            replies = []
-            for command in commands:
-                self._write(command)
-                [reply] = await self._read(1)
-                replies.append(reply)
-                if reply.code >= 400:
-                    break
-        _check_envelope(replies)
-        if before_data is not None:
-            await before_data()
-        if not self.usable:  # dropped while the envelope was answered (a reply before it was a 421)
-            raise self._reader.lost or SessionLost("connection dropped")
+        try:
+            if self.pipelining:
+                self._write(b"".join(commands))
+                replies = await self._read(3)
+            else:
+                replies = []
+                for command in commands:
+                    self._write(command)
+                    [reply] = await self._read(1)
+                    replies.append(reply)
+                    if reply.code >= 400:
+                        break
+            _check_envelope(replies)
+            if before_data is not None:
+                await before_data()
+            if not self.usable:  # dropped while the envelope was answered (a reply before it was a 421)
+                raise self._reader.lost or SessionLost("connection dropped")
+        except Refused:
+            raise  # the server's own answer: the caller knows what state it left
+        except BaseException:
+            # Cancelled, or `before_data` failed, between DATA and the message: the server may take whatever is
+            # sent next on this connection as the message's text. It must carry nothing more.
+            self.abort()
+            raise
         if self.pipelining:
             # The end of data goes out with what is written next in this turn of the loop (the next mail's envelope,
             # a QUIT), or alone at the next turn (`flush_soon`): the server reads them together and answers them in
