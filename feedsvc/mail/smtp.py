@@ -445,7 +445,8 @@ class SmtpTransport:
     async def _start_on(
         self, slot: _Connection, sender: str, recipient: str, message: bytes, before_data: BeforeData | None
     ) -> tuple[_Session, asyncio.Future[list[Reply]]]:
-        """Start a transaction on the slot's session (opened first if need be); returns it and its outcome."""
+        """Start a transaction on the slot's session (opened first if need be); returns it and the future of the
+        server's reply to the message."""
         while True:
             session = slot.session
             reused = session is not None and session.usable
@@ -453,7 +454,7 @@ class SmtpTransport:
                 if session is None or not reused:
                     self._discard(slot)  # unusable: no transaction awaits a reply on it
                     session = slot.session = await self._connect_or_fail()
-                accepted = await session.start(sender, recipient, message, before_data)
+                replied = await session.start(sender, recipient, message, before_data)
             except Refused as exc:
                 if not (reused and exc.reply.code == 421):
                     raise await self._refusal(slot, exc) from None
@@ -467,7 +468,7 @@ class SmtpTransport:
                 if session.started >= self._per_connection:
                     session.retire()
                     slot.session = None
-                return session, accepted
+                return session, replied
             # A connection that had carried earlier mail closed (or said 421) before this envelope was answered: an
             # idle timeout, or a close announced behind the last message. Nothing of this message was sent, so it
             # goes out on a fresh connection now rather than at its retry.
