@@ -8,13 +8,16 @@ import shutil
 import time
 from datetime import UTC, datetime, timedelta, timezone
 
+import httpx
 import pytest
-from conftest import EXAMPLE_POSTS
+from conftest import EXAMPLE_POSTS, start_feedsvc
 from sqlalchemy import text
+from support import wait_for
 from test_admin import signed_in
 from test_web import serve  # noqa: F401  (the real-server fixture)
 
 from feedsvc import feed_readers, feeds
+from feedsvc.config import load_settings
 from feedsvc.feed_readers import HostedCount, hosted_count
 from feedsvc.store.engine import open_engine
 
@@ -157,3 +160,36 @@ def test_reads_handed_to_the_tally_in_a_batch_count_as_read_one_by_one(tmp_path,
     day_before = datetime.fromtimestamp(midnight - 1, UTC).date().isoformat()
     assert days == [day_before, datetime.fromtimestamp(midnight, UTC).date().isoformat()]
     assert stated == [40]
+
+
+def test_reads_tallied_before_the_service_stops_are_written_as_it_stops(tmp_path, monkeypatch):
+    # The tally is written once a minute: a service stopped sooner (an upgrade, a restart) writes what it holds as
+    # it stops, instead of losing up to a minute of readers.
+    shutil.copytree(EXAMPLE_POSTS, tmp_path / "posts")
+    config = {"site": {"title": "Tallied Blog", "url": "https://blog.example.org"},
+              "web": {"secret_key": "tally-secret-of-at-least-thirty-two-bytes"}}
+    process, port, log = start_feedsvc(tmp_path, "run", config)
+    url = f"http://127.0.0.1:{port}"
+
+    def feed_served() -> bool:
+        assert process.poll() is None, log.read_text()
+        try:
+            return httpx.get(f"{url}/rss.xml", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_for(feed_served, 30, "the feeds served", interval=0.1)
+        for user_agent in DIRECT[:2]:
+            assert httpx.get(f"{url}/rss.xml", headers={"user-agent": user_agent}).status_code == 200
+    finally:
+        process.terminate()
+        assert process.wait(15) == 0, log.read_text()
+    monkeypatch.chdir(tmp_path)  # where the service ran: its store is there
+    engine = open_engine(load_settings(tmp_path / "feedsvc.toml").store.database_url)
+    try:
+        audience = {a.feed: a for a in feed_readers.audiences(engine, datetime.now(UTC))}.get("/rss.xml")
+    finally:
+        engine.dispose()
+    # The poll above (httpx's User-Agent) and the two readers: three distinct clients from one address.
+    assert audience is not None and audience.direct == 3, log.read_text()

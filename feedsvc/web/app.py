@@ -229,7 +229,8 @@ def create_app(settings: Settings, engine: Engine | None = None, transport: Tran
     fediverse = fediverse_web.Fediverse(settings, engine) if settings.fediverse.enabled else None
     inbox_limits = dict.fromkeys(fediverse_web.INBOX_PATHS, settings.fediverse.max_body_bytes)
     store_health = StoreHealth(engine)
-    feed_route = FeedRoute(web.feeds, observe=feed_request_observer(engine, secret))
+    feed_reads = feed_request_observer(engine, secret)
+    feed_route = FeedRoute(web.feeds, observe=feed_reads.read)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -237,6 +238,7 @@ def create_app(settings: Settings, engine: Engine | None = None, transport: Tran
             async with store_health.watching():
                 yield
         finally:
+            await feed_reads.close()
             if fediverse is not None:
                 await fediverse.aclose()
             if owns_transport:

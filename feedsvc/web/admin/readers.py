@@ -12,7 +12,6 @@ from starlette.routing import Route
 
 from feedsvc import feed_readers
 from feedsvc.web.admin.common import PREFIX, Admin, admin_page, now
-from feedsvc.web.feed_server import Observer
 
 # Feed reads are handed to the tally in batches: at most this many seconds (or the tally's own flush interval,
 # if shorter) after the first of a batch, or at this many distinct requesters.
@@ -21,10 +20,10 @@ BATCH_SIZE = 1_000
 DAY = 86_400.0  # seconds; POSIX time has no leap seconds, so UTC days begin at its multiples
 
 
-def feed_request_observer(engine: Engine, key: str) -> Observer:
-    """For FeedRoute: tallies each feed read (`FeedReads.read`); the tally is written in a worker thread once a
-    minute."""
-    return FeedReads(feed_readers.Tally(engine, key)).read
+def feed_request_observer(engine: Engine, key: str) -> FeedReads:
+    """For FeedRoute (its `read`): tallies each feed read; the tally is written in a worker thread once a minute,
+    and at the app's shutdown (`close`)."""
+    return FeedReads(feed_readers.Tally(engine, key))
 
 
 class FeedReads:
@@ -55,6 +54,13 @@ class FeedReads:
         if moment >= self._hand_over_at or len(batch) >= BATCH_SIZE:
             self._hand_over_at = moment + min(BATCH_SECONDS, feed_readers.FLUSH_SECONDS)
             self.hand_over()
+
+    async def close(self) -> None:
+        """Write what was read so far: the batch and what the tally holds (a restart would lose up to a minute)."""
+        self.hand_over()
+        if self._writing:
+            await asyncio.wait(set(self._writing))
+        await asyncio.to_thread(self.tally.flush)
 
     def hand_over(self) -> None:
         """Give the batch to the tally, and have the tally written if it is due (from the event loop)."""
