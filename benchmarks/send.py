@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/send.py [--sizes 1000,10000] [--rounds 3] [--memory 1000,10000,100000]
                                         [--relay-rtt-ms 0]
 
-One ~30 KB digest (5 posts, Indonesian, emoji subject) is queued for every subscriber of a fresh SQLite store
+One ~47 KB digest (5 posts, Indonesian, emoji subject) is queued for every subscriber of a fresh SQLite store
 (not timed); then the user's command, `feedsvc digest send`, runs as a new process with the store and
 `[mail] smtp_url` / `from_address` set and every other [mail] setting at its default, into Postfix's
 `smtp-sink`. In the same rounds, `smtp-source -s 8 -d` sends the same number of messages of the same size
