@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import resource
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -54,68 +55,90 @@ def connection_limit(settings: Settings) -> int:
     return max(soft - 4 * ACCEPT_BURST - OWN_DESCRIPTORS - outgoing, 32)
 
 
+class PendingCheck:
+    """A connection's deadline, `timeout` after `since`, kept by one pending timer: a timer made and cancelled per
+    request was a tenth of the instructions of a feed request's fast path. A connection kept busy finds its check
+    pending (`arm` only moves `since`); when the timer fires it waits for the rest if `since` moved on, ends if
+    `since` is None (the next `arm` starts it again), and calls `expired` once the deadline has passed."""
+
+    __slots__ = ("_expired", "_loop", "_timeout", "_timer", "since")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float, expired: Callable[[], None]) -> None:
+        self._loop = loop
+        self._timeout = timeout
+        self._expired = expired
+        self._timer: asyncio.TimerHandle | None = None
+        self.since: float | None = None
+
+    def arm(self) -> None:
+        self.since = self._loop.time()
+        if self._timer is None:
+            self._timer = self._loop.call_later(self._timeout, self._fire)
+
+    def cancel(self) -> None:
+        self.since = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _fire(self) -> None:
+        self._timer = None
+        if self.since is None:
+            return
+        left = self.since + self._timeout - self._loop.time()
+        if left > 0:
+            self._timer = self._loop.call_later(left, self._fire)
+        else:
+            self._expired()
+
+
 def guarded_protocol(base: type[Any], header_timeout: float, max_connections: int) -> type[asyncio.Protocol]:
     """uvicorn's HTTP protocol `base` with a deadline for request headers and a bound on open connections."""
 
     class GuardedHTTP(base):
-        # The pending check of the header deadline: one per connection at most, armed when the server starts
-        # waiting for headers and none is pending. A timer made and cancelled per request was a tenth of the
-        # instructions of a feed request's fast path; a connection kept busy now finds its check pending, and the
-        # check moves on to the last answer's deadline when it fires.
-        _deadline: asyncio.TimerHandle | None = None
-        # Since when the server has been waiting for this client (its headers or its body); None while the
-        # request is being answered.
-        waiting_since: float | None = None
+        # The header deadline (`PendingCheck`): armed when the server starts waiting for this client (its headers,
+        # or its body trickled the same way); its `since` is None while the request is being answered.
+        _headers: PendingCheck
+
+        @property
+        def waiting_since(self) -> float | None:
+            """Since when the server has been waiting for this client; None while its request is answered."""
+            return self._headers.since
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             super().connection_made(transport)
-            self._await_headers()
+            self._headers = PendingCheck(self.loop, header_timeout, self._headers_overdue)
+            self._headers.arm()
             if len(self.connections) > max_connections:
                 self._make_room()
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
             if not self._between_requests() and not self.cycle.more_body:
-                self.waiting_since = None
+                self._headers.since = None
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
             if self._between_requests() and not self.transport.is_closing():
-                self._await_headers()
+                self._headers.arm()
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._cancel_deadline()
-            self.waiting_since = None
+            self._headers.cancel()
             super().connection_lost(exc)
 
         def _between_requests(self) -> bool:
             return self.cycle is None or self.cycle.response_complete
 
-        def _await_headers(self) -> None:
-            self.waiting_since = self.loop.time()
-            if self._deadline is None:
-                self._deadline = self.loop.call_later(header_timeout, self._check_deadline)
-
-        def _cancel_deadline(self) -> None:
-            if self._deadline is not None:
-                self._deadline.cancel()
-                self._deadline = None
-
-        def _check_deadline(self) -> None:
-            self._deadline = None
-            if not self._between_requests() or self.waiting_since is None or self.transport.is_closing():
-                return  # the headers are in: a request is being read or answered; its answer arms the next check
-            left = self.waiting_since + header_timeout - self.loop.time()
-            if left > 0:  # requests were answered since this check was armed: the deadline moved on
-                self._deadline = self.loop.call_later(left, self._check_deadline)
-            else:
+        def _headers_overdue(self) -> None:
+            # A request read or answered meanwhile is not cut short: its answer arms the next check.
+            if self._between_requests() and not self.transport.is_closing():
                 self.transport.close()
 
         def _make_room(self) -> None:
             waiting = [c for c in self.connections if c is not self and getattr(c, "waiting_since", None) is not None]
             oldest = min(waiting, key=lambda c: c.waiting_since, default=self)
             oldest.transport.close()
-            oldest.waiting_since = None
+            oldest._headers.cancel()
 
     GuardedHTTP.__name__ = f"Guarded{base.__name__}"
     return GuardedHTTP
@@ -132,10 +155,9 @@ def feed_fast_path(base: type[Any], route: FeedRoute) -> type[asyncio.Protocol]:
 
     class FeedFastPath(base):
         _answered = False  # the current request was answered here: the app never sees it
-        # Since when the connection has been idle after an answer (loop time); None from its next bytes on. The
-        # keep-alive check stays pending across requests (see on_response_complete).
-        _idle_since: float | None = None
-        timeout_keep_alive_task: asyncio.TimerHandle | None  # uvicorn's: here the pending check
+        # The keep-alive deadline (`PendingCheck`): armed at each answer, its `since` None from the next request's
+        # first bytes. uvicorn makes a timer at each answer and cancels it at the next request's first bytes.
+        _idle: PendingCheck | None = None
 
         def on_message_begin(self) -> None:
             # What uvicorn's on_message_begin resets, without its scope: that is made for a request the app answers
@@ -237,44 +259,29 @@ def feed_fast_path(base: type[Any], route: FeedRoute) -> type[asyncio.Protocol]:
                     return host
             return client
 
-        # uvicorn arms a keep-alive timer at each answer and cancels it at the next request's first bytes: a timer
-        # made and cancelled per request, as the header deadline's was. Here one check per connection stays
-        # pending; when it fires it closes the connection if it has been idle `timeout_keep_alive` since its last
-        # answer, waits for the rest if it answered since, or ends if a request is under way (whose answer arms
-        # the next). The closing is uvicorn's: after the same idle time, never during a request.
+        # The closing is uvicorn's: after the same idle time since the last answer, never during a request.
         def _unset_keepalive_if_required(self) -> None:
-            self._idle_since = None  # bytes of a request came in (data_received)
+            if self._idle is not None:
+                self._idle.since = None  # bytes of a request came in (data_received)
 
         def on_response_complete(self) -> None:
             # uvicorn's, but the keep-alive check above.
             self.server_state.total_requests += 1
             if self.transport.is_closing():
                 return
-            self._idle_since = None
+            self._unset_keepalive_if_required()
             self.flow.resume_reading()
             if self.pipeline:
                 cycle, app = self.pipeline.pop()
                 self._start_asgi_task(cycle, app)
             else:
-                self._idle_since = self.loop.time()
-                if self.timeout_keep_alive_task is None:
-                    self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self._keep_alive_check)
-
-        def _keep_alive_check(self) -> None:
-            self.timeout_keep_alive_task = None
-            if self._idle_since is None:
-                return
-            left = self._idle_since + self.timeout_keep_alive - self.loop.time()
-            if left > 0:
-                self.timeout_keep_alive_task = self.loop.call_later(left, self._keep_alive_check)
-            else:
-                self.timeout_keep_alive_handler()
+                if self._idle is None:
+                    self._idle = PendingCheck(self.loop, self.timeout_keep_alive, self.timeout_keep_alive_handler)
+                self._idle.arm()
 
         def connection_lost(self, exc: Exception | None) -> None:
-            if self.timeout_keep_alive_task is not None:
-                self.timeout_keep_alive_task.cancel()
-                self.timeout_keep_alive_task = None
-            self._idle_since = None
+            if self._idle is not None:
+                self._idle.cancel()
             super().connection_lost(exc)
 
     FeedFastPath.__name__ = f"FeedFastPath{base.__name__}"
