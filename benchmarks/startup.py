@@ -47,7 +47,7 @@ def feedsvc(tree_path: Path, *args: str, cwd: Path) -> measure.Measured:
     """`python -m feedsvc` from tree_path; cwd must not hold a feedsvc package (`-m` puts it first on sys.path)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDSVC_")}
     env["PYTHONPATH"] = str(tree_path)
-    return measure.run([sys.executable, "-m", "feedsvc", *args], env=env, cwd=cwd)
+    return measure.run([sys.executable, "-m", "feedsvc", *args], env=env, cwd=cwd, sample_memory=False)
 
 
 def main() -> int:
