@@ -4,16 +4,17 @@
                                         [--relay-rtt-ms 0]
 
 One ~47 KB digest (5 posts, Indonesian, emoji subject) is queued for every subscriber of a fresh SQLite store
-(not timed); then the user's command, `feedsvc digest send`, runs as a new process with the store and
-`[mail] smtp_url` / `from_address` set and every other [mail] setting at its default, into Postfix's
-`smtp-sink`. In the same rounds, `smtp-source -s 8 -d` sends the same number of messages of the same size
-into the same sink. Rounds are interleaved (each round runs every size for both), figures are medians; whole
-processes, start-up included, timed without sampling their memory (measure.py says why). Counts are checked exactly: the sink received as many messages as there are
-subscribers, and the store has one delivery per subscriber, every one sent. The sink's own CPU per message is
-shown too: it runs on the machine's cores beside the contender. Each round also times a new Python that
-only imports SQLAlchemy and pydantic-settings (the store and the configuration): with the sink's CPU for
-feedsvc's mails, it gives the best ratio any process built on them could reach in this run. Then the memory of the same command
-at each --memory size (PSS summed over the process tree, sampled while it runs; peak RSS from wait4).
+(not timed); then the user's command, `feedsvc digest send`, runs as a new process with the store and `[mail]
+smtp_url` / `from_address` set and every other [mail] setting at its default, into Postfix's `smtp-sink`. In the
+same rounds, `smtp-source -s 8 -d` sends the same number of messages of the same size into the same sink. Rounds
+are interleaved (each round runs every size for both), figures are medians; whole processes, start-up included,
+timed without sampling their memory (measure.py says why). Counts are checked exactly: the sink received as many
+messages as there are subscribers, and the store has one delivery per subscriber, every one sent. The sink's own
+CPU per message is shown too: it runs on the machine's cores beside the contender. Each round also times a new
+Python that only imports SQLAlchemy and pydantic-settings (the store and the configuration): with the sink's CPU
+for feedsvc's mails, it gives the best ratio any process built on them could reach in this run. Then the memory
+of the same command at each --memory size (PSS summed over the process tree, sampled while it runs; peak RSS
+from wait4).
 With `--relay-rtt-ms N`, both contenders reach the sink through `delay_proxy.py`, which holds every byte for N/2
 ms each way: a relay N ms away instead of one on loopback, where round trips cost nothing.
 
