@@ -1,8 +1,9 @@
 """What every benchmark measures the same way: a whole process (and everything it starts) from outside.
 
-`run(command)` times a command, sums the CPU time of the process and its waited-for children, and samples the
-PSS of the whole process tree (every descendant's /proc/<pid>/smaps_rollup, summed: shared pages counted once
-between them) while it runs. `load()` is the load average to print beside figures taken on a shared machine.
+`run(command)` times a command, sums the CPU time of the process and its waited-for children, and (unless told
+not to: `sample_memory=False`, for timing alone) samples the PSS of the whole process tree (every descendant's
+/proc/<pid>/smaps_rollup, summed: shared pages counted once between them) while it runs. `load()` is the load
+average to print beside figures taken on a shared machine.
 """
 
 from __future__ import annotations
