@@ -339,12 +339,9 @@ class _Session:
         self.abort()
 
     async def _read(self, count: int) -> list[Reply]:
-        return await self._wait(self._reader.expect(count))
-
-    async def _wait(self, replies: asyncio.Future[list[Reply]]) -> list[Reply]:
         try:
             async with asyncio.timeout(self._timeout):
-                return await replies
+                return await self._reader.expect(count)
         except TimeoutError:
             # The replies still owed would be taken for later commands' answers: the session is over.
             self.abort()

@@ -279,14 +279,12 @@ class FeedRoute:
 
     def answered(self, method: str, path: str, status: int, client: str, user_agent: bytes) -> None:
         """Count a GET or HEAD answered, from what it is counted by."""
-        counts = self.requests.counts
-        key = (method, status)
-        counts[key] = counts.get(key, 0) + 1
+        self.count(method, status)
         if self.observe is not None:
             self.observe(path, client, user_agent)
 
     def count(self, method: str, status: int) -> None:
-        """Count an answer that is not a feed read (a refused method)."""
+        """Count an answer (a feed read's, through `answered`, or a refused method's)."""
         counts = self.requests.counts
         counts[(method, status)] = counts.get((method, status), 0) + 1
 
