@@ -14,7 +14,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import add_subscribers, write_post
+from conftest import add_subscribers, free_port, write_post
 from sqlalchemy import select
 
 from feedsvc.config import Settings
@@ -135,6 +135,39 @@ def test_mails_given_up_during_an_outage_are_sent_after_retry_failed(blog, smtp_
     assert "2 failed deliveries queued again" in result.stdout
     assert feedsvc(settings, "digest", "send").returncode == 0
     assert len(smtp_server.received) == 2
+
+
+def not_sent(stderr: str) -> list[str]:
+    """The reasons `digest send` logged for mails it did not send, as "N not sent: reason"."""
+    return re.findall(r"deliveries: (\d+ not sent.*)$", stderr, re.MULTILINE)
+
+
+def test_send_says_why_mails_were_not_sent(blog):
+    """A relay that refuses connections: the summary's counts come with the reason, and the mails wait for their
+    retry."""
+    port = free_port()
+    settings, _ = blog(subscribers=3, mail={"smtp_url": f"smtp://127.0.0.1:{port}"})
+    result = feedsvc(settings, "digest", "send")
+    assert result.returncode == 0, result.stderr
+    assert "sent 0, to retry 3, failed 0, bounced 0" in result.stdout
+    [line] = not_sent(result.stderr)
+    assert line.startswith(f"3 not sent: cannot connect to SMTP server 127.0.0.1:{port}: "), line
+    assert "Connection refused" in line, line
+
+
+def test_send_names_each_refusal_the_commonest_first(blog, smtp_server):
+    settings, addresses = blog(subscribers=4, mail={"smtp_url": smtp_server.url})
+    refusals = {addresses[1]: "550 5.1.1 no such mailbox", addresses[2]: "550 5.1.1 no such mailbox",
+                addresses[3]: "552 5.2.2 mailbox full"}
+    smtp_server.fault = lambda stage, address: refusals.get(address) if stage == "rcpt" else None
+    result = feedsvc(settings, "digest", "send")
+    assert result.returncode == 0, result.stderr
+    assert "sent 1, to retry 0, failed 0, bounced 3" in result.stdout
+    assert not_sent(result.stderr) == [
+        "2 not sent: recipient refused: 550 5.1.1 no such mailbox",
+        "1 not sent: recipient refused: 552 5.2.2 mailbox full",
+    ], result.stderr
+    assert [mail.recipients for mail in smtp_server.received] == [[addresses[0]]]
 
 
 @pytest.mark.slow

@@ -235,7 +235,9 @@ def test_failed_deliveries_queued_again_are_sent_and_cancelled_ones_stay_failed(
     outage = True
     smtp_server.fault = lambda stage, arg: "421 4.3.2 relay down" if outage and stage == "rcpt" else None
     clock = Clock()
-    assert run(settings, engine, clock) == DrainReport(failed=2, skipped=1)
+    assert run(settings, engine, clock) == DrainReport(
+        failed=2, skipped=1, reasons=Counter({"recipient refused: 421 4.3.2 relay down": 2})
+    )
 
     outage = False
     with engine.begin() as connection:

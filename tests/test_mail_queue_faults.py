@@ -328,7 +328,7 @@ def test_a_550_to_the_only_recipient_bounces_even_when_the_server_then_accepts_d
             listener.close()
 
     report = asyncio.run(scenario())
-    assert report == DrainReport(bounced=2)
+    assert report == DrainReport(bounced=2, reasons=Counter({"recipient refused: 550 5.1.1 no such user": 2}))
     assert {sid: status for sid, (status, _) in statuses(engine).items()} == dict.fromkeys(ids, "bounced")
     assert statuses(engine)[ids[0]][1] == "recipient refused: 550 5.1.1 no such user"
     assert {row["state"] for row in rows(engine).values()} == {"bounced"}

@@ -36,8 +36,9 @@ import email.parser
 import functools
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -83,6 +84,9 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+REASONS_LOGGED = 5  # distinct reasons for mails not sent, logged at the end of a drain
+
+
 @dataclass
 class DrainReport:
     sent: int = 0
@@ -90,10 +94,12 @@ class DrainReport:
     failed: int = 0
     bounced: int = 0
     skipped: int = 0  # the subscriber left (unsubscribed, bounced elsewhere) after the delivery was queued
+    # Why the mails to retry, failed and bounced were not sent, as the relay or the connection said: reason -> mails.
+    reasons: Counter[str] = field(default_factory=Counter)
 
     @property
     def done(self) -> int:
-        return sum(getattr(self, f.name) for f in fields(self))
+        return self.sent + self.retried + self.failed + self.bounced + self.skipped
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +143,18 @@ async def drain(
             "deliveries: %d sent, %d to retry, %d failed, %d bounced, %d skipped",
             report.sent, report.retried, report.failed, report.bounced, report.skipped,
         )
+    _log_reasons(report.reasons)
     return report
+
+
+def _log_reasons(reasons: Counter[str]) -> None:
+    """Why mails were not sent (a relay that refuses connections, a refused recipient), the commonest first: the
+    counts alone would not say what to fix. For `feedsvc digest send` and the service alike."""
+    shown = reasons.most_common(REASONS_LOGGED)
+    for reason, mails in shown:
+        log.warning("deliveries: %d not sent: %s", mails, reason)
+    if others := reasons.total() - sum(mails for _, mails in shown):
+        log.warning("deliveries: %d not sent for other reasons", others)
 
 
 class _Drain:
@@ -469,6 +486,8 @@ class _Drain:
         report.failed += failed
         report.bounced += len(bounces)
         report.skipped += skipped
+        report.reasons.update(item.error for item in retries)
+        report.reasons.update(item.error for item in bounces)
         for outcome, number in (("sent", len(sent)), ("retry", len(retries) - failed), ("failed", failed),
                                 ("bounced", len(bounces))):
             if number:
